@@ -1,0 +1,95 @@
+"""Child-process helpers shared by the service launchers: free ports, spawn, stop."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be fetched, started or reached."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    os.setsid()
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(cmd: list[str], log_path: Path, *, die_with_parent: bool) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session with output to ``log_path``.
+
+    With ``die_with_parent`` the kernel kills the child when the process that started it
+    dies, even by SIGKILL, so an interrupted test run leaves no orphaned server behind.
+    """
+    log = log_path.open("ab")
+    try:
+        if die_with_parent:
+            return subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            )
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it outlives ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    terminate_pid(proc.pid, grace, wait=proc.wait)
+
+
+def terminate_pid(pid: int, grace: float = 10.0, wait: object = None) -> None:
+    """Stop a process (and its group) by pid; used by ``dev-down`` for processes it did not start."""
+    import time
+
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        if callable(wait):
+            try:
+                wait(timeout=0.2)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if callable(wait):
+        wait()
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
