@@ -132,7 +132,9 @@ def _java() -> str:
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     if not java:
-        raise ServiceError("Java 17 is needed to run the Kafka broker: apt-get install openjdk-17-jre")
+        raise ServiceError(
+            "Java 17 is needed to run the Kafka broker: apt-get install openjdk-17-jre"
+        )
     return java
 
 
@@ -163,12 +165,16 @@ class KafkaBroker:
         conf = self.workdir / "server.properties"
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         java = [_java(), "-cp", f"{libs}/*"]
-        cluster_id = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = (
+            subprocess.run(
+                [*java, "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         fmt = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)],
             capture_output=True,
@@ -210,7 +216,9 @@ class KafkaBroker:
             except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
                 last_error = str(exc)
             time.sleep(0.2)
-        raise ServiceError(f"Kafka broker not ready after {timeout:.0f}s ({last_error}); see {self.log_path}")
+        raise ServiceError(
+            f"Kafka broker not ready after {timeout:.0f}s ({last_error}); see {self.log_path}"
+        )
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -39,11 +41,17 @@ def spawn(cmd: list[str], log_path: Path, *, die_with_parent: bool) -> subproces
     try:
         if die_with_parent:
             return subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
             )
         return subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     finally:
@@ -51,39 +59,25 @@ def spawn(cmd: list[str], log_path: Path, *, die_with_parent: bool) -> subproces
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the child's process group, then SIGKILL it if it outlives ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    terminate_pid(proc.pid, grace, wait=proc.wait)
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds, and reap it."""
+    if proc.poll() is None:
+        terminate_pid(proc.pid, grace)
+    proc.wait()
 
 
-def terminate_pid(pid: int, grace: float = 10.0, wait: object = None) -> None:
-    """Stop a process (and its group) by pid; used by ``dev-down`` for processes it did not start."""
-    import time
-
+def terminate_pid(pid: int, grace: float = 10.0) -> None:
+    """Stop a process group by its leader's pid (``dev-down`` stops what ``dev-up`` started)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    except PermissionError:
-        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if not pid_alive(pid):
             return
-        if callable(wait):
-            try:
-                wait(timeout=0.2)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-        time.sleep(0.2)
-    try:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if callable(wait):
-        wait()
 
 
 def pid_alive(pid: int) -> bool:

@@ -37,12 +37,18 @@ class RedisServer:
         self.port = free_port() if not self.port else self.port
         cmd = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
-            "--daemonize", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
         ]
         self._proc = spawn(cmd, self.log_path, die_with_parent=self.die_with_parent)
         self.pid = self._proc.pid

@@ -1,0 +1,61 @@
+# streamer — developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-streamer
+
+.PHONY: help install test test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv with streamer and its test/dev tools
+
+test: $(STAMP) ## all tests: unit, then integration on a real Kafka broker and Redis
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP) ## unit tests only (no servers)
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## integration tests only (real Kafka and Redis)
+	$(PY) -m pytest tests/integration
+
+lint: $(STAMP) ## ruff and strict mypy
+	$(VENV)/bin/ruff check streamer tests bench models
+	$(VENV)/bin/ruff format --check streamer tests bench models
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's formatting and fixes
+	$(VENV)/bin/ruff format streamer tests bench models
+	$(VENV)/bin/ruff check --fix streamer tests bench models
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+dev-up: $(STAMP) ## start a local Kafka broker and Redis; addresses in .dev/env
+	$(PY) -m streamer.devstack up
+
+dev-down: ## stop the local stack started by dev-up
+	$(PY) -m streamer.devstack down
+
+dev-status: ## is the local stack running?
+	$(PY) -m streamer.devstack status
+
+demo: $(STAMP) ## the main job: local stack, features, synthetic events, live scoring, summary
+	$(PY) -m streamer.demo
+
+bench: $(STAMP) ## streamer vs raw passthrough vs naive per-event scorer on the local stack
+	$(PY) bench/pipeline.py
+
+train: $(STAMP) ## retrain the model in models/ (needs the train extra)
+	$(PY) -m pip install -q -e ".[train]"
+	$(PY) models/train.py --out models
+
+clean: ## remove caches and build output
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
