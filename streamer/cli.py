@@ -1,0 +1,195 @@
+"""The ``streamer`` command line (Typer): run, produce, consume, features, version."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamer import __version__
+from streamer.errors import StreamerError
+from streamer.wire import WireFormat
+
+app = typer.Typer(
+    help="Real-time card-payment fraud scoring on Kafka, Redis and ONNX Runtime.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+features_app = typer.Typer(help="The Redis feature cache.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+_state = {"debug": False}
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        envvar="STREAMER_KAFKA_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers.",
+    ),
+]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format", "-f", envvar="STREAMER_INPUT_FORMAT", help="confluent | single-object | raw"
+    ),
+]
+RegistryUrl = Annotated[
+    str, typer.Option("--schema-registry-url", envvar="STREAMER_SCHEMA_REGISTRY_URL")
+]
+Seed = Annotated[int, typer.Option(help="Seed of the synthetic population (cards, merchants).")]
+Cards = Annotated[int, typer.Option(help="Cards in the synthetic population.")]
+Merchants = Annotated[int, typer.Option(help="Merchants in the synthetic population.")]
+
+
+def _wire_format(value: str) -> WireFormat:
+    if value not in ("confluent", "single-object", "raw"):
+        raise typer.BadParameter(f"{value!r}: use confluent, single-object or raw")
+    return value  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML settings file.")
+    ] = None,
+) -> None:
+    """Consume, score and publish until SIGTERM/SIGINT (settings: STREAMER_* variables)."""
+    from streamer import app as service
+    from streamer import logs
+    from streamer.config import load_settings
+
+    settings = load_settings(config)
+    logs.configure(settings.log_level)
+    service.run(settings)
+
+
+@app.command()
+def produce(
+    topic: Annotated[str, typer.Option("--topic", "-t", envvar="STREAMER_INPUT_TOPIC")],
+    bootstrap_servers: Bootstrap,
+    count: Annotated[int, typer.Option("--count", "-n", help="Events to send.")] = 1000,
+    rate: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")] = 0.0,
+    fmt: Format = "single-object",
+    schema_registry_url: RegistryUrl = "",
+    seed: Seed = 7,
+    cards: Cards = 5000,
+    merchants: Merchants = 500,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Send synthetic TransactionEvents (keyed by card id) with W3C traceparent headers."""
+    from streamer.producer import produce_synthetic
+
+    sent = produce_synthetic(
+        topic=topic,
+        bootstrap_servers=bootstrap_servers,
+        count=count,
+        rate=rate,
+        fmt=_wire_format(fmt),
+        schema_registry_url=schema_registry_url,
+        seed=seed,
+        n_cards=cards,
+        n_merchants=merchants,
+        progress=not quiet,
+    )
+    typer.echo(f"sent {sent} events to {topic}", err=True)
+
+
+@app.command()
+def consume(
+    topic: Annotated[str, typer.Option("--topic", "-t", envvar="STREAMER_OUTPUT_TOPIC")],
+    bootstrap_servers: Bootstrap,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", envvar="STREAMER_OUTPUT_FORMAT")
+    ] = "single-object",
+    schema: Annotated[
+        str, typer.Option(help="Reader schema: scored_event, transaction_event or a path.")
+    ] = "",
+    schema_registry_url: RegistryUrl = "",
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="Stop after this many (0: follow).")
+    ] = 0,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+) -> None:
+    """Tail a topic, decoded, one JSON object per line (for people, and for jq)."""
+    from streamer.tail import tail
+
+    tail(
+        topic=topic,
+        bootstrap_servers=bootstrap_servers,
+        fmt=_wire_format(fmt),
+        schema=schema,
+        schema_registry_url=schema_registry_url,
+        count=count,
+        from_beginning=from_beginning,
+    )
+
+
+@features_app.command("load")
+def features_load(
+    redis_url: Annotated[
+        str, typer.Option(envvar="STREAMER_REDIS_URL")
+    ] = "redis://127.0.0.1:6379/0",
+    prefix: Annotated[str, typer.Option(envvar="STREAMER_REDIS_KEY_PREFIX")] = "",
+    file: Annotated[Path | None, typer.Option("--file", help="JSON Lines feature file.")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Generate the synthetic set instead.")] = False,
+    seed: Seed = 7,
+    cards: Cards = 5000,
+    merchants: Merchants = 500,
+) -> None:
+    """Write card and merchant features to Redis, from a file or the synthetic population."""
+    from streamer.feature_store import load_command
+
+    if (file is None) == (not synthetic):
+        raise typer.BadParameter("give exactly one of --file or --synthetic")
+    written = load_command(
+        redis_url=redis_url,
+        prefix=prefix,
+        file=file,
+        seed=seed,
+        n_cards=cards,
+        n_merchants=merchants,
+    )
+    typer.echo(f"wrote {written}", err=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the version of streamer and of the libraries it runs on."""
+    import confluent_kafka
+    import onnxruntime
+
+    typer.echo(
+        f"streamer {__version__} (confluent-kafka {confluent_kafka.version()[0]}, "
+        f"librdkafka {confluent_kafka.libversion()[0]}, onnxruntime {onnxruntime.__version__}, "
+        f"python {sys.version.split()[0]})"
+    )
+
+
+def main() -> None:
+    """Entry point: one clear line and a documented exit code for anything that stops us."""
+    try:
+        app(standalone_mode=False)
+    except StreamerError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"streamer: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.BadParameter as exc:  # a click.UsageError: show it like click would
+        exc.show()
+        sys.exit(2)

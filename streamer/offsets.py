@@ -1,0 +1,102 @@
+"""Which input offsets may be committed: at-least-once bookkeeping, no I/O.
+
+Every consumed message is registered in consumption order. It is acknowledged when its
+output (a scored event or a dead letter) was acknowledged by the broker. The committable
+offset of a partition is one past the longest acknowledged prefix of what was consumed, so
+gaps in offsets (transaction markers, compaction) need no special case and an output that
+is never acknowledged holds back the commit of everything after it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass
+class _PartitionState:
+    order: deque[int] = field(default_factory=deque)
+    acked: dict[int, bool] = field(default_factory=dict)
+    committable: int | None = None  # one past the last acknowledged prefix offset
+    committed: int | None = None  # what was last handed to the consumer's commit
+    failed: int | None = None  # lowest offset whose output could not be delivered
+
+
+class OffsetTracker:
+    """Contiguous acknowledged prefixes per partition."""
+
+    def __init__(self) -> None:
+        self._parts: dict[TopicPartition, _PartitionState] = {}
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Messages consumed whose output is not acknowledged yet."""
+        return self._pending
+
+    def register(self, tp: TopicPartition, offsets: Iterable[int]) -> None:
+        """Record messages handed over by the consumer, in consumption order."""
+        state = self._parts.setdefault(tp, _PartitionState())
+        fresh = [o for o in offsets if o not in state.acked]
+        state.order.extend(fresh)
+        state.acked.update(dict.fromkeys(fresh, False))
+        self._pending += len(fresh)
+
+    def ack(self, tp: TopicPartition, offset: int) -> None:
+        """The output for ``offset`` was acknowledged by the broker."""
+        state = self._parts.get(tp)
+        if state is None or state.acked.get(offset) is not False:
+            return  # partition revoked or rewound since: nothing to do
+        state.acked[offset] = True
+        self._pending -= 1
+        order, acked = state.order, state.acked
+        while order and acked[order[0]]:
+            done = order.popleft()
+            del acked[done]
+            state.committable = done + 1
+
+    def fail(self, tp: TopicPartition, offset: int) -> None:
+        """The output for ``offset`` could not be delivered: it must be processed again."""
+        state = self._parts.get(tp)
+        if state is None or offset not in state.acked:
+            return
+        if state.failed is None or offset < state.failed:
+            state.failed = offset
+
+    def take_failures(self) -> dict[TopicPartition, int]:
+        """Partitions to rewind, and where to; their state past that offset is forgotten."""
+        rewinds: dict[TopicPartition, int] = {}
+        for tp, state in self._parts.items():
+            if state.failed is None:
+                continue
+            rewinds[tp] = state.failed
+            kept = [o for o in state.order if o < state.failed]
+            dropped = sum(1 for o in state.order if o >= state.failed and not state.acked[o])
+            self._pending -= dropped
+            state.acked = {o: state.acked[o] for o in kept}
+            state.order = deque(kept)
+            state.failed = None
+        return rewinds
+
+    def commits(self) -> dict[TopicPartition, int]:
+        """Offsets that advanced since the last call (to hand to ``Consumer.commit``)."""
+        out: dict[TopicPartition, int] = {}
+        for tp, state in self._parts.items():
+            if state.committable is not None and state.committable != state.committed:
+                out[tp] = state.committable
+                state.committed = state.committable
+        return out
+
+    def committable(self, tp: TopicPartition) -> int | None:
+        state = self._parts.get(tp)
+        return None if state is None else state.committable
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop revoked or lost partitions; late acknowledgements for them are ignored."""
+        for tp in partitions:
+            state = self._parts.pop(tp, None)
+            if state is not None:
+                self._pending -= sum(1 for done in state.acked.values() if not done)

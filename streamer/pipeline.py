@@ -1,0 +1,269 @@
+"""The consumer loop: one micro-batch at a time, at-least-once.
+
+consume → decode → enrich → assemble → score → publish; offsets are committed only once
+the broker acknowledged every output (scored event or dead letter) up to them. On
+rebalance, revoked partitions are drained and committed first; on stop, everything in
+flight is flushed and committed before the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streamer.enrichment import FeatureCache
+from streamer.errors import Rejection
+from streamer.features import assemble, event_columns
+from streamer.offsets import OffsetTracker
+from streamer.publish import Publisher
+from streamer.scored import ModelStamp, scored_records
+from streamer.scoring import decide
+from streamer.wire import is_retriable
+
+log = logging.getLogger(__name__)
+
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+class Decoder(Protocol):
+    def decode(self, payload: bytes | None) -> dict[str, Any] | Rejection: ...
+
+
+class Encoder(Protocol):
+    def encode(self, record: dict[str, Any]) -> bytes: ...
+
+
+class BatchScorer(Protocol):
+    def score(self, matrix: np.ndarray) -> np.ndarray: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class LoopStats:
+    """What the loop did so far (read by the progress display, metrics and health)."""
+
+    batches: int = 0
+    consumed: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    assigned: set[tuple[str, int]] = field(default_factory=set)
+
+
+@dataclass
+class Pipeline:
+    """Wires the stages together; every collaborator is injected."""
+
+    consumer: Consumer
+    publisher: Publisher
+    tracker: OffsetTracker
+    decoder: Decoder
+    encoder: Encoder
+    cache: FeatureCache
+    scorer: BatchScorer
+    model: ModelStamp
+    feature_names: Sequence[str]
+    input_topic: str
+    output_topic: str
+    dead_letter_topic: str
+    group_id: str
+    max_batch_size: int = 500
+    max_wait_ms: int = 50
+    max_in_flight: int = 20_000
+    drain_timeout_s: float = 30.0
+    retry_backoff_s: float = 0.5
+    clock: Callable[[], int] = now_ms
+    stats: LoopStats = field(default_factory=LoopStats)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Consume until ``should_stop()``; then drain, commit and leave the group."""
+        self.consumer.subscribe(
+            [self.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self._drain()
+            self.consumer.close()  # leaves the group; revocation commits nothing new
+
+    def step(self) -> None:
+        """One loop iteration: a batch (if any), delivery reports, rewinds, commits."""
+        self.stats.last_heartbeat = time.monotonic()
+        messages = self.consumer.consume(self.max_batch_size, self.max_wait_ms / 1000.0)
+        if messages:
+            self.process(messages)
+        self.publisher.poll(0)
+        while self.tracker.pending > self.max_in_flight:
+            self.publisher.poll(0.05)  # backpressure: let acknowledgements catch up
+        self._rewind_failed()
+        self._commit(asynchronous=True)
+
+    # -- one micro-batch ------------------------------------------------------------------
+
+    def process(self, messages: list[Message]) -> None:
+        received = self.clock()
+        self.stats.batches += 1
+        valid: list[Message] = []
+        events: list[dict[str, Any]] = []
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        halted: dict[tuple[str, int], int] = {}  # partitions to re-read from an offset
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            tp, offset = _position(msg)
+            if tp in halted:
+                continue
+            by_partition.setdefault(tp, []).append(offset)
+            decoded = self.decoder.decode(msg.value())
+            if not isinstance(decoded, Rejection):
+                valid.append(msg)
+                events.append(decoded)
+            elif is_retriable(decoded):
+                halted[tp] = offset  # not the message's fault: read it again later
+            else:
+                self._dead_letter(msg, decoded)
+        for tp, offsets in by_partition.items():
+            self.tracker.register(tp, offsets)
+        for tp, offset in halted.items():
+            self.tracker.fail(tp, offset)
+            log.warning("schema registry unavailable; %s[%d] will be re-read from %d", *tp, offset)
+        if halted:
+            time.sleep(self.retry_backoff_s)
+        self.stats.consumed += sum(len(o) for o in by_partition.values())
+        if events:
+            self._score_and_publish(valid, events, received)
+
+    def _score_and_publish(
+        self, messages: list[Message], events: list[dict[str, Any]], received: int
+    ) -> None:
+        features = self.cache.fetch(
+            [e["card_id"] for e in events], [e["merchant_id"] for e in events]
+        )
+        matrix = assemble(
+            event_columns(events), features.card, features.merchant, self.feature_names
+        )
+        scores = self.scorer.score(matrix)
+        decisions = decide(scores, self.model.review_threshold, self.model.decline_threshold)
+        scored = self.clock()
+        records = scored_records(
+            events,
+            scores=scores,
+            decisions=decisions,
+            statuses=features.status(),
+            partitions=[m.partition() or 0 for m in messages],
+            offsets=[m.offset() or 0 for m in messages],
+            model=self.model,
+            received_ms=received,
+            scored_ms=scored,
+            publish_ms=self.clock(),
+        )
+        send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
+        for msg, record in zip(messages, records, strict=True):
+            source, offset = _position(msg)
+            send(
+                topic,
+                record["card_id"],
+                encode(record),
+                source,
+                offset,
+                headers=_trace_headers(msg),
+            )
+        self.stats.scored += len(records)
+
+    def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
+        self.publisher.send_dead_letter(self.dead_letter_topic, msg, rejection, self.group_id)
+        self.stats.dead_lettered += 1
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer error: %s", error)
+
+    # -- offsets --------------------------------------------------------------------------
+
+    def _commit(self, *, asynchronous: bool) -> None:
+        commits = self.tracker.commits()
+        if not commits:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in commits.items()]
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Not fatal: the next commit carries a later offset; a restart reprocesses.
+            log.warning("offset commit failed: %s", exc)
+
+    def _rewind_failed(self) -> None:
+        for (topic, partition), offset in self.tracker.take_failures().items():
+            log.warning(
+                "rewinding %s[%d] to %d to reprocess undelivered outputs", topic, partition, offset
+            )
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _drain(self) -> None:
+        left = self.publisher.flush(self.drain_timeout_s)
+        if left:
+            log.error(
+                "%d outputs unacknowledged after %.0fs; their inputs stay uncommitted",
+                left,
+                self.drain_timeout_s,
+            )
+        self._commit(asynchronous=False)
+
+    # -- rebalance callbacks (called from inside consume) ----------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.assigned.update((p.topic, p.partition) for p in partitions)
+        log.info("assigned %s", _names(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drain()
+        revoked = [(p.topic, p.partition) for p in partitions]
+        self.tracker.forget(revoked)
+        self.stats.assigned.difference_update(revoked)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lost = [(p.topic, p.partition) for p in partitions]
+        self.tracker.forget(lost)  # another member owns them now: committing would be wrong
+        self.stats.assigned.difference_update(lost)
+        log.warning("lost %s", _names(partitions))
+
+
+def _position(msg: Message) -> tuple[tuple[str, int], int]:
+    """(topic, partition), offset of a consumed message (never None for a non-error one)."""
+    return (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+
+
+def _trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
+    headers = msg.headers()
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    kept = [(k, v) for k, v in items if k in _TRACE_HEADERS and isinstance(v, bytes)]
+    return kept or None
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

@@ -1,0 +1,125 @@
+"""Publishing: scored events and dead letters, asynchronously; delivery reports drive commits.
+
+Each output carries the input's topic-partition and offset in its delivery callback, so a
+broker acknowledgement marks exactly that input done in the ``OffsetTracker``, and a failed
+delivery marks it for reprocessing. Dead letters keep the original key, value, headers and
+timestamp and add ``streamer.*`` headers saying what failed and where the record came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from streamer.errors import Rejection
+from streamer.offsets import OffsetTracker, TopicPartition
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> Headers:
+    """The original headers, then what failed, where, and where the record came from."""
+    _, timestamp = msg.timestamp()
+    headers = msg.headers() or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    original: Headers = [(k, _as_bytes(v)) for k, v in items]
+    return [
+        *original,
+        ("streamer.error.class", rejection.error_class.encode()),
+        ("streamer.error.message", rejection.message.encode("utf-8", "replace")[:4096]),
+        ("streamer.error.stage", rejection.stage.encode()),
+        ("streamer.original.topic", (msg.topic() or "").encode()),
+        ("streamer.original.partition", str(msg.partition()).encode()),
+        ("streamer.original.offset", str(msg.offset()).encode()),
+        ("streamer.original.timestamp", str(timestamp).encode()),
+        ("streamer.consumer.group", group_id.encode()),
+    ]
+
+
+def _as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value
+
+
+class Publisher:
+    """Wraps one ``Producer``; acknowledgements and failures go to the offset tracker."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        tracker: OffsetTracker,
+        *,
+        on_failure: Callable[[KafkaError, str], None] | None = None,
+    ) -> None:
+        self._producer = producer
+        self._tracker = tracker
+        self._on_failure = on_failure
+        self.delivered = 0
+        self.failed = 0
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | str | None,
+        value: bytes | None,
+        source: TopicPartition,
+        offset: int,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        timestamp: int = 0,
+    ) -> None:
+        """Queue one record; blocks (serving delivery reports) while the local queue is full."""
+        callback = partial(self._delivered, source, offset)
+        kwargs: dict[str, Any] = {"on_delivery": callback}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if timestamp:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def send_dead_letter(
+        self, topic: str, msg: Message, rejection: Rejection, group_id: str
+    ) -> None:
+        _, timestamp = msg.timestamp()
+        self.send(
+            topic,
+            msg.key(),
+            msg.value(),
+            (msg.topic() or "", msg.partition() or 0),
+            msg.offset() or 0,
+            headers=dead_letter_headers(msg, rejection, group_id),
+            timestamp=max(timestamp, 0),
+        )
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        """Wait for outstanding deliveries; returns how many are still unacknowledged."""
+        return int(self._producer.flush(timeout))
+
+    def _delivered(
+        self, source: TopicPartition, offset: int, err: KafkaError | None, msg: Message
+    ) -> None:
+        if err is None:
+            self.delivered += 1
+            self._tracker.ack(source, offset)
+            return
+        self.failed += 1
+        self._tracker.fail(source, offset)
+        if self._on_failure is not None:
+            self._on_failure(err, msg.topic() or "")
+        log.error(
+            "delivery to %s failed, will reprocess %s@%d: %s", msg.topic(), source, offset, err
+        )

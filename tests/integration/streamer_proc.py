@@ -1,0 +1,98 @@
+"""Helpers for end-to-end tests: run ``streamer run`` as a real process, read topics back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def streamer_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env.update({f"STREAMER_{k.upper()}": v for k, v in settings.items()})
+    env.setdefault("STREAMER_MODELS_DIR", str(REPO / "models"))
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def start_streamer(log_path: Path, **settings: str) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run"],
+        env=streamer_env(**settings), stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-probe"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"streamer exited with {proc.returncode} while waiting for {what}")
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    ends = end_offsets(bootstrap, topic)
+    wait_until(lambda: committed(bootstrap, group, topic, len(ends)) == ends, timeout,
+               f"group {group} to commit {ends}", proc)
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Every message of ``topic`` (at least ``expected``, then whatever else arrives in 1 s)."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    raise KafkaException(msg.error())
+                out.append(msg)
+        idle_until = time.monotonic() + 1.0
+        while time.monotonic() < idle_until:
+            out.extend(m for m in consumer.consume(1000, 0.2) if not m.error())
+    finally:
+        consumer.close()
+    return out
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+    return proc.wait(timeout)

@@ -1,0 +1,109 @@
+"""Settings: environment, YAML, pass-through of librdkafka properties, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer.config import load_settings, redact_url
+from streamer.errors import ConfigError
+from streamer.kafka_config import consumer_config, producer_config
+
+REQUIRED = {
+    "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "broker:9092",
+    "STREAMER_INPUT_TOPIC": "transactions",
+    "STREAMER_OUTPUT_TOPIC": "transactions.scored",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_environment_variables_configure_everything(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMER_GROUP_ID", "fraud")
+    env.setenv("STREAMER_MAX_BATCH_SIZE", "256")
+    env.setenv("STREAMER_INPUT_FORMAT", "raw")
+    env.setenv("STREAMER_MODEL", "fraud-gbt@1")
+    env.setenv("STREAMER_KAFKA_PROPERTIES", '{"security.protocol": "SASL_SSL"}')
+    env.setenv("STREAMER_KAFKA_PROP_SASL_MECHANISM", "SCRAM-SHA-512")
+    env.setenv("STREAMER_KAFKA_PROP_SASL_PASSWORD", "hunter2")
+
+    s = load_settings()
+
+    assert (s.group_id, s.max_batch_size, s.input_format, s.model) == ("fraud", 256, "raw", "fraud-gbt@1")
+    assert s.dead_letter_topic == "transactions.dlq"
+    assert s.kafka_properties == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.password": "hunter2",
+    }
+    consumer = consumer_config(s)
+    assert consumer["security.protocol"] == "SASL_SSL"
+    assert consumer["sasl.password"] == "hunter2"
+    assert producer_config(s)["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert "hunter2" not in repr(s.redacted())
+
+
+def test_yaml_file_below_environment(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "streamer.yaml"
+    config.write_text("group_id: from-yaml\nmax_wait_ms: 20\nconsumer_properties:\n  fetch.min.bytes: '1024'\n")
+    env.setenv("STREAMER_GROUP_ID", "from-env")
+
+    s = load_settings(config)
+
+    assert s.group_id == "from-env"
+    assert s.max_wait_ms == 20
+    assert consumer_config(s)["fetch.min.bytes"] == "1024"
+
+
+def test_at_least_once_settings_cannot_be_overridden(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMER_CONSUMER_PROPERTIES", '{"enable.auto.commit": "true"}')
+    assert consumer_config(load_settings())["enable.auto.commit"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("STREAMER_MAX_BATCH_SIZE", "0", "STREAMER_MAX_BATCH_SIZE"),
+        ("STREAMER_MAX_BATCH_SIZE", "lots", "STREAMER_MAX_BATCH_SIZE"),
+        ("STREAMER_INPUT_FORMAT", "json", "STREAMER_INPUT_FORMAT"),
+        ("STREAMER_REDIS_URL", "http://cache", "STREAMER_REDIS_URL"),
+        ("STREAMER_OUTPUT_TOPIC", "transactions", "must differ"),
+        ("STREAMER_INPUT_FORMAT", "confluent", "STREAMER_SCHEMA_REGISTRY_URL"),
+    ],
+)
+def test_bad_setting_names_the_setting(env: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_missing_required_settings_are_all_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    for name in REQUIRED:
+        assert f"{name} is required" in str(info.value)
+
+
+def test_unknown_yaml_key_is_refused(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "streamer.yaml"
+    config.write_text("max_batch_sise: 10\n")
+    with pytest.raises(ConfigError, match="MAX_BATCH_SISE"):
+        load_settings(config)
+
+
+def test_secrets_are_redacted(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMER_REDIS_URL", "rediss://default:s3cret@cache:6380/0")
+    env.setenv("STREAMER_REDIS_PASSWORD", "other-s3cret")
+    s = load_settings()
+    shown = repr(s.redacted()) + repr(s) + str(s)
+    assert "s3cret" not in shown
+    assert "rediss://default:***@cache:6380/0" in shown
+    assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
