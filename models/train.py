@@ -1,0 +1,250 @@
+"""Train the fraud model on synthetic data and register it as ONNX + metadata.
+
+    python models/train.py --out models --name fraud-gbt --version 1 --seed 7
+
+Needs the ``train`` extra (lightgbm, onnxmltools, scikit-learn, onnx); serving never
+imports this file. Features come from ``streamer.features.event_columns`` + ``assemble``,
+the exact code the consumer runs, so training and serving cannot skew.
+
+Steps: draw a population and labelled events from ``streamer.synth``; replace a few card
+and merchant rows with the layout defaults (unknown entities happen in production, and the
+model must have seen them); hold out the last 20% by event time; fit LightGBM; export with
+onnxmltools (``zipmap=False``: a plain ``[n, 2]`` probability tensor); check that ONNX
+Runtime agrees with LightGBM within 1e-5; pick thresholds; write both files; then load
+them back through ``streamer.registry`` and ``streamer.scoring`` as the service would.
+
+Threshold rule (on held-out data):
+- decline: the lowest score from which precision stays at least ``--decline-precision``
+  (0.90) for every higher threshold: declines must be nearly always right.
+- review: the highest score that still puts ``--review-recall`` (0.80) of fraud at or above
+  it, but never flagging more than ``--review-budget`` (3%) of traffic, and never above decline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import onnxmltools
+from onnxmltools.convert.common.data_types import FloatTensorType
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+from streamer import features, synth
+from streamer.registry import load_model
+from streamer.scoring import Scorer
+
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are reproducible
+INPUT_NAME = "features"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("models"), help="registry directory")
+    parser.add_argument("--name", default="fraud-gbt")
+    parser.add_argument("--version", default="1")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--merchants", type=int, default=2_000)
+    parser.add_argument("--trees", type=int, default=150)
+    parser.add_argument("--leaves", type=int, default=31)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--missing-card-rate", type=float, default=0.03)
+    parser.add_argument("--missing-merchant-rate", type=float, default=0.01)
+    parser.add_argument("--decline-precision", type=float, default=0.90)
+    parser.add_argument("--review-recall", type=float, default=0.80)
+    parser.add_argument("--review-budget", type=float, default=0.03)
+    return parser.parse_args(argv)
+
+
+def build_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X float32, y int8, event time ms) with a share of entities replaced by defaults."""
+    pop = synth.make_population(args.seed, n_cards=args.cards, n_merchants=args.merchants)
+    data = synth.generate_labeled(pop, args.events, seed=args.seed, start_ms=START_MS)
+    rng = np.random.default_rng([args.seed, 99])
+    card, merchant = data.card_rows.copy(), data.merchant_rows.copy()
+    card[rng.random(len(card)) < args.missing_card_rate] = features.CARD_DEFAULTS
+    merchant[rng.random(len(merchant)) < args.missing_merchant_rate] = features.MERCHANT_DEFAULTS
+    cols = features.event_columns(data.events)
+    x = features.assemble(cols, card, merchant, features.FEATURE_NAMES)
+    return x, data.labels, cols.event_time_ms
+
+
+def pick_thresholds(
+    y: np.ndarray, scores: np.ndarray, args: argparse.Namespace
+) -> dict[str, float]:
+    precision, recall, cuts = precision_recall_curve(y, scores)
+    precision, recall = precision[:-1], recall[:-1]  # align with cuts
+    # Lowest cut from which precision never drops below the target again.
+    tail_min = np.minimum.accumulate(precision[::-1])[::-1]
+    ok = np.flatnonzero(tail_min >= args.decline_precision)
+    decline = float(cuts[ok[0]]) if ok.size else 1.0
+    review = float(cuts[np.flatnonzero(recall >= args.review_recall)[-1]])
+    review = max(review, float(np.quantile(scores, 1.0 - args.review_budget)))
+    return {"review": round(min(review, decline), 6), "decline": round(decline, 6)}
+
+
+def reference_histogram(scores: np.ndarray) -> dict[str, list[Any]]:
+    """Quantile bins (finer in the tail) of held-out scores, for drift checks such as PSI."""
+    inner = np.quantile(scores, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999])
+    edges = np.unique(np.concatenate([[0.0], np.round(inner, 8), [1.0]]))
+    counts, _ = np.histogram(scores, bins=edges)
+    return {"bin_edges": edges.tolist(), "counts": counts.astype(int).tolist()}
+
+
+def rates(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    flagged = scores >= threshold
+    hits = int((flagged & (y == 1)).sum())
+    return {
+        "precision": hits / max(int(flagged.sum()), 1),
+        "recall": hits / max(int(y.sum()), 1),
+        "flag_rate": float(flagged.mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    x, y, t_ms = build_dataset(args)
+    cut = int(np.quantile(t_ms, 0.8))
+    train, test = t_ms < cut, t_ms >= cut
+    params: dict[str, Any] = {
+        "n_estimators": args.trees,
+        "num_leaves": args.leaves,
+        "learning_rate": args.learning_rate,
+        "min_child_samples": 50,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+        "random_state": args.seed,
+        "n_jobs": 2,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+    model = lgb.LGBMClassifier(**params)
+    model.fit(x[train], y[train])
+    expected = np.asarray(model.predict_proba(x[test]))[:, 1]
+
+    onnx_model = onnxmltools.convert_lightgbm(
+        model,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
+        zipmap=False,
+        target_opset=15,
+    )
+    canonicalize(onnx_model, f"{args.name}-{args.version}")
+    onnx_bytes = onnx_model.SerializeToString()
+    output_names = [o.name for o in onnx_model.graph.output]
+    probability_output = next(n for n in output_names if "prob" in n)
+
+    scores = check_parity(onnx_bytes, x[test], expected, probability_output)
+    y_test = y[test]
+    thresholds = pick_thresholds(y_test, scores, args)
+    metrics = {
+        "roc_auc": float(roc_auc_score(y_test, scores)),
+        "pr_auc": float(average_precision_score(y_test, scores)),
+        "holdout_events": int(test.sum()),
+        "holdout_fraud_rate": float(y_test.mean()),
+        "train_events": int(train.sum()),
+        "train_fraud_rate": float(y[train].mean()),
+        **{f"review_{k}": v for k, v in rates(y_test, scores, thresholds["review"]).items()},
+        **{f"decline_{k}": v for k, v in rates(y_test, scores, thresholds["decline"]).items()},
+    }
+    version_dir = args.out / args.name / args.version
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (version_dir / "model.onnx").write_bytes(onnx_bytes)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    created = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    metadata = {
+        "format_version": 1,
+        "name": args.name,
+        "version": args.version,
+        "created_at": created.isoformat(timespec="seconds"),
+        "framework": f"lightgbm {lgb.__version__} -> onnxmltools {onnxmltools.__version__}",
+        "feature_names": list(features.FEATURE_NAMES),
+        "card_defaults": dict(
+            zip(features.CARD_FIELDS, features.CARD_DEFAULTS.tolist(), strict=True)
+        ),
+        "merchant_defaults": dict(
+            zip(features.MERCHANT_FIELDS, features.MERCHANT_DEFAULTS.tolist(), strict=True)
+        ),
+        "thresholds": thresholds,
+        "metrics": {k: round(v, 6) for k, v in metrics.items()},
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "input_name": INPUT_NAME,
+        "input_shape": [None, int(x.shape[1])],
+        "output_names": output_names,
+        "probability_output": probability_output,
+        "reference_scores": reference_histogram(scores),
+        "training": {
+            "algorithm": "LightGBM gradient-boosted trees",
+            "params": params,
+            "data": "streamer.synth",
+            "events": args.events,
+            "cards": args.cards,
+            "merchants": args.merchants,
+            "start_ms": START_MS,
+            "holdout": "last 20% by event time",
+            "missing_card_rate": args.missing_card_rate,
+            "missing_merchant_rate": args.missing_merchant_rate,
+            "threshold_rule": {
+                "decline_precision": args.decline_precision,
+                "review_recall": args.review_recall,
+                "review_budget": args.review_budget,
+            },
+        },
+        "seed": args.seed,
+    }
+    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
+    # Load it back the way the service does: any mismatch fails here, not in production.
+    scorer = Scorer(load_model(str(version_dir), args.out))
+    served = scorer.score(x[test][:4096])
+    assert np.allclose(served, scores[:4096], atol=1e-6), "registry round trip changed scores"
+    summary = {
+        "path": str(version_dir),
+        "thresholds": thresholds,
+        "metrics": metrics,
+        "onnx_bytes": len(onnx_bytes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def canonicalize(onnx_model: Any, graph_name: str) -> None:
+    """Make the export byte-for-byte reproducible: onnxmltools names the graph with a random
+    uuid and lists opset imports in set order."""
+    onnx_model.graph.name = graph_name
+    imports = sorted((o.domain, o.version) for o in onnx_model.opset_import)
+    del onnx_model.opset_import[:]
+    for domain, version in imports:
+        onnx_model.opset_import.add(domain=domain, version=version)
+
+
+def check_parity(onnx_bytes: bytes, x: np.ndarray, expected: np.ndarray, output: str) -> np.ndarray:
+    """ONNX Runtime's P(fraud) for ``x``; exits when it differs from LightGBM by more than 1e-5."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run([output], {INPUT_NAME: np.ascontiguousarray(x, np.float32)})
+    scores = np.asarray(probabilities)[:, 1].astype(np.float64)
+    worst = float(np.max(np.abs(scores - expected)))
+    print(f"ONNX vs LightGBM: max |diff| = {worst:.2e} over {len(x)} rows", file=sys.stderr)
+    if worst > 1e-5:
+        raise SystemExit(f"ONNX export disagrees with LightGBM by {worst:.2e} (> 1e-5)")
+    return scores
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
