@@ -32,6 +32,7 @@ SCHEMAS_DIR: Path = Path(
 
 # Keys fastavro adds to a parsed schema; they must go before re-parsing or serializing.
 _FASTAVRO_KEYS = frozenset({"__fastavro_parsed", "__named_schemas"})
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
 def parse(schema: str | dict[str, Any]) -> Schema:
@@ -99,7 +100,7 @@ def without_logical_types(schema: Schema) -> Schema:
     an ``int`` of epoch milliseconds instead of a ``datetime`` (which costs about as much
     as decoding the rest of the event), and encoding expects ints.
     """
-    return parse(_plain(schema, drop=_FASTAVRO_KEYS | {"logicalType"}))
+    return parse(_plain(schema, drop=_FASTAVRO_KEYS, logical=False))
 
 
 def schema_json(schema: Schema) -> str:
@@ -125,13 +126,19 @@ def _known_schemas(schemas_dir: Path) -> dict[bytes, Schema]:
     return {fingerprint(s): s for s in map(_load_file, sorted(schemas_dir.rglob("*.avsc")))}
 
 
-def _plain(node: Any, *, drop: frozenset[str]) -> Any:
-    """Deep copy of a JSON-like schema without the ``drop`` keys."""
-    if isinstance(node, dict):
-        return {k: _plain(v, drop=drop) for k, v in node.items() if k not in drop}
+def _plain(node: Any, *, drop: frozenset[str], logical: bool = True) -> Any:
+    """Deep copy of a JSON-like schema without the ``drop`` keys (and logical types)."""
     if isinstance(node, list):
-        return [_plain(v, drop=drop) for v in node]
-    return node
+        return [_plain(v, drop=drop, logical=logical) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if not logical and "logicalType" in node and node["type"] in _PRIMITIVES:
+        return node["type"]  # {"type": "long", "logicalType": ...} becomes plain "long"
+    return {
+        k: _plain(v, drop=drop, logical=logical)
+        for k, v in node.items()
+        if k not in drop and (logical or k != "logicalType")
+    }
 
 
 # --- diagnosing bytes that fastavro refused -------------------------------------------
