@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streamer.containment import StageError, run_contained
 from streamer.enrichment import FeatureCache
 from streamer.errors import Rejection
 from streamer.features import assemble, event_columns
@@ -24,6 +25,7 @@ from streamer.offsets import OffsetTracker
 from streamer.publish import Publisher
 from streamer.scored import ModelStamp, scored_records
 from streamer.scoring import decide
+from streamer.validate import validate
 from streamer.wire import is_retriable
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,8 @@ class Pipeline:
             by_partition.setdefault(tp, []).append(offset)
             decoded = self.decoder.decode(msg.value())
             if not isinstance(decoded, Rejection):
+                decoded = validate(decoded, received) or decoded
+            if not isinstance(decoded, Rejection):
                 valid.append(msg)
                 events.append(decoded)
             elif is_retriable(decoded):
@@ -153,25 +157,31 @@ class Pipeline:
     def _score_and_publish(
         self, messages: list[Message], events: list[dict[str, Any]], received: int
     ) -> None:
-        features = self.cache.fetch(
-            [e["card_id"] for e in events], [e["merchant_id"] for e in events]
+        rows, scores, statuses, failures = run_contained(
+            lambda subset: self._features_and_scores([events[i] for i in subset.tolist()]),
+            np.arange(len(events)),
         )
-        matrix = assemble(
-            event_columns(events), features.card, features.merchant, self.feature_names
-        )
-        scores = self.scorer.score(matrix)
-        decisions = decide(scores, self.model.review_threshold, self.model.decline_threshold)
-        scored = self.clock()
+        for row, failure in failures:
+            log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
+            self._dead_letter(
+                messages[row], Rejection(type(failure.error).__name__, str(failure), failure.stage)
+            )
+        if len(failures) == len(events):
+            return
+        if failures:
+            kept = rows.tolist()
+            messages = [messages[i] for i in kept]
+            events = [events[i] for i in kept]
         records = scored_records(
             events,
             scores=scores,
-            decisions=decisions,
-            statuses=features.status(),
+            decisions=decide(scores, self.model.review_threshold, self.model.decline_threshold),
+            statuses=statuses,
             partitions=[m.partition() or 0 for m in messages],
             offsets=[m.offset() or 0 for m in messages],
             model=self.model,
             received_ms=received,
-            scored_ms=scored,
+            scored_ms=self.clock(),
             publish_ms=self.clock(),
         )
         send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
@@ -186,6 +196,22 @@ class Pipeline:
                 headers=_trace_headers(msg),
             )
         self.stats.scored += len(records)
+
+    def _features_and_scores(self, events: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage."""
+        try:
+            features = self.cache.fetch(
+                [e["card_id"] for e in events], [e["merchant_id"] for e in events]
+            )
+            columns = event_columns(events)
+            matrix = assemble(columns, features.card, features.merchant, self.feature_names)
+        except Exception as exc:
+            raise StageError("enrich", exc) from exc
+        try:
+            scores = self.scorer.score(matrix)
+        except Exception as exc:
+            raise StageError("score", exc) from exc
+        return scores, features.status()
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         self.publisher.send_dead_letter(self.dead_letter_topic, msg, rejection, self.group_id)

@@ -1,0 +1,316 @@
+"""The loop's logic with in-memory stand-ins for the consumer, producer and Redis client.
+
+The broker-facing behaviour is proven again on the real broker in tests/integration; here
+the point is the bookkeeping: what is published, what is dead-lettered with which headers,
+and that no offset is committed before its output was acknowledged.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from confluent_kafka import KafkaError, Message, TopicPartition
+from fastavro import schemaless_reader, schemaless_writer
+
+from streamer.avro import scored_schema, transaction_schema, without_logical_types
+from streamer.breaker import CircuitBreaker
+from streamer.enrichment import FeatureCache
+from streamer.features import card_key, merchant_key, pack
+from streamer.offsets import OffsetTracker
+from streamer.pipeline import Pipeline
+from streamer.publish import Publisher
+from streamer.registry import load_model
+from streamer.scored import ModelStamp
+from streamer.scoring import Scorer
+from streamer.wire import make_decoder, make_encoder
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+TOPIC = "tx"
+
+
+class FakeProducer:
+    """Queues produced records; ``poll``/``flush`` deliver them (or fail chosen ones)."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, bytes | None, Any, Callable[..., None], Any]] = []
+        self.delivered: list[tuple[str, bytes | None, Any, Any]] = []
+        self.fail_values: set[bytes] = set()
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: Any,
+        on_delivery: Callable[..., None],
+        headers: Any = None,
+        timestamp: int = 0,
+    ) -> None:
+        self.queued.append((topic, value, key, on_delivery, headers))
+
+    def poll(self, timeout: float = 0) -> int:
+        queued, self.queued = self.queued, []
+        for topic, value, key, callback, headers in queued:
+            msg = Message(
+                topic=topic,
+                partition=0,
+                offset=len(self.delivered),
+                key=key,
+                value=value,
+                headers=headers,
+            )
+            if value in self.fail_values:
+                callback(KafkaError(KafkaError._MSG_TIMED_OUT), msg)
+            else:
+                self.delivered.append((topic, value, key, headers))
+                callback(None, msg)
+        return len(queued)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return 0
+
+
+class FakeConsumer:
+    def __init__(self, batches: list[list[Message]]) -> None:
+        self.batches = batches
+        self.commits: list[list[TopicPartition]] = []
+        self.seeks: list[TopicPartition] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        self.commits.append(offsets)
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append(partition)
+
+
+class FakeRedis:
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+
+    def mget(self, keys: list[str]) -> list[bytes | None]:
+        return [self.data.get(k) for k in keys]
+
+
+def _event(i: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": f"tx-{i}",
+        "card_id": f"card-{i % 3}",
+        "merchant_id": "m-1",
+        "event_time": 1_764_000_000_000 + i,
+        "amount_minor": 1000 + i,
+        "currency": "EUR",
+        "mcc": 5411,
+        "merchant_country": "DE",
+        "channel": "POS",
+        "entry_mode": "CHIP",
+        "card_present": True,
+        "three_ds": None,
+        "terminal_id": None,
+        "acquirer_id": None,
+        "device_id": None,
+        "ip_address": None,
+        "billing_country": None,
+        "is_recurring": False,
+        **overrides,
+    }
+
+
+def _raw(event: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, without_logical_types(transaction_schema()), event)
+    return buf.getvalue()
+
+
+def _msg(offset: int, value: bytes | None, partition: int = 0, headers: Any = None) -> Message:
+    return Message(
+        topic=TOPIC,
+        partition=partition,
+        offset=offset,
+        key=b"k",
+        value=value,
+        headers=headers,
+        timestamp=(1, 1_764_000_000_000),
+    )
+
+
+@pytest.fixture
+def build() -> Callable[[list[list[Message]]], tuple[Pipeline, FakeConsumer, FakeProducer]]:
+    model = load_model("fraud-gbt", MODELS)
+    card = np.asarray(model.card_defaults) * 1.0
+    merchant = np.asarray(model.merchant_defaults) * 1.0
+    redis = FakeRedis({card_key("", "card-0"): pack(card), merchant_key("", "m-1"): pack(merchant)})
+
+    def make(batches: list[list[Message]]) -> tuple[Pipeline, FakeConsumer, FakeProducer]:
+        consumer, producer, tracker = FakeConsumer(batches), FakeProducer(), OffsetTracker()
+        meta = model.metadata
+        pipeline = Pipeline(
+            consumer=consumer,  # type: ignore[arg-type]
+            publisher=Publisher(producer, tracker),  # type: ignore[arg-type]
+            tracker=tracker,
+            decoder=make_decoder("raw", reader_schema=transaction_schema()),
+            encoder=make_encoder("raw", schema=scored_schema()),
+            cache=FeatureCache(
+                redis,
+                prefix="",
+                card_defaults=model.card_defaults,  # type: ignore[arg-type]
+                merchant_defaults=model.merchant_defaults,
+                breaker=CircuitBreaker(),
+            ),
+            scorer=Scorer(model),
+            model=ModelStamp(
+                meta.name, meta.version, meta.thresholds.review, meta.thresholds.decline
+            ),
+            feature_names=meta.feature_names,
+            input_topic=TOPIC,
+            output_topic="scored",
+            dead_letter_topic="tx.dlq",
+            group_id="g",
+        )
+        return pipeline, consumer, producer
+
+    return make
+
+
+def test_valid_events_are_scored_and_poison_is_dead_lettered_in_the_same_batch(build: Any) -> None:
+    traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    batch = [
+        _msg(0, _raw(_event(0)), headers=[("traceparent", traceparent), ("x", b"y")]),
+        _msg(1, b"\x02garbage", headers=[("x", b"y")]),
+        _msg(2, _raw(_event(2))),
+    ]
+    pipeline, consumer, producer = build([batch])
+
+    pipeline.step()
+
+    scored = [d for d in producer.delivered if d[0] == "scored"]
+    dead = [d for d in producer.delivered if d[0] == "tx.dlq"]
+    records = [
+        schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))
+        for _, v, _, _ in scored
+    ]
+    assert [r["transaction_id"] for r in records] == ["tx-0", "tx-2"]
+    assert [k for _, _, k, _ in scored] == ["card-0", "card-2"]
+    assert [(r["source_partition"], r["source_offset"]) for r in records] == [(0, 0), (0, 2)]
+    assert [r["feature_status"] for r in records] == ["COMPLETE", "PARTIAL"]
+    assert scored[0][3] == [("traceparent", traceparent)]  # the input's trace continues
+    assert len(dead) == 1
+    _, value, key, headers = dead[0]
+    assert (value, key) == (b"\x02garbage", b"k")  # untouched
+    names = dict(headers)
+    assert names["x"] == b"y"
+    assert names["streamer.error.stage"] == b"decode"
+    assert names["streamer.original.offset"] == b"1"
+    assert names["streamer.original.topic"] == TOPIC.encode()
+    assert names["streamer.consumer.group"] == b"g"
+    assert names["streamer.error.class"]
+    assert consumer.commits == [[TopicPartition(TOPIC, 0, 3)]]
+    assert (pipeline.stats.scored, pipeline.stats.dead_lettered) == (2, 1)
+
+
+def test_nothing_is_committed_before_the_broker_acknowledges(build: Any) -> None:
+    pipeline, consumer, producer = build([])
+    pipeline.process([_msg(0, _raw(_event(0))), _msg(1, _raw(_event(1)))])
+    pipeline._commit(asynchronous=True)
+    assert consumer.commits == []
+    producer.poll()
+    pipeline._commit(asynchronous=True)
+    assert consumer.commits == [[TopicPartition(TOPIC, 0, 2)]]
+
+
+def test_a_failed_delivery_rewinds_and_holds_back_the_commit(build: Any) -> None:
+    pipeline, consumer, producer = build(
+        [[_msg(0, _raw(_event(0))), _msg(1, b""), _msg(2, _raw(_event(2)))]]
+    )
+    producer.fail_values.add(b"")  # the dead letter of offset 1 cannot be written
+
+    pipeline.step()
+
+    assert consumer.seeks == [TopicPartition(TOPIC, 0, 1)]
+    assert consumer.commits == [[TopicPartition(TOPIC, 0, 1)]]
+    assert pipeline.tracker.pending == 0
+
+
+def test_revocation_drains_and_commits_before_giving_partitions_up(build: Any) -> None:
+    pipeline, consumer, producer = build([])
+    pipeline.process([_msg(0, _raw(_event(0)), partition=0), _msg(0, _raw(_event(1)), partition=1)])
+    assert producer.queued
+
+    pipeline._on_revoke(consumer, [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
+
+    assert producer.queued == []
+    assert sorted((tp.partition, tp.offset) for tp in consumer.commits[0]) == [(0, 1), (1, 1)]
+    assert pipeline.tracker.pending == 0
+
+
+def test_unknown_entities_use_the_model_defaults(build: Any) -> None:
+    pipeline, _, producer = build([[_msg(0, _raw(_event(1, merchant_id="nobody")))]])
+    pipeline.step()
+    (record,) = [
+        schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))
+        for t, v, _, _ in producer.delivered
+        if t == "scored"
+    ]
+    assert record["feature_status"] == "DEFAULTED"
+    assert 0.0 <= record["score"] <= 1.0
+
+
+class PickyScorer:
+    """Raises for any batch holding an amount of exactly 4242.42 (a model bug, say)."""
+
+    def __init__(self, inner: Scorer, column: int) -> None:
+        self.inner, self.column, self.calls = inner, column, 0
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if np.any(np.isclose(matrix[:, self.column], 4242.42)):
+            raise RuntimeError("model cannot handle this row")
+        return self.inner.score(matrix)
+
+
+def test_a_row_that_breaks_the_model_is_isolated_and_dead_lettered(build: Any) -> None:
+    events = [_event(i, amount_minor=424242 if i in (3, 6) else 1000 + i) for i in range(8)]
+    pipeline, consumer, producer = build([[_msg(i, _raw(e)) for i, e in enumerate(events)]])
+    assert isinstance(pipeline.scorer, Scorer)
+    pipeline.scorer = PickyScorer(pipeline.scorer, list(pipeline.feature_names).index("amount"))
+
+    pipeline.step()
+
+    scored = [schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))["transaction_id"]
+              for t, v, _, _ in producer.delivered if t == "scored"]
+    dead = [dict(h) for t, _, _, h in producer.delivered if t == "tx.dlq"]
+    assert scored == [f"tx-{i}" for i in (0, 1, 2, 4, 5, 7)]
+    assert [(d["streamer.original.offset"], d["streamer.error.stage"], d["streamer.error.class"]) for d in dead] == [
+        (b"3", b"score", b"RuntimeError"), (b"6", b"score", b"RuntimeError")]
+    assert consumer.commits == [[TopicPartition(TOPIC, 0, 8)]]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error_class"),
+    [
+        ({"amount_minor": 0}, "AmountNotPositive"),
+        ({"amount_minor": -5}, "AmountNotPositive"),
+        ({"amount_minor": 2_000_000_000_00}, "AmountOutOfRange"),
+        ({"currency": "XXQ"}, "UnknownCurrency"),
+        ({"event_time": 4_000_000_000_000}, "EventTimeInFuture"),
+        ({"event_time": 5}, "EventTimeOutOfRange"),
+        ({"mcc": 123456}, "InvalidMcc"),
+        ({"merchant_country": "germany"}, "InvalidCountry"),
+        ({"card_id": ""}, "MissingId"),
+    ],
+)
+def test_out_of_domain_values_are_dead_lettered_at_validate(build: Any, overrides: dict[str, Any], error_class: str) -> None:
+    pipeline, _, producer = build([[_msg(0, _raw(_event(0, **overrides))), _msg(1, _raw(_event(1)))]])
+    pipeline.clock = lambda: 1_764_000_100_000
+    pipeline.step()
+    (dead,) = [dict(h) for t, _, _, h in producer.delivered if t == "tx.dlq"]
+    assert dead["streamer.error.class"] == error_class.encode()
+    assert dead["streamer.error.stage"] == b"validate"
+    assert [t for t, *_ in producer.delivered].count("scored") == 1
