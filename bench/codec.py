@@ -15,6 +15,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -81,7 +82,9 @@ def main() -> None:
     print(f"{n} events, {rounds} rounds; µs/event as median (best)")
     print(f"{'case':38s} {'encode':>16s} {'decode':>16s} {'bytes/event':>12s}")
 
-    def row(name: str, enc: tuple[float, float] | None, dec: tuple[float, float], size: float) -> None:
+    def row(
+        name: str, enc: tuple[float, float] | None, dec: tuple[float, float], size: float
+    ) -> None:
         e = f"{enc[0]:7.2f} ({enc[1]:5.2f})" if enc else f"{'-':>15s}"
         print(f"{name:38s} {e:>16s} {dec[0]:7.2f} ({dec[1]:5.2f}) {size:12.1f}")
 
@@ -90,8 +93,8 @@ def main() -> None:
         decoder = wire.make_decoder(fmt, reader_schema=schema, registry=registry)
         payloads = encoder.encode_many(events)
         assert decoder.decode_many(payloads) == events  # the numbers are for correct work
-        enc = timed(lambda e=encoder: e.encode_many(events), n, rounds)  # type: ignore[misc]
-        dec = timed(lambda d=decoder, p=payloads: d.decode_many(p), n, rounds)  # type: ignore[misc]
+        enc = timed(partial(encoder.encode_many, events), n, rounds)
+        dec = timed(partial(decoder.decode_many, payloads), n, rounds)
         row(fmt, enc, dec, sum(map(len, payloads)) / n)
 
     v1 = avro.load_schema("history/transaction_event.v1")
@@ -99,7 +102,7 @@ def main() -> None:
     old = [{k: v for k, v in e.items() if k in v1_fields} | {"channel": "POS"} for e in events]
     old_payloads = wire.make_encoder("raw", schema=v1).encode_many(old)
     resolving = wire.make_decoder("raw", reader_schema=schema, writer_schema=v1)
-    dec = timed(lambda: resolving.decode_many(old_payloads), n, rounds)
+    dec = timed(partial(resolving.decode_many, old_payloads), n, rounds)
     row("raw, v1 writer -> current reader", None, dec, sum(map(len, old_payloads)) / n)
 
     raw_payloads = wire.make_encoder("raw", schema=schema).encode_many(events)

@@ -133,8 +133,9 @@ def test_our_encoder_writes_the_standard_framing(
     # The mock registry numbers schema texts, and ours is re-serialized: compare by content.
     assert payload[:1] == b"\x00"
     assert payload[5:] == body
-    registered = registry.client.get_schema(int.from_bytes(payload[1:5], "big"))
-    assert avro.fingerprint(registered.schema_str) == rabin_fingerprint(CURRENT_SCHEMA)
+    registered = registry.client.get_schema(int.from_bytes(payload[1:5], "big")).schema_str
+    assert registered is not None
+    assert avro.fingerprint(registered) == rabin_fingerprint(CURRENT_SCHEMA)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -214,9 +215,12 @@ def test_confluent_encoder_registers_lazily_once(registry: CountingRegistry) -> 
     payloads = enc.encode_many(EVENTS * 3)
     assert registry.registrations == 1
     registered = registry.client.get_latest_version(SUBJECT)
+    assert registered.schema_id is not None
     assert {p[:5] for p in payloads} == {b"\x00" + registered.schema_id.to_bytes(4, "big")}
-    assert avro.fingerprint(registered.schema.schema_str) == rabin_fingerprint(CURRENT_SCHEMA)
-    assert json.loads(registered.schema.schema_str)["fields"][-1]["default"] is False
+    text = registered.schema.schema_str
+    assert text is not None
+    assert avro.fingerprint(text) == rabin_fingerprint(CURRENT_SCHEMA)
+    assert json.loads(text)["fields"][-1]["default"] is False  # defaults are registered
 
 
 def test_confluent_encoder_registration_failure_is_a_dependency_error(
