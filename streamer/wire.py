@@ -9,8 +9,8 @@
 Decoding never raises for any payload: every failure is a ``Rejection`` (stage
 ``decode``) whose ``error_class`` is one of ``ERROR_CLASSES``. Writer schemas are resolved
 to the reader schema by Avro's rules. Logical types are stripped before parsing, so
-``timestamp-millis`` fields are ints of epoch milliseconds both ways (converting them to
-``datetime`` would double the decoding cost).
+``timestamp-millis`` fields are ints of epoch milliseconds both ways (a ``datetime`` would
+cost ~15% more decoding time, see ``bench/codec.py``, and every consumer wants millis).
 """
 
 from __future__ import annotations
