@@ -335,6 +335,8 @@ def make_encoder(
 
 
 def _register(registry: SchemaRegistry, subject: str, schema: Schema) -> bytes:
+    # Imported on first registration: the registry client pulls in an HTTP stack that the
+    # raw and single-object framings never need.
     from confluent_kafka.schema_registry import Schema as RegistrySchema
 
     try:
