@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 features_app = typer.Typer(help="The Redis feature cache.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+dlq_app = typer.Typer(help="Dead letters: inspect and replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 _state = {"debug": False}
 
@@ -162,6 +164,53 @@ def features_load(
         n_merchants=merchants,
     )
     typer.echo(f"wrote {written}", err=True)
+
+
+DlqTopic = Annotated[
+    str, typer.Option("--topic", "-t", envvar="STREAMER_DLQ_TOPIC", help="Dead-letter topic.")
+]
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    topic: DlqTopic,
+    bootstrap_servers: Bootstrap,
+    limit: Annotated[int, typer.Option(help="Dead letters to list (newest last).")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per dead letter.")
+    ] = False,
+) -> None:
+    """List dead letters with their reasons, and counts by stage and error class."""
+    from streamer.dlq_view import inspect
+
+    inspect(bootstrap_servers, topic, limit=limit, as_json=as_json)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: DlqTopic,
+    bootstrap_servers: Bootstrap,
+    to: Annotated[
+        str, typer.Option(help="Target topic (default: each record's original topic).")
+    ] = "",
+    error_class: Annotated[str, typer.Option(help="Only dead letters of this error class.")] = "",
+    from_offset: Annotated[int | None, typer.Option(help="Lowest original input offset.")] = None,
+    to_offset: Annotated[int | None, typer.Option(help="Highest original input offset.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
+) -> None:
+    """Send dead letters back to the input topic (after a fix), optionally filtered."""
+    from confluent_kafka import Producer
+
+    from streamer import dlq
+
+    keep = dlq.selector(error_class or None, from_offset, to_offset)
+    letters = [d for d in dlq.read(bootstrap_servers, topic) if keep(d)]
+    if dry_run:
+        typer.echo(f"would replay {len(letters)} dead letters from {topic}", err=True)
+        return
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
+    sent = dlq.replay(letters, producer, target=to or None, dlq_topic=topic)
+    typer.echo(f"replayed {sent} dead letters from {topic}", err=True)
 
 
 @app.command()

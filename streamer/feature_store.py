@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ import numpy.typing as npt
 import redis
 
 from streamer import synth
+from streamer.config import redact_url
 from streamer.errors import ConfigError, DependencyError
 from streamer.features import (
     CARD_DEFAULTS,
@@ -69,6 +71,9 @@ class LoadCounts:
 
     cards: int
     merchants: int
+
+    def __str__(self) -> str:
+        return f"{self.cards} cards, {self.merchants} merchants"
 
 
 def read_feature_file(path: Path) -> FeatureSet:
@@ -220,3 +225,31 @@ def _packed(
             raise ValueError(f"{entity} {entity_id!r}: {len(row)} values, expected {len(fields)}")
         out.append((key(entity_id), pack(row)))
     return out
+
+
+def load_command(
+    *,
+    redis_url: str,
+    prefix: str,
+    file: Path | None,
+    seed: int = 7,
+    n_cards: int = 5000,
+    n_merchants: int = 500,
+    batch: int = 1000,
+    ttl_s: int | None = None,
+    now_ms: int | None = None,
+) -> LoadCounts:
+    """``streamer features load``: ``file`` when given, else the synthetic population of
+    ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now)."""
+    if file is not None:
+        feature_set = read_feature_file(file)
+    else:
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        feature_set = synthetic_features(seed, now, n_cards=n_cards, n_merchants=n_merchants)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        return load_feature_set(client, prefix, feature_set, batch=batch, ttl_s=ttl_s)
+    except DependencyError as exc:
+        raise DependencyError(f"Redis at {redact_url(redis_url)}: {exc}") from exc.__cause__
+    finally:
+        client.close()

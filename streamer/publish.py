@@ -26,9 +26,7 @@ Headers = list[tuple[str, bytes]]
 def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> Headers:
     """The original headers, then what failed, where, and where the record came from."""
     _, timestamp = msg.timestamp()
-    headers = msg.headers() or []
-    items = headers.items() if isinstance(headers, dict) else headers
-    original: Headers = [(k, _as_bytes(v)) for k, v in items]
+    original = message_headers(msg)
     return [
         *original,
         ("streamer.error.class", rejection.error_class.encode()),
@@ -42,10 +40,11 @@ def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> He
     ]
 
 
-def _as_bytes(value: str | bytes | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode() if isinstance(value, str) else value
+def message_headers(msg: Message) -> Headers:
+    """A message's headers as (name, bytes) pairs, None values as empty bytes."""
+    raw = msg.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
 
 
 class Publisher:

@@ -63,7 +63,7 @@ def kafka_bootstrap(stack: Endpoints) -> str:
 
 @pytest.fixture(scope="session")
 def admin(kafka_bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+    return AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
 
 
 @pytest.fixture

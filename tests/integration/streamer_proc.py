@@ -27,7 +27,9 @@ def start_streamer(log_path: Path, **settings: str) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streamer", "run"],
-        env=streamer_env(**settings), stdout=log, stderr=subprocess.STDOUT,
+        env=streamer_env(**settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -52,7 +54,12 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         consumer.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -63,18 +70,32 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, proc: s
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_caught_up(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     ends = end_offsets(bootstrap, topic)
-    wait_until(lambda: committed(bootstrap, group, topic, len(ends)) == ends, timeout,
-               f"group {group} to commit {ends}", proc)
+    wait_until(
+        lambda: committed(bootstrap, group, topic, len(ends)) == ends,
+        timeout,
+        f"group {group} to commit {ends}",
+        proc,
+    )
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
     """Every message of ``topic`` (at least ``expected``, then whatever else arrives in 1 s)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     out: list[Any] = []
     deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ import redis
 from streamer import features as f
 from streamer.errors import ConfigError, DependencyError
 from streamer.feature_store import (
+    load_command,
     load_feature_set,
     load_features,
     read_feature_file,
@@ -96,6 +97,22 @@ def test_file_loads_end_to_end(
     rows, _ = read_back(redis_client, [f.card_key(redis_prefix, "card-a")], f.CARD_DEFAULTS)
     assert rows[0][f.CARD_INDEX["txn_count_24h"]] == 3.0
     assert rows[0][f.CARD_INDEX["home_country"]] == f.country_code("DE")
+
+
+def test_load_command_synthetic(redis_client: redis.Redis, redis_prefix: str) -> None:
+    url = "redis://{host}:{port}/{db}".format(**redis_client.connection_pool.connection_kwargs)
+    counts = load_command(
+        redis_url=url, prefix=redis_prefix, file=None, n_cards=50, n_merchants=10, now_ms=NOW_MS
+    )
+    assert str(counts) == "50 cards, 10 merchants"
+    assert redis_client.exists(f.card_key(redis_prefix, "card-000049")) == 1
+
+
+def test_load_command_hides_the_password() -> None:
+    with pytest.raises(DependencyError, match=r"redis://:\*\*\*@127\.0\.0\.1:1/0") as info:
+        load_command(redis_url="redis://:hunter2@127.0.0.1:1/0", prefix="", file=None, n_cards=1,
+                     n_merchants=1)  # fmt: skip
+    assert "hunter2" not in str(info.value)
 
 
 def test_dead_redis_is_a_dependency_error() -> None:

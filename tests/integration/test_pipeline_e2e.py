@@ -19,7 +19,14 @@ import redis
 from confluent_kafka import Producer
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from streamer.features import CARD_FIELDS, MERCHANT_FIELDS, assemble, card_key, event_columns, merchant_key
+from streamer.features import (
+    CARD_FIELDS,
+    MERCHANT_FIELDS,
+    assemble,
+    card_key,
+    event_columns,
+    merchant_key,
+)
 from streamer.producer import produce_synthetic
 from tests.integration.streamer_proc import (
     REPO,
@@ -48,9 +55,26 @@ def _model_dir() -> Path:
 
 def _load_features(redis_url: str, prefix: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "streamer", "features", "load", "--synthetic", "--redis-url", redis_url,
-         "--prefix", prefix, "--cards", "3000", "--merchants", "300"],
-        check=True, env=streamer_env(), capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "features",
+            "load",
+            "--synthetic",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+            "--cards",
+            "3000",
+            "--merchants",
+            "300",
+        ],
+        check=True,
+        env=streamer_env(),
+        capture_output=True,
+        timeout=120,
     )
 
 
@@ -70,12 +94,16 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
         return defaults if blob is None else np.frombuffer(blob, dtype="<f8")
 
     card = np.stack([row(card_key(prefix, e["card_id"]), card_defaults) for e in events])
-    merchant = np.stack([row(merchant_key(prefix, e["merchant_id"]), merchant_defaults) for e in events])
+    merchant = np.stack(
+        [row(merchant_key(prefix, e["merchant_id"]), merchant_defaults) for e in events]
+    )
     for e in events:  # the reader sees datetimes for timestamp-millis; features want millis
         if not isinstance(e["event_time"], int):
             e["event_time"] = int(e["event_time"].timestamp() * 1000)
     matrix = assemble(event_columns(events), card, merchant, meta["feature_names"])
-    session = ort.InferenceSession(str(_model_dir() / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(_model_dir() / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     outputs = session.run(None, {session.get_inputs()[0].name: matrix})
     probabilities = [o for o in outputs if getattr(o, "ndim", 0) == 2][0]
     return np.asarray(probabilities[:, 1], dtype=np.float64)
@@ -84,21 +112,41 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
 @pytest.fixture
 def topics(make_topic: Callable[..., str]) -> dict[str, str]:
     inp = make_topic("in", partitions=3)
-    return {"input_topic": inp, "output_topic": make_topic("out", partitions=3),
-            "dlq_topic": make_topic("in.dlq", partitions=1)}
+    return {
+        "input_topic": inp,
+        "output_topic": make_topic("out", partitions=3),
+        "dlq_topic": make_topic("in.dlq", partitions=1),
+    }
 
 
 def test_twenty_thousand_events_scored_exactly_once_and_correctly(
-    kafka_bootstrap: str, redis_url: str, redis_client: redis.Redis, redis_prefix: str,
-    topics: dict[str, str], group_id: str, tmp_path: Path,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    tmp_path: Path,
 ) -> None:
     _load_features(redis_url, redis_prefix)
-    produce_synthetic(topic=topics["input_topic"], bootstrap_servers=kafka_bootstrap, count=N,
-                      n_cards=3000, n_merchants=300, event_seed=11)
+    produce_synthetic(
+        topic=topics["input_topic"],
+        bootstrap_servers=kafka_bootstrap,
+        count=N,
+        n_cards=3000,
+        n_merchants=300,
+        event_seed=11,
+    )
     proc = start_streamer(
-        tmp_path / "streamer.log", kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url,
-        redis_key_prefix=redis_prefix, group_id=group_id, input_format="single-object",
-        output_format="single-object", metrics_port="0", **topics,
+        tmp_path / "streamer.log",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        group_id=group_id,
+        input_format="single-object",
+        output_format="single-object",
+        metrics_port="0",
+        **topics,
     )
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, proc)
@@ -116,13 +164,17 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
 
     assert len(inputs) == N
     assert len(scored) == N
-    assert Counter(s["transaction_id"] for s, _ in scored) == Counter(inputs)  # exactly once
+    assert Counter(s["transaction_id"] for s, _ in scored) == Counter(inputs.keys())  # exactly once
     assert read_all(kafka_bootstrap, topics["dlq_topic"], 0, timeout=2) == []
     for s, key in scored:
         event, partition, offset = inputs[s["transaction_id"]]
         assert key == event["card_id"].encode()
         assert (s["card_id"], s["merchant_id"], s["amount_minor"], s["currency"]) == (
-            event["card_id"], event["merchant_id"], event["amount_minor"], event["currency"])
+            event["card_id"],
+            event["merchant_id"],
+            event["amount_minor"],
+            event["currency"],
+        )
         assert (s["source_partition"], s["source_offset"]) == (partition, offset)
         assert s["publish_time"] >= s["scored_time"] >= s["received_time"]
         assert s["feature_status"] == "COMPLETE"
@@ -133,31 +185,63 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     actual = np.array([s["score"] for s, _ in ordered])
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
     review, decline = ordered[0][0]["review_threshold"], ordered[0][0]["decline_threshold"]
-    decisions = np.where(actual >= decline, "DECLINE", np.where(actual >= review, "REVIEW", "APPROVE"))
+    decisions = np.where(
+        actual >= decline, "DECLINE", np.where(actual >= review, "REVIEW", "APPROVE")
+    )
     assert [s["decision"] for s, _ in ordered] == decisions.tolist()
-    assert {"APPROVE", "REVIEW", "DECLINE"} <= set(decisions.tolist()), "synthetic fraud is scored high"
+    assert {"APPROVE", "REVIEW", "DECLINE"} <= set(decisions.tolist()), (
+        "synthetic fraud is scored high"
+    )
 
 
 def test_sigterm_mid_stream_and_restart_lose_nothing(
-    kafka_bootstrap: str, redis_url: str, redis_prefix: str, topics: dict[str, str], group_id: str,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
     tmp_path: Path,
 ) -> None:
     _load_features(redis_url, redis_prefix)
-    produce_synthetic(topic=topics["input_topic"], bootstrap_servers=kafka_bootstrap, count=N,
-                      n_cards=3000, n_merchants=300, event_seed=12)
+    produce_synthetic(
+        topic=topics["input_topic"],
+        bootstrap_servers=kafka_bootstrap,
+        count=N,
+        n_cards=3000,
+        n_merchants=300,
+        event_seed=12,
+    )
     settings = dict(
-        kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url, redis_key_prefix=redis_prefix,
-        group_id=group_id, input_format="single-object", output_format="single-object",
-        metrics_port="0", max_batch_size="200", **topics,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        group_id=group_id,
+        input_format="single-object",
+        output_format="single-object",
+        metrics_port="0",
+        max_batch_size="200",
+        **topics,
     )
     first = start_streamer(tmp_path / "first.log", **settings)
     try:
-        wait_until(lambda: sum(max(o, 0) for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()) > 2000,
-                   120, "some commits", first)
+        wait_until(
+            lambda: (
+                sum(
+                    max(o, 0)
+                    for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
+                )
+                > 2000
+            ),
+            120,
+            "some commits",
+            first,
+        )
     finally:
         code = stop(first)
     assert code == 0, (tmp_path / "first.log").read_text()[-3000:]
-    after_first = sum(max(o, 0) for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values())
+    after_first = sum(
+        max(o, 0) for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
+    )
     assert after_first < N, "the first run should have been stopped mid-stream"
 
     second = start_streamer(tmp_path / "second.log", **settings)
@@ -167,10 +251,14 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
         assert stop(second) == 0
 
     txn_schema, scored_schema = _schema("transaction_event"), _schema("scored_event")
-    inputs = {_decode_single_object(m.value(), txn_schema)["transaction_id"]
-              for m in read_all(kafka_bootstrap, topics["input_topic"], N)}
-    outputs = Counter(_decode_single_object(m.value(), scored_schema)["transaction_id"]
-                      for m in read_all(kafka_bootstrap, topics["output_topic"], N))
+    inputs = {
+        _decode_single_object(m.value(), txn_schema)["transaction_id"]
+        for m in read_all(kafka_bootstrap, topics["input_topic"], N)
+    }
+    outputs = Counter(
+        _decode_single_object(m.value(), scored_schema)["transaction_id"]
+        for m in read_all(kafka_bootstrap, topics["output_topic"], N)
+    )
     assert len(inputs) == N
     assert inputs == set(outputs), f"{len(inputs - set(outputs))} inputs have no output"
     # A graceful stop drains and commits: at most a batch or so is scored twice, not thousands.
@@ -178,7 +266,11 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
 
 
 def test_raw_input_from_any_avro_writer_is_scored(
-    kafka_bootstrap: str, redis_url: str, redis_prefix: str, topics: dict[str, str], group_id: str,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
     tmp_path: Path,
 ) -> None:
     """Plain Avro binary written by fastavro directly (not streamer's encoder)."""
@@ -188,11 +280,24 @@ def test_raw_input_from_any_avro_writer_is_scored(
     sent = []
     for i in range(300):
         event = {
-            "transaction_id": f"raw-{i}", "card_id": f"card-{i % 50:06d}", "merchant_id": f"merchant-{i % 30:05d}",
-            "event_time": 1_764_000_000_000 + i, "amount_minor": 1000 + i, "currency": "EUR", "mcc": 5411,
-            "merchant_country": "DE", "channel": "POS", "entry_mode": "CHIP", "card_present": True,
-            "three_ds": None, "terminal_id": None, "acquirer_id": None, "device_id": None,
-            "ip_address": None, "billing_country": None, "is_recurring": False,
+            "transaction_id": f"raw-{i}",
+            "card_id": f"card-{i % 50:06d}",
+            "merchant_id": f"merchant-{i % 30:05d}",
+            "event_time": 1_764_000_000_000 + i,
+            "amount_minor": 1000 + i,
+            "currency": "EUR",
+            "mcc": 5411,
+            "merchant_country": "DE",
+            "channel": "POS",
+            "entry_mode": "CHIP",
+            "card_present": True,
+            "three_ds": None,
+            "terminal_id": None,
+            "acquirer_id": None,
+            "device_id": None,
+            "ip_address": None,
+            "billing_country": None,
+            "is_recurring": False,
         }
         buf = io.BytesIO()
         schemaless_writer(buf, schema, event)
@@ -200,16 +305,24 @@ def test_raw_input_from_any_avro_writer_is_scored(
         sent.append(event["transaction_id"])
     producer.flush(30)
     proc = start_streamer(
-        tmp_path / "raw.log", kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url,
-        redis_key_prefix=redis_prefix, group_id=group_id, input_format="raw", output_format="raw",
-        metrics_port="0", **topics,
+        tmp_path / "raw.log",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        group_id=group_id,
+        input_format="raw",
+        output_format="raw",
+        metrics_port="0",
+        **topics,
     )
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
     finally:
         assert stop(proc) == 0
     scored_schema = _schema("scored_event")
-    out = [schemaless_reader(io.BytesIO(m.value()), scored_schema)
-           for m in read_all(kafka_bootstrap, topics["output_topic"], len(sent))]
+    out = [
+        schemaless_reader(io.BytesIO(m.value()), scored_schema)
+        for m in read_all(kafka_bootstrap, topics["output_topic"], len(sent))
+    ]
     assert sorted(o["transaction_id"] for o in out) == sorted(sent)
     assert all(0.0 <= o["score"] <= 1.0 for o in out)

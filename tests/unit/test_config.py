@@ -35,7 +35,12 @@ def test_environment_variables_configure_everything(env: pytest.MonkeyPatch) -> 
 
     s = load_settings()
 
-    assert (s.group_id, s.max_batch_size, s.input_format, s.model) == ("fraud", 256, "raw", "fraud-gbt@1")
+    assert (s.group_id, s.max_batch_size, s.input_format, s.model) == (
+        "fraud",
+        256,
+        "raw",
+        "fraud-gbt@1",
+    )
     assert s.dead_letter_topic == "transactions.dlq"
     assert s.kafka_properties == {
         "security.protocol": "SASL_SSL",
@@ -51,7 +56,9 @@ def test_environment_variables_configure_everything(env: pytest.MonkeyPatch) -> 
 
 def test_yaml_file_below_environment(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "streamer.yaml"
-    config.write_text("group_id: from-yaml\nmax_wait_ms: 20\nconsumer_properties:\n  fetch.min.bytes: '1024'\n")
+    config.write_text(
+        "group_id: from-yaml\nmax_wait_ms: 20\nconsumer_properties:\n  fetch.min.bytes: '1024'\n"
+    )
     env.setenv("STREAMER_GROUP_ID", "from-env")
 
     s = load_settings(config)
@@ -77,7 +84,9 @@ def test_at_least_once_settings_cannot_be_overridden(env: pytest.MonkeyPatch) ->
         ("STREAMER_INPUT_FORMAT", "confluent", "STREAMER_SCHEMA_REGISTRY_URL"),
     ],
 )
-def test_bad_setting_names_the_setting(env: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+def test_bad_setting_names_the_setting(
+    env: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
     env.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_settings()

@@ -283,12 +283,17 @@ def test_a_row_that_breaks_the_model_is_isolated_and_dead_lettered(build: Any) -
 
     pipeline.step()
 
-    scored = [schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))["transaction_id"]
-              for t, v, _, _ in producer.delivered if t == "scored"]
+    scored = [
+        schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))["transaction_id"]
+        for t, v, _, _ in producer.delivered
+        if t == "scored"
+    ]
     dead = [dict(h) for t, _, _, h in producer.delivered if t == "tx.dlq"]
     assert scored == [f"tx-{i}" for i in (0, 1, 2, 4, 5, 7)]
-    assert [(d["streamer.original.offset"], d["streamer.error.stage"], d["streamer.error.class"]) for d in dead] == [
-        (b"3", b"score", b"RuntimeError"), (b"6", b"score", b"RuntimeError")]
+    assert [
+        (d["streamer.original.offset"], d["streamer.error.stage"], d["streamer.error.class"])
+        for d in dead
+    ] == [(b"3", b"score", b"RuntimeError"), (b"6", b"score", b"RuntimeError")]
     assert consumer.commits == [[TopicPartition(TOPIC, 0, 8)]]
 
 
@@ -306,8 +311,12 @@ def test_a_row_that_breaks_the_model_is_isolated_and_dead_lettered(build: Any) -
         ({"card_id": ""}, "MissingId"),
     ],
 )
-def test_out_of_domain_values_are_dead_lettered_at_validate(build: Any, overrides: dict[str, Any], error_class: str) -> None:
-    pipeline, _, producer = build([[_msg(0, _raw(_event(0, **overrides))), _msg(1, _raw(_event(1)))]])
+def test_out_of_domain_values_are_dead_lettered_at_validate(
+    build: Any, overrides: dict[str, Any], error_class: str
+) -> None:
+    pipeline, _, producer = build(
+        [[_msg(0, _raw(_event(0, **overrides))), _msg(1, _raw(_event(1)))]]
+    )
     pipeline.clock = lambda: 1_764_000_100_000
     pipeline.step()
     (dead,) = [dict(h) for t, _, _, h in producer.delivered if t == "tx.dlq"]

@@ -109,3 +109,11 @@ def test_twenty_thousand_events_are_fast(pop: synth.Population) -> None:
     started = time.perf_counter()
     synth.generate_events(pop, 20_000, seed=2, start_ms=START_MS)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(("n_cards", "n_merchants"), [(1, 1), (3, 5), (50, 10)])
+def test_tiny_populations_still_generate(n_cards: int, n_merchants: int) -> None:
+    pop = synth.make_population(1, n_cards=n_cards, n_merchants=n_merchants)
+    events = synth.generate_events(pop, 50, seed=1, start_ms=START_MS)
+    assert {e["merchant_id"] for e in events} <= set(pop.merchant_ids)
+    assert {e["card_id"] for e in events} <= set(pop.card_ids)

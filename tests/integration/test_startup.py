@@ -1,0 +1,107 @@
+"""Start-up validation: one clear line naming the problem and the setting; documented exit codes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.streamer_proc import REPO, streamer_env
+
+
+def _run(timeout: float = 60, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "run"],
+        env=streamer_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def good(kafka_bootstrap: str, redis_url: str, make_topic: Callable[..., str]) -> dict[str, str]:
+    inp = make_topic("in")
+    return {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "redis_url": redis_url,
+        "input_topic": inp,
+        "output_topic": make_topic("out"),
+        "dlq_topic": make_topic("dlq", partitions=1),
+        "metrics_port": "0",
+    }
+
+
+def _one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("streamer: ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        ({"max_batch_size": "-1"}, ("STREAMER_MAX_BATCH_SIZE",)),
+        ({"input_format": "protobuf"}, ("STREAMER_INPUT_FORMAT",)),
+        ({"redis_url": "http://nope"}, ("STREAMER_REDIS_URL",)),
+        ({"model": "no-such-model"}, ("STREAMER_MODEL",)),
+    ],
+)
+def test_bad_settings_exit_2(
+    good: dict[str, str], overrides: dict[str, str], needles: tuple[str, ...]
+) -> None:
+    result = _run(**{**good, **overrides})
+    assert result.returncode == 2, result.stderr
+    _one_clear_line(result, *needles)
+
+
+def test_missing_setting_exits_2(good: dict[str, str]) -> None:
+    settings = dict(good)
+    del settings["input_topic"]
+    result = _run(**settings)
+    assert result.returncode == 2
+    _one_clear_line(result, "STREAMER_INPUT_TOPIC")
+
+
+def test_tampered_model_exits_2(good: dict[str, str], tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (onnx,) = models.glob("fraud-gbt/*/model.onnx")
+    data = bytearray(onnx.read_bytes())
+    data[-10] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    result = _run(**good, models_dir=str(models))
+    assert result.returncode == 2
+    _one_clear_line(result, "sha256", "STREAMER_MODEL")
+
+
+def test_unreachable_broker_exits_3(good: dict[str, str]) -> None:
+    result = _run(**{**good, "kafka_bootstrap_servers": "127.0.0.1:9"})
+    assert result.returncode == 3, result.stderr
+    _one_clear_line(result, "STREAMER_KAFKA_BOOTSTRAP_SERVERS")
+
+
+def test_missing_topic_exits_3(good: dict[str, str]) -> None:
+    result = _run(**{**good, "output_topic": "no-such-topic-anywhere"})
+    assert result.returncode == 3, result.stderr
+    _one_clear_line(result, "no-such-topic-anywhere", "STREAMER_OUTPUT_TOPIC")
+
+
+def test_debug_shows_the_traceback(good: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "--debug", "run"],
+        env=streamer_env(**{**good, "max_batch_size": "0"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
