@@ -113,7 +113,8 @@ def make_population(seed: int, n_cards: int = 5000, n_merchants: int = 500) -> P
         rng.choice(len(_HOMES), n_merchants, p=shares / shares.sum()),
         rng.integers(len(_HOMES), len(COUNTRIES), n_merchants),
     )
-    country[: len(COUNTRIES)] = np.arange(len(COUNTRIES))
+    seeded = min(n_merchants, len(COUNTRIES))
+    country[:seeded] = np.arange(seeded)
     bad = rng.random(n_merchants) < 0.03
     risk = np.clip(mcc_table[kinds, 4] + rng.beta(1, 12, n_merchants) + 0.4 * bad, 0.0, 1.0)
     return Population(
@@ -204,7 +205,8 @@ def generate_labeled(
     merchant = _pick_merchants(rng, pop, home, foreign=pattern(0.45) | (rng.random(n) < 0.05))
     risky = pattern(0.4)
     risky_pool = np.flatnonzero(pop.merchant_risk >= _RISKY_MERCHANT_RISK)
-    merchant[risky] = risky_pool[rng.integers(0, risky_pool.size, int(risky.sum()))]
+    if risky_pool.size:  # tiny populations may have no risky merchant
+        merchant[risky] = risky_pool[rng.integers(0, risky_pool.size, int(risky.sum()))]
 
     channel = _channels(rng, pop, merchant, cnp=pattern(0.5))
     is_ecom = channel == _ECOM
@@ -250,9 +252,11 @@ def _pick_merchants(rng: np.random.Generator, pop: Population, home: I64, foreig
     order = np.argsort(pop.merchant_country, kind="stable")
     counts = np.bincount(pop.merchant_country, minlength=len(COUNTRIES))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    picked = order[starts[home] + (rng.random(home.size) * counts[home]).astype(np.int64)]
     n_merchants = len(pop.merchant_ids)
-    todo = foreign.copy()
+    slot = starts[home] + (rng.random(home.size) * counts[home]).astype(np.int64)
+    picked = order[np.minimum(slot, n_merchants - 1)]
+    # Tiny populations may have no merchant in a card's country: any merchant will do.
+    todo = foreign | (counts[home] == 0)
     for _ in range(8):  # redraw until abroad; a handful of rounds leaves almost none behind
         picked[todo] = rng.integers(0, n_merchants, int(todo.sum()))
         todo &= pop.merchant_country[picked] == home
