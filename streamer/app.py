@@ -17,19 +17,25 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
+from streamer import __version__
 from streamer.avro import load_schema, scored_schema, transaction_schema
 from streamer.breaker import CircuitBreaker
 from streamer.config import Settings, redact_url
 from streamer.enrichment import FeatureCache, make_redis_client
 from streamer.errors import DependencyError
+from streamer.health import OpsServer, Probes
 from streamer.kafka_config import admin_config, consumer_config, producer_config
+from streamer.metrics import Sources, StreamerCollector, Telemetry, registry_for
 from streamer.offsets import OffsetTracker
 from streamer.pipeline import Pipeline
 from streamer.publish import Publisher
 from streamer.registry import LoadedModel, load_model
 from streamer.scored import ModelStamp
 from streamer.scoring import Scorer
+from streamer.tracing import provider_from_env
 from streamer.wire import SchemaRegistry, make_decoder, make_encoder
 
 log = logging.getLogger(__name__)
@@ -76,12 +82,23 @@ class Service:
     pipeline: Pipeline
     model: LoadedModel
     cache: FeatureCache
+    registry: CollectorRegistry
+    tracer_provider: TracerProvider | None
 
 
-def build(settings: Settings, *, model: LoadedModel | None = None) -> Service:
+def build(
+    settings: Settings,
+    *,
+    model: LoadedModel | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Service:
     """Every collaborator of the pipeline, from settings. Makes no network call."""
     model = model or load_model(settings.model, settings.models_dir)
     meta = model.metadata
+    telemetry = Telemetry(
+        reference_edges=meta.reference_scores.bin_edges,
+        reference_counts=meta.reference_scores.counts,
+    )
     registry = schema_registry(settings)
     writer = load_schema(settings.input_writer_schema) if settings.input_writer_schema else None
     decoder = make_decoder(
@@ -134,8 +151,33 @@ def build(settings: Settings, *, model: LoadedModel | None = None) -> Service:
         max_wait_ms=settings.max_wait_ms,
         max_in_flight=settings.max_in_flight,
         drain_timeout_s=settings.drain_timeout_s,
+        telemetry=telemetry,
+        tracer=tracer_provider.get_tracer("streamer", __version__) if tracer_provider else None,
     )
-    return Service(pipeline=pipeline, model=model, cache=cache)
+    publisher = pipeline.publisher
+    sources = Sources(
+        consumed=lambda: pipeline.stats.consumed,
+        lookups=lambda: dict(cache.stats.lookups),
+        redis_errors=lambda: cache.stats.errors,
+        breaker_state=lambda: cache.breaker.state,
+        in_flight=lambda: tracker.pending,
+        delivery_failures=lambda: publisher.failed,
+        model=(meta.name, meta.version),
+    )
+    metrics = registry_for(StreamerCollector(telemetry, sources))
+    return Service(pipeline, model, cache, metrics, tracer_provider)
+
+
+def probes(service: Service, stale_after_s: float) -> Probes:
+    stats = service.pipeline.stats
+    return Probes(
+        heartbeat=lambda: stats.last_heartbeat,
+        subscribed=lambda: stats.subscribed,
+        assigned=lambda: len(stats.assigned),
+        model_present=service.model.path.exists,
+        breaker_state=lambda: service.cache.breaker.state,
+        stale_after_s=stale_after_s,
+    )
 
 
 class StopFlag:
@@ -161,8 +203,10 @@ class StopFlag:
 
 def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
-    service = build(settings)
+    service = build(settings, tracer_provider=provider_from_env())
     check_topics(settings)
+    stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
+    ops = OpsServer(settings.metrics_port, service.registry, probes(service, stale_after))
     if not service.cache.ping():
         log.warning(
             "Redis at %s is not reachable: scoring with default features (DEGRADED) until it is",
@@ -179,7 +223,12 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         meta.version,
         settings.group_id,
     )
-    service.pipeline.run(stop)
+    try:
+        service.pipeline.run(stop)
+    finally:
+        ops.close()
+        if service.tracer_provider is not None:
+            service.tracer_provider.shutdown()  # flushes spans still queued for export
     stats = service.pipeline.stats
     log.info(
         "stopped: %d consumed, %d scored, %d dead-lettered",

@@ -9,6 +9,7 @@ stalls the consumer loop. The client is built fail-fast: short timeouts, no retr
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,13 +76,13 @@ def feature_status(
 
 @dataclass
 class CacheStats:
-    """Counters for metrics: entity lookups by outcome, and failed round trips."""
+    """Counters for metrics: lookups of unique entities by (entity, result), failed round trips.
 
-    hits: int = 0
-    misses: int = 0
-    defaulted_degraded: int = 0
+    ``result`` is ``hit``, ``miss`` (defaults used) or ``degraded`` (Redis not asked).
+    """
+
+    lookups: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: int = 0
-    last_error: str = field(default="", repr=False)
 
 
 class FeatureCache:
@@ -112,7 +113,8 @@ class FeatureCache:
         )
         blobs = self._mget(cards, merchants)
         if blobs is None:
-            self.stats.defaulted_degraded += len(cards) + len(merchants)
+            self.stats.lookups["card", "degraded"] += len(cards)
+            self.stats.lookups["merchant", "degraded"] += len(merchants)
             return Features(
                 card=np.broadcast_to(self._card_defaults, (n, self._card_defaults.size)),
                 merchant=np.broadcast_to(
@@ -124,9 +126,11 @@ class FeatureCache:
             )
         card_rows, card_found = unpack_rows(blobs[: len(cards)], self._card_defaults)
         merchant_rows, merchant_found = unpack_rows(blobs[len(cards) :], self._merchant_defaults)
-        hits = int(card_found.sum() + merchant_found.sum())
-        self.stats.hits += hits
-        self.stats.misses += len(blobs) - hits
+        card_hits, merchant_hits = int(card_found.sum()), int(merchant_found.sum())
+        self.stats.lookups["card", "hit"] += card_hits
+        self.stats.lookups["card", "miss"] += len(cards) - card_hits
+        self.stats.lookups["merchant", "hit"] += merchant_hits
+        self.stats.lookups["merchant", "miss"] += len(merchants) - merchant_hits
         return Features(
             card=card_rows[card_inverse],
             merchant=merchant_rows[merchant_inverse],
@@ -144,7 +148,6 @@ class FeatureCache:
             blobs: list[bytes | None] = self._client.mget(keys)  # type: ignore[assignment]
         except (redis.RedisError, OSError) as exc:
             self.stats.errors += 1
-            self.stats.last_error = type(exc).__name__
             was = self.breaker.state
             self.breaker.failure()
             if was != "open" and self.breaker.state == "open":

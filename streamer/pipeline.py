@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from opentelemetry.trace import Link, SpanKind, Tracer, use_span
 
+from streamer import tracing
 from streamer.containment import StageError, run_contained
-from streamer.enrichment import FeatureCache
+from streamer.enrichment import FEATURE_STATUSES, FeatureCache
 from streamer.errors import Rejection
 from streamer.features import assemble, event_columns
+from streamer.metrics import Telemetry
 from streamer.offsets import OffsetTracker
 from streamer.publish import Publisher
 from streamer.scored import ModelStamp, scored_records
-from streamer.scoring import decide
+from streamer.scoring import DECISIONS, decide
 from streamer.validate import validate
 from streamer.wire import is_retriable
 
@@ -59,6 +63,7 @@ class LoopStats:
     dead_lettered: int = 0
     last_heartbeat: float = field(default_factory=time.monotonic)
     assigned: set[tuple[str, int]] = field(default_factory=set)
+    subscribed: bool = False
 
 
 @dataclass
@@ -84,7 +89,11 @@ class Pipeline:
     drain_timeout_s: float = 30.0
     retry_backoff_s: float = 0.5
     clock: Callable[[], int] = now_ms
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    tracer: Tracer | None = None  # None: tracing off, no tracing code runs at all
+    lag_interval_s: float = 2.0
     stats: LoopStats = field(default_factory=LoopStats)
+    _lag_due: float = 0.0
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -96,11 +105,13 @@ class Pipeline:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self.stats.subscribed = True
         try:
             while not should_stop():
                 self.step()
         finally:
             self._drain()
+            self.stats.subscribed = False
             self.consumer.close()  # leaves the group; revocation commits nothing new
 
     def step(self) -> None:
@@ -114,17 +125,75 @@ class Pipeline:
             self.publisher.poll(0.05)  # backpressure: let acknowledgements catch up
         self._rewind_failed()
         self._commit(asynchronous=True)
+        self.telemetry.latency.observe(np.asarray(self.publisher.take_latencies_ms()) / 1000.0)
+        if time.monotonic() >= self._lag_due:
+            self._lag_due = time.monotonic() + self.lag_interval_s
+            self._update_lag()
 
     # -- one micro-batch ------------------------------------------------------------------
 
     def process(self, messages: list[Message]) -> None:
-        received = self.clock()
+        """Score one micro-batch, inside a ``process <topic>`` span when tracing is on."""
         self.stats.batches += 1
+        self.telemetry.batch_size.observe((len(messages),))
+        if self.tracer is None:
+            self._process(messages, None, None)
+            return
+        contexts = [tracing.upstream_context(m) for m in messages]
+        span = self.tracer.start_span(
+            f"process {self.input_topic}",
+            kind=SpanKind.CONSUMER,
+            links=tracing.batch_links(messages, contexts),
+            attributes=tracing.process_attributes(self.input_topic, self.group_id, len(messages)),
+        )
+        with use_span(span, end_on_exit=True):
+            self._process(messages, contexts, Link(span.get_span_context()))
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Time a stage for the metrics, and give it a child span when tracing is on."""
+        started = time.perf_counter()
+        with self.tracer.start_as_current_span(name) if self.tracer else nullcontext():
+            yield
+        self.telemetry.stage(name, time.perf_counter() - started)
+
+    def _process(
+        self, messages: list[Message], contexts: list[Any] | None, batch_link: Link | None
+    ) -> None:
+        received = self.clock()
         valid: list[Message] = []
         events: list[dict[str, Any]] = []
+        valid_contexts: list[Any] = []
         by_partition: dict[tuple[str, int], list[int]] = {}
         halted: dict[tuple[str, int], int] = {}  # partitions to re-read from an offset
-        for msg in messages:
+        with self._stage("decode"):
+            self._decode(
+                messages, contexts, received, valid, events, valid_contexts, by_partition, halted
+            )
+        for tp, offsets in by_partition.items():
+            self.tracker.register(tp, offsets)
+        for tp, offset in halted.items():
+            self.tracker.fail(tp, offset)
+            log.warning("schema registry unavailable; %s[%d] will be re-read from %d", *tp, offset)
+        if halted:
+            time.sleep(self.retry_backoff_s)
+        self.stats.consumed += sum(len(o) for o in by_partition.values())
+        if events:
+            self._score_and_publish(valid, events, received, valid_contexts, batch_link)
+
+    def _decode(
+        self,
+        messages: list[Message],
+        contexts: list[Any] | None,
+        received: int,
+        valid: list[Message],
+        events: list[dict[str, Any]],
+        valid_contexts: list[Any],
+        by_partition: dict[tuple[str, int], list[int]],
+        halted: dict[tuple[str, int], int],
+    ) -> None:
+        """Decode and validate; poison goes to the dead-letter topic on the way."""
+        for i, msg in enumerate(messages):
             error = msg.error()
             if error is not None:
                 self._consumer_error(error)
@@ -139,23 +208,20 @@ class Pipeline:
             if not isinstance(decoded, Rejection):
                 valid.append(msg)
                 events.append(decoded)
+                if contexts is not None:
+                    valid_contexts.append(contexts[i])
             elif is_retriable(decoded):
                 halted[tp] = offset  # not the message's fault: read it again later
             else:
                 self._dead_letter(msg, decoded)
-        for tp, offsets in by_partition.items():
-            self.tracker.register(tp, offsets)
-        for tp, offset in halted.items():
-            self.tracker.fail(tp, offset)
-            log.warning("schema registry unavailable; %s[%d] will be re-read from %d", *tp, offset)
-        if halted:
-            time.sleep(self.retry_backoff_s)
-        self.stats.consumed += sum(len(o) for o in by_partition.values())
-        if events:
-            self._score_and_publish(valid, events, received)
 
     def _score_and_publish(
-        self, messages: list[Message], events: list[dict[str, Any]], received: int
+        self,
+        messages: list[Message],
+        events: list[dict[str, Any]],
+        received: int,
+        contexts: list[Any],
+        batch_link: Link | None,
     ) -> None:
         rows, scores, statuses, failures = run_contained(
             lambda subset: self._features_and_scores([events[i] for i in subset.tolist()]),
@@ -172,50 +238,93 @@ class Pipeline:
             kept = rows.tolist()
             messages = [messages[i] for i in kept]
             events = [events[i] for i in kept]
-        records = scored_records(
-            events,
-            scores=scores,
-            decisions=decide(scores, self.model.review_threshold, self.model.decline_threshold),
-            statuses=statuses,
-            partitions=[m.partition() or 0 for m in messages],
-            offsets=[m.offset() or 0 for m in messages],
-            model=self.model,
-            received_ms=received,
-            scored_ms=self.clock(),
-            publish_ms=self.clock(),
-        )
-        send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
-        for msg, record in zip(messages, records, strict=True):
-            source, offset = _position(msg)
-            send(
-                topic,
-                record["card_id"],
-                encode(record),
-                source,
-                offset,
-                headers=_trace_headers(msg),
+            contexts = [contexts[i] for i in kept] if contexts else contexts
+        decisions = decide(scores, self.model.review_threshold, self.model.decline_threshold)
+        self._count(scores, decisions, statuses)
+        with self._stage("publish"):
+            records = scored_records(
+                events,
+                scores=scores,
+                decisions=decisions,
+                statuses=statuses,
+                partitions=[m.partition() or 0 for m in messages],
+                offsets=[m.offset() or 0 for m in messages],
+                model=self.model,
+                received_ms=received,
+                scored_ms=self.clock(),
+                publish_ms=self.clock(),
             )
+            send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
+            for i, (msg, record) in enumerate(zip(messages, records, strict=True)):
+                source, offset = _position(msg)
+                headers = (
+                    tracing.send_headers(
+                        self.tracer, topic, contexts[i], record["card_id"], batch_link
+                    )
+                    if self.tracer is not None
+                    else _trace_headers(msg)
+                )
+                send(
+                    topic,
+                    record["card_id"],
+                    encode(record),
+                    source,
+                    offset,
+                    headers=headers,
+                    event_time=record["event_time"],
+                )
         self.stats.scored += len(records)
+
+    def _count(self, scores: np.ndarray, decisions: np.ndarray, statuses: np.ndarray) -> None:
+        """Per-batch counts for the metrics (bincount, not a loop over events)."""
+        t = self.telemetry
+        t.scores(scores)
+        for code, n in enumerate(np.bincount(decisions, minlength=len(DECISIONS)).tolist()):
+            t.decisions[DECISIONS[code]] += n
+        for code, n in enumerate(np.bincount(statuses, minlength=len(FEATURE_STATUSES)).tolist()):
+            t.feature_status[FEATURE_STATUSES[code]] += n
 
     def _features_and_scores(self, events: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage."""
-        try:
-            features = self.cache.fetch(
-                [e["card_id"] for e in events], [e["merchant_id"] for e in events]
-            )
-            columns = event_columns(events)
-            matrix = assemble(columns, features.card, features.merchant, self.feature_names)
-        except Exception as exc:
-            raise StageError("enrich", exc) from exc
-        try:
-            scores = self.scorer.score(matrix)
-        except Exception as exc:
-            raise StageError("score", exc) from exc
+        with self._stage("enrich"):
+            try:
+                features = self.cache.fetch(
+                    [e["card_id"] for e in events], [e["merchant_id"] for e in events]
+                )
+                columns = event_columns(events)
+                matrix = assemble(columns, features.card, features.merchant, self.feature_names)
+            except Exception as exc:
+                raise StageError("enrich", exc) from exc
+        with self._stage("score"):
+            try:
+                scores = self.scorer.score(matrix)
+            except Exception as exc:
+                raise StageError("score", exc) from exc
         return scores, features.status()
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         self.publisher.send_dead_letter(self.dead_letter_topic, msg, rejection, self.group_id)
         self.stats.dead_lettered += 1
+        self.telemetry.dead_letters[rejection.stage, rejection.error_class] += 1
+
+    def _update_lag(self) -> None:
+        """Messages between each assigned partition's end and what is committable."""
+        assigned = [TopicPartition(t, p) for t, p in self.stats.assigned]
+        if not assigned:
+            self.telemetry.lag.clear()
+            return
+        try:
+            positions = self.consumer.position(assigned)
+        except KafkaException:
+            return
+        lag: dict[tuple[str, int], int] = {}
+        for tp in positions:
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            done = self.tracker.committable((tp.topic, tp.partition))
+            at = done if done is not None else tp.offset
+            if high >= 0 and at >= 0:
+                lag[tp.topic, tp.partition] = max(high - at, 0)
+        self.telemetry.lag = lag
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

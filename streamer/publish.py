@@ -9,7 +9,8 @@ timestamp and add ``streamer.*`` headers saying what failed and where the record
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -54,14 +55,12 @@ class Publisher:
         self,
         producer: Producer,
         tracker: OffsetTracker,
-        *,
-        on_failure: Callable[[KafkaError, str], None] | None = None,
     ) -> None:
         self._producer = producer
         self._tracker = tracker
-        self._on_failure = on_failure
         self.delivered = 0
         self.failed = 0
+        self._latencies: list[int] = []
 
     def send(
         self,
@@ -72,9 +71,13 @@ class Publisher:
         offset: int,
         headers: Sequence[tuple[str, bytes]] | None = None,
         timestamp: int = 0,
+        event_time: int = 0,
     ) -> None:
-        """Queue one record; blocks (serving delivery reports) while the local queue is full."""
-        callback = partial(self._delivered, source, offset)
+        """Queue one record; blocks (serving delivery reports) while the local queue is full.
+
+        With ``event_time`` (epoch ms) the end-to-end latency is recorded on acknowledgement.
+        """
+        callback = partial(self._delivered, source, offset, event_time)
         kwargs: dict[str, Any] = {"on_delivery": callback}
         if headers:
             kwargs["headers"] = list(headers)
@@ -108,17 +111,27 @@ class Publisher:
         """Wait for outstanding deliveries; returns how many are still unacknowledged."""
         return int(self._producer.flush(timeout))
 
+    def take_latencies_ms(self) -> list[int]:
+        """Event time to acknowledgement of the outputs acknowledged since the last call."""
+        taken, self._latencies = self._latencies, []
+        return taken
+
     def _delivered(
-        self, source: TopicPartition, offset: int, err: KafkaError | None, msg: Message
+        self,
+        source: TopicPartition,
+        offset: int,
+        event_time: int,
+        err: KafkaError | None,
+        msg: Message,
     ) -> None:
         if err is None:
             self.delivered += 1
             self._tracker.ack(source, offset)
+            if event_time:
+                self._latencies.append(time.time_ns() // 1_000_000 - event_time)
             return
         self.failed += 1
         self._tracker.fail(source, offset)
-        if self._on_failure is not None:
-            self._on_failure(err, msg.topic() or "")
         log.error(
             "delivery to %s failed, will reprocess %s@%d: %s", msg.topic(), source, offset, err
         )

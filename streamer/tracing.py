@@ -1,0 +1,145 @@
+"""OpenTelemetry tracing, by the messaging semantic conventions (current attribute names).
+
+Per micro-batch a ``process <topic>`` CONSUMER span with one link per input message to the
+context in its ``traceparent`` header (the link carries the message's partition and
+offset), and child spans per stage. Per scored event a ``send <topic>`` PRODUCER span
+whose parent is the input's own upstream context, injected into the output's headers, so
+the fraud service's spans join the upstream producer's trace.
+
+Configured by the standard ``OTEL_*`` variables. With no exporter configured there is no
+tracer at all, and the pipeline skips every tracing call (no cost).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Message
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Link, SpanKind, Tracer, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from streamer import __version__
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def exporter_from_env(environ: dict[str, str] | None = None) -> SpanExporter | None:
+    """The OTLP exporter the ``OTEL_*`` variables ask for, or None when tracing is off."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").lower() in ("none", ""):
+        return None
+    if not (
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        return None
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).lower()
+    if protocol.startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+        return Http()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+    return Grpc()
+
+
+def provider_from_env(environ: dict[str, str] | None = None) -> TracerProvider | None:
+    """A tracer provider exporting over OTLP, or None when no exporter is configured.
+
+    The sampler comes from ``OTEL_TRACES_SAMPLER``/``_ARG`` (the SDK reads them), the
+    service name from ``OTEL_SERVICE_NAME`` (default ``streamer``).
+    """
+    exporter = exporter_from_env(environ)
+    if exporter is None:
+        return None
+    resource = Resource.create(
+        {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME", "streamer"),
+            "service.version": __version__,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def upstream_context(msg: Message) -> Context | None:
+    """The W3C trace context in a message's headers, if any."""
+    headers = msg.headers()
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    carrier = {
+        k: v.decode("latin-1") if isinstance(v, bytes) else str(v)
+        for k, v in items
+        if k in _TRACE_HEADERS and v is not None
+    }
+    return _PROPAGATOR.extract(carrier) if carrier else None
+
+
+def batch_links(messages: Sequence[Message], contexts: Sequence[Context | None]) -> list[Link]:
+    """One link per message that carries an upstream context, with its partition and offset."""
+    from opentelemetry.trace import get_current_span
+
+    links = []
+    for msg, ctx in zip(messages, contexts, strict=True):
+        if ctx is None:
+            continue
+        span_context = get_current_span(ctx).get_span_context()
+        if span_context.is_valid:
+            links.append(
+                Link(
+                    span_context,
+                    {
+                        "messaging.destination.partition.id": str(msg.partition()),
+                        "messaging.kafka.offset": msg.offset() or 0,
+                    },
+                )
+            )
+    return links
+
+
+def process_attributes(topic: str, group: str, count: int) -> dict[str, Any]:
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group,
+        "messaging.batch.message_count": count,
+    }
+
+
+def send_headers(
+    tracer: Tracer, topic: str, parent: Context | None, key: str, batch_link: Link | None
+) -> list[tuple[str, bytes]]:
+    """Start and end a ``send <topic>`` span under ``parent``; its context as Kafka headers."""
+    span = tracer.start_span(
+        f"send {topic}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": key,
+        },
+        links=[batch_link] if batch_link else None,
+    )
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
+    span.end()
+    return [(k, v.encode()) for k, v in carrier.items()]
