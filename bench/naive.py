@@ -36,10 +36,22 @@ def main() -> None:
     decoder = make_decoder("single-object", reader_schema=transaction_schema())
     encoder = make_encoder("single-object", schema=scored_schema())
     cache = redis.Redis.from_url(args.redis_url)
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
-    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "compression.type": "lz4",
-                         "enable.idempotence": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
+    )
     consumer.subscribe([args.input])
     while not stop:
         msg = consumer.poll(0.1)
@@ -52,21 +64,35 @@ def main() -> None:
         card_blob = cache.get(card_key(args.prefix, event["card_id"]))
         merchant_blob = cache.get(merchant_key(args.prefix, event["merchant_id"]))
         card = model.card_defaults if card_blob is None else np.frombuffer(card_blob, "<f8")
-        merchant = model.merchant_defaults if merchant_blob is None else np.frombuffer(merchant_blob, "<f8")
+        merchant = (
+            model.merchant_defaults
+            if merchant_blob is None
+            else np.frombuffer(merchant_blob, "<f8")
+        )
         row = assemble(event_columns([event]), card[None, :], merchant[None, :], meta.feature_names)
         score = float(scorer.score(row)[0])
         decision = 2 if score >= meta.thresholds.decline else int(score >= meta.thresholds.review)
         now = time.time_ns() // 1_000_000
         record = {
-            "transaction_id": event["transaction_id"], "card_id": event["card_id"],
-            "merchant_id": event["merchant_id"], "amount_minor": event["amount_minor"],
-            "currency": event["currency"], "score": score, "decision": DECISIONS[decision],
-            "review_threshold": meta.thresholds.review, "decline_threshold": meta.thresholds.decline,
-            "model_name": meta.name, "model_version": meta.version,
+            "transaction_id": event["transaction_id"],
+            "card_id": event["card_id"],
+            "merchant_id": event["merchant_id"],
+            "amount_minor": event["amount_minor"],
+            "currency": event["currency"],
+            "score": score,
+            "decision": DECISIONS[decision],
+            "review_threshold": meta.thresholds.review,
+            "decline_threshold": meta.thresholds.decline,
+            "model_name": meta.name,
+            "model_version": meta.version,
             "feature_status": "COMPLETE" if card_blob and merchant_blob else "PARTIAL",
-            "event_time": event["event_time"], "received_time": received, "scored_time": now,
-            "publish_time": now, "processing_latency_ms": float(now - received),
-            "source_partition": msg.partition(), "source_offset": msg.offset(),
+            "event_time": event["event_time"],
+            "received_time": received,
+            "scored_time": now,
+            "publish_time": now,
+            "processing_latency_ms": float(now - received),
+            "source_partition": msg.partition(),
+            "source_offset": msg.offset(),
         }
         while True:
             try:

@@ -17,10 +17,22 @@ def main() -> None:
     args = parser.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
-    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "compression.type": "lz4",
-                         "enable.idempotence": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
+    )
     consumer.subscribe([args.input])
     while not stop:
         for msg in consumer.consume(500, 0.05):

@@ -50,25 +50,47 @@ Launcher = Callable[[Endpoints, str, str, str], subprocess.Popen[bytes]]
 def _streamer(extra_env: dict[str, str]) -> Launcher:
     def launch(stack: Endpoints, inp: str, out: str, group: str) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER_", "OTEL_"))}
-        env.update({
-            "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap, "STREAMER_REDIS_URL": stack.redis_url,
-            "STREAMER_INPUT_TOPIC": inp, "STREAMER_OUTPUT_TOPIC": out, "STREAMER_DLQ_TOPIC": inp + ".dlq",
-            "STREAMER_GROUP_ID": group, "STREAMER_INPUT_FORMAT": "single-object",
-            "STREAMER_OUTPUT_FORMAT": "single-object", "STREAMER_LOG_LEVEL": "WARNING",
-            "STREAMER_MODELS_DIR": str(REPO / "models"), "STREAMER_METRICS_PORT": "0",
-            "PYTHONPATH": str(REPO), **extra_env,
-        })
+        env.update(
+            {
+                "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                "STREAMER_REDIS_URL": stack.redis_url,
+                "STREAMER_INPUT_TOPIC": inp,
+                "STREAMER_OUTPUT_TOPIC": out,
+                "STREAMER_DLQ_TOPIC": inp + ".dlq",
+                "STREAMER_GROUP_ID": group,
+                "STREAMER_INPUT_FORMAT": "single-object",
+                "STREAMER_OUTPUT_FORMAT": "single-object",
+                "STREAMER_LOG_LEVEL": "WARNING",
+                "STREAMER_MODELS_DIR": str(REPO / "models"),
+                "STREAMER_METRICS_PORT": "0",
+                "PYTHONPATH": str(REPO),
+                **extra_env,
+            }
+        )
         return subprocess.Popen([sys.executable, "-m", "streamer", "run"], env=env)
+
     return launch
 
 
 def _script(name: str, *extra: str) -> Launcher:
     def launch(stack: Endpoints, inp: str, out: str, group: str) -> subprocess.Popen[bytes]:
-        args = ["--bootstrap", stack.kafka_bootstrap, "--input", inp, "--output", out, "--group", group]
+        args = [
+            "--bootstrap",
+            stack.kafka_bootstrap,
+            "--input",
+            inp,
+            "--output",
+            out,
+            "--group",
+            group,
+        ]
         if name == "naive.py":
             args += ["--redis-url", stack.redis_url]
-        return subprocess.Popen([sys.executable, str(REPO / "bench" / name), *args, *extra],
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        return subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / name), *args, *extra],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
     return launch
 
 
@@ -79,10 +101,13 @@ CONTENDERS: dict[str, Launcher] = {
 }
 
 
-def _topics(admin: AdminClient, names: list[str], partitions: int, log_append: bool = False) -> None:
+def _topics(
+    admin: AdminClient, names: list[str], partitions: int, log_append: bool = False
+) -> None:
     config = {"message.timestamp.type": "LogAppendTime"} if log_append else {}
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1, config=config)
-                                   for n in names])
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config) for n in names]
+    )
     for future in futures.values():
         future.result(timeout=30)
 
@@ -98,8 +123,12 @@ def _send(producer: Producer, topic: str, events: list[dict[str, Any]], rate: fl
         stamped = {**event, "event_time": time.time_ns() // 1_000_000}
         while True:
             try:
-                producer.produce(topic, encoder.encode(stamped), event["card_id"],
-                                 headers=[("traceparent", traceparent())])
+                producer.produce(
+                    topic,
+                    encoder.encode(stamped),
+                    event["card_id"],
+                    headers=[("traceparent", traceparent())],
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -107,7 +136,9 @@ def _send(producer: Producer, topic: str, events: list[dict[str, Any]], rate: fl
     producer.flush(60)
 
 
-def _collect(consumer: Consumer, expected: int, timeout: float, proc: subprocess.Popen[bytes]) -> list[tuple[int, int]]:
+def _collect(
+    consumer: Consumer, expected: int, timeout: float, proc: subprocess.Popen[bytes]
+) -> list[tuple[int, int]]:
     """(append time, event time) of outputs until ``expected`` arrived."""
     schemas = known_schemas()
     out: list[tuple[int, int]] = []
@@ -122,17 +153,31 @@ def _collect(consumer: Consumer, expected: int, timeout: float, proc: subprocess
     return out
 
 
-def run_contender(name: str, launch: Launcher, stack: Endpoints, backlog: list[dict[str, Any]],
-                  steady: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+def run_contender(
+    name: str,
+    launch: Launcher,
+    stack: Endpoints,
+    backlog: list[dict[str, Any]],
+    steady: list[dict[str, Any]],
+    rate: float,
+) -> dict[str, Any]:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     tag = uuid.uuid4().hex[:6]
     inp, out = f"bench-{tag}-in", f"bench-{tag}-out"
     _topics(admin, [inp, inp + ".dlq"], 3)
     _topics(admin, [out], 3, log_append=True)
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20, "compression.type": "lz4"})
+    producer = Producer(
+        {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+    )
     _send(producer, inp, backlog)
-    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"bench-read-{tag}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": f"bench-read-{tag}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([out])
     console.print(f"[bold]{name}[/]: draining a backlog of {len(backlog):,} events…")
     proc = launch(stack, inp, out, f"bench-{tag}")
@@ -160,35 +205,60 @@ def run_contender(name: str, launch: Launcher, stack: Endpoints, backlog: list[d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=50_000, help="backlog size per contender")
     parser.add_argument("--rate", type=float, default=1_000.0, help="steady rate for latency")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady-rate duration")
-    parser.add_argument("--only", action="append", help="run only these contenders (by name prefix)")
+    parser.add_argument(
+        "--only", action="append", help="run only these contenders (by name prefix)"
+    )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     population = make_population(7)
     backlog = generate_events(population, args.events, seed=101, start_ms=0)
     steady = generate_events(population, int(args.rate * args.seconds), seed=202, start_ms=0)
-    contenders = {n: c for n, c in CONTENDERS.items() if not args.only or any(n.startswith(o) for o in args.only)}
+    contenders = {
+        n: c
+        for n, c in CONTENDERS.items()
+        if not args.only or any(n.startswith(o) for o in args.only)
+    }
     results = []
     with acquire() as stack:
         load_command(redis_url=stack.redis_url, prefix="", file=None)
         for name, launch in contenders.items():
             results.append(run_contender(name, launch, stack, backlog, steady, args.rate))
     base = next((r for r in results if r["contender"] == "streamer"), results[0])
-    table = Table(title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
-                        f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)")
+    table = Table(
+        title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
+        f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)"
+    )
     for column in ("contender", "events/s", "vs streamer", "latency p50 ms", "p99 ms", "complete"):
         table.add_column(column, justify="left" if column == "contender" else "right")
     for r in results:
         r["throughput_vs_streamer"] = r["events_per_s"] / base["events_per_s"]
-        table.add_row(r["contender"], f"{r['events_per_s']:,.0f}", f"{r['throughput_vs_streamer']:.2f}x",
-                      f"{r['latency_p50_ms']:.1f}", f"{r['latency_p99_ms']:.1f}", "yes" if r["complete"] else "NO")
+        table.add_row(
+            r["contender"],
+            f"{r['events_per_s']:,.0f}",
+            f"{r['throughput_vs_streamer']:.2f}x",
+            f"{r['latency_p50_ms']:.1f}",
+            f"{r['latency_p99_ms']:.1f}",
+            "yes" if r["complete"] else "NO",
+        )
     console.print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                     "events": args.events, "rate": args.rate, "results": results}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "events": args.events,
+                "rate": args.rate,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     console.print(f"wrote {args.json}")
     return 0 if all(r["complete"] for r in results) else 1
 

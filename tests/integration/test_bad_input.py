@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import threading
 import time
@@ -89,7 +90,7 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     valid = [encoder.encode({**e, "event_time": now}) for e in events]
     poison = _poison(valid, VALID, rng)
     stream: list[tuple[bytes | None, bytes]] = [
-        (v, e["card_id"].encode()) for v, e in zip(valid, events)
+        (v, e["card_id"].encode()) for v, e in zip(valid, events, strict=False)
     ]
     stream += [(p, f"poison-{i}".encode()) for i, p in enumerate(poison)]
     rng.shuffle(stream)
@@ -218,8 +219,9 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
     assert len(degraded) > rate * 5, "events during the outage are scored with defaults"
     assert all(down_at - 2000 <= o["event_time"] <= up_at + 2000 for o in degraded)
     later = [o for o in out if o["event_time"] > up_at + 3000]
-    assert later and all(o["feature_status"] == "COMPLETE" for o in later), "back to normal"
+    assert later
+    assert all(o["feature_status"] == "COMPLETE" for o in later), "back to normal"
     during = sorted(o["publish_time"] for o in out if down_at <= o["event_time"] <= up_at)
-    gaps = [b - a for a, b in zip(during, during[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
     assert max(gaps) < 1500, f"the loop stalled for {max(gaps)} ms while Redis was down"
     assert max(o["publish_time"] - o["event_time"] for o in degraded) < 2000

@@ -11,46 +11,119 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from tests.integration.streamer_proc import read_all, start_streamer, stop, streamer_env, wait_caught_up
+from tests.integration.streamer_proc import (
+    read_all,
+    start_streamer,
+    stop,
+    streamer_env,
+    wait_caught_up,
+)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamer", *args], env=streamer_env(), capture_output=True,
-                          text=True, timeout=120, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", *args],
+        env=streamer_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 def test_inspect_counts_reasons_and_replay_sends_originals_back(
-    kafka_bootstrap: str, redis_url: str, make_topic: Callable[..., str], group_id: str, tmp_path: Path
+    kafka_bootstrap: str,
+    redis_url: str,
+    make_topic: Callable[..., str],
+    group_id: str,
+    tmp_path: Path,
 ) -> None:
-    inp, out, dlq = make_topic("in", partitions=1), make_topic("out"), make_topic("in.dlq", partitions=1)
+    inp, out, dlq = (
+        make_topic("in", partitions=1),
+        make_topic("out"),
+        make_topic("in.dlq", partitions=1),
+    )
     replayed = make_topic("replayed", partitions=1)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    poison = [(b"k-empty-1", b""), (b"k-garbage", b"\x01\x02"), (b"k-empty-2", b""), (b"k-tomb", None)]
+    poison = [
+        (b"k-empty-1", b""),
+        (b"k-garbage", b"\x01\x02"),
+        (b"k-empty-2", b""),
+        (b"k-tomb", None),
+    ]
     for key, value in poison:
         producer.produce(inp, value, key, headers=[("origin", key)])
     producer.flush(10)
-    proc = start_streamer(tmp_path / "s.log", kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url,
-                          input_topic=inp, output_topic=out, dlq_topic=dlq, group_id=group_id,
-                          input_format="single-object", metrics_port="0")
+    proc = start_streamer(
+        tmp_path / "s.log",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        input_topic=inp,
+        output_topic=out,
+        dlq_topic=dlq,
+        group_id=group_id,
+        input_format="single-object",
+        metrics_port="0",
+    )
     try:
         wait_caught_up(kafka_bootstrap, group_id, inp, 60, proc)
     finally:
         assert stop(proc) == 0
 
-    listed = [json.loads(line) for line in _cli("dlq", "inspect", "-t", dlq, "-b", kafka_bootstrap, "--json").stdout.splitlines()]
-    assert Counter(d["error_class"] for d in listed) == {"EmptyMessage": 2, "BadMagicByte": 1, "Tombstone": 1}
+    listed = [
+        json.loads(line)
+        for line in _cli(
+            "dlq", "inspect", "-t", dlq, "-b", kafka_bootstrap, "--json"
+        ).stdout.splitlines()
+    ]
+    assert Counter(d["error_class"] for d in listed) == {
+        "EmptyMessage": 2,
+        "BadMagicByte": 1,
+        "Tombstone": 1,
+    }
     assert [d["original_offset"] for d in listed] == [0, 1, 2, 3]
     assert all(d["stage"] == "decode" and d["original_topic"] == inp for d in listed)
     table = _cli("dlq", "inspect", "-t", dlq, "-b", kafka_bootstrap).stdout
-    assert "EmptyMessage" in table and "dead letters by reason" in table
+    assert "EmptyMessage" in table
+    assert "dead letters by reason" in table
 
-    _cli("dlq", "replay", "-t", dlq, "-b", kafka_bootstrap, "--to", replayed, "--error-class", "EmptyMessage")
-    _cli("dlq", "replay", "-t", dlq, "-b", kafka_bootstrap, "--to", replayed, "--from-offset", "3", "--to-offset", "3")
+    _cli(
+        "dlq",
+        "replay",
+        "-t",
+        dlq,
+        "-b",
+        kafka_bootstrap,
+        "--to",
+        replayed,
+        "--error-class",
+        "EmptyMessage",
+    )
+    _cli(
+        "dlq",
+        "replay",
+        "-t",
+        dlq,
+        "-b",
+        kafka_bootstrap,
+        "--to",
+        replayed,
+        "--from-offset",
+        "3",
+        "--to-offset",
+        "3",
+    )
 
     back = read_all(kafka_bootstrap, replayed, 3)
-    assert [(m.key(), m.value()) for m in back] == [(b"k-empty-1", b""), (b"k-empty-2", b""), (b"k-tomb", None)]
+    assert [(m.key(), m.value()) for m in back] == [
+        (b"k-empty-1", b""),
+        (b"k-empty-2", b""),
+        (b"k-tomb", None),
+    ]
     for m in back:
         headers = dict(m.headers())
         assert headers["origin"] == m.key()
         assert headers["streamer.replayed"].startswith(dlq.encode())
-        assert not any(h.startswith("streamer.error") or h.startswith("streamer.original") for h in headers)
+        assert not any(
+            h.startswith("streamer.error") or h.startswith("streamer.original") for h in headers
+        )

@@ -45,7 +45,11 @@ N = 20_000
 
 def _schema(name: str) -> Any:
     """The schema as a plain Avro reader sees it, timestamps kept as epoch millis."""
-    text = (SCHEMAS / f"{name}.avsc").read_text().replace('"logicalType": "timestamp-millis"', '"x": 0')
+    text = (
+        (SCHEMAS / f"{name}.avsc")
+        .read_text()
+        .replace('"logicalType": "timestamp-millis"', '"x": 0')
+    )
     return parse_schema(json.loads(text))
 
 
@@ -104,7 +108,7 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
         str(_model_dir() / "model.onnx"), providers=["CPUExecutionProvider"]
     )
     outputs = session.run(None, {session.get_inputs()[0].name: matrix})
-    probabilities = [o for o in outputs if getattr(o, "ndim", 0) == 2][0]
+    probabilities = next(o for o in outputs if getattr(o, "ndim", 0) == 2)
     return np.asarray(probabilities[:, 1], dtype=np.float64)
 
 

@@ -1,0 +1,145 @@
+"""Spans of one micro-batch, asserted with the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Message
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from streamer.tracing import exporter_from_env, provider_from_env
+from tests.unit.fakes import TOPIC, _event, _msg, _raw
+
+TRACE_IDS = ["0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"]
+PARENTS = ["b7ad6b7169203331", "00f067aa0ba902b7"]
+
+
+def _traced(build: Any) -> tuple[Any, Any, InMemorySpanExporter, list[Message]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    messages = [
+        _msg(
+            0,
+            _raw(_event(0)),
+            headers=[("traceparent", f"00-{TRACE_IDS[0]}-{PARENTS[0]}-01".encode())],
+        ),
+        _msg(1, b"poison"),
+        _msg(
+            2,
+            _raw(_event(2)),
+            partition=1,
+            headers=[("traceparent", f"00-{TRACE_IDS[1]}-{PARENTS[1]}-01".encode())],
+        ),
+        _msg(3, _raw(_event(3))),  # no upstream context: no link, a new trace for its send span
+    ]
+    pipeline, _consumer, producer = build([messages])
+    pipeline.tracer = provider.get_tracer("test")
+    return pipeline, producer, exporter, messages
+
+
+def test_batch_span_links_every_traced_message_and_parents_the_stage_spans(build: Any) -> None:
+    pipeline, _, exporter, _ = _traced(build)
+
+    pipeline.step()
+
+    spans = exporter.get_finished_spans()
+    (batch,) = [s for s in spans if s.name == f"process {TOPIC}"]
+    assert batch.kind == SpanKind.CONSUMER
+    assert batch.attributes is not None
+    assert dict(batch.attributes) == {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": TOPIC,
+        "messaging.consumer.group.name": "g",
+        "messaging.batch.message_count": 4,
+    }
+    links = [
+        (
+            format(link.context.trace_id, "032x"),
+            format(link.context.span_id, "016x"),
+            dict(link.attributes or {}),
+        )
+        for link in batch.links
+    ]
+    assert links == [
+        (
+            TRACE_IDS[0],
+            PARENTS[0],
+            {"messaging.destination.partition.id": "0", "messaging.kafka.offset": 0},
+        ),
+        (
+            TRACE_IDS[1],
+            PARENTS[1],
+            {"messaging.destination.partition.id": "1", "messaging.kafka.offset": 2},
+        ),
+    ]
+    stages = {
+        s.name: s
+        for s in spans
+        if s.parent is not None and s.parent.span_id == batch.context.span_id
+    }
+    assert {"decode", "enrich", "score", "publish"} <= set(stages)
+
+
+def test_each_output_continues_its_own_input_trace(build: Any) -> None:
+    pipeline, producer, exporter, _ = _traced(build)
+
+    pipeline.step()
+
+    sends = {s.context.span_id: s for s in exporter.get_finished_spans() if s.name == "send scored"}
+    outputs = [
+        (dict(h)["traceparent"].decode(), v) for t, v, _, h in producer.delivered if t == "scored"
+    ]
+    assert len(sends) == len(outputs) == 3
+    for (header, _), trace_id, parent in zip(
+        outputs, [*TRACE_IDS, None], [*PARENTS, None], strict=False
+    ):
+        _, out_trace, out_span, flags = header.split("-")
+        send = sends[int(out_span, 16)]
+        assert send.kind == SpanKind.PRODUCER
+        assert send.attributes is not None
+        assert send.attributes["messaging.destination.name"] == "scored"
+        if trace_id is not None:
+            assert out_trace == trace_id  # the fraud service joins the upstream trace
+            assert send.parent is not None
+            assert format(send.parent.span_id, "016x") == parent
+        assert int(flags, 16) & 1  # sampled
+
+
+def test_without_an_exporter_there_is_no_provider() -> None:
+    assert provider_from_env({}) is None
+    assert (
+        exporter_from_env(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_SDK_DISABLED": "true"}
+        )
+        is None
+    )
+    assert (
+        exporter_from_env(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_TRACES_EXPORTER": "none"}
+        )
+        is None
+    )
+    http = exporter_from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    )
+    grpc = exporter_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4317"})
+    assert type(http).__module__.endswith("http.trace_exporter")
+    assert type(grpc).__module__.endswith("grpc.trace_exporter")
+
+
+def test_tracing_off_passes_the_upstream_traceparent_through(build: Any) -> None:
+    pipeline, producer, exporter, _ = _traced(build)
+    pipeline.tracer = None
+    pipeline.step()
+    headers = [dict(h or []) for t, _, _, h in producer.delivered if t == "scored"]
+    assert headers[0]["traceparent"] == f"00-{TRACE_IDS[0]}-{PARENTS[0]}-01".encode()
+    assert exporter.get_finished_spans() == ()
