@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
+from redis import Redis
 
 from streamer import __version__
 from streamer.avro import load_schema, scored_schema, transaction_schema
@@ -114,14 +115,8 @@ def build(
         registry=registry,
         subject=f"{settings.output_topic}-value",
     )
-    redis_client = make_redis_client(
-        settings.redis_url.get_secret_value(),
-        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
-        timeout_ms=settings.redis_timeout_ms,
-        ssl_ca_certs=str(settings.redis_ssl_ca_certs) if settings.redis_ssl_ca_certs else None,
-    )
     cache = FeatureCache(
-        redis_client,
+        _redis_client(settings),
         prefix=settings.redis_key_prefix,
         card_defaults=model.card_defaults,
         merchant_defaults=model.merchant_defaults,
@@ -168,15 +163,33 @@ def build(
     return Service(pipeline, model, cache, metrics, tracer_provider)
 
 
-def probes(service: Service, stale_after_s: float) -> Probes:
+def probes(service: Service, settings: Settings, stale_after_s: float) -> Probes:
     stats = service.pipeline.stats
+    # Its own client: the loop's client is not shared across threads.
+    probe_cache = FeatureCache(
+        _redis_client(settings),
+        prefix="",
+        card_defaults=service.model.card_defaults,
+        merchant_defaults=service.model.merchant_defaults,
+        breaker=CircuitBreaker(),
+    )
     return Probes(
         heartbeat=lambda: stats.last_heartbeat,
         subscribed=lambda: stats.subscribed,
         assigned=lambda: len(stats.assigned),
         model_present=service.model.path.exists,
+        redis_reachable=probe_cache.ping,
         breaker_state=lambda: service.cache.breaker.state,
         stale_after_s=stale_after_s,
+    )
+
+
+def _redis_client(settings: Settings) -> Redis:
+    return make_redis_client(
+        settings.redis_url.get_secret_value(),
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        timeout_ms=settings.redis_timeout_ms,
+        ssl_ca_certs=str(settings.redis_ssl_ca_certs) if settings.redis_ssl_ca_certs else None,
     )
 
 
@@ -203,17 +216,17 @@ class StopFlag:
 
 def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
-    service = build(settings, tracer_provider=provider_from_env())
+    stop = stop or StopFlag()
+    stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
+    service = build(settings, tracer_provider=provider_from_env(max_links=settings.max_batch_size))
     check_topics(settings)
     stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
-    ops = OpsServer(settings.metrics_port, service.registry, probes(service, stale_after))
+    ops = OpsServer(settings.metrics_port, service.registry, probes(service, settings, stale_after))
     if not service.cache.ping():
         log.warning(
             "Redis at %s is not reachable: scoring with default features (DEGRADED) until it is",
             redact_url(settings.redis_url.get_secret_value()),
         )
-    stop = stop or StopFlag()
-    stop.install()
     meta = service.model.metadata
     log.info(
         "scoring %s -> %s with model %s@%s (group %s)",

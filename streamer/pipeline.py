@@ -370,6 +370,7 @@ class Pipeline:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assigned.update((p.topic, p.partition) for p in partitions)
+        self._lag_due = 0.0  # report the new partitions' lag at once
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

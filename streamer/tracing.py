@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Message
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, SpanKind, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -55,11 +55,14 @@ def exporter_from_env(environ: dict[str, str] | None = None) -> SpanExporter | N
     return Grpc()
 
 
-def provider_from_env(environ: dict[str, str] | None = None) -> TracerProvider | None:
+def provider_from_env(
+    environ: dict[str, str] | None = None, *, max_links: int = 128
+) -> TracerProvider | None:
     """A tracer provider exporting over OTLP, or None when no exporter is configured.
 
     The sampler comes from ``OTEL_TRACES_SAMPLER``/``_ARG`` (the SDK reads them), the
-    service name from ``OTEL_SERVICE_NAME`` (default ``streamer``).
+    service name from ``OTEL_SERVICE_NAME`` (default ``streamer``). ``max_links`` should be
+    the largest batch: the SDK's default limit (128) would drop links of bigger batches.
     """
     exporter = exporter_from_env(environ)
     if exporter is None:
@@ -70,7 +73,7 @@ def provider_from_env(environ: dict[str, str] | None = None) -> TracerProvider |
             "service.version": __version__,
         }
     )
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, span_limits=SpanLimits(max_links=max_links))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 

@@ -1,0 +1,279 @@
+"""What an SRE sees, on a real streamer process: OTLP traces, /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.devstack.processes import free_port
+from streamer.devstack.redis import RedisServer
+from tests.integration.streamer_proc import (
+    REPO,
+    read_all,
+    start_streamer,
+    stop,
+    wait_caught_up,
+    wait_until,
+)
+from tests.integration.test_pipeline_e2e import _decode_single_object, _load_features, _schema
+
+TRACE_ID = "5b8efff798038103d269b633813fc60c"
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace receiver: decodes each POSTed protobuf ExportTraceServiceRequest."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend(scope_spans.spans)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except urllib.error.URLError:
+        return 0, "{}"  # not listening (yet)
+
+
+def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    _, text = _get(f"http://127.0.0.1:{port}/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+@pytest.fixture
+def topics(make_topic: Callable[..., str]) -> dict[str, str]:
+    return {
+        "input_topic": make_topic("in"),
+        "output_topic": make_topic("out"),
+        "dlq_topic": make_topic("in.dlq", partitions=1),
+    }
+
+
+def _produce(bootstrap: str, topic: str, valid: int, poison: int) -> None:
+    from streamer.avro import transaction_schema
+    from streamer.synth import generate_events, make_population
+    from streamer.wire import make_encoder
+
+    encoder = make_encoder("single-object", schema=transaction_schema())
+    now = time.time_ns() // 1_000_000
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i, event in enumerate(
+        generate_events(make_population(7, 3000, 300), valid, seed=3, start_ms=now)
+    ):
+        header = f"00-{TRACE_ID}-{i + 1:016x}-01".encode()
+        producer.produce(
+            topic,
+            encoder.encode({**event, "event_time": now}),
+            event["card_id"],
+            headers=[("traceparent", header)],
+        )
+    for _ in range(poison):
+        producer.produce(topic, b"not avro at all", b"poison")
+    producer.flush(30)
+
+
+def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver = OtlpReceiver()
+    _load_features(redis_url, redis_prefix)
+    _produce(kafka_bootstrap, topics["input_topic"], valid=300, poison=7)
+    port = free_port()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "streamer-under-test")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    proc = start_streamer(
+        tmp_path / "s.log",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        group_id=group_id,
+        input_format="single-object",
+        output_format="single-object",
+        metrics_port=str(port),
+        **topics,
+    )
+    try:
+        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+        wait_until(
+            lambda: _total(_metrics(port), "streamer_end_to_end_latency_seconds_count") >= 300,
+            30,
+            "latencies recorded",
+            proc,
+        )
+        wait_until(
+            lambda: sum(k[0] == "streamer_consumer_lag" for k in _metrics(port)) == 3,
+            10,
+            "lag of every partition",
+            proc,
+        )
+        samples = _metrics(port)
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200
+        assert json.loads(body)["model"] == "loaded"
+    finally:
+        assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-3000:]
+
+    # /metrics: counters agree with what was sent.
+    assert samples["streamer_events_consumed_total", ()] == 307
+    assert _total(samples, "streamer_events_scored_total") == 300
+    assert (
+        samples[
+            "streamer_events_dead_lettered_total", (("reason", "BadMagicByte"), ("stage", "decode"))
+        ]
+        == 7
+    )
+    assert samples["streamer_feature_status_total", (("status", "COMPLETE"),)] == 300
+    assert samples["streamer_end_to_end_latency_seconds_count", ()] == 300
+    assert samples["streamer_score_count", ()] == 300
+    assert samples["streamer_model_info", (("name", "fraud-gbt"), ("version", "1"))] == 1
+    assert samples["streamer_events_in_flight", ()] == 0
+    assert _total(samples, "streamer_batch_size_sum") == 307
+    lags = {k: v for k, v in samples.items() if k[0] == "streamer_consumer_lag"}
+    assert len(lags) == 3, lags
+    assert set(lags.values()) == {0}
+    hits = samples["streamer_feature_lookups_total", (("entity", "card"), ("result", "hit"))]
+    assert hits > 0
+    assert (
+        samples["streamer_redis_breaker_state", (("streamer_redis_breaker_state", "closed"),)] == 1
+    )
+
+    # Traces: one process span per batch linking each traced message; send spans in the upstream trace.
+    wait_until(
+        lambda: sum(s.name == f"send {topics['output_topic']}" for s in receiver.spans) >= 300,
+        20,
+        "spans",
+    )
+    process = [s for s in receiver.spans if s.name == f"process {topics['input_topic']}"]
+    assert process
+    assert sum(len(s.links) for s in process) == 300
+    link = process[0].links[0]
+    assert link.trace_id.hex() == TRACE_ID
+    assert {a.key for a in link.attributes} == {
+        "messaging.destination.partition.id",
+        "messaging.kafka.offset",
+    }
+    attrs = {a.key: a.value for a in process[0].attributes}
+    assert attrs["messaging.system"].string_value == "kafka"
+    assert attrs["messaging.consumer.group.name"].string_value == group_id
+    assert attrs["messaging.batch.message_count"].int_value >= 1
+    children = {s.name for s in receiver.spans if s.parent_span_id == process[0].span_id}
+    assert {"decode", "enrich", "score", "publish"} <= children
+    sends = {s.span_id: s for s in receiver.spans if s.name == f"send {topics['output_topic']}"}
+    assert {s.trace_id.hex() for s in sends.values()} == {TRACE_ID}
+
+    outputs = read_all(kafka_bootstrap, topics["output_topic"], 300)
+    for msg in outputs:
+        _, trace_id, span_id, _ = dict(msg.headers())["traceparent"].decode().split("-")
+        assert trace_id == TRACE_ID
+        assert bytes.fromhex(span_id) in sends  # the fraud service's parent is our send span
+    record = _decode_single_object(outputs[0].value(), _schema("scored_event"))
+    assert record["model_name"] == "fraud-gbt"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_readyz_reports_a_missing_model_and_a_degraded_redis(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    tmp_path: Path,
+    own_redis: RedisServer,
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    port = free_port()
+    proc = start_streamer(
+        tmp_path / "s.log",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=own_redis.url,
+        group_id=group_id,
+        models_dir=str(models),
+        metrics_port=str(port),
+        **topics,
+    )
+    ready = f"http://127.0.0.1:{port}/readyz"
+    try:
+        wait_until(
+            lambda: _get(ready)[0] == 200 and json.loads(_get(ready)[1])["consumer"] == "assigned",
+            60,
+            "ready",
+            proc,
+        )
+        assert json.loads(_get(ready)[1])["redis"] == "ok"
+
+        own_redis.stop()
+        status, body = _get(ready)
+        assert status == 200, "Redis down degrades scoring; the pod stays ready"
+        assert json.loads(body)["redis"] == "degraded"
+        own_redis.start()
+        wait_until(lambda: json.loads(_get(ready)[1])["redis"] == "ok", 10, "redis ok again", proc)
+
+        (onnx,) = models.glob("fraud-gbt/*/model.onnx")
+        onnx.unlink()
+        status, body = _get(ready)
+        assert status == 503
+        assert json.loads(body)["model"] == "missing"
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive, just not ready
+    finally:
+        assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-3000:]
