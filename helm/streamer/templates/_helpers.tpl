@@ -1,0 +1,95 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "streamer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, unless the release name already contains the chart name. */}}
+{{- define "streamer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "streamer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "streamer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "streamer.labels" -}}
+helm.sh/chart: {{ include "streamer.chart" . }}
+{{ include "streamer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: scorer
+app.kubernetes.io/part-of: streamer
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "streamer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "streamer.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "streamer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The most replicas worth running: one per input partition unless set lower. */}}
+{{- define "streamer.maxReplicas" -}}
+{{- $max := int (index . 0) }}
+{{- $partitions := int (index . 1) }}
+{{- if gt $max 0 }}{{ $max }}{{ else }}{{ $partitions }}{{ end }}
+{{- end }}
+
+{{/* Settings that have values of their own; refused in .Values.settings. */}}
+{{- define "streamer.reservedSettings" -}}
+kafka_bootstrap_servers input_topic output_topic dlq_topic group_id kafka_properties redis_url redis_password redis_key_prefix metrics_port drain_timeout_s
+{{- end }}
+
+{{/* Fail the render, with a message saying what to change, on contradictory values. */}}
+{{- define "streamer.validate" -}}
+{{- if and .Values.keda.enabled .Values.autoscaling.enabled }}
+{{- fail "keda.enabled and autoscaling.enabled are mutually exclusive: both would own the Deployment's replica count. Turn one of them off." }}
+{{- end }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.drainTimeoutSeconds) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than drainTimeoutSeconds (%v), or pods are killed mid-drain." .Values.terminationGracePeriodSeconds .Values.drainTimeoutSeconds) }}
+{{- end }}
+{{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) }}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret: the name of a Secret with the SASL username and password." }}
+{{- end }}
+{{- $reserved := splitList " " (include "streamer.reservedSettings" .) }}
+{{- range $key, $_ := .Values.settings }}
+{{- if has $key $reserved }}
+{{- fail (printf "settings.%s has a value of its own in this chart (kafka.*, redis.*, metrics.port, drainTimeoutSeconds): set it there." $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* librdkafka properties: the user's, plus the SASL mechanism and protocol (not the secrets). */}}
+{{- define "streamer.kafkaProperties" -}}
+{{- $props := deepCopy .Values.kafka.properties }}
+{{- if .Values.kafka.sasl.enabled }}
+{{- $_ := set $props "security.protocol" .Values.kafka.sasl.securityProtocol }}
+{{- $_ := set $props "sasl.mechanism" .Values.kafka.sasl.mechanism }}
+{{- end }}
+{{- toJson $props }}
+{{- end }}
+
+{{/* The KEDA kafka scaler's name for a SASL mechanism. */}}
+{{- define "streamer.kedaSasl" -}}
+{{- $m := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" }}
+{{- get $m .Values.kafka.sasl.mechanism }}
+{{- end }}
