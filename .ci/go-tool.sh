@@ -14,7 +14,7 @@ bin_dir="$cache/bin"
 tool="$bin_dir/$name"
 stamp="$bin_dir/.$name-version"
 
-if [[ -x "$tool" && -f "$stamp" && "$(cat "$stamp")" == "$package@$version" ]]; then
+if [[ -x "$tool" && -f "$stamp" && "$(cat "$stamp")" == "$package@$version $ldflags" ]]; then
   echo "$tool"
   exit 0
 fi
@@ -33,6 +33,6 @@ start=$SECONDS
 GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 \
   go install -ldflags "-s -w $ldflags" "$package@$version" >&2
 mv -f "$tmp/$(basename "$package")" "$tool"
-echo "$package@$version" >"$stamp"
+echo "$package@$version $ldflags" >"$stamp"
 echo "go-tool.sh: built $name $version in $((SECONDS - start))s -> $tool" >&2
 echo "$tool"
