@@ -36,7 +36,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamer.avro import known_schemas, transaction_schema  # noqa: E402
+from streamer.avro import known_schemas, transaction_schema, without_logical_types  # noqa: E402
 from streamer.devstack.stack import Endpoints, acquire  # noqa: E402
 from streamer.feature_store import load_command  # noqa: E402
 from streamer.producer import traceparent  # noqa: E402
@@ -140,7 +140,7 @@ def _collect(
     consumer: Consumer, expected: int, timeout: float, proc: subprocess.Popen[bytes]
 ) -> list[tuple[int, int]]:
     """(append time, event time) of outputs until ``expected`` arrived."""
-    schemas = known_schemas()
+    schemas = {fp: without_logical_types(schema) for fp, schema in known_schemas().items()}
     out: list[tuple[int, int]] = []
     deadline = time.monotonic() + timeout
     while len(out) < expected and time.monotonic() < deadline and proc.poll() is None:

@@ -192,7 +192,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
         samples["streamer_redis_breaker_state", (("streamer_redis_breaker_state", "closed"),)] == 1
     )
 
-    # Traces: one process span per batch linking each traced message; send spans in the upstream trace.
+    # Traces: a process span per batch links each traced message; send spans join the upstream trace.
     wait_until(
         lambda: sum(s.name == f"send {topics['output_topic']}" for s in receiver.spans) >= 300,
         20,
