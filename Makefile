@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with streamer and its test/dev tools
 
 test: $(STAMP) ## all tests: unit, then integration on a real Kafka broker and Redis
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit tests/integration
 
 test-unit: $(STAMP) ## unit tests only (no servers)
 	$(PY) -m pytest tests/unit

@@ -20,9 +20,11 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +96,34 @@ def _script(name: str, *extra: str) -> Launcher:
     return launch
 
 
-CONTENDERS: dict[str, Launcher] = {
-    "streamer": _streamer({}),
-    "passthrough (ceiling)": _script("passthrough.py"),
-    "naive per-event": _script("naive.py"),
+def _otlp_sink() -> str:
+    """An OTLP/HTTP endpoint that accepts and discards spans: the exporter's cost only."""
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+CONTENDERS: dict[str, Callable[[], Launcher]] = {
+    "streamer": lambda: _streamer({}),
+    "streamer, tracing on": lambda: _streamer(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": _otlp_sink(),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        }
+    ),
+    "passthrough (ceiling)": lambda: _script("passthrough.py"),
+    "naive per-event": lambda: _script("naive.py"),
 }
 
 
@@ -227,9 +253,12 @@ def main() -> int:
     results = []
     with acquire() as stack:
         load_command(redis_url=stack.redis_url, prefix="", file=None)
-        for name, launch in contenders.items():
-            results.append(run_contender(name, launch, stack, backlog, steady, args.rate))
+        for name, make_launcher in contenders.items():
+            results.append(run_contender(name, make_launcher(), stack, backlog, steady, args.rate))
     base = next((r for r in results if r["contender"] == "streamer"), results[0])
+    traced = next((r for r in results if r["contender"] == "streamer, tracing on"), None)
+    if traced is not None:
+        traced["tracing_cost_pct"] = 100 * (1 - traced["events_per_s"] / base["events_per_s"])
     table = Table(
         title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
         f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)"

@@ -37,10 +37,19 @@ RATE = float(os.environ.get("DEMO_RATE", "2000"))
 console = Console(stderr=True)
 
 
-def _create_topics(bootstrap: str, names: dict[str, int]) -> None:
+def _create_topics(bootstrap: str, names: dict[str, int], scored: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
+    # The scored topic stamps records with the broker's append time: latency to acknowledgement.
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names.items()]
+        [
+            NewTopic(
+                n,
+                num_partitions=p,
+                replication_factor=1,
+                config={"message.timestamp.type": "LogAppendTime"} if n == scored else {},
+            )
+            for n, p in names.items()
+        ]
     )
     for future in futures.values():
         future.result(timeout=30)
@@ -107,7 +116,7 @@ def main() -> int:
     )
     with acquire() as stack:
         console.print(f"Kafka {stack.kafka_bootstrap} ({stack.source}), Redis {stack.redis_url}")
-        _create_topics(stack.kafka_bootstrap, topics)
+        _create_topics(stack.kafka_bootstrap, topics, out)
         console.print(
             f"seeding features: {load_command(redis_url=stack.redis_url, prefix='', file=None)}"
         )
