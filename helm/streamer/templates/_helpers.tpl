@@ -80,7 +80,10 @@ kafka_bootstrap_servers input_topic output_topic dlq_topic group_id kafka_proper
 
 {{/* librdkafka properties: the user's, plus the SASL mechanism and protocol (not the secrets). */}}
 {{- define "streamer.kafkaProperties" -}}
-{{- $props := deepCopy .Values.kafka.properties }}
+{{- $props := dict }}
+{{- range $key, $value := .Values.kafka.properties }}
+{{- $_ := set $props $key (toString $value) }}
+{{- end }}
 {{- if .Values.kafka.sasl.enabled }}
 {{- $_ := set $props "security.protocol" .Values.kafka.sasl.securityProtocol }}
 {{- $_ := set $props "sasl.mechanism" .Values.kafka.sasl.mechanism }}
