@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_password: SecretStr | None = None
     redis_key_prefix: str = ""
-    redis_timeout_ms: float = Field(50.0, gt=0, description="socket timeout per round trip")
+    redis_timeout_ms: float = Field(100.0, gt=0, description="socket timeout per round trip")
     redis_breaker_failures: int = Field(3, ge=1)
     redis_breaker_cooldown_s: float = Field(5.0, gt=0)
     redis_ssl_ca_certs: Path | None = None

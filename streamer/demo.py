@@ -29,6 +29,7 @@ from streamer.avro import scored_schema
 from streamer.devstack.stack import acquire
 from streamer.errors import Rejection
 from streamer.feature_store import load_command
+from streamer.features import currency_exponent
 from streamer.producer import produce_synthetic
 from streamer.wire import make_decoder
 
@@ -79,26 +80,24 @@ def _view(
 
 
 def _summary(samples: list[dict[str, Any]]) -> Table:
-    table = Table(title="a few scored events (highest scores first)")
-    for column in (
-        "transaction_id",
-        "card_id",
-        "amount",
-        "score",
-        "decision",
-        "features",
-        "latency ms",
-    ):
-        table.add_column(column)
-    for s in sorted(samples, key=lambda r: -r["score"])[:8]:
+    """Three scored events of each decision, the highest scores first."""
+    table = Table(title="a few scored events")
+    for column in ("txn", "card", "amount", "score", "decision", "features", "ms"):
+        table.add_column(column, no_wrap=True)
+    picked = []
+    for decision in ("DECLINE", "REVIEW", "APPROVE"):
+        of_kind = [s for s in samples if s["decision"] == decision]
+        picked += sorted(of_kind, key=lambda r: -r["score"])[:3]
+    for s in picked:
+        amount = s["amount_minor"] / 10 ** currency_exponent(s["currency"])
         table.add_row(
-            s["transaction_id"][:13],
+            s["transaction_id"][:8],
             s["card_id"],
-            f"{s['amount_minor'] / 100:.2f} {s['currency']}",
+            f"{amount:,.2f} {s['currency']}",
             f"{s['score']:.4f}",
             s["decision"],
             s["feature_status"],
-            f"{s['publish_time'] - s['event_time']}",
+            str(s["publish_time"] - s["event_time"]),
         )
     return table
 

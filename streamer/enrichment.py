@@ -148,12 +148,14 @@ class FeatureCache:
             blobs: list[bytes | None] = self._client.mget(keys)  # type: ignore[assignment]
         except (redis.RedisError, OSError) as exc:
             self.stats.errors += 1
-            was = self.breaker.state
             self.breaker.failure()
-            if was != "open" and self.breaker.state == "open":
-                log.warning(
-                    "feature cache unavailable, scoring with defaults: %s", type(exc).__name__
-                )
+            # One line per failed round trip (at most one per cooldown while the breaker is open).
+            log.warning(
+                "feature cache round trip failed (%s); this batch is scored with defaults, "
+                "breaker %s",
+                type(exc).__name__,
+                self.breaker.state,
+            )
             return None
         if self.breaker.state != "closed":
             log.info("feature cache reachable again")
