@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from opentelemetry.trace import Link, SpanKind, Tracer, use_span
 
 from streamer import tracing
+from streamer.batch import Decoder, position, sort_batch
 from streamer.containment import StageError, run_contained
 from streamer.enrichment import FEATURE_STATUSES, FeatureCache
 from streamer.errors import Rejection
@@ -29,16 +30,10 @@ from streamer.offsets import OffsetTracker
 from streamer.publish import Publisher
 from streamer.scored import ModelStamp, scored_records
 from streamer.scoring import DECISIONS, decide
-from streamer.validate import validate
-from streamer.wire import is_retriable
 
 log = logging.getLogger(__name__)
 
 _TRACE_HEADERS = ("traceparent", "tracestate")
-
-
-class Decoder(Protocol):
-    def decode(self, payload: bytes | None) -> dict[str, Any] | Rejection: ...
 
 
 class Encoder(Protocol):
@@ -161,59 +156,24 @@ class Pipeline:
         self, messages: list[Message], contexts: list[Any] | None, batch_link: Link | None
     ) -> None:
         received = self.clock()
-        valid: list[Message] = []
-        events: list[dict[str, Any]] = []
-        valid_contexts: list[Any] = []
-        by_partition: dict[tuple[str, int], list[int]] = {}
-        halted: dict[tuple[str, int], int] = {}  # partitions to re-read from an offset
         with self._stage("decode"):
-            self._decode(
-                messages, contexts, received, valid, events, valid_contexts, by_partition, halted
-            )
-        for tp, offsets in by_partition.items():
+            batch = sort_batch(messages, self.decoder, received, contexts)
+        for error in batch.errors:
+            self._consumer_error(error)
+        for tp, offsets in batch.offsets.items():
             self.tracker.register(tp, offsets)
-        for tp, offset in halted.items():
-            self.tracker.fail(tp, offset)
+        for msg, rejection in batch.rejected:
+            self._dead_letter(msg, rejection)
+        for tp, offset in batch.reread.items():
+            self.tracker.fail(tp, offset)  # rewound by the next step
             log.warning("schema registry unavailable; %s[%d] will be re-read from %d", *tp, offset)
-        if halted:
+        if batch.reread:
             time.sleep(self.retry_backoff_s)
-        self.stats.consumed += sum(len(o) for o in by_partition.values())
-        if events:
-            self._score_and_publish(valid, events, received, valid_contexts, batch_link)
-
-    def _decode(
-        self,
-        messages: list[Message],
-        contexts: list[Any] | None,
-        received: int,
-        valid: list[Message],
-        events: list[dict[str, Any]],
-        valid_contexts: list[Any],
-        by_partition: dict[tuple[str, int], list[int]],
-        halted: dict[tuple[str, int], int],
-    ) -> None:
-        """Decode and validate; poison goes to the dead-letter topic on the way."""
-        for i, msg in enumerate(messages):
-            error = msg.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            tp, offset = _position(msg)
-            if tp in halted:
-                continue
-            by_partition.setdefault(tp, []).append(offset)
-            decoded = self.decoder.decode(msg.value())
-            if not isinstance(decoded, Rejection):
-                decoded = validate(decoded, received) or decoded
-            if not isinstance(decoded, Rejection):
-                valid.append(msg)
-                events.append(decoded)
-                if contexts is not None:
-                    valid_contexts.append(contexts[i])
-            elif is_retriable(decoded):
-                halted[tp] = offset  # not the message's fault: read it again later
-            else:
-                self._dead_letter(msg, decoded)
+        self.stats.consumed += batch.consumed
+        if batch.events:
+            self._score_and_publish(
+                batch.messages, batch.events, received, batch.contexts, batch_link
+            )
 
     def _score_and_publish(
         self,
@@ -256,7 +216,7 @@ class Pipeline:
             )
             send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
             for i, (msg, record) in enumerate(zip(messages, records, strict=True)):
-                source, offset = _position(msg)
+                source, offset = position(msg)
                 headers = (
                     tracing.send_headers(
                         self.tracer, topic, contexts[i], record["card_id"], batch_link
@@ -385,11 +345,6 @@ class Pipeline:
         self.tracker.forget(lost)  # another member owns them now: committing would be wrong
         self.stats.assigned.difference_update(lost)
         log.warning("lost %s", _names(partitions))
-
-
-def _position(msg: Message) -> tuple[tuple[str, int], int]:
-    """(topic, partition), offset of a consumed message (never None for a non-error one)."""
-    return (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
 
 
 def _trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
