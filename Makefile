@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-streamer
 
-.PHONY: help install test test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean
+.PHONY: help install test test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,3 +59,12 @@ train: $(STAMP) ## retrain the model in models/ (needs the train extra)
 
 clean: ## remove caches and build output
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+DEPLOY_STAMP := $(VENV)/.installed-deploy
+
+$(DEPLOY_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e ".[deploy]"
+	@touch $(DEPLOY_STAMP)
+
+lint-deploy: $(STAMP) $(DEPLOY_STAMP) ## offline checks: chart, k8s/CRD schemas, compose, dashboard, Dockerfile, workflow
+	VENV=$(VENV) .ci/lint-deploy.sh
