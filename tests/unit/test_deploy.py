@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from streamer.config import Settings, load_settings
+from streamer.kafka_config import consumer_config
 from tests.fixtures import dashboard as dash
 
 try:
@@ -333,6 +334,8 @@ def test_scaled_object_scales_the_deployment_on_lag(keda_docs: list[dict[str, An
     assert meta["consumerGroup"] == "streamer"
     assert meta["topic"] == "transactions"
     assert meta["lagThreshold"] == "1000"
+    # streamer's consumer starts a new group at the earliest offset: KEDA must count it so.
+    assert meta["offsetResetPolicy"] == "earliest"
     assert (meta["sasl"], meta["tls"]) == ("scram_sha512", "enable")
     auth = _one(keda_docs, "TriggerAuthentication")
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
@@ -506,6 +509,10 @@ def test_rendered_environment_is_valid_streamer_settings(
     assert settings.redis_password.get_secret_value() == "secret-redis-password"
     assert (settings.metrics_port, settings.drain_timeout_s) == (9464, 30.0)
     assert (settings.max_batch_size, settings.model) == (500, "fraud-gbt")
+    # KEDA counts the lag of a new group the way the pods' consumer will start reading it.
+    (trigger,) = _one(keda_docs, "ScaledObject")["spec"]["triggers"]
+    reset = consumer_config(settings)["auto.offset.reset"]
+    assert trigger["metadata"]["offsetResetPolicy"] == reset
 
 
 def test_settings_values_reach_the_config_map(helm: str, clean_env: pytest.MonkeyPatch) -> None:
