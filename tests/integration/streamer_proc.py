@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +13,47 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from fastavro import parse_schema, schemaless_reader
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def plain_schema(name: str) -> Any:
+    """A schema in schemas/ as a plain Avro reader sees it, timestamps kept as epoch millis."""
+    text = (REPO / "schemas" / f"{name}.avsc").read_text()
+    return parse_schema(json.loads(text.replace('"logicalType": "timestamp-millis"', '"x": 0')))
+
+
+def decode_single_object(value: bytes, schema: Any) -> dict[str, Any]:
+    """Plain fastavro on a single-object encoded value (independent of streamer's decoder)."""
+    assert value[:2] == b"\xc3\x01"
+    return schemaless_reader(io.BytesIO(value[10:]), schema)  # type: ignore[no-any-return]
+
+
+def load_synthetic_features(redis_url: str, prefix: str) -> None:
+    """``streamer features load --synthetic`` for the population the tests produce from."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "features",
+            "load",
+            "--synthetic",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+            "--cards",
+            "3000",
+            "--merchants",
+            "300",
+        ],
+        check=True,
+        env=streamer_env(),
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def streamer_env(**settings: str) -> dict[str, str]:

@@ -8,11 +8,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Producer
 from fastavro import schemaless_reader
 
@@ -21,8 +19,15 @@ from streamer.devstack.redis import RedisServer
 from streamer.producer import traceparent
 from streamer.synth import generate_events, make_population
 from streamer.wire import make_encoder
-from tests.integration.streamer_proc import read_all, start_streamer, stop, wait_caught_up
-from tests.integration.test_pipeline_e2e import _decode_single_object, _load_features, _schema
+from tests.integration.streamer_proc import (
+    decode_single_object,
+    load_synthetic_features,
+    plain_schema,
+    read_all,
+    start_streamer,
+    stop,
+    wait_caught_up,
+)
 
 VALID = 10_000
 
@@ -64,16 +69,6 @@ def _poison(valid: list[bytes], n: int, rng: random.Random) -> list[bytes | None
     return out
 
 
-@pytest.fixture
-def topics(make_topic: Callable[..., str]) -> dict[str, str]:
-    inp = make_topic("in", partitions=3)
-    return {
-        "input_topic": inp,
-        "output_topic": make_topic("out", partitions=3),
-        "dlq_topic": make_topic("in.dlq", partitions=1),
-    }
-
-
 def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     kafka_bootstrap: str,
     redis_url: str,
@@ -82,7 +77,7 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     group_id: str,
     tmp_path: Path,
 ) -> None:
-    _load_features(redis_url, redis_prefix)
+    load_synthetic_features(redis_url, redis_prefix)
     rng = random.Random(20261124)
     encoder = make_encoder("single-object", schema=transaction_schema())
     now = time.time_ns() // 1_000_000
@@ -122,7 +117,8 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     scored = read_all(kafka_bootstrap, topics["output_topic"], VALID)
     dead = read_all(kafka_bootstrap, topics["dlq_topic"], VALID)
     scored_ids = Counter(
-        _decode_single_object(m.value(), _schema("scored_event"))["transaction_id"] for m in scored
+        decode_single_object(m.value(), plain_schema("scored_event"))["transaction_id"]
+        for m in scored
     )
     assert scored_ids == Counter(e["transaction_id"] for e in events)
     assert len(dead) == VALID
@@ -163,7 +159,7 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:
-        _load_features(server.url, "")
+        load_synthetic_features(server.url, "")
         proc = start_streamer(
             tmp_path / "streamer.log",
             kafka_bootstrap_servers=kafka_bootstrap,
@@ -199,7 +195,7 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
         server.stop()
         time.sleep(10)
         server.start()
-        _load_features(server.url, "")
+        load_synthetic_features(server.url, "")
         up_at = time.time_ns() // 1_000_000
         sender.join()
         try:
@@ -210,7 +206,7 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
         server.stop()
 
     out = [
-        _decode_single_object(m.value(), _schema("scored_event"))
+        decode_single_object(m.value(), plain_schema("scored_event"))
         for m in read_all(kafka_bootstrap, topics["output_topic"], len(events))
     ]
     by_id: dict[str, dict[str, Any]] = {o["transaction_id"]: o for o in out}

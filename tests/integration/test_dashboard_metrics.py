@@ -20,8 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamer.devstack.processes import free_port
 from streamer.producer import produce_synthetic
 from tests.fixtures import dashboard as dash
-from tests.integration.streamer_proc import start_streamer, stop, wait_caught_up
-from tests.integration.test_pipeline_e2e import _load_features
+from tests.integration.streamer_proc import (
+    load_synthetic_features,
+    start_streamer,
+    stop,
+    wait_caught_up,
+)
 
 EVENTS = 2000
 
@@ -59,7 +63,7 @@ def test_every_metric_the_dashboard_queries_is_exported(
         "output_topic": make_topic("out"),
         "dlq_topic": make_topic("in.dlq", partitions=1),
     }
-    _load_features(redis_url, redis_prefix)
+    load_synthetic_features(redis_url, redis_prefix)
     produce_synthetic(
         topic=topics["input_topic"],
         bootstrap_servers=kafka_bootstrap,

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,15 @@ from streamer.devstack.processes import free_port
 from streamer.devstack.redis import RedisServer
 from tests.integration.streamer_proc import (
     REPO,
+    decode_single_object,
+    load_synthetic_features,
+    plain_schema,
     read_all,
     start_streamer,
     stop,
     wait_caught_up,
     wait_until,
 )
-from tests.integration.test_pipeline_e2e import _decode_single_object, _load_features, _schema
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 
@@ -86,15 +88,6 @@ def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: 
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-@pytest.fixture
-def topics(make_topic: Callable[..., str]) -> dict[str, str]:
-    return {
-        "input_topic": make_topic("in"),
-        "output_topic": make_topic("out"),
-        "dlq_topic": make_topic("in.dlq", partitions=1),
-    }
-
-
 def _produce(bootstrap: str, topic: str, valid: int, poison: int) -> None:
     from streamer.avro import transaction_schema
     from streamer.synth import generate_events, make_population
@@ -128,7 +121,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     receiver = OtlpReceiver()
-    _load_features(redis_url, redis_prefix)
+    load_synthetic_features(redis_url, redis_prefix)
     _produce(kafka_bootstrap, topics["input_topic"], valid=300, poison=7)
     port = free_port()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
@@ -192,7 +185,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
         samples["streamer_redis_breaker_state", (("streamer_redis_breaker_state", "closed"),)] == 1
     )
 
-    # Traces: a process span per batch links each traced message; send spans join the upstream trace.
+    # Traces: a process span per batch links each traced message; sends join the upstream trace.
     wait_until(
         lambda: sum(s.name == f"send {topics['output_topic']}" for s in receiver.spans) >= 300,
         20,
@@ -221,7 +214,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
         _, trace_id, span_id, _ = dict(msg.headers())["traceparent"].decode().split("-")
         assert trace_id == TRACE_ID
         assert bytes.fromhex(span_id) in sends  # the fraud service's parent is our send span
-    record = _decode_single_object(outputs[0].value(), _schema("scored_event"))
+    record = decode_single_object(outputs[0].value(), plain_schema("scored_event"))
     assert record["model_name"] == "fraud-gbt"
 
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 import redis
 from confluent_kafka import Producer
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader, schemaless_writer
 
 from streamer.features import (
     CARD_FIELDS,
@@ -31,62 +27,24 @@ from streamer.producer import produce_synthetic
 from tests.integration.streamer_proc import (
     REPO,
     committed,
+    decode_single_object,
+    load_synthetic_features,
+    plain_schema,
     read_all,
     start_streamer,
     stop,
-    streamer_env,
     wait_caught_up,
     wait_until,
 )
+from tests.unit.fakes import _event
 
-SCHEMAS = REPO / "schemas"
 N = 20_000
-
-
-def _schema(name: str) -> Any:
-    """The schema as a plain Avro reader sees it, timestamps kept as epoch millis."""
-    text = (
-        (SCHEMAS / f"{name}.avsc")
-        .read_text()
-        .replace('"logicalType": "timestamp-millis"', '"x": 0')
-    )
-    return parse_schema(json.loads(text))
 
 
 def _model_dir() -> Path:
     dirs = sorted((REPO / "models").glob("*/*/metadata.json"))
     assert dirs, "no model in models/"
     return dirs[-1].parent
-
-
-def _load_features(redis_url: str, prefix: str) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamer",
-            "features",
-            "load",
-            "--synthetic",
-            "--redis-url",
-            redis_url,
-            "--prefix",
-            prefix,
-            "--cards",
-            "3000",
-            "--merchants",
-            "300",
-        ],
-        check=True,
-        env=streamer_env(),
-        capture_output=True,
-        timeout=120,
-    )
-
-
-def _decode_single_object(value: bytes, schema: Any) -> dict[str, Any]:
-    assert value[:2] == b"\xc3\x01"
-    return schemaless_reader(io.BytesIO(value[10:]), schema)
 
 
 def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: str) -> np.ndarray:
@@ -112,16 +70,6 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
     return np.asarray(probabilities[:, 1], dtype=np.float64)
 
 
-@pytest.fixture
-def topics(make_topic: Callable[..., str]) -> dict[str, str]:
-    inp = make_topic("in", partitions=3)
-    return {
-        "input_topic": inp,
-        "output_topic": make_topic("out", partitions=3),
-        "dlq_topic": make_topic("in.dlq", partitions=1),
-    }
-
-
 def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     kafka_bootstrap: str,
     redis_url: str,
@@ -131,7 +79,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     group_id: str,
     tmp_path: Path,
 ) -> None:
-    _load_features(redis_url, redis_prefix)
+    load_synthetic_features(redis_url, redis_prefix)
     produce_synthetic(
         topic=topics["input_topic"],
         bootstrap_servers=kafka_bootstrap,
@@ -157,13 +105,13 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
         code = stop(proc)
     assert code == 0, (tmp_path / "streamer.log").read_text()[-3000:]
 
-    txn_schema, scored_schema = _schema("transaction_event"), _schema("scored_event")
+    txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
     inputs = {}
     for msg in read_all(kafka_bootstrap, topics["input_topic"], N):
-        event = _decode_single_object(msg.value(), txn_schema)
+        event = decode_single_object(msg.value(), txn_schema)
         inputs[event["transaction_id"]] = (event, msg.partition(), msg.offset())
     outputs = read_all(kafka_bootstrap, topics["output_topic"], N)
-    scored = [(_decode_single_object(m.value(), scored_schema), m.key()) for m in outputs]
+    scored = [(decode_single_object(m.value(), scored_schema), m.key()) for m in outputs]
 
     assert len(inputs) == N
     assert len(scored) == N
@@ -205,7 +153,7 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     group_id: str,
     tmp_path: Path,
 ) -> None:
-    _load_features(redis_url, redis_prefix)
+    load_synthetic_features(redis_url, redis_prefix)
     produce_synthetic(
         topic=topics["input_topic"],
         bootstrap_servers=kafka_bootstrap,
@@ -253,13 +201,13 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     finally:
         assert stop(second) == 0
 
-    txn_schema, scored_schema = _schema("transaction_event"), _schema("scored_event")
+    txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
     inputs = {
-        _decode_single_object(m.value(), txn_schema)["transaction_id"]
+        decode_single_object(m.value(), txn_schema)["transaction_id"]
         for m in read_all(kafka_bootstrap, topics["input_topic"], N)
     }
     outputs = Counter(
-        _decode_single_object(m.value(), scored_schema)["transaction_id"]
+        decode_single_object(m.value(), scored_schema)["transaction_id"]
         for m in read_all(kafka_bootstrap, topics["output_topic"], N)
     )
     assert len(inputs) == N
@@ -277,31 +225,17 @@ def test_raw_input_from_any_avro_writer_is_scored(
     tmp_path: Path,
 ) -> None:
     """Plain Avro binary written by fastavro directly (not streamer's encoder)."""
-    _load_features(redis_url, redis_prefix)
-    schema = _schema("transaction_event")
+    load_synthetic_features(redis_url, redis_prefix)
+    schema = plain_schema("transaction_event")
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     sent = []
     for i in range(300):
-        event = {
-            "transaction_id": f"raw-{i}",
-            "card_id": f"card-{i % 50:06d}",
-            "merchant_id": f"merchant-{i % 30:05d}",
-            "event_time": 1_764_000_000_000 + i,
-            "amount_minor": 1000 + i,
-            "currency": "EUR",
-            "mcc": 5411,
-            "merchant_country": "DE",
-            "channel": "POS",
-            "entry_mode": "CHIP",
-            "card_present": True,
-            "three_ds": None,
-            "terminal_id": None,
-            "acquirer_id": None,
-            "device_id": None,
-            "ip_address": None,
-            "billing_country": None,
-            "is_recurring": False,
-        }
+        event = _event(
+            i,
+            transaction_id=f"raw-{i}",
+            card_id=f"card-{i % 50:06d}",
+            merchant_id=f"merchant-{i % 30:05d}",
+        )
         buf = io.BytesIO()
         schemaless_writer(buf, schema, event)
         producer.produce(topics["input_topic"], buf.getvalue(), event["card_id"])
@@ -322,7 +256,7 @@ def test_raw_input_from_any_avro_writer_is_scored(
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
     finally:
         assert stop(proc) == 0
-    scored_schema = _schema("scored_event")
+    scored_schema = plain_schema("scored_event")
     out = [
         schemaless_reader(io.BytesIO(m.value()), scored_schema)
         for m in read_all(kafka_bootstrap, topics["output_topic"], len(sent))
