@@ -22,6 +22,9 @@ features_app = typer.Typer(help="The Redis feature cache.", no_args_is_help=True
 app.add_typer(features_app, name="features")
 dlq_app = typer.Typer(help="Dead letters: inspect and replay.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+models_app = typer.Typer(help="The model registry in STREAMER_MODELS_DIR.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+ModelsDir = Annotated[Path, typer.Option("--models-dir", envvar="STREAMER_MODELS_DIR")]
 
 _state = {"debug": False}
 
@@ -211,6 +214,52 @@ def dlq_replay(
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
     sent = dlq.replay(letters, producer, target=to or None, dlq_topic=topic)
     typer.echo(f"replayed {sent} dead letters from {topic}", err=True)
+
+
+@models_app.command("list")
+def models_list(models_dir: ModelsDir = Path("models")) -> None:
+    """Every registered model version with its held-out metrics and thresholds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamer.registry import list_models
+
+    table = Table(title=f"models in {models_dir}")
+    for column in ("model", "created", "ROC-AUC", "PR-AUC", "review", "decline", "problem"):
+        table.add_column(column)
+    for entry in list_models(models_dir):
+        meta = entry.metadata
+        if meta is None:
+            table.add_row(f"{entry.name}@{entry.version}", "", "", "", "", "", entry.problem or "")
+            continue
+        table.add_row(
+            f"{meta.name}@{meta.version}",
+            meta.created_at.date().isoformat(),
+            f"{meta.metrics.get('roc_auc', float('nan')):.3f}",
+            f"{meta.metrics.get('pr_auc', float('nan')):.3f}",
+            f"{meta.thresholds.review:.4f}",
+            f"{meta.thresholds.decline:.4f}",
+            "",
+        )
+    Console().print(table)
+
+
+@models_app.command("verify")
+def models_verify(
+    spec: Annotated[str, typer.Argument(help="name, name@version or a path")] = "fraud-gbt",
+    models_dir: ModelsDir = Path("models"),
+) -> None:
+    """Load a model as `streamer run` would: hash, ONNX signature and features checked."""
+    from streamer.registry import load_model
+    from streamer.scoring import Scorer
+
+    model = load_model(spec, models_dir)
+    Scorer(model)  # ONNX Runtime accepts it
+    meta = model.metadata
+    typer.echo(
+        f"{meta.name}@{meta.version} ok: sha256 {meta.sha256[:12]}…, "
+        f"{len(meta.feature_names)} features, {model.path}"
+    )
 
 
 @app.command()
