@@ -26,7 +26,7 @@ from streamer.avro import load_schema, scored_schema, transaction_schema
 from streamer.breaker import CircuitBreaker
 from streamer.config import Settings, redact_url
 from streamer.enrichment import FeatureCache, make_redis_client
-from streamer.errors import DependencyError
+from streamer.errors import ConfigError, DependencyError
 from streamer.health import OpsServer, Probes
 from streamer.kafka_config import admin_config, consumer_config, producer_config
 from streamer.metrics import Sources, StreamerCollector, Telemetry, registry_for
@@ -37,6 +37,7 @@ from streamer.registry import LoadedModel, load_model
 from streamer.scored import ModelStamp
 from streamer.scoring import Scorer
 from streamer.tracing import provider_from_env
+from streamer.transactions import Transactions
 from streamer.wire import SchemaRegistry, make_decoder, make_encoder
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,18 @@ def build(
         breaker=CircuitBreaker(settings.redis_breaker_failures, settings.redis_breaker_cooldown_s),
     )
     tracker = OffsetTracker()
+    try:
+        producer = Producer(producer_config(settings))
+        consumer = Consumer(consumer_config(settings) | {"logger": logging.getLogger("librdkafka")})
+    except KafkaException as exc:
+        raise ConfigError(
+            f"librdkafka refused the Kafka settings: {exc.args[0].str() if exc.args else exc}; "
+            "check STREAMER_KAFKA_PROPERTIES / STREAMER_CONSUMER_PROPERTIES / "
+            "STREAMER_PRODUCER_PROPERTIES"
+        ) from None
     pipeline = Pipeline(
-        consumer=Consumer(consumer_config(settings) | {"logger": logging.getLogger("librdkafka")}),
-        publisher=Publisher(Producer(producer_config(settings)), tracker),
+        consumer=consumer,
+        publisher=Publisher(producer, tracker),
         tracker=tracker,
         decoder=decoder,
         encoder=encoder,
@@ -148,6 +158,7 @@ def build(
         drain_timeout_s=settings.drain_timeout_s,
         telemetry=telemetry,
         tracer=tracer_provider.get_tracer("streamer", __version__) if tracer_provider else None,
+        transactions=Transactions(producer) if settings.exactly_once else None,
     )
     publisher = pipeline.publisher
     sources = Sources(
@@ -220,6 +231,8 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
     service = build(settings, tracer_provider=provider_from_env(max_links=settings.max_batch_size))
     check_topics(settings)
+    if service.pipeline.transactions is not None:
+        service.pipeline.transactions.init()
     stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
     ops = OpsServer(settings.metrics_port, service.registry, probes(service, settings, stale_after))
     if not service.cache.ping():
@@ -229,12 +242,13 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         )
     meta = service.model.metadata
     log.info(
-        "scoring %s -> %s with model %s@%s (group %s)",
+        "scoring %s -> %s with model %s@%s (group %s, %s)",
         settings.input_topic,
         settings.output_topic,
         meta.name,
         meta.version,
         settings.group_id,
+        settings.processing_guarantee,
     )
     try:
         service.pipeline.run(stop)

@@ -10,6 +10,7 @@ where ``<NAME>`` is the property with dots written as underscores, e.g.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     )
     consumer_properties: dict[str, str] = Field(default_factory=dict)
     producer_properties: dict[str, str] = Field(default_factory=dict)
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    transactional_id: str = Field("", description="exactly-once; default streamer-<group>-<host>")
 
     # Wire formats
     input_format: WireFormat = "single-object"
@@ -103,6 +106,14 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.input_topic}.dlq"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly-once"
+
+    def effective_transactional_id(self) -> str:
+        """Unique per instance (the pod name on Kubernetes), stable across its restarts."""
+        return self.transactional_id or f"streamer-{self.group_id}-{socket.gethostname()}"
 
     @classmethod
     def settings_customise_sources(

@@ -44,13 +44,20 @@ def consumer_config(settings: Settings) -> dict[str, str | int | float | bool]:
 
 
 def producer_config(settings: Settings) -> dict[str, str | int | float | bool]:
-    return {
+    config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "client.id": f"streamer-{settings.group_id}",
         **_PRODUCER_DEFAULTS,
         **settings.kafka_properties,
         **settings.producer_properties,
     }
+    if settings.exactly_once:
+        config["transactional.id"] = settings.effective_transactional_id()
+        # librdkafka requires delivery.timeout.ms <= transaction.timeout.ms.
+        user = {**settings.kafka_properties, **settings.producer_properties}
+        if "transaction.timeout.ms" not in user:
+            config["transaction.timeout.ms"] = max(60_000, int(config["delivery.timeout.ms"]))
+    return config
 
 
 def admin_config(settings: Settings) -> dict[str, str | int | float | bool]:

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from opentelemetry.trace import Link, SpanKind, Tracer, use_span
 
 from streamer import tracing
-from streamer.batch import Decoder, position, sort_batch
+from streamer.batch import Batch, Decoder, position, sort_batch
 from streamer.containment import StageError, run_contained
 from streamer.enrichment import FEATURE_STATUSES, FeatureCache
 from streamer.errors import Rejection
@@ -30,6 +30,12 @@ from streamer.offsets import OffsetTracker
 from streamer.publish import Publisher
 from streamer.scored import ModelStamp, scored_records
 from streamer.scoring import DECISIONS, decide
+from streamer.transactions import (
+    TransactionAbortedError,
+    Transactions,
+    batch_start,
+    commit_offsets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +92,7 @@ class Pipeline:
     clock: Callable[[], int] = now_ms
     telemetry: Telemetry = field(default_factory=Telemetry)
     tracer: Tracer | None = None  # None: tracing off, no tracing code runs at all
+    transactions: Transactions | None = None  # exactly-once: one transaction per batch
     lag_interval_s: float = 2.0
     stats: LoopStats = field(default_factory=LoopStats)
     _lag_due: float = 0.0
@@ -113,13 +120,18 @@ class Pipeline:
         """One loop iteration: a batch (if any), delivery reports, rewinds, commits."""
         self.stats.last_heartbeat = time.monotonic()
         messages = self.consumer.consume(self.max_batch_size, self.max_wait_ms / 1000.0)
-        if messages:
-            self.process(messages)
-        self.publisher.poll(0)
-        while self.tracker.pending > self.max_in_flight:
-            self.publisher.poll(0.05)  # backpressure: let acknowledgements catch up
-        self._rewind_failed()
-        self._commit(asynchronous=True)
+        if self.transactions is not None:
+            if messages:
+                self._process_in_transaction(messages, self.transactions)
+            self.publisher.poll(0)
+        else:
+            if messages:
+                self.process(messages)
+            self.publisher.poll(0)
+            while self.tracker.pending > self.max_in_flight:
+                self.publisher.poll(0.05)  # backpressure: let acknowledgements catch up
+            self._rewind_failed()
+            self._commit(asynchronous=True)
         self.telemetry.latency.observe(np.asarray(self.publisher.take_latencies_ms()) / 1000.0)
         if time.monotonic() >= self._lag_due:
             self._lag_due = time.monotonic() + self.lag_interval_s
@@ -127,13 +139,26 @@ class Pipeline:
 
     # -- one micro-batch ------------------------------------------------------------------
 
-    def process(self, messages: list[Message]) -> None:
+    def _process_in_transaction(self, messages: list[Message], transactions: Transactions) -> None:
+        """Exactly-once: the batch's outputs and its offsets commit together, or not at all."""
+        transactions.begin()
+        batch = self.process(messages)
+        try:
+            transactions.commit(
+                commit_offsets(batch.offsets, batch.reread), self.consumer.consumer_group_metadata()
+            )
+            rewind = dict(batch.reread)
+        except TransactionAbortedError:
+            rewind = batch_start(batch.offsets)  # nothing of the batch is visible: redo it
+        for (topic, partition), offset in rewind.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def process(self, messages: list[Message]) -> Batch:
         """Score one micro-batch, inside a ``process <topic>`` span when tracing is on."""
         self.stats.batches += 1
         self.telemetry.batch_size.observe((len(messages),))
         if self.tracer is None:
-            self._process(messages, None, None)
-            return
+            return self._process(messages, None, None)
         contexts = [tracing.upstream_context(m) for m in messages]
         span = self.tracer.start_span(
             f"process {self.input_topic}",
@@ -142,7 +167,7 @@ class Pipeline:
             attributes=tracing.process_attributes(self.input_topic, self.group_id, len(messages)),
         )
         with use_span(span, end_on_exit=True):
-            self._process(messages, contexts, Link(span.get_span_context()))
+            return self._process(messages, contexts, Link(span.get_span_context()))
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -154,18 +179,20 @@ class Pipeline:
 
     def _process(
         self, messages: list[Message], contexts: list[Any] | None, batch_link: Link | None
-    ) -> None:
+    ) -> Batch:
         received = self.clock()
         with self._stage("decode"):
             batch = sort_batch(messages, self.decoder, received, contexts)
         for error in batch.errors:
             self._consumer_error(error)
-        for tp, offsets in batch.offsets.items():
-            self.tracker.register(tp, offsets)
+        if self.transactions is None:  # exactly-once commits with the transaction instead
+            for tp, offsets in batch.offsets.items():
+                self.tracker.register(tp, offsets)
+            for tp, offset in batch.reread.items():
+                self.tracker.fail(tp, offset)  # rewound by the next step
         for msg, rejection in batch.rejected:
             self._dead_letter(msg, rejection)
         for tp, offset in batch.reread.items():
-            self.tracker.fail(tp, offset)  # rewound by the next step
             log.warning("schema registry unavailable; %s[%d] will be re-read from %d", *tp, offset)
         if batch.reread:
             time.sleep(self.retry_backoff_s)
@@ -174,6 +201,7 @@ class Pipeline:
             self._score_and_publish(
                 batch.messages, batch.events, received, batch.contexts, batch_link
             )
+        return batch
 
     def _score_and_publish(
         self,

@@ -263,3 +263,79 @@ def test_raw_input_from_any_avro_writer_is_scored(
     ]
     assert sorted(o["transaction_id"] for o in out) == sorted(sent)
     assert all(0.0 <= o["score"] <= 1.0 for o in out)
+
+
+def test_exactly_once_survives_a_crash_without_duplicates(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (no drain, no commit) mid-stream, then a restart: a read_committed consumer
+    sees every input scored exactly once. At-least-once would show the crash's duplicates."""
+    load_synthetic_features(redis_url, redis_prefix)
+    produce_synthetic(
+        topic=topics["input_topic"],
+        bootstrap_servers=kafka_bootstrap,
+        count=N,
+        n_cards=3000,
+        n_merchants=300,
+        event_seed=13,
+    )
+    settings = dict(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        group_id=group_id,
+        input_format="single-object",
+        output_format="single-object",
+        metrics_port="0",
+        max_batch_size="250",
+        processing_guarantee="exactly-once",
+        transactional_id=f"tx-{group_id}",
+        **topics,
+    )
+    first = start_streamer(tmp_path / "first.log", **settings)
+    try:
+        wait_until(
+            lambda: (
+                sum(
+                    max(o, 0)
+                    for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
+                )
+                > 3000
+            ),
+            120,
+            "some transactions",
+            first,
+        )
+    finally:
+        first.kill()  # a crash: the open transaction is never committed
+        first.wait(30)
+    assert (
+        sum(
+            max(o, 0)
+            for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
+        )
+        < N
+    )
+
+    second = start_streamer(tmp_path / "second.log", **settings)
+    try:
+        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, second)
+    finally:
+        assert stop(second) == 0, (tmp_path / "second.log").read_text()[-3000:]
+
+    txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
+    inputs = Counter(
+        decode_single_object(m.value(), txn_schema)["transaction_id"]
+        for m in read_all(kafka_bootstrap, topics["input_topic"], N)
+    )
+    outputs = Counter(
+        decode_single_object(m.value(), scored_schema)["transaction_id"]
+        for m in read_all(kafka_bootstrap, topics["output_topic"], N)  # read_committed
+    )
+    assert len(inputs) == N
+    assert outputs == inputs, f"{sum(outputs.values()) - N} duplicates or losses"

@@ -52,6 +52,11 @@ def _one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> 
         ({"input_format": "protobuf"}, ("STREAMER_INPUT_FORMAT",)),
         ({"redis_url": "http://nope"}, ("STREAMER_REDIS_URL",)),
         ({"model": "no-such-model"}, ("STREAMER_MODEL",)),
+        (
+            {"kafka_properties": '{"no.such.property": "1"}'},
+            ("no.such.property", "STREAMER_KAFKA_PROPERTIES"),
+        ),
+        ({"processing_guarantee": "maybe-once"}, ("STREAMER_PROCESSING_GUARANTEE",)),
     ],
 )
 def test_bad_settings_exit_2(

@@ -1,0 +1,111 @@
+"""Exactly-once: each micro-batch's outputs and its input offsets in one Kafka transaction.
+
+``begin`` → the batch is scored and published as usual → ``commit(offsets)`` sends the
+offsets to the transaction (with the consumer group's metadata, so a zombie from an
+older group generation is fenced, KIP-447) and commits it. Downstream ``read_committed``
+consumers then see every scored event exactly once, also across crashes.
+
+Errors, as librdkafka classifies them: retriable → retry; abortable → abort, and the caller
+rewinds the batch's partitions to where the batch started; anything else (fenced) is fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from streamer.errors import DependencyError
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]
+
+
+class TransactionAbortedError(Exception):
+    """The batch's transaction was aborted: reprocess the batch from its first offsets."""
+
+
+def commit_offsets(
+    consumed: Mapping[tuple[str, int], list[int]], reread: Offsets
+) -> dict[tuple[str, int], int]:
+    """The offsets to commit for a processed batch: one past the last message of each
+    partition, or the offset a partition must be re-read from."""
+    out = {tp: max(offsets) + 1 for tp, offsets in consumed.items() if offsets}
+    out.update(reread)
+    return out
+
+
+def batch_start(consumed: Mapping[tuple[str, int], list[int]]) -> dict[tuple[str, int], int]:
+    """Where each partition of a batch started: where to rewind after an abort."""
+    return {tp: min(offsets) for tp, offsets in consumed.items() if offsets}
+
+
+class Transactions:
+    """The transactional side of one producer (``transactional.id`` set in its config)."""
+
+    def __init__(self, producer: Producer, timeout_s: float = 30.0, retries: int = 5) -> None:
+        self._producer = producer
+        self._timeout = timeout_s
+        self._retries = retries
+        self.committed = 0
+        self.aborted = 0
+
+    def init(self) -> None:
+        """Register the transactional id with the broker (fences older instances of it)."""
+        try:
+            self._producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            raise DependencyError(f"cannot initialise Kafka transactions: {_error(exc)}") from None
+
+    def begin(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit(self, offsets: Offsets, group_metadata: Any) -> None:
+        """Add ``offsets`` to the open transaction and commit it, or abort and raise."""
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            if partitions:
+                self._retry(
+                    lambda: self._producer.send_offsets_to_transaction(
+                        partitions, group_metadata, self._timeout
+                    )
+                )
+            self._retry(lambda: self._producer.commit_transaction(self._timeout))
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error is not None and error.txn_requires_abort():
+                self._abort(error)
+                raise TransactionAbortedError(str(error)) from None
+            raise
+        self.committed += 1
+
+    def _retry(self, call: Any) -> None:
+        for attempt in range(self._retries + 1):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = _kafka_error(exc)
+                if error is None or not error.retriable() or attempt == self._retries:
+                    raise
+                log.warning("transaction step failed, retrying: %s", error)
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+
+    def _abort(self, error: KafkaError) -> None:
+        log.warning("aborting the batch's transaction: %s", error)
+        self._producer.abort_transaction(self._timeout)
+        self.aborted += 1
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else None
+
+
+def _error(exc: KafkaException) -> str:
+    error = _kafka_error(exc)
+    return error.str() if error is not None else str(exc)
