@@ -122,6 +122,7 @@ CONTENDERS: dict[str, Callable[[], Launcher]] = {
             "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         }
     ),
+    "streamer, exactly-once": lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
     "passthrough (ceiling)": lambda: _script("passthrough.py"),
     "naive per-event": lambda: _script("naive.py"),
 }
