@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,24 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     )
 
 
+def _producing(bootstrap: str, topic: str, seed: int) -> threading.Thread:
+    """N events at 4,000/s in the background: a stop after a few thousand is mid-stream."""
+    thread = threading.Thread(
+        target=produce_synthetic,
+        kwargs={
+            "topic": topic,
+            "bootstrap_servers": bootstrap,
+            "count": N,
+            "rate": 4000.0,
+            "n_cards": 3000,
+            "n_merchants": 300,
+            "event_seed": seed,
+        },
+    )
+    thread.start()
+    return thread
+
+
 def test_sigterm_mid_stream_and_restart_lose_nothing(
     kafka_bootstrap: str,
     redis_url: str,
@@ -154,14 +173,7 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     tmp_path: Path,
 ) -> None:
     load_synthetic_features(redis_url, redis_prefix)
-    produce_synthetic(
-        topic=topics["input_topic"],
-        bootstrap_servers=kafka_bootstrap,
-        count=N,
-        n_cards=3000,
-        n_merchants=300,
-        event_seed=12,
-    )
+    producer = _producing(kafka_bootstrap, topics["input_topic"], seed=12)
     settings = dict(
         kafka_bootstrap_servers=kafka_bootstrap,
         redis_url=redis_url,
@@ -195,6 +207,7 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     )
     assert after_first < N, "the first run should have been stopped mid-stream"
 
+    producer.join()  # the rest of the stream arrives while no streamer runs
     second = start_streamer(tmp_path / "second.log", **settings)
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, second)
@@ -276,14 +289,7 @@ def test_exactly_once_survives_a_crash_without_duplicates(
     """SIGKILL (no drain, no commit) mid-stream, then a restart: a read_committed consumer
     sees every input scored exactly once. At-least-once would show the crash's duplicates."""
     load_synthetic_features(redis_url, redis_prefix)
-    produce_synthetic(
-        topic=topics["input_topic"],
-        bootstrap_servers=kafka_bootstrap,
-        count=N,
-        n_cards=3000,
-        n_merchants=300,
-        event_seed=13,
-    )
+    producer = _producing(kafka_bootstrap, topics["input_topic"], seed=13)
     settings = dict(
         kafka_bootstrap_servers=kafka_bootstrap,
         redis_url=redis_url,
@@ -322,6 +328,7 @@ def test_exactly_once_survives_a_crash_without_duplicates(
         < N
     )
 
+    producer.join()  # the rest of the stream arrives while no streamer runs
     second = start_streamer(tmp_path / "second.log", **settings)
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, second)
