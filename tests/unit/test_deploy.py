@@ -520,12 +520,15 @@ def test_settings_values_reach_the_config_map(helm: str, clean_env: pytest.Monke
         helm,
         "settings.max_wait_ms=20",
         "settings.log_level=DEBUG",
+        "settings.processing_guarantee=exactly-once",
         "kafka.properties.fetch\\.min\\.bytes=1024",
     )
     for name, value in _pod_environment(docs).items():
         clean_env.setenv(name, value)
     settings = load_settings()
     assert (settings.max_wait_ms, settings.log_level) == (20, "DEBUG")
+    assert settings.processing_guarantee == "exactly-once"
+    assert not settings.transactional_id, "each pod defaults to an id of its own (its hostname)"
     assert settings.kafka_properties == {"fetch.min.bytes": "1024"}
 
 
