@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import threading
@@ -113,18 +114,27 @@ def _otlp_sink() -> str:
     return f"http://127.0.0.1:{server.server_port}"
 
 
-CONTENDERS: dict[str, Callable[[], Launcher]] = {
-    "streamer": lambda: _streamer({}),
-    "streamer, tracing on": lambda: _streamer(
+def _traced() -> Launcher:
+    return _streamer(
         {
             "OTEL_EXPORTER_OTLP_ENDPOINT": _otlp_sink(),
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # the upstream's decision rules
         }
+    )
+
+
+# name -> (launcher factory, share of input events whose traceparent says "sampled")
+CONTENDERS: dict[str, tuple[Callable[[], Launcher], float]] = {
+    "streamer": (lambda: _streamer({}), 1.0),
+    "streamer, tracing on, 10% sampled upstream": (_traced, 0.1),
+    "streamer, tracing on, all sampled": (_traced, 1.0),
+    "streamer, exactly-once": (
+        lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
+        1.0,
     ),
-    "streamer, exactly-once": lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
-    "passthrough (ceiling)": lambda: _script("passthrough.py"),
-    "naive per-event": lambda: _script("naive.py"),
+    "passthrough (ceiling)": (lambda: _script("passthrough.py"), 1.0),
+    "naive per-event": (lambda: _script("naive.py"), 1.0),
 }
 
 
@@ -139,8 +149,15 @@ def _topics(
         future.result(timeout=30)
 
 
-def _send(producer: Producer, topic: str, events: list[dict[str, Any]], rate: float = 0.0) -> None:
+def _send(
+    producer: Producer,
+    topic: str,
+    events: list[dict[str, Any]],
+    rate: float = 0.0,
+    sampled: float = 1.0,
+) -> None:
     encoder = make_encoder("single-object", schema=transaction_schema())
+    chooser = random.Random(42)
     started = time.monotonic()
     for i, event in enumerate(events):
         if rate:
@@ -154,7 +171,7 @@ def _send(producer: Producer, topic: str, events: list[dict[str, Any]], rate: fl
                     topic,
                     encoder.encode(stamped),
                     event["card_id"],
-                    headers=[("traceparent", traceparent())],
+                    headers=[("traceparent", traceparent(chooser.random() < sampled))],
                 )
                 break
             except BufferError:
@@ -187,6 +204,7 @@ def run_contender(
     backlog: list[dict[str, Any]],
     steady: list[dict[str, Any]],
     rate: float,
+    sampled: float = 1.0,
 ) -> dict[str, Any]:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     tag = uuid.uuid4().hex[:6]
@@ -196,7 +214,7 @@ def run_contender(
     producer = Producer(
         {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20, "compression.type": "lz4"}
     )
-    _send(producer, inp, backlog)
+    _send(producer, inp, backlog, sampled=sampled)
     consumer = Consumer(
         {
             "bootstrap.servers": stack.kafka_bootstrap,
@@ -211,7 +229,7 @@ def run_contender(
     try:
         drained = _collect(consumer, len(backlog), 600, proc)
         console.print(f"[bold]{name}[/]: {len(steady):,} events at {rate:,.0f}/s for latency…")
-        _send(producer, inp, steady, rate)
+        _send(producer, inp, steady, rate, sampled)
         live = _collect(consumer, len(steady), 120, proc)
     finally:
         proc.terminate()
@@ -254,12 +272,14 @@ def main() -> int:
     results = []
     with acquire() as stack:
         load_command(redis_url=stack.redis_url, prefix="", file=None)
-        for name, make_launcher in contenders.items():
-            results.append(run_contender(name, make_launcher(), stack, backlog, steady, args.rate))
+        for name, (make_launcher, sampled) in contenders.items():
+            results.append(
+                run_contender(name, make_launcher(), stack, backlog, steady, args.rate, sampled)
+            )
     base = next((r for r in results if r["contender"] == "streamer"), results[0])
-    traced = next((r for r in results if r["contender"] == "streamer, tracing on"), None)
-    if traced is not None:
-        traced["tracing_cost_pct"] = 100 * (1 - traced["events_per_s"] / base["events_per_s"])
+    for r in results:
+        if "tracing on" in r["contender"]:
+            r["tracing_cost_pct"] = 100 * (1 - r["events_per_s"] / base["events_per_s"])
     table = Table(
         title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
         f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)"

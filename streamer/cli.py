@@ -92,6 +92,9 @@ def produce(
     cards: Cards = 5000,
     merchants: Merchants = 500,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    trace_sample_ratio: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events whose trace is sampled.")
+    ] = 1.0,
 ) -> None:
     """Send synthetic TransactionEvents (keyed by card id) with W3C traceparent headers."""
     from streamer.producer import produce_synthetic
@@ -107,6 +110,7 @@ def produce(
         n_cards=cards,
         n_merchants=merchants,
         progress=not quiet,
+        trace_sample_ratio=trace_sample_ratio,
     )
     typer.echo(f"sent {sent} events to {topic}", err=True)
 

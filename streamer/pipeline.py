@@ -246,9 +246,7 @@ class Pipeline:
             for i, (msg, record) in enumerate(zip(messages, records, strict=True)):
                 source, offset = position(msg)
                 headers = (
-                    tracing.send_headers(
-                        self.tracer, topic, contexts[i], record["card_id"], batch_link
-                    )
+                    tracing.send_headers(self.tracer, topic, contexts[i], batch_link)
                     if self.tracer is not None
                     else _trace_headers(msg)
                 )

@@ -8,6 +8,7 @@ carry a W3C ``traceparent`` header, so every transaction starts a trace.
 from __future__ import annotations
 
 import os
+import random
 import time
 from typing import Any
 
@@ -20,9 +21,10 @@ from streamer.wire import WireFormat, make_encoder
 _CHUNK = 1000
 
 
-def traceparent() -> bytes:
-    """A fresh sampled W3C trace context: version 00, random trace and span ids."""
-    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + b"-01"
+def traceparent(sampled: bool = True) -> bytes:
+    """A fresh W3C trace context: version 00, random trace and span ids, the sampled flag."""
+    flags = b"-01" if sampled else b"-00"
+    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + flags
 
 
 def produce_synthetic(
@@ -39,6 +41,7 @@ def produce_synthetic(
     progress: bool = False,
     producer_config: dict[str, Any] | None = None,
     event_seed: int | None = None,
+    trace_sample_ratio: float = 1.0,
 ) -> int:
     """Send ``count`` events (at ``rate`` per second, or as fast as possible); returns sent."""
     registry = None
@@ -61,6 +64,7 @@ def produce_synthetic(
     started = time.monotonic()
     seed_events = event_seed if event_seed is not None else int.from_bytes(os.urandom(4), "little")
     failures: list[str] = []
+    chooser = random.Random(seed_events)
 
     def delivered(err: Any, msg: Any) -> None:
         if err is not None:
@@ -85,7 +89,9 @@ def produce_synthetic(
                         value,
                         event["card_id"],
                         on_delivery=delivered,
-                        headers=[("traceparent", traceparent())],
+                        headers=[
+                            ("traceparent", traceparent(chooser.random() < trace_sample_ratio))
+                        ],
                     )
                     break
                 except BufferError:

@@ -126,7 +126,7 @@ def process_attributes(topic: str, group: str, count: int) -> dict[str, Any]:
 
 
 def send_headers(
-    tracer: Tracer, topic: str, parent: Context | None, key: str, batch_link: Link | None
+    tracer: Tracer, topic: str, parent: Context | None, batch_link: Link | None
 ) -> list[tuple[str, bytes]]:
     """Start and end a ``send <topic>`` span under ``parent``; its context as Kafka headers."""
     span = tracer.start_span(
@@ -138,7 +138,7 @@ def send_headers(
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
             "messaging.destination.name": topic,
-            "messaging.kafka.message.key": key,
+            # No messaging.kafka.message.key: the key is a card token, not for trace backends.
         },
         links=[batch_link] if batch_link else None,
     )
