@@ -245,9 +245,10 @@ class Pipeline:
             send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
             for i, (msg, record) in enumerate(zip(messages, records, strict=True)):
                 source, offset = position(msg)
+                upstream = contexts[i] if contexts else None
                 headers = (
-                    tracing.send_headers(self.tracer, topic, contexts[i], batch_link)
-                    if self.tracer is not None
+                    tracing.send_headers(self.tracer, topic, upstream, batch_link)
+                    if self.tracer is not None and upstream is not None
                     else _trace_headers(msg)
                 )
                 send(

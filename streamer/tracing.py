@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, SpanKind, Tracer, set_span_in_context
+from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from streamer import __version__
@@ -79,7 +79,12 @@ def provider_from_env(
 
 
 def upstream_context(msg: Message) -> Context | None:
-    """The W3C trace context in a message's headers, if any."""
+    """The W3C trace context in a message's headers, when the upstream sampled it.
+
+    streamer follows the upstream's sampling decision: a message without a sampled
+    context gets no link and no span (its ``traceparent``, if any, is passed through), so
+    tracing costs in proportion to what the upstream chose to trace.
+    """
     headers = msg.headers()
     if not headers:
         return None
@@ -89,29 +94,26 @@ def upstream_context(msg: Message) -> Context | None:
         for k, v in items
         if k in _TRACE_HEADERS and v is not None
     }
-    return _PROPAGATOR.extract(carrier) if carrier else None
+    if not carrier:
+        return None
+    context = _PROPAGATOR.extract(carrier)
+    span_context = get_current_span(context).get_span_context()
+    return context if span_context.is_valid and span_context.trace_flags.sampled else None
 
 
 def batch_links(messages: Sequence[Message], contexts: Sequence[Context | None]) -> list[Link]:
-    """One link per message that carries an upstream context, with its partition and offset."""
-    from opentelemetry.trace import get_current_span
-
-    links = []
-    for msg, ctx in zip(messages, contexts, strict=True):
-        if ctx is None:
-            continue
-        span_context = get_current_span(ctx).get_span_context()
-        if span_context.is_valid:
-            links.append(
-                Link(
-                    span_context,
-                    {
-                        "messaging.destination.partition.id": str(msg.partition()),
-                        "messaging.kafka.offset": msg.offset() or 0,
-                    },
-                )
-            )
-    return links
+    """One link per message with a (sampled) upstream context, with its partition and offset."""
+    return [
+        Link(
+            get_current_span(ctx).get_span_context(),
+            {
+                "messaging.destination.partition.id": str(msg.partition()),
+                "messaging.kafka.offset": msg.offset() or 0,
+            },
+        )
+        for msg, ctx in zip(messages, contexts, strict=True)
+        if ctx is not None
+    ]
 
 
 def process_attributes(topic: str, group: str, count: int) -> dict[str, Any]:

@@ -92,23 +92,40 @@ def test_each_output_continues_its_own_input_trace(build: Any) -> None:
     pipeline.step()
 
     sends = {s.context.span_id: s for s in exporter.get_finished_spans() if s.name == "send scored"}
-    outputs = [
-        (dict(h)["traceparent"].decode(), v) for t, v, _, h in producer.delivered if t == "scored"
-    ]
-    assert len(sends) == len(outputs) == 3
-    for (header, _), trace_id, parent in zip(
-        outputs, [*TRACE_IDS, None], [*PARENTS, None], strict=False
-    ):
-        _, out_trace, out_span, flags = header.split("-")
+    outputs = [dict(h or []) for t, _, _, h in producer.delivered if t == "scored"]
+    assert len(outputs) == 3
+    assert len(sends) == 2  # the third input had no trace context: nothing to continue
+    assert "traceparent" not in outputs[2]
+    for headers, trace_id, parent in zip(outputs[:2], TRACE_IDS, PARENTS, strict=True):
+        _, out_trace, out_span, flags = headers["traceparent"].decode().split("-")
         send = sends[int(out_span, 16)]
         assert send.kind == SpanKind.PRODUCER
         assert send.attributes is not None
         assert send.attributes["messaging.destination.name"] == "scored"
-        if trace_id is not None:
-            assert out_trace == trace_id  # the fraud service joins the upstream trace
-            assert send.parent is not None
-            assert format(send.parent.span_id, "016x") == parent
+        assert out_trace == trace_id  # the fraud service joins the upstream trace
+        assert send.parent is not None
+        assert format(send.parent.span_id, "016x") == parent
         assert int(flags, 16) & 1  # sampled
+
+
+def test_unsampled_upstream_gets_no_spans_and_its_context_passes_through(build: Any) -> None:
+    unsampled = f"00-{TRACE_IDS[0]}-{PARENTS[0]}-00".encode()
+    pipeline, _, producer = build(
+        [[_msg(0, _raw(_event(0)), headers=[("traceparent", unsampled)])]]
+    )
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    pipeline.tracer = provider.get_tracer("test")
+
+    pipeline.step()
+
+    (headers,) = [dict(h) for t, _, _, h in producer.delivered if t == "scored"]
+    assert headers["traceparent"] == unsampled
+    spans = exporter.get_finished_spans()
+    assert not [s for s in spans if s.name.startswith("send")]
+    (batch,) = [s for s in spans if s.name.startswith("process")]
+    assert list(batch.links) == []
 
 
 def test_without_an_exporter_there_is_no_provider() -> None:
