@@ -47,11 +47,12 @@ from streamer.synth import generate_events, make_population  # noqa: E402
 from streamer.wire import make_encoder  # noqa: E402
 
 console = Console()
-Launcher = Callable[[Endpoints, str, str, str], subprocess.Popen[bytes]]
+Procs = list[subprocess.Popen[bytes]]
+Launcher = Callable[[Endpoints, str, str, str], Procs]
 
 
-def _streamer(extra_env: dict[str, str]) -> Launcher:
-    def launch(stack: Endpoints, inp: str, out: str, group: str) -> subprocess.Popen[bytes]:
+def _streamer(extra_env: dict[str, str], processes: int = 1) -> Launcher:
+    def launch(stack: Endpoints, inp: str, out: str, group: str) -> Procs:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER_", "OTEL_"))}
         env.update(
             {
@@ -70,13 +71,16 @@ def _streamer(extra_env: dict[str, str]) -> Launcher:
                 **extra_env,
             }
         )
-        return subprocess.Popen([sys.executable, "-m", "streamer", "run"], env=env)
+        return [
+            subprocess.Popen([sys.executable, "-m", "streamer", "run"], env=env)
+            for _ in range(processes)
+        ]
 
     return launch
 
 
 def _script(name: str, *extra: str) -> Launcher:
-    def launch(stack: Endpoints, inp: str, out: str, group: str) -> subprocess.Popen[bytes]:
+    def launch(stack: Endpoints, inp: str, out: str, group: str) -> Procs:
         args = [
             "--bootstrap",
             stack.kafka_bootstrap,
@@ -89,10 +93,12 @@ def _script(name: str, *extra: str) -> Launcher:
         ]
         if name == "naive.py":
             args += ["--redis-url", stack.redis_url]
-        return subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / name), *args, *extra],
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+        return [
+            subprocess.Popen(
+                [sys.executable, str(REPO / "bench" / name), *args, *extra],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        ]
 
     return launch
 
@@ -129,6 +135,7 @@ CONTENDERS: dict[str, tuple[Callable[[], Launcher], float]] = {
     "streamer": (lambda: _streamer({}), 1.0),
     "streamer, tracing on, 10% sampled upstream": (_traced, 0.1),
     "streamer, tracing on, all sampled": (_traced, 1.0),
+    "streamer, 2 processes": (lambda: _streamer({}, processes=2), 1.0),
     "streamer, exactly-once": (
         lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
         1.0,
@@ -181,19 +188,28 @@ def _send(
 
 
 def _collect(
-    consumer: Consumer, expected: int, timeout: float, proc: subprocess.Popen[bytes]
+    consumer: Consumer, expected: int, timeout: float, procs: Procs, *, event_times: bool
 ) -> list[tuple[int, int]]:
-    """(append time, event time) of outputs until ``expected`` arrived."""
+    """(append time, event time or 0) of outputs until ``expected`` arrived.
+
+    Event times are decoded only when asked (the latency phase): decoding every backlog
+    output here would take CPU from the contender on this 2-core machine.
+    """
     schemas = {fp: without_logical_types(schema) for fp, schema in known_schemas().items()}
     out: list[tuple[int, int]] = []
     deadline = time.monotonic() + timeout
-    while len(out) < expected and time.monotonic() < deadline and proc.poll() is None:
+    while (
+        len(out) < expected and time.monotonic() < deadline and all(p.poll() is None for p in procs)
+    ):
         for msg in consumer.consume(2000, 0.2):
             if msg.error():
                 continue
-            value = msg.value()
-            record = schemaless_reader(io.BytesIO(value[10:]), schemas[value[2:10]], None)
-            out.append((msg.timestamp()[1], int(record["event_time"])))
+            event_time = 0
+            if event_times:
+                value = msg.value()
+                record = schemaless_reader(io.BytesIO(value[10:]), schemas[value[2:10]], None)
+                event_time = int(record["event_time"])
+            out.append((msg.timestamp()[1], event_time))
     return out
 
 
@@ -225,15 +241,17 @@ def run_contender(
     )
     consumer.subscribe([out])
     console.print(f"[bold]{name}[/]: draining a backlog of {len(backlog):,} events…")
-    proc = launch(stack, inp, out, f"bench-{tag}")
+    procs = launch(stack, inp, out, f"bench-{tag}")
     try:
-        drained = _collect(consumer, len(backlog), 600, proc)
+        drained = _collect(consumer, len(backlog), 600, procs, event_times=False)
         console.print(f"[bold]{name}[/]: {len(steady):,} events at {rate:,.0f}/s for latency…")
         _send(producer, inp, steady, rate, sampled)
-        live = _collect(consumer, len(steady), 120, proc)
+        live = _collect(consumer, len(steady), 120, procs, event_times=True)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(60)
         consumer.close()
     appended = np.array([a for a, _ in drained], dtype=np.float64)
     latency = np.array([a - e for a, e in live], dtype=np.float64)
