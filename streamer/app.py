@@ -77,6 +77,19 @@ def check_topics(settings: Settings, timeout: float = 10.0) -> None:
             )
 
 
+def check_schema_registry(settings: Settings, registry: SchemaRegistry | None) -> None:
+    """With the confluent framing, the schema registry answers before we consume anything."""
+    if registry is None:
+        return
+    try:
+        registry.get_subjects()  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is "unavailable"
+        raise DependencyError(
+            f"cannot reach the schema registry at {redact_url(settings.schema_registry_url)} "
+            f"({type(exc).__name__}); check STREAMER_SCHEMA_REGISTRY_URL"
+        ) from None
+
+
 @dataclass
 class Service:
     """A built pipeline and the clients it owns."""
@@ -86,6 +99,7 @@ class Service:
     cache: FeatureCache
     registry: CollectorRegistry
     tracer_provider: TracerProvider | None
+    schema_registry: SchemaRegistry | None
 
 
 def build(
@@ -171,7 +185,7 @@ def build(
         model=(meta.name, meta.version),
     )
     metrics = registry_for(StreamerCollector(telemetry, sources))
-    return Service(pipeline, model, cache, metrics, tracer_provider)
+    return Service(pipeline, model, cache, metrics, tracer_provider, registry)
 
 
 def probes(service: Service, settings: Settings, stale_after_s: float) -> Probes:
@@ -231,6 +245,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
     service = build(settings, tracer_provider=provider_from_env(max_links=settings.max_batch_size))
     check_topics(settings)
+    check_schema_registry(settings, service.schema_registry)
     if service.pipeline.transactions is not None:
         service.pipeline.transactions.init()
     stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)

@@ -110,3 +110,12 @@ def test_debug_shows_the_traceback(good: dict[str, str]) -> None:
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def test_unreachable_schema_registry_exits_3(good: dict[str, str]) -> None:
+    result = _run(
+        **good, input_format="confluent", schema_registry_url="http://user:pw@127.0.0.1:9"
+    )
+    assert result.returncode == 3, result.stderr
+    _one_clear_line(result, "schema registry", "STREAMER_SCHEMA_REGISTRY_URL")
+    assert "pw" not in result.stderr
