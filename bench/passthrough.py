@@ -35,7 +35,7 @@ def main() -> None:
     )
     consumer.subscribe([args.input])
     while not stop:
-        for msg in consumer.consume(500, 0.05):
+        for msg in consumer.consume(500, 0.01):  # the same 10 ms window as streamer
             if msg.error():
                 continue
             while True:

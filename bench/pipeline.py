@@ -228,7 +228,7 @@ def run_contender(
     _topics(admin, [inp, inp + ".dlq"], 3)
     _topics(admin, [out], 3, log_append=True)
     producer = Producer(
-        {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+        {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "compression.type": "lz4"}
     )
     _send(producer, inp, backlog, sampled=sampled)
     consumer = Consumer(

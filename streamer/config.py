@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     # Batching
     max_batch_size: int = Field(500, ge=1, le=100_000)
-    max_wait_ms: int = Field(50, ge=0, le=60_000)
+    max_wait_ms: int = Field(10, ge=0, le=60_000)
     max_in_flight: int = Field(20_000, ge=1, description="unacknowledged outputs before pausing")
 
     # Operations
