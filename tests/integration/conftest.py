@@ -15,3 +15,20 @@ def topics(make_topic: Callable[..., str]) -> dict[str, str]:
         "output_topic": make_topic("out", partitions=3),
         "dlq_topic": make_topic("in.dlq", partitions=1),
     }
+
+
+@pytest.fixture
+def run_settings(
+    kafka_bootstrap: str, redis_url: str, redis_prefix: str, group_id: str, topics: dict[str, str]
+) -> dict[str, str]:
+    """``streamer run`` settings owned by this test: its topics, group and key prefix."""
+    return {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "redis_url": redis_url,
+        "redis_key_prefix": redis_prefix,
+        "group_id": group_id,
+        "input_format": "single-object",
+        "output_format": "single-object",
+        "metrics_port": "0",
+        **topics,
+    }

@@ -105,6 +105,11 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         consumer.close()
 
 
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
+    """How many input offsets the group has committed, over all partitions."""
+    return sum(max(o, 0) for o in committed(bootstrap, group, topic, partitions).values())
+
+
 def wait_until(
     predicate: Callable[[], bool],
     timeout: float,

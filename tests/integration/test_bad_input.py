@@ -76,6 +76,7 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     load_synthetic_features(redis_url, redis_prefix)
     rng = random.Random(20261124)
@@ -97,17 +98,7 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
         producer.poll(0)
     assert producer.flush(60) == 0
 
-    proc = start_streamer(
-        tmp_path / "streamer.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port="0",
-        **topics,
-    )
+    proc = start_streamer(tmp_path / "streamer.log", **run_settings)
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 240, proc)
         assert proc.poll() is None, "the streamer must survive the poison"

@@ -27,7 +27,7 @@ from streamer.features import (
 from streamer.producer import produce_synthetic
 from tests.integration.streamer_proc import (
     REPO,
-    committed,
+    committed_total,
     decode_single_object,
     load_synthetic_features,
     plain_schema,
@@ -79,6 +79,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     load_synthetic_features(redis_url, redis_prefix)
     produce_synthetic(
@@ -89,17 +90,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
         n_merchants=300,
         event_seed=11,
     )
-    proc = start_streamer(
-        tmp_path / "streamer.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port="0",
-        **topics,
-    )
+    proc = start_streamer(tmp_path / "streamer.log", **run_settings)
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, proc)
     finally:
@@ -171,30 +162,15 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     load_synthetic_features(redis_url, redis_prefix)
     producer = _producing(kafka_bootstrap, topics["input_topic"], seed=12)
-    settings = dict(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port="0",
-        max_batch_size="200",
-        **topics,
-    )
+    settings = {**run_settings, "max_batch_size": "200"}
     first = start_streamer(tmp_path / "first.log", **settings)
     try:
         wait_until(
-            lambda: (
-                sum(
-                    max(o, 0)
-                    for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
-                )
-                > 2000
-            ),
+            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 2000,
             120,
             "some commits",
             first,
@@ -202,9 +178,7 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     finally:
         code = stop(first)
     assert code == 0, (tmp_path / "first.log").read_text()[-3000:]
-    after_first = sum(
-        max(o, 0) for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
-    )
+    after_first = committed_total(kafka_bootstrap, group_id, topics["input_topic"])
     assert after_first < N, "the first run should have been stopped mid-stream"
 
     producer.join()  # the rest of the stream arrives while no streamer runs
@@ -236,6 +210,7 @@ def test_raw_input_from_any_avro_writer_is_scored(
     topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     """Plain Avro binary written by fastavro directly (not streamer's encoder)."""
     load_synthetic_features(redis_url, redis_prefix)
@@ -255,15 +230,7 @@ def test_raw_input_from_any_avro_writer_is_scored(
         sent.append(event["transaction_id"])
     producer.flush(30)
     proc = start_streamer(
-        tmp_path / "raw.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="raw",
-        output_format="raw",
-        metrics_port="0",
-        **topics,
+        tmp_path / "raw.log", **{**run_settings, "input_format": "raw", "output_format": "raw"}
     )
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
@@ -285,34 +252,22 @@ def test_exactly_once_survives_a_crash_without_duplicates(
     topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     """SIGKILL (no drain, no commit) mid-stream, then a restart: a read_committed consumer
     sees every input scored exactly once. At-least-once would show the crash's duplicates."""
     load_synthetic_features(redis_url, redis_prefix)
     producer = _producing(kafka_bootstrap, topics["input_topic"], seed=13)
-    settings = dict(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port="0",
-        max_batch_size="250",
-        processing_guarantee="exactly-once",
-        transactional_id=f"tx-{group_id}",
-        **topics,
-    )
+    settings = {
+        **run_settings,
+        "max_batch_size": "250",
+        "processing_guarantee": "exactly-once",
+        "transactional_id": f"tx-{group_id}",
+    }
     first = start_streamer(tmp_path / "first.log", **settings)
     try:
         wait_until(
-            lambda: (
-                sum(
-                    max(o, 0)
-                    for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
-                )
-                > 3000
-            ),
+            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 3000,
             120,
             "some transactions",
             first,
@@ -320,13 +275,7 @@ def test_exactly_once_survives_a_crash_without_duplicates(
     finally:
         first.kill()  # a crash: the open transaction is never committed
         first.wait(30)
-    assert (
-        sum(
-            max(o, 0)
-            for o in committed(kafka_bootstrap, group_id, topics["input_topic"], 3).values()
-        )
-        < N
-    )
+    assert committed_total(kafka_bootstrap, group_id, topics["input_topic"]) < N
 
     producer.join()  # the rest of the stream arrives while no streamer runs
     second = start_streamer(tmp_path / "second.log", **settings)
