@@ -22,6 +22,7 @@ _CONSUMER_FIXED: dict[str, str | int | float | bool] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
 }
+_EOS_TRANSACTION_TIMEOUT_MS = 30_000
 _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -53,10 +54,14 @@ def producer_config(settings: Settings) -> dict[str, str | int | float | bool]:
     }
     if settings.exactly_once:
         config["transactional.id"] = settings.effective_transactional_id()
+        # A crashed instance's open transaction holds its partitions' offsets unstable until
+        # it times out (or the instance restarts with the same id): keep that short.
         # librdkafka requires delivery.timeout.ms <= transaction.timeout.ms.
         user = {**settings.kafka_properties, **settings.producer_properties}
         if "transaction.timeout.ms" not in user:
-            config["transaction.timeout.ms"] = max(60_000, int(config["delivery.timeout.ms"]))
+            config["transaction.timeout.ms"] = _EOS_TRANSACTION_TIMEOUT_MS
+            if "delivery.timeout.ms" not in user and "message.timeout.ms" not in user:
+                config["delivery.timeout.ms"] = _EOS_TRANSACTION_TIMEOUT_MS
     return config
 
 

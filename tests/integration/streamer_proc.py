@@ -87,8 +87,14 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets, retried while the group coordinator is still loading."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    """The group's committed offsets, retried while the group coordinator is still loading.
+
+    read_uncommitted: a read_committed consumer asks for *stable* offsets (KIP-447) and waits
+    while a crashed transactional instance's offset commit is pending; a probe must not.
+    """
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_uncommitted"}
+    )
     deadline = time.monotonic() + 30
     try:
         while True:

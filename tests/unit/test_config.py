@@ -116,3 +116,15 @@ def test_secrets_are_redacted(env: pytest.MonkeyPatch) -> None:
     assert "s3cret" not in shown
     assert "rediss://default:***@cache:6380/0" in shown
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_exactly_once_gets_a_transactional_producer_with_short_timeouts(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("STREAMER_PROCESSING_GUARANTEE", "exactly-once")
+    env.setenv("STREAMER_TRANSACTIONAL_ID", "fraud-0")
+    producer = producer_config(load_settings())
+    assert producer["transactional.id"] == "fraud-0"
+    assert int(producer["delivery.timeout.ms"]) <= int(producer["transaction.timeout.ms"]) <= 60_000
+    env.delenv("STREAMER_PROCESSING_GUARANTEE")
+    assert "transactional.id" not in producer_config(load_settings())
