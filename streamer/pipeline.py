@@ -1,9 +1,10 @@
-"""The consumer loop: one micro-batch at a time, at-least-once.
+"""The consumer loop: one micro-batch at a time, at-least-once (or exactly-once).
 
 consume → decode → enrich → assemble → score → publish; offsets are committed only once
-the broker acknowledged every output (scored event or dead letter) up to them. On
-rebalance, revoked partitions are drained and committed first; on stop, everything in
-flight is flushed and committed before the consumer leaves the group.
+the broker acknowledged every output (scored event or dead letter) up to them, or, in
+exactly-once mode, in the same Kafka transaction as the outputs. On rebalance, revoked
+partitions are drained and committed first; on stop, everything in flight is flushed and
+committed before the consumer leaves the group.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ from streamer.transactions import (
 )
 
 log = logging.getLogger(__name__)
-
-_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class Encoder(Protocol):
@@ -249,7 +248,7 @@ class Pipeline:
                 headers = (
                     tracing.send_headers(self.tracer, topic, upstream, batch_link)
                     if self.tracer is not None and upstream is not None
-                    else _trace_headers(msg)
+                    else tracing.trace_headers(msg)
                 )
                 send(
                     topic,
@@ -372,15 +371,6 @@ class Pipeline:
         self.tracker.forget(lost)  # another member owns them now: committing would be wrong
         self.stats.assigned.difference_update(lost)
         log.warning("lost %s", _names(partitions))
-
-
-def _trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
-    headers = msg.headers()
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    kept = [(k, v) for k, v in items if k in _TRACE_HEADERS and isinstance(v, bytes)]
-    return kept or None
 
 
 def _names(partitions: list[TopicPartition]) -> str:

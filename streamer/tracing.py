@@ -78,6 +78,16 @@ def provider_from_env(
     return provider
 
 
+def trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
+    """A message's W3C trace headers (``traceparent``, ``tracestate``), to pass on as they are."""
+    headers = msg.headers()
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    kept = [(k, v) for k, v in items if k in _TRACE_HEADERS and isinstance(v, bytes)]
+    return kept or None
+
+
 def upstream_context(msg: Message) -> Context | None:
     """The W3C trace context in a message's headers, when the upstream sampled it.
 
@@ -85,18 +95,10 @@ def upstream_context(msg: Message) -> Context | None:
     context gets no link and no span (its ``traceparent``, if any, is passed through), so
     tracing costs in proportion to what the upstream chose to trace.
     """
-    headers = msg.headers()
-    if not headers:
+    headers = trace_headers(msg)
+    if headers is None:
         return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    carrier = {
-        k: v.decode("latin-1") if isinstance(v, bytes) else str(v)
-        for k, v in items
-        if k in _TRACE_HEADERS and v is not None
-    }
-    if not carrier:
-        return None
-    context = _PROPAGATOR.extract(carrier)
+    context = _PROPAGATOR.extract({k: v.decode("latin-1") for k, v in headers})
     span_context = get_current_span(context).get_span_context()
     return context if span_context.is_valid and span_context.trace_flags.sampled else None
 
