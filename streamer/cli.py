@@ -220,6 +220,60 @@ def dlq_replay(
     typer.echo(f"replayed {sent} dead letters from {topic}", err=True)
 
 
+@app.command("score-file")
+def score_file(
+    source: Annotated[Path, typer.Argument(help="Avro container file of TransactionEvents.")],
+    target: Annotated[Path, typer.Argument(help="Avro container file of ScoredEvents to write.")],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="JSON Lines of invalid events (default: <target>.rejects.jsonl)."),
+    ] = None,
+    redis_url: Annotated[
+        str, typer.Option(envvar="STREAMER_REDIS_URL")
+    ] = "redis://127.0.0.1:6379/0",
+    prefix: Annotated[str, typer.Option(envvar="STREAMER_REDIS_KEY_PREFIX")] = "",
+    model: Annotated[str, typer.Option(envvar="STREAMER_MODEL")] = "fraud-gbt",
+    models_dir: ModelsDir = Path("models"),
+    chunk: Annotated[
+        int, typer.Option(min=1, help="Events per Redis round trip and model run.")
+    ] = 5000,
+    allow_degraded: Annotated[
+        bool, typer.Option(help="Score with default features if Redis is unreachable.")
+    ] = False,
+) -> None:
+    """Batch deployment: score a file (backfills, replays) with the stream's code and model."""
+    from streamer.breaker import CircuitBreaker
+    from streamer.enrichment import FeatureCache, make_redis_client
+    from streamer.offline import score_file as run_file
+    from streamer.registry import load_model
+    from streamer.scoring import Scorer
+
+    loaded = load_model(model, models_dir)
+    cache = FeatureCache(
+        make_redis_client(redis_url, password=None, timeout_ms=2000),
+        prefix=prefix,
+        card_defaults=loaded.card_defaults,
+        merchant_defaults=loaded.merchant_defaults,
+        breaker=CircuitBreaker(),
+    )
+    result = run_file(
+        source,
+        target,
+        cache=cache,
+        scorer=Scorer(loaded),
+        rejects=rejects,
+        chunk_size=chunk,
+        allow_degraded=allow_degraded,
+    )
+    rate = result.read / result.seconds if result.seconds else 0.0
+    typer.echo(
+        f"{result.read} read, {result.scored} scored {result.decisions}, "
+        f"{result.rejected} rejected, {result.degraded} degraded, "
+        f"{result.seconds:.1f}s ({rate:,.0f} events/s)",
+        err=True,
+    )
+
+
 @models_app.command("list")
 def models_list(models_dir: ModelsDir = Path("models")) -> None:
     """Every registered model version with its held-out metrics and thresholds."""

@@ -40,7 +40,9 @@ def make_redis_client(
         "retry": Retry(NoBackoff(), 0),
         "retry_on_timeout": False,
         "health_check_interval": 0,
-        "single_connection_client": True,
+        # A small pool connects lazily: a Redis that is down at start-up degrades scoring
+        # instead of failing the constructor (single_connection_client connects eagerly).
+        "max_connections": 4,
     }
     if password:
         kwargs["password"] = password

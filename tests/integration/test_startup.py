@@ -119,3 +119,36 @@ def test_unreachable_schema_registry_exits_3(good: dict[str, str]) -> None:
     assert result.returncode == 3, result.stderr
     _one_clear_line(result, "schema registry", "STREAMER_SCHEMA_REGISTRY_URL")
     assert "pw" not in result.stderr
+
+
+def test_redis_down_at_start_scores_degraded_instead_of_failing(
+    kafka_bootstrap: str, run_settings: dict[str, str], tmp_path: Path
+) -> None:
+    from streamer.producer import produce_synthetic
+    from tests.integration.streamer_proc import (
+        decode_single_object,
+        plain_schema,
+        read_all,
+        start_streamer,
+        stop,
+        wait_caught_up,
+    )
+
+    produce_synthetic(
+        topic=run_settings["input_topic"], bootstrap_servers=kafka_bootstrap, count=20
+    )
+    proc = start_streamer(
+        tmp_path / "s.log", **{**run_settings, "redis_url": "redis://127.0.0.1:9/0"}
+    )
+    try:
+        wait_caught_up(
+            kafka_bootstrap, run_settings["group_id"], run_settings["input_topic"], 60, proc
+        )
+    finally:
+        assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-2000:]
+    out = [
+        decode_single_object(m.value(), plain_schema("scored_event"))
+        for m in read_all(kafka_bootstrap, run_settings["output_topic"], 20)
+    ]
+    assert len(out) == 20
+    assert {o["feature_status"] for o in out} == {"DEGRADED"}
