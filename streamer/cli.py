@@ -97,9 +97,11 @@ def produce(
     ] = 1.0,
 ) -> None:
     """Send synthetic TransactionEvents (keyed by card id) with W3C traceparent headers."""
+    from streamer.config import client_properties
     from streamer.producer import produce_synthetic
 
     sent = produce_synthetic(
+        producer_config=client_properties(),
         topic=topic,
         bootstrap_servers=bootstrap_servers,
         count=count,
@@ -209,13 +211,17 @@ def dlq_replay(
     from confluent_kafka import Producer
 
     from streamer import dlq
+    from streamer.config import client_properties
 
+    properties = client_properties()
     keep = dlq.selector(error_class or None, from_offset, to_offset)
-    letters = [d for d in dlq.read(bootstrap_servers, topic) if keep(d)]
+    letters = [d for d in dlq.read(bootstrap_servers, topic, config=properties) if keep(d)]
     if dry_run:
         typer.echo(f"would replay {len(letters)} dead letters from {topic}", err=True)
         return
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, **properties}
+    )
     sent = dlq.replay(letters, producer, target=to or None, dlq_topic=topic)
     typer.echo(f"replayed {sent} dead letters from {topic}", err=True)
 

@@ -9,6 +9,7 @@ where ``<NAME>`` is the property with dots written as underscores, e.g.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -168,6 +169,21 @@ def _kafka_props_from_env(environ: dict[str, str]) -> dict[str, str]:
         for name, value in environ.items()
         if name.startswith(KAFKA_PROP_PREFIX) and len(name) > len(KAFKA_PROP_PREFIX)
     }
+
+
+def client_properties(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """librdkafka properties for the operator commands (produce, consume, dlq): the same
+    ``STREAMER_KAFKA_PROPERTIES`` (JSON) and ``STREAMER_KAFKA_PROP_<NAME>`` as ``run`` uses,
+    so they reach a TLS/SASL cluster too."""
+    env = dict(os.environ) if environ is None else environ
+    raw = env.get("STREAMER_KAFKA_PROPERTIES", "")
+    try:
+        props = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"STREAMER_KAFKA_PROPERTIES is not a JSON object: {exc}") from None
+    if not isinstance(props, dict):
+        raise ConfigError("STREAMER_KAFKA_PROPERTIES is not a JSON object")
+    return {**{str(k): str(v) for k, v in props.items()}, **_kafka_props_from_env(env)}
 
 
 def env_name(loc: tuple[str | int, ...]) -> str:

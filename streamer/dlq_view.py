@@ -9,10 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer import dlq
+from streamer.config import client_properties
 
 
 def inspect(bootstrap_servers: str, topic: str, *, limit: int = 20, as_json: bool = False) -> None:
-    letters = list(dlq.read(bootstrap_servers, topic))
+    letters = list(dlq.read(bootstrap_servers, topic, config=client_properties()))
     if as_json:
         for d in letters:
             line = {

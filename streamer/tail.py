@@ -9,6 +9,7 @@ import orjson
 from confluent_kafka import Consumer
 
 from streamer.avro import load_schema, scored_schema, transaction_schema
+from streamer.config import client_properties
 from streamer.errors import Rejection
 from streamer.wire import WireFormat, make_decoder
 
@@ -42,6 +43,7 @@ def tail(
             "group.id": f"streamer-tail-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "enable.auto.commit": False,
+            **client_properties(),
         }
     )
     consumer.subscribe([topic])

@@ -128,3 +128,16 @@ def test_exactly_once_gets_a_transactional_producer_with_short_timeouts(
     assert int(producer["delivery.timeout.ms"]) <= int(producer["transaction.timeout.ms"]) <= 60_000
     env.delenv("STREAMER_PROCESSING_GUARANTEE")
     assert "transactional.id" not in producer_config(load_settings())
+
+
+def test_operator_commands_get_the_same_kafka_properties() -> None:
+    from streamer.config import client_properties
+
+    env = {
+        "STREAMER_KAFKA_PROPERTIES": '{"security.protocol": "SASL_SSL"}',
+        "STREAMER_KAFKA_PROP_SASL_MECHANISM": "PLAIN",
+    }
+    assert client_properties(env) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert client_properties({}) == {}
+    with pytest.raises(ConfigError, match="STREAMER_KAFKA_PROPERTIES"):
+        client_properties({"STREAMER_KAFKA_PROPERTIES": "[1, 2]"})
