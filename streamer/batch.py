@@ -28,6 +28,7 @@ class Batch:
 
     messages: list[Message] = field(default_factory=list)  # decoded and valid
     events: list[dict[str, Any]] = field(default_factory=list)  # aligned with ``messages``
+    positions: list[tuple[TopicPartition, int]] = field(default_factory=list)  # aligned too
     contexts: list[Any] = field(default_factory=list)  # upstream trace contexts, when traced
     rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
     offsets: dict[TopicPartition, list[int]] = field(default_factory=dict)  # every consumed one
@@ -37,6 +38,15 @@ class Batch:
     @property
     def consumed(self) -> int:
         return sum(len(o) for o in self.offsets.values())
+
+    def valid_subset(self, rows: Sequence[int]) -> Batch:
+        """The valid events at ``rows`` (and their messages, positions, contexts) only."""
+        return Batch(
+            messages=[self.messages[i] for i in rows],
+            events=[self.events[i] for i in rows],
+            positions=[self.positions[i] for i in rows],
+            contexts=[self.contexts[i] for i in rows] if self.contexts else [],
+        )
 
 
 def position(msg: Message) -> tuple[TopicPartition, int]:
@@ -69,6 +79,7 @@ def sort_batch(
         if not isinstance(decoded, Rejection):
             batch.messages.append(msg)
             batch.events.append(decoded)
+            batch.positions.append((tp, offset))
             if contexts is not None:
                 batch.contexts.append(contexts[i])
         elif is_retriable(decoded):

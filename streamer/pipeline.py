@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from opentelemetry.trace import Link, SpanKind, Tracer, use_span
 
 from streamer import tracing
-from streamer.batch import Batch, Decoder, position, sort_batch
+from streamer.batch import Batch, Decoder, sort_batch
 from streamer.containment import StageError, run_contained
 from streamer.enrichment import FEATURE_STATUSES, FeatureCache
 from streamer.errors import Rejection
@@ -197,19 +197,11 @@ class Pipeline:
             time.sleep(self.retry_backoff_s)
         self.stats.consumed += batch.consumed
         if batch.events:
-            self._score_and_publish(
-                batch.messages, batch.events, received, batch.contexts, batch_link
-            )
+            self._score_and_publish(batch, received, batch_link)
         return batch
 
-    def _score_and_publish(
-        self,
-        messages: list[Message],
-        events: list[dict[str, Any]],
-        received: int,
-        contexts: list[Any],
-        batch_link: Link | None,
-    ) -> None:
+    def _score_and_publish(self, batch: Batch, received: int, batch_link: Link | None) -> None:
+        events = batch.events
         rows, scores, statuses, failures = run_contained(
             lambda subset: self._features_and_scores([events[i] for i in subset.tolist()]),
             np.arange(len(events)),
@@ -217,49 +209,59 @@ class Pipeline:
         for row, failure in failures:
             log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
             self._dead_letter(
-                messages[row], Rejection(type(failure.error).__name__, str(failure), failure.stage)
+                batch.messages[row],
+                Rejection(type(failure.error).__name__, str(failure), failure.stage),
             )
         if len(failures) == len(events):
             return
         if failures:
-            kept = rows.tolist()
-            messages = [messages[i] for i in kept]
-            events = [events[i] for i in kept]
-            contexts = [contexts[i] for i in kept] if contexts else contexts
+            batch = batch.valid_subset(rows.tolist())
         decisions = decide(scores, self.model.review_threshold, self.model.decline_threshold)
         self._count(scores, decisions, statuses)
         with self._stage("publish"):
             records = scored_records(
-                events,
+                batch.events,
                 scores=scores,
                 decisions=decisions,
                 statuses=statuses,
-                partitions=[m.partition() or 0 for m in messages],
-                offsets=[m.offset() or 0 for m in messages],
+                partitions=[tp[1] for tp, _ in batch.positions],
+                offsets=[offset for _, offset in batch.positions],
                 model=self.model,
                 received_ms=received,
                 scored_ms=self.clock(),
                 publish_ms=self.clock(),
             )
-            send, encode, topic = self.publisher.send, self.encoder.encode, self.output_topic
-            for i, (msg, record) in enumerate(zip(messages, records, strict=True)):
-                source, offset = position(msg)
-                upstream = contexts[i] if contexts else None
-                headers = (
-                    tracing.send_headers(self.tracer, topic, upstream, batch_link)
-                    if self.tracer is not None and upstream is not None
-                    else tracing.trace_headers(msg)
-                )
-                send(
-                    topic,
-                    record["card_id"],
-                    encode(record),
-                    source,
-                    offset,
-                    headers=headers,
-                    event_time=record["event_time"],
-                )
+            self._send_all(batch, records, batch_link)
         self.stats.scored += len(records)
+
+    def _send_all(
+        self, batch: Batch, records: list[dict[str, Any]], batch_link: Link | None
+    ) -> None:
+        """Queue every scored record; its trace headers continue its input's trace."""
+        send, encode, topic, tracer = (
+            self.publisher.send,
+            self.encoder.encode,
+            self.output_topic,
+            self.tracer,
+        )
+        contexts = batch.contexts or [None] * len(records)
+        for msg, (source, offset), upstream, record in zip(
+            batch.messages, batch.positions, contexts, records, strict=True
+        ):
+            headers = (
+                tracing.send_headers(tracer, topic, upstream, batch_link)
+                if tracer is not None and upstream is not None
+                else tracing.trace_headers(msg)
+            )
+            send(
+                topic,
+                record["card_id"],
+                encode(record),
+                source,
+                offset,
+                headers=headers,
+                event_time=record["event_time"],
+            )
 
     def _count(self, scores: np.ndarray, decisions: np.ndarray, statuses: np.ndarray) -> None:
         """Per-batch counts for the metrics (bincount, not a loop over events)."""

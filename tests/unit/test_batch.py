@@ -43,6 +43,10 @@ def test_each_message_lands_in_exactly_one_place() -> None:
 
     assert [e["transaction_id"] for e in batch.events] == ["tx-0", "tx-1", "tx-2"]
     assert batch.contexts == [0, 2, 4]
+    assert batch.positions == [(("t", 0), 0), (("t", 1), 0), (("t", 0), 2)]
+    subset = batch.valid_subset([0, 2])
+    assert [e["transaction_id"] for e in subset.events] == ["tx-0", "tx-2"]
+    assert (subset.positions, subset.contexts) == ([(("t", 0), 0), (("t", 0), 2)], [0, 4])
     assert [(m.offset(), r.error_class) for m, r in batch.rejected] == [(1, "NotAvro")]
     assert batch.offsets == {("t", 0): [0, 1, 2], ("t", 1): [0, 1]}
     assert batch.reread == {("t", 1): 1}
