@@ -43,6 +43,10 @@ Format = Annotated[
         "--format", "-f", envvar="STREAMER_INPUT_FORMAT", help="confluent | single-object | raw"
     ),
 ]
+RedisPassword = Annotated[
+    str,
+    typer.Option(envvar="STREAMER_REDIS_PASSWORD", show_default=False, help="Redis AUTH password."),
+]
 RegistryUrl = Annotated[
     str, typer.Option("--schema-registry-url", envvar="STREAMER_SCHEMA_REGISTRY_URL")
 ]
@@ -158,6 +162,7 @@ def features_load(
     seed: Seed = 7,
     cards: Cards = 5000,
     merchants: Merchants = 500,
+    redis_password: RedisPassword = "",
 ) -> None:
     """Write card and merchant features to Redis, from a file or the synthetic population."""
     from streamer.feature_store import load_command
@@ -171,6 +176,7 @@ def features_load(
         seed=seed,
         n_cards=cards,
         n_merchants=merchants,
+        password=redis_password,
     )
     typer.echo(f"wrote {written}", err=True)
 
@@ -246,6 +252,7 @@ def score_file(
     allow_degraded: Annotated[
         bool, typer.Option(help="Score with default features if Redis is unreachable.")
     ] = False,
+    redis_password: RedisPassword = "",
 ) -> None:
     """Batch deployment: score a file (backfills, replays) with the stream's code and model."""
     from streamer.breaker import CircuitBreaker
@@ -256,7 +263,7 @@ def score_file(
 
     loaded = load_model(model, models_dir)
     cache = FeatureCache(
-        make_redis_client(redis_url, password=None, timeout_ms=2000),
+        make_redis_client(redis_url, password=redis_password or None, timeout_ms=2000),
         prefix=prefix,
         card_defaults=loaded.card_defaults,
         merchant_defaults=loaded.merchant_defaults,

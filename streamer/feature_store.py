@@ -238,6 +238,7 @@ def load_command(
     batch: int = 1000,
     ttl_s: int | None = None,
     now_ms: int | None = None,
+    password: str | None = None,
 ) -> LoadCounts:
     """``streamer features load``: ``file`` when given, else the synthetic population of
     ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now)."""
@@ -246,7 +247,9 @@ def load_command(
     else:
         now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         feature_set = synthetic_features(seed, now, n_cards=n_cards, n_merchants=n_merchants)
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = redis.Redis.from_url(
+        redis_url, socket_timeout=10, socket_connect_timeout=5, password=password or None
+    )
     try:
         return load_feature_set(client, prefix, feature_set, batch=batch, ttl_s=ttl_s)
     except DependencyError as exc:
