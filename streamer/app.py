@@ -8,6 +8,7 @@ unreachable Redis is not fatal: scoring starts degraded and recovers by itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -25,7 +26,7 @@ from streamer import __version__
 from streamer.avro import load_schema, scored_schema, transaction_schema
 from streamer.breaker import CircuitBreaker
 from streamer.config import Settings, redact_url
-from streamer.enrichment import FeatureCache, make_redis_client
+from streamer.enrichment import FeatureCache, make_redis_client, reachable
 from streamer.errors import ConfigError, DependencyError
 from streamer.health import OpsServer, Probes
 from streamer.kafka_config import admin_config, consumer_config, producer_config
@@ -190,20 +191,13 @@ def build(
 
 def probes(service: Service, settings: Settings, stale_after_s: float) -> Probes:
     stats = service.pipeline.stats
-    # Its own client: the loop's client is not shared across threads.
-    probe_cache = FeatureCache(
-        _redis_client(settings),
-        prefix="",
-        card_defaults=service.model.card_defaults,
-        merchant_defaults=service.model.merchant_defaults,
-        breaker=CircuitBreaker(),
-    )
+    probe_client = _redis_client(settings)  # its own: the loop's client stays on one thread
     return Probes(
         heartbeat=lambda: stats.last_heartbeat,
         subscribed=lambda: stats.subscribed,
         assigned=lambda: len(stats.assigned),
         model_present=service.model.path.exists,
-        redis_reachable=probe_cache.ping,
+        redis_reachable=lambda: reachable(probe_client),
         breaker_state=lambda: service.cache.breaker.state,
         stale_after_s=stale_after_s,
     )
@@ -255,6 +249,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
             "Redis at %s is not reachable: scoring with default features (DEGRADED) until it is",
             redact_url(settings.redis_url.get_secret_value()),
         )
+    log.info("settings: %s", json.dumps(settings.redacted(), sort_keys=True))
     meta = service.model.metadata
     log.info(
         "scoring %s -> %s with model %s@%s (group %s, %s)",

@@ -165,8 +165,13 @@ class FeatureCache:
         return blobs
 
     def ping(self) -> bool:
-        """True when Redis answers now (for readiness and start-up checks)."""
-        try:
-            return bool(self._client.ping())
-        except (redis.RedisError, OSError):
-            return False
+        """True when Redis answers now (for start-up checks)."""
+        return reachable(self._client)
+
+
+def reachable(client: redis.Redis) -> bool:
+    """True when ``client``'s Redis answers a PING now."""
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False

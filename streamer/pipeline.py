@@ -57,7 +57,6 @@ def now_ms() -> int:
 class LoopStats:
     """What the loop did so far (read by the progress display, metrics and health)."""
 
-    batches: int = 0
     consumed: int = 0
     scored: int = 0
     dead_lettered: int = 0
@@ -154,7 +153,6 @@ class Pipeline:
 
     def process(self, messages: list[Message]) -> Batch:
         """Score one micro-batch, inside a ``process <topic>`` span when tracing is on."""
-        self.stats.batches += 1
         self.telemetry.batch_size.observe((len(messages),))
         if self.tracer is None:
             return self._process(messages, None, None)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -22,6 +21,7 @@ from streamer.offsets import OffsetTracker, TopicPartition
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+ProducerHeaders = list[tuple[str, str | bytes | None]] | None
 
 
 def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> Headers:
@@ -69,7 +69,7 @@ class Publisher:
         value: bytes | None,
         source: TopicPartition,
         offset: int,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: Headers | None = None,
         timestamp: int = 0,
         event_time: int = 0,
     ) -> None:
@@ -78,14 +78,17 @@ class Publisher:
         With ``event_time`` (epoch ms) the end-to-end latency is recorded on acknowledgement.
         """
         callback = partial(self._delivered, source, offset, event_time)
-        kwargs: dict[str, Any] = {"on_delivery": callback}
-        if headers:
-            kwargs["headers"] = list(headers)
-        if timestamp:
-            kwargs["timestamp"] = timestamp
+        # headers=None and timestamp=0 (now) are librdkafka's own defaults.
         while True:
             try:
-                self._producer.produce(topic, value, key, **kwargs)
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    on_delivery=callback,
+                    headers=cast(ProducerHeaders, headers),  # list is invariant; bytes are fine
+                    timestamp=timestamp,
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)

@@ -90,11 +90,6 @@ class Population:
     merchant_fraud_rate: F64
     merchant_txn_30d: F64
 
-    @property
-    def card_currency(self) -> list[str]:
-        """Billing currency of each card."""
-        return [_CURRENCIES[h] for h in self.card_home.tolist()]
-
 
 def make_population(seed: int, n_cards: int = 5000, n_merchants: int = 500) -> Population:
     """Cards and merchants drawn from ``seed``; the same seed gives the same population."""

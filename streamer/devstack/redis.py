@@ -74,8 +74,3 @@ class RedisServer:
         if self._proc is not None:
             stop_process(self._proc, grace=5.0)
             self._proc = None
-
-    def restart(self) -> None:
-        """Start again on the same port (used by tests that take Redis away for a while)."""
-        self.stop()
-        self.start()

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,17 @@ def start_streamer(log_path: Path, **settings: str) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET; (0, "{}") while nothing listens yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except urllib.error.URLError:
+        return 0, "{}"
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -9,9 +9,6 @@ and scrapes ``/metrics`` on the operations port, where ``/healthz`` and ``/ready
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -21,6 +18,7 @@ from streamer.devstack.processes import free_port
 from streamer.producer import produce_synthetic
 from tests.fixtures import dashboard as dash
 from tests.integration.streamer_proc import (
+    http_get,
     load_synthetic_features,
     start_streamer,
     stop,
@@ -30,19 +28,9 @@ from tests.integration.streamer_proc import (
 EVENTS = 2000
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except urllib.error.URLError:
-        return 0, ""  # not listening (yet)
-
-
 def _exported(port: int) -> set[str]:
     """Names of the samples /metrics has now (what PromQL can select)."""
-    status, text = _get(f"http://127.0.0.1:{port}/metrics")
+    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
     if status != 200:
         return set()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
@@ -52,17 +40,13 @@ def test_every_metric_the_dashboard_queries_is_exported(
     kafka_bootstrap: str,
     redis_url: str,
     redis_prefix: str,
-    make_topic: Callable[..., str],
+    topics: dict[str, str],
     group_id: str,
     tmp_path: Path,
+    run_settings: dict[str, str],
 ) -> None:
     used = dash.used_metrics()
     assert len(used) >= 10, f"the dashboard queries suspiciously few metrics: {sorted(used)}"
-    topics = {
-        "input_topic": make_topic("in"),
-        "output_topic": make_topic("out"),
-        "dlq_topic": make_topic("in.dlq", partitions=1),
-    }
     load_synthetic_features(redis_url, redis_prefix)
     produce_synthetic(
         topic=topics["input_topic"],
@@ -78,17 +62,7 @@ def test_every_metric_the_dashboard_queries_is_exported(
 
     port = free_port()
     log = tmp_path / "streamer.log"
-    proc = start_streamer(
-        log,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port=str(port),
-        **topics,
-    )
+    proc = start_streamer(log, **{**run_settings, "metrics_port": str(port)})
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
         # Gauges such as the lag are refreshed by the loop: give it a few iterations.
@@ -97,8 +71,8 @@ def test_every_metric_the_dashboard_queries_is_exported(
         while set(used) - exported and time.monotonic() < deadline:
             time.sleep(0.5)
             exported = _exported(port)
-        health, _ = _get(f"http://127.0.0.1:{port}/healthz")
-        ready, ready_body = _get(f"http://127.0.0.1:{port}/readyz")
+        health, _ = http_get(f"http://127.0.0.1:{port}/healthz")
+        ready, ready_body = http_get(f"http://127.0.0.1:{port}/readyz")
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]

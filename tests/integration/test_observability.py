@@ -6,8 +6,6 @@ import json
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +21,7 @@ from streamer.devstack.redis import RedisServer
 from tests.integration.streamer_proc import (
     REPO,
     decode_single_object,
+    http_get,
     load_synthetic_features,
     plain_schema,
     read_all,
@@ -65,18 +64,8 @@ class OtlpReceiver:
         return f"http://127.0.0.1:{self.server.server_port}"
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except urllib.error.URLError:
-        return 0, "{}"  # not listening (yet)
-
-
 def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    _, text = _get(f"http://127.0.0.1:{port}/metrics")
+    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -119,6 +108,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     group_id: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    run_settings: dict[str, str],
 ) -> None:
     receiver = OtlpReceiver()
     load_synthetic_features(redis_url, redis_prefix)
@@ -128,17 +118,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "streamer-under-test")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-    proc = start_streamer(
-        tmp_path / "s.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        group_id=group_id,
-        input_format="single-object",
-        output_format="single-object",
-        metrics_port=str(port),
-        **topics,
-    )
+    proc = start_streamer(tmp_path / "s.log", **{**run_settings, "metrics_port": str(port)})
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
         wait_until(
@@ -154,8 +134,8 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
             proc,
         )
         samples = _metrics(port)
-        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
-        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200
         assert json.loads(body)["model"] == "loaded"
     finally:
@@ -232,41 +212,46 @@ def test_readyz_reports_a_missing_model_and_a_degraded_redis(
     group_id: str,
     tmp_path: Path,
     own_redis: RedisServer,
+    run_settings: dict[str, str],
 ) -> None:
     models = tmp_path / "models"
     shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     port = free_port()
-    proc = start_streamer(
-        tmp_path / "s.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=own_redis.url,
-        group_id=group_id,
-        models_dir=str(models),
-        metrics_port=str(port),
-        **topics,
-    )
+    settings = {
+        **run_settings,
+        "redis_url": own_redis.url,
+        "redis_key_prefix": "",
+        "models_dir": str(models),
+        "metrics_port": str(port),
+    }
+    proc = start_streamer(tmp_path / "s.log", **settings)
     ready = f"http://127.0.0.1:{port}/readyz"
     try:
         wait_until(
-            lambda: _get(ready)[0] == 200 and json.loads(_get(ready)[1])["consumer"] == "assigned",
+            lambda: (
+                http_get(ready)[0] == 200
+                and json.loads(http_get(ready)[1])["consumer"] == "assigned"
+            ),
             60,
             "ready",
             proc,
         )
-        assert json.loads(_get(ready)[1])["redis"] == "ok"
+        assert json.loads(http_get(ready)[1])["redis"] == "ok"
 
         own_redis.stop()
-        status, body = _get(ready)
+        status, body = http_get(ready)
         assert status == 200, "Redis down degrades scoring; the pod stays ready"
         assert json.loads(body)["redis"] == "degraded"
         own_redis.start()
-        wait_until(lambda: json.loads(_get(ready)[1])["redis"] == "ok", 10, "redis ok again", proc)
+        wait_until(
+            lambda: json.loads(http_get(ready)[1])["redis"] == "ok", 10, "redis ok again", proc
+        )
 
         (onnx,) = models.glob("fraud-gbt/*/model.onnx")
         onnx.unlink()
-        status, body = _get(ready)
+        status, body = http_get(ready)
         assert status == 503
         assert json.loads(body)["model"] == "missing"
-        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive, just not ready
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive, just not ready
     finally:
         assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-3000:]

@@ -93,13 +93,14 @@ class FakeRedis:
         return [self.data.get(k) for k in keys]
 
 
-def _event(i: int, **overrides: Any) -> dict[str, Any]:
+def base_event(**overrides: Any) -> dict[str, Any]:
+    """A valid TransactionEvent dict (every schema field), with ``overrides`` applied."""
     return {
-        "transaction_id": f"tx-{i}",
-        "card_id": f"card-{i % 3}",
-        "merchant_id": "m-1",
-        "event_time": 1_764_000_000_000 + i,
-        "amount_minor": 1000 + i,
+        "transaction_id": "00000000-0000-4000-8000-000000000000",
+        "card_id": "card-000001",
+        "merchant_id": "merchant-00001",
+        "event_time": 1_764_000_000_000,
+        "amount_minor": 12_345,
         "currency": "EUR",
         "mcc": 5411,
         "merchant_country": "DE",
@@ -115,6 +116,19 @@ def _event(i: int, **overrides: Any) -> dict[str, Any]:
         "is_recurring": False,
         **overrides,
     }
+
+
+def _event(i: int, **overrides: Any) -> dict[str, Any]:
+    return base_event(
+        **{
+            "transaction_id": f"tx-{i}",
+            "card_id": f"card-{i % 3}",
+            "merchant_id": "m-1",
+            "event_time": 1_764_000_000_000 + i,
+            "amount_minor": 1000 + i,
+            **overrides,
+        }
+    )
 
 
 def _raw(event: dict[str, Any]) -> bytes:

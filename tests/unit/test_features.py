@@ -10,33 +10,13 @@ import numpy as np
 import pytest
 
 from streamer import features as f
+from tests.unit.fakes import base_event
 
 T0_MS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday
 
 
 def event(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "transaction_id": "00000000-0000-4000-8000-000000000000",
-        "card_id": "card-000001",
-        "merchant_id": "merchant-00001",
-        "event_time": T0_MS,
-        "amount_minor": 12_345,
-        "currency": "EUR",
-        "mcc": 5411,
-        "merchant_country": "DE",
-        "channel": "POS",
-        "entry_mode": "CHIP",
-        "card_present": True,
-        "three_ds": None,
-        "terminal_id": None,
-        "acquirer_id": None,
-        "device_id": None,
-        "ip_address": None,
-        "billing_country": None,
-        "is_recurring": False,
-    }
-    base.update(overrides)
-    return base
+    return base_event(**{"event_time": T0_MS, **overrides})
 
 
 def card_row(**values: float) -> np.ndarray:
