@@ -39,16 +39,16 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 dev-up: $(STAMP) ## start a local Kafka broker and Redis; addresses in .dev/env
-	$(PY) -m streamer.devstack up
+	$(PY) -m streamer.dev.devstack up
 
 dev-down: ## stop the local stack started by dev-up
-	$(PY) -m streamer.devstack down
+	$(PY) -m streamer.dev.devstack down
 
 dev-status: ## is the local stack running?
-	$(PY) -m streamer.devstack status
+	$(PY) -m streamer.dev.devstack status
 
 demo: $(STAMP) ## the main job: local stack, features, synthetic events, live scoring, summary
-	$(PY) -m streamer.demo
+	$(PY) -m streamer.dev.demo
 
 bench: $(STAMP) ## streamer vs raw passthrough vs naive per-event scorer on the local stack
 	$(PY) bench/pipeline.py

@@ -23,7 +23,8 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro import schemaless_reader
 
-from streamer import avro, wire
+from streamer.codec import schemas as avro
+from streamer.codec import wire
 
 CHANNELS = ["POS", "ECOMMERCE", "ATM", "MOTO", "RECURRING", "UNKNOWN"]
 ENTRY_MODES = ["CHIP", "CONTACTLESS", "MAGSTRIPE", "MANUAL", "CREDENTIAL_ON_FILE", "UNKNOWN"]

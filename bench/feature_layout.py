@@ -8,7 +8,7 @@ in this VM's speed hits both alike:
 
 - hash:   one HASH per entity (fields as decimal text), HMGET of every field for each key
           in one pipeline, parsed with float();
-- packed: one string per entity (``streamer.features.pack``), one MGET for the batch,
+- packed: one string per entity (``streamer.features.engineering.pack``), one MGET for the batch,
           ``unpack_rows`` (``np.frombuffer``).
 
 Timings include key building, the round trip, client parsing and building the matrix.
@@ -35,7 +35,7 @@ import numpy as np
 import redis
 
 from streamer import features as f
-from streamer.feature_store import load_feature_set, synthetic_features
+from streamer.features.loader import load_feature_set, synthetic_features
 
 NOW_MS = 1_767_225_600_000
 OUT = Path(__file__).parent / "results" / "feature_layout.json"
@@ -182,7 +182,7 @@ def main() -> int:
     server = None
     url = args.redis_url
     if url is None:
-        from streamer.devstack.redis import RedisServer
+        from streamer.dev.devstack.redis import RedisServer
 
         server = RedisServer(workdir=Path(tempfile.mkdtemp(prefix="bench-redis-")))
         server.start()

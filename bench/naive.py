@@ -13,13 +13,14 @@ import numpy as np
 import redis
 from common import clients, parse_args, produce, stop_on_sigterm
 
-from streamer.avro import scored_schema, transaction_schema
-from streamer.enrichment import feature_status
-from streamer.features import assemble, card_key, event_columns, merchant_key
-from streamer.registry import load_model
-from streamer.scored import ModelStamp, scored_records
-from streamer.scoring import Scorer, decide
-from streamer.wire import make_decoder, make_encoder
+from streamer.codec.schemas import scored_schema, transaction_schema
+from streamer.codec.wire import make_decoder, make_encoder
+from streamer.features.cache import feature_status
+from streamer.features.engineering import assemble, event_columns
+from streamer.features.layout import card_key, merchant_key
+from streamer.model.registry import load_model
+from streamer.model.scorer import Scorer, decide
+from streamer.scoring.records import ModelStamp, scored_records
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

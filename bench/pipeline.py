@@ -39,12 +39,12 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamer.avro import known_schemas, transaction_schema, without_logical_types  # noqa: E402
-from streamer.devstack.stack import Endpoints, acquire  # noqa: E402
-from streamer.feature_store import load_command  # noqa: E402
-from streamer.producer import traceparent  # noqa: E402
-from streamer.synth import generate_events, make_population  # noqa: E402
-from streamer.wire import make_encoder  # noqa: E402
+from streamer.codec.schemas import known_schemas, transaction_schema, without_logical_types  # noqa: E402
+from streamer.codec.wire import make_encoder  # noqa: E402
+from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
+from streamer.dev.generator import traceparent  # noqa: E402
+from streamer.dev.synth import generate_events, make_population  # noqa: E402
+from streamer.features.loader import load_command  # noqa: E402
 
 console = Console()
 Procs = list[subprocess.Popen[bytes]]

@@ -6,12 +6,12 @@ Needs the ``train`` extra (lightgbm, onnxmltools, scikit-learn, onnx); serving n
 imports this file. Features come from ``streamer.features.event_columns`` + ``assemble``,
 the exact code the consumer runs, so training and serving cannot skew.
 
-Steps: draw a population and labelled events from ``streamer.synth``; replace a few card
+Steps: draw a population and labelled events from ``streamer.dev.synth``; replace a few card
 and merchant rows with the layout defaults (unknown entities happen in production, and the
 model must have seen them); hold out the last 20% by event time; fit LightGBM; export with
 onnxmltools (``zipmap=False``: a plain ``[n, 2]`` probability tensor); check that ONNX
 Runtime agrees with LightGBM within 1e-5; pick thresholds; write both files; then load
-them back through ``streamer.registry`` and ``streamer.scoring`` as the service would.
+them back through ``streamer.model.registry`` and ``streamer.model.scorer`` as the service would.
 
 Threshold rule (on held-out data):
 - decline: the lowest score from which precision stays at least ``--decline-precision``
@@ -38,9 +38,10 @@ import onnxmltools
 from onnxmltools.convert.common.data_types import FloatTensorType
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from streamer import features, synth
-from streamer.registry import load_model
-from streamer.scoring import Scorer
+from streamer import features
+from streamer.dev import synth
+from streamer.model.registry import load_model
+from streamer.model.scorer import Scorer
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are reproducible
 INPUT_NAME = "features"
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": {
             "algorithm": "LightGBM gradient-boosted trees",
             "params": params,
-            "data": "streamer.synth",
+            "data": "streamer.dev.synth",
             "events": args.events,
             "cards": args.cards,
             "merchants": args.merchants,

@@ -1,6 +1,6 @@
 """Test harness: real Kafka and Redis for integration tests, fresh names for every test.
 
-Services come from ``streamer.devstack.stack.acquire`` (environment addresses, a Docker
+Services come from ``streamer.dev.devstack.stack.acquire`` (environment addresses, a Docker
 engine, or local processes), once per run, and are removed at the end, also after a
 failure or Ctrl-C. A run with failures keeps the broker log in ``build/test-logs/``.
 """
@@ -18,7 +18,7 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamer.devstack.stack import Endpoints, acquire
+from streamer.dev.devstack.stack import Endpoints, acquire
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
 _kept_logs: list[Path] = []

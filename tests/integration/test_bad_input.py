@@ -14,11 +14,11 @@ from typing import Any
 from confluent_kafka import Producer
 from fastavro import schemaless_reader
 
-from streamer.avro import known_schemas, transaction_schema
-from streamer.devstack.redis import RedisServer
-from streamer.producer import traceparent
-from streamer.synth import generate_events, make_population
-from streamer.wire import make_encoder
+from streamer.codec.schemas import known_schemas, transaction_schema
+from streamer.codec.wire import make_encoder
+from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.generator import traceparent
+from streamer.dev.synth import generate_events, make_population
 from tests.integration.streamer_proc import (
     decode_single_object,
     load_synthetic_features,

@@ -14,8 +14,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.devstack.processes import free_port
-from streamer.producer import produce_synthetic
+from streamer.dev.devstack.processes import free_port
+from streamer.dev.generator import produce_synthetic
 from tests.fixtures import dashboard as dash
 from tests.integration.streamer_proc import (
     http_get,

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 from confluent_kafka.admin import AdminClient
 
-from streamer.devstack.processes import pid_alive
+from streamer.dev.devstack.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def _devstack(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("REDIS_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "streamer.devstack", *args],
+        [sys.executable, "-m", "streamer.dev.devstack", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -73,7 +73,7 @@ def test_killed_owner_takes_its_services_along(tmp_path: Path) -> None:
     """A test run killed with SIGKILL (no cleanup code runs) leaves no broker or redis behind."""
     script = (
         "import sys\n"
-        "from streamer.devstack.stack import local_stack\n"
+        "from streamer.dev.devstack.stack import local_stack\n"
         "with local_stack() as e:\n"
         "    print(e.redis_server.pid, flush=True)\n"
         "    import subprocess\n"

@@ -11,7 +11,7 @@ import redis
 
 from streamer import features as f
 from streamer.errors import ConfigError, DependencyError
-from streamer.feature_store import (
+from streamer.features.loader import (
     load_command,
     load_feature_set,
     load_features,
@@ -67,7 +67,7 @@ def test_wrong_width_writes_nothing(redis_client: redis.Redis, redis_prefix: str
 def test_synthetic_set_matches_the_generated_stream(
     redis_client: redis.Redis, redis_prefix: str
 ) -> None:
-    from streamer import synth
+    from streamer.dev import synth
 
     feature_set = synthetic_features(5, NOW_MS, n_cards=300, n_merchants=40)
     counts = load_feature_set(redis_client, redis_prefix, feature_set)

@@ -16,8 +16,8 @@ from confluent_kafka import Producer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.devstack.processes import free_port
-from streamer.devstack.redis import RedisServer
+from streamer.dev.devstack.processes import free_port
+from streamer.dev.devstack.redis import RedisServer
 from tests.integration.streamer_proc import (
     REPO,
     decode_single_object,
@@ -78,9 +78,9 @@ def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: 
 
 
 def _produce(bootstrap: str, topic: str, valid: int, poison: int) -> None:
-    from streamer.avro import transaction_schema
-    from streamer.synth import generate_events, make_population
-    from streamer.wire import make_encoder
+    from streamer.codec.schemas import transaction_schema
+    from streamer.codec.wire import make_encoder
+    from streamer.dev.synth import generate_events, make_population
 
     encoder = make_encoder("single-object", schema=transaction_schema())
     now = time.time_ns() // 1_000_000

@@ -12,15 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import redis
 
-from streamer.features import (
-    CARD_FIELDS,
-    MERCHANT_FIELDS,
-    assemble,
-    card_key,
-    event_columns,
-    merchant_key,
-)
-from streamer.synth import generate_events, make_population
+from streamer.dev.synth import generate_events, make_population
+from streamer.features.engineering import assemble, event_columns
+from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
 from tests.integration.streamer_proc import (
     REPO,
     load_synthetic_features,

@@ -16,15 +16,9 @@ import redis
 from confluent_kafka import Producer
 from fastavro import schemaless_reader, schemaless_writer
 
-from streamer.features import (
-    CARD_FIELDS,
-    MERCHANT_FIELDS,
-    assemble,
-    card_key,
-    event_columns,
-    merchant_key,
-)
-from streamer.producer import produce_synthetic
+from streamer.dev.generator import produce_synthetic
+from streamer.features.engineering import assemble, event_columns
+from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
 from tests.integration.streamer_proc import (
     REPO,
     committed_total,

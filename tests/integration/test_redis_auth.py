@@ -11,8 +11,8 @@ import fastavro
 import pytest
 import redis
 
-from streamer.devstack.redis import RedisServer
-from streamer.synth import generate_events, make_population
+from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.synth import generate_events, make_population
 from tests.integration.streamer_proc import plain_schema, streamer_env
 
 SECRET = "s3cret-not-for-logs"

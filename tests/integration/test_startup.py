@@ -124,7 +124,7 @@ def test_unreachable_schema_registry_exits_3(good: dict[str, str]) -> None:
 def test_redis_down_at_start_scores_degraded_instead_of_failing(
     kafka_bootstrap: str, run_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    from streamer.producer import produce_synthetic
+    from streamer.dev.generator import produce_synthetic
     from tests.integration.streamer_proc import (
         decode_single_object,
         plain_schema,

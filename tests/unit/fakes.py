@@ -11,17 +11,17 @@ import numpy as np
 from confluent_kafka import KafkaError, Message, TopicPartition
 from fastavro import schemaless_writer
 
-from streamer.avro import scored_schema, transaction_schema, without_logical_types
-from streamer.breaker import CircuitBreaker
-from streamer.enrichment import FeatureCache
-from streamer.features import card_key, merchant_key, pack
-from streamer.offsets import OffsetTracker
-from streamer.pipeline import Pipeline
-from streamer.publish import Publisher
-from streamer.registry import load_model
-from streamer.scored import ModelStamp
-from streamer.scoring import Scorer
-from streamer.wire import make_decoder, make_encoder
+from streamer.codec.schemas import scored_schema, transaction_schema, without_logical_types
+from streamer.codec.wire import make_decoder, make_encoder
+from streamer.features.breaker import CircuitBreaker
+from streamer.features.cache import FeatureCache
+from streamer.features.layout import card_key, merchant_key, pack
+from streamer.kafka.loop import Pipeline
+from streamer.kafka.offsets import OffsetTracker
+from streamer.kafka.publisher import Publisher
+from streamer.model.registry import load_model
+from streamer.model.scorer import Scorer
+from streamer.scoring.records import ModelStamp
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 TOPIC = "tx"

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from streamer import avro
+from streamer.codec import schemas as avro
+from streamer.codec.diagnose import diagnose
 from streamer.errors import ConfigError
 from tests.fixtures.events import (
     CURRENT_SCHEMA,
@@ -193,7 +194,7 @@ VALID = (
     ],
 )
 def test_diagnose(data: bytes, expected: tuple[str, str] | None) -> None:
-    found = avro.diagnose(SMALL, data)
+    found = diagnose(SMALL, data)
     if expected is None:
         assert found is None
     else:
@@ -203,8 +204,8 @@ def test_diagnose(data: bytes, expected: tuple[str, str] | None) -> None:
 
 
 def test_diagnose_starts_after_a_header() -> None:
-    assert avro.diagnose(SMALL, b"HEADER" + VALID, start=6) is None
-    assert avro.diagnose(SMALL, b"HEADER" + VALID[:3], start=6) == (
+    assert diagnose(SMALL, b"HEADER" + VALID, start=6) is None
+    assert diagnose(SMALL, b"HEADER" + VALID[:3], start=6) == (
         "Truncated",
         "payload ends at byte 9 inside Small.s",
     )

@@ -6,8 +6,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from streamer.batch import sort_batch
 from streamer.errors import Rejection
+from streamer.kafka.batch import sort_batch
 from tests.unit.fakes import _event
 
 NOW = 1_764_000_100_000

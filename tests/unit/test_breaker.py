@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streamer.breaker import CircuitBreaker
+from streamer.features.breaker import CircuitBreaker
 
 
 class Clock:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import load_settings, redact_url
+from streamer.config.settings import load_settings, redact_url
 from streamer.errors import ConfigError
-from streamer.kafka_config import consumer_config, producer_config
+from streamer.kafka.config import consumer_config, producer_config
 
 REQUIRED = {
     "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "broker:9092",
@@ -131,7 +131,7 @@ def test_exactly_once_gets_a_transactional_producer_with_short_timeouts(
 
 
 def test_operator_commands_get_the_same_kafka_properties() -> None:
-    from streamer.config import client_properties
+    from streamer.config.settings import client_properties
 
     env = {
         "STREAMER_KAFKA_PROPERTIES": '{"security.protocol": "SASL_SSL"}',

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streamer.config import Settings, load_settings
-from streamer.kafka_config import consumer_config
+from streamer.config.settings import Settings, load_settings
+from streamer.kafka.config import consumer_config
 from tests.fixtures import dashboard as dash
 
 try:
@@ -70,7 +70,7 @@ KEDA_KAFKA_METADATA = {
     "saslTokenProvider",
     "awsRegion",
 }
-# The metrics streamer documents (streamer/metrics.py), as Prometheus sees their samples.
+# The metrics streamer documents (observability/metrics.py), as Prometheus sees their samples.
 DOCUMENTED_METRICS = {
     "streamer_events_consumed_total",
     "streamer_events_scored_total",
@@ -1019,8 +1019,8 @@ def _ignored(path: str) -> bool:
     [
         ("pyproject.toml", False),
         ("README.md", False),
-        ("streamer/cli.py", False),
-        ("streamer/devstack/__init__.py", False),
+        ("streamer/cli/app.py", False),
+        ("streamer/dev/devstack/__init__.py", False),
         ("schemas/transaction_event.avsc", False),
         ("schemas/history/transaction_event.v1.avsc", False),
         ("models/fraud-gbt/1/model.onnx", False),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devstack import stack
-from streamer.devstack.kafka import server_properties
-from streamer.devstack.processes import free_port, pid_alive
+from streamer.dev.devstack import stack
+from streamer.dev.devstack.kafka import server_properties
+from streamer.dev.devstack.processes import free_port, pid_alive
 
 
 def test_broker_settings_fit_a_single_node_test_broker(tmp_path: Path) -> None:

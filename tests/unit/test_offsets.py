@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.offsets import OffsetTracker
+from streamer.kafka.offsets import OffsetTracker
 
 TP = ("in", 0)
 

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import TopicPartition
 from fastavro import schemaless_reader
 
-from streamer.avro import scored_schema, without_logical_types
-from streamer.scoring import Scorer
+from streamer.codec.schemas import scored_schema, without_logical_types
+from streamer.model.scorer import Scorer
 from tests.unit.fakes import TOPIC, _event, _msg, _raw
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from streamer import features
 from streamer.errors import ModelError
-from streamer.registry import list_models, load_model, resolve, version_key
+from streamer.model.registry import list_models, load_model, resolve, version_key
 
 MODELS = Path(__file__).parents[2] / "models"
 COMMITTED = MODELS / "fraud-gbt" / "1"

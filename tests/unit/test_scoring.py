@@ -8,9 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from streamer import features, synth
-from streamer.registry import LoadedModel, load_model
-from streamer.scoring import DECISIONS, Scorer, decide, session_options
+from streamer import features
+from streamer.dev import synth
+from streamer.model.registry import LoadedModel, load_model
+from streamer.model.scorer import DECISIONS, Scorer, decide, session_options
 
 MODELS = Path(__file__).parents[2] / "models"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamer import features as f
-from streamer import synth
+from streamer.dev import synth
 
 SCHEMA = Path(__file__).parents[2] / "schemas" / "transaction_event.avsc"
 START_MS = 1_700_000_000_000

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from streamer.tracing import exporter_from_env, provider_from_env
+from streamer.observability.tracing import exporter_from_env, provider_from_env
 from tests.unit.fakes import TOPIC, _event, _msg, _raw
 
 TRACE_IDS = ["0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streamer.transactions import batch_start, commit_offsets
+from streamer.kafka.transactions import batch_start, commit_offsets
 
 
 def test_commit_one_past_each_partitions_last_message_unless_it_must_be_reread() -> None:

@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
-from streamer import avro, wire
+from streamer.codec import schemas as avro
+from streamer.codec import wire
 from streamer.errors import ConfigError, DependencyError, Rejection
 from tests.fixtures.events import (
     CURRENT_SCHEMA,
@@ -79,7 +80,7 @@ def registry() -> CountingRegistry:
 def frame(
     fmt: wire.WireFormat, schema_path: Path, body: bytes, registry: CountingRegistry
 ) -> bytes:
-    """The framing built by hand, independent of ``streamer.wire``."""
+    """The framing built by hand, independent of ``streamer.codec.wire``."""
     if fmt == "confluent":
         return b"\x00" + registry.register_file(schema_path).to_bytes(4, "big") + body
     if fmt == "single-object":

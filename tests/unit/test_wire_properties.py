@@ -10,7 +10,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer import avro, wire
+from streamer.codec import schemas as avro
+from streamer.codec import wire
 from streamer.errors import Rejection
 from tests.fixtures.events import ONLINE, V1_AS_CURRENT, V1_EVENT, V1_SCHEMA, V3_SCHEMA
 

@@ -1,0 +1,349 @@
+"""Wire formats: Kafka message values to records and back, chosen by name.
+
+``confluent``      magic byte 0, 4-byte big-endian schema id, Avro binary; the writer
+                   schema comes from a schema registry, fetched once per id.
+``single-object``  ``C3 01``, 8-byte little-endian CRC-64-AVRO fingerprint, Avro binary;
+                   writer schemas are the ``.avsc`` files under ``schemas/`` (history too).
+``raw``            bare Avro binary written with a configured schema.
+
+Decoding never raises for any payload: every failure is a ``Rejection`` (stage
+``decode``) whose ``error_class`` is one of ``ERROR_CLASSES``. Writer schemas are resolved
+to the reader schema by Avro's rules. Logical types are stripped before parsing, so
+``timestamp-millis`` fields are ints of epoch milliseconds both ways (a ``datetime`` would
+cost ~15% more decoding time, see ``bench/codec.py``, and every consumer wants millis).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+
+from streamer.codec.diagnose import diagnose
+from streamer.codec.schemas import (
+    Schema,
+    fingerprint,
+    known_schemas,
+    parse,
+    schema_json,
+    without_logical_types,
+)
+from streamer.errors import ConfigError, DependencyError, Rejection
+
+WireFormat = Literal["confluent", "single-object", "raw"]
+Decoded = dict[str, Any] | Rejection
+
+CONFLUENT_MAGIC = b"\x00"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+
+ERROR_CLASSES = frozenset(
+    {
+        *("Tombstone", "EmptyMessage", "Oversized", "BadMagicByte", "UnknownSchemaId"),
+        *("UnknownFingerprint", "IncompatibleSchema", "Truncated", "TrailingBytes"),
+        *("NotAvro", "RegistryUnavailable"),
+    }
+)
+"""Every ``Rejection.error_class`` a decoder produces."""
+
+RETRIABLE_ERROR_CLASSES = frozenset({"RegistryUnavailable"})
+"""Rejections that are not the message's fault: retry the batch instead of dead-lettering."""
+
+_MAX_MESSAGE = 300  # fastavro's resolution errors quote whole schemas
+_USERINFO = re.compile(r"//[^/@\s]+@")  # credentials in registry URLs must not reach logs
+
+
+def is_retriable(rejection: Rejection) -> bool:
+    """True when the same payload may decode later (the schema registry was unreachable)."""
+    return rejection.error_class in RETRIABLE_ERROR_CLASSES
+
+
+class SchemaRegistry(Protocol):
+    """What the confluent framing needs from a registry (``SchemaRegistryClient`` has it)."""
+
+    def get_schema(self, schema_id: int) -> Any:
+        """The schema registered under ``schema_id`` (with ``schema_str``)."""
+
+    def register_schema(self, subject_name: str, schema: Any) -> int:
+        """Register ``schema`` under ``subject_name``; return its id."""
+
+
+def _reject(error_class: str, message: str) -> Rejection:
+    return Rejection(error_class, _USERINFO.sub("//***@", message)[:_MAX_MESSAGE], "decode")
+
+
+class _Resolved:
+    """A writer schema paired with the reader schema: parsed once, then read many times."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, writer: Schema, reader: Schema) -> None:
+        self.writer = without_logical_types(writer)
+        # Same canonical form: read with the writer alone, skipping fastavro's per-record
+        # resolution work (the decoded fields are identical).
+        same = fingerprint(writer) == fingerprint(reader)
+        self.reader = None if same else without_logical_types(reader)
+
+    def read(self, payload: bytes, start: int) -> Decoded:
+        fo = BytesIO(payload)
+        fo.seek(start)
+        try:
+            # fastavro returns the union of all datum types; a record schema yields a dict.
+            record: dict[str, Any] = schemaless_reader(fo, self.writer, self.reader)  # type: ignore[assignment]
+        except SchemaResolutionError as exc:
+            return _reject("IncompatibleSchema", f"writer schema not readable as reader: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any bytes must give a Rejection, not raise
+            return self._explain(payload, start, exc)
+        if fo.tell() != len(payload):
+            unread = len(payload) - fo.tell()
+            return _reject("TrailingBytes", f"{unread} bytes left after the record")
+        return record
+
+    def _explain(self, payload: bytes, start: int, exc: Exception) -> Rejection:
+        try:
+            found = diagnose(self.writer, payload, start)
+        except Exception:  # noqa: BLE001 - diagnosis is best effort
+            found = None
+        if found is None:
+            return _reject("NotAvro", f"{type(exc).__name__}: {exc}")
+        return _reject(*found)
+
+
+class Decoder(ABC):
+    """Decodes message values of one wire format into reader-schema records."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
+    def decode(self, payload: bytes | None) -> Decoded:
+        """The record in ``payload``, or the ``Rejection`` saying why there is none."""
+        if payload is None:
+            return _reject("Tombstone", "message value is null (a tombstone)")
+        if not payload:
+            return _reject("EmptyMessage", "message value is empty")
+        if len(payload) > self._max_bytes:
+            return _reject("Oversized", f"{len(payload)} bytes exceeds {self._max_bytes}")
+        return self._decode(payload)
+
+    def decode_many(self, payloads: Iterable[bytes | None]) -> list[Decoded]:
+        """``decode`` applied to each payload, in order."""
+        decode = self.decode
+        return [decode(payload) for payload in payloads]
+
+    @abstractmethod
+    def _decode(self, payload: bytes) -> Decoded: ...
+
+
+class RawDecoder(Decoder):
+    """Bare Avro binary written with one configured writer schema."""
+
+    def __init__(self, reader_schema: Schema, writer_schema: Schema, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self._resolved = _Resolved(writer_schema, reader_schema)
+
+    def _decode(self, payload: bytes) -> Decoded:
+        return self._resolved.read(payload, 0)
+
+
+class SingleObjectDecoder(Decoder):
+    """Avro single-object encoding; writer schemas found by fingerprint among local files."""
+
+    def __init__(self, reader_schema: Schema, schemas_dir: Path | None, max_bytes: int) -> None:
+        super().__init__(max_bytes)
+        self._reader = reader_schema
+        self._schemas_dir = schemas_dir
+        self._writers = known_schemas(schemas_dir)
+        self._writers.setdefault(fingerprint(reader_schema), reader_schema)
+        self._resolved: dict[bytes, _Resolved] = {}
+
+    def _decode(self, payload: bytes) -> Decoded:
+        if payload[:2] != SINGLE_OBJECT_MAGIC:
+            if SINGLE_OBJECT_MAGIC.startswith(payload):
+                return _reject("Truncated", "payload ends inside the single-object header")
+            return _reject("BadMagicByte", f"expected c3 01, got {payload[:2].hex(' ')}")
+        if len(payload) < 10:
+            return _reject("Truncated", "payload ends inside the single-object header")
+        key = payload[2:10]
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            writer = self._writers.get(key)
+            if writer is None:
+                where = self._schemas_dir or "the schemas directory"
+                return _reject("UnknownFingerprint", f"no schema in {where} has {key.hex()}")
+            resolved = self._resolved[key] = _Resolved(writer, self._reader)
+        return resolved.read(payload, 10)
+
+
+class ConfluentDecoder(Decoder):
+    """Confluent framing; writer schemas fetched from the registry once per schema id.
+
+    Failed lookups are remembered for a short while so that a batch full of one bad id
+    (or a dead registry) costs one request, not one per message: unknown ids for
+    ``negative_ttl`` seconds, registry outages for ``unavailable_ttl``.
+    """
+
+    def __init__(
+        self,
+        reader_schema: Schema,
+        registry: SchemaRegistry,
+        max_bytes: int,
+        *,
+        negative_ttl: float = 10.0,
+        unavailable_ttl: float = 1.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(max_bytes)
+        self._reader = reader_schema
+        self._registry = registry
+        self._negative_ttl, self._unavailable_ttl, self._now = negative_ttl, unavailable_ttl, now
+        self._by_id: dict[int, _Resolved | Rejection] = {}  # ids never change meaning
+        self._by_fingerprint: dict[bytes, _Resolved] = {}
+        self._misses: dict[int, tuple[Rejection, float]] = {}
+
+    def _decode(self, payload: bytes) -> Decoded:
+        if payload[0] != 0:
+            return _reject("BadMagicByte", f"expected 00, got {payload[:1].hex()}")
+        if len(payload) < 5:
+            return _reject("Truncated", "payload ends inside the 5-byte confluent header")
+        schema_id = int.from_bytes(payload[1:5], "big")
+        resolved = self._by_id.get(schema_id)
+        if resolved is None:
+            resolved = self._lookup(schema_id)
+        if isinstance(resolved, Rejection):
+            return resolved
+        return resolved.read(payload, 5)
+
+    def _lookup(self, schema_id: int) -> _Resolved | Rejection:
+        miss = self._misses.get(schema_id)
+        if miss is not None and miss[1] > self._now():
+            return miss[0]
+        try:
+            registered = self._registry.get_schema(schema_id)
+        except Exception as exc:  # noqa: BLE001 - the client raises many kinds; classify all
+            if getattr(exc, "http_status_code", None) == 404:
+                rejection = _reject("UnknownSchemaId", f"schema id {schema_id} is not registered")
+                return self._remember_miss(schema_id, rejection, self._negative_ttl)
+            message = f"schema registry failed for id {schema_id}: {type(exc).__name__}: {exc}"
+            rejection = _reject("RegistryUnavailable", message)
+            return self._remember_miss(schema_id, rejection, self._unavailable_ttl)
+        result = self._resolve(schema_id, registered)
+        self._by_id[schema_id] = result
+        return result
+
+    def _resolve(self, schema_id: int, registered: Any) -> _Resolved | Rejection:
+        schema_type = getattr(registered, "schema_type", None) or "AVRO"
+        if schema_type != "AVRO":
+            return _reject("IncompatibleSchema", f"schema id {schema_id} is {schema_type}")
+        if getattr(registered, "references", None):
+            message = f"schema id {schema_id} uses schema references, which are not supported"
+            return _reject("IncompatibleSchema", message)
+        try:
+            writer = parse(getattr(registered, "schema_str", registered))
+        except Exception as exc:  # noqa: BLE001 - whatever the registry holds, do not crash
+            return _reject("IncompatibleSchema", f"schema id {schema_id} does not parse: {exc}")
+        key = fingerprint(writer)
+        if key not in self._by_fingerprint:
+            self._by_fingerprint[key] = _Resolved(writer, self._reader)
+        return self._by_fingerprint[key]
+
+    def _remember_miss(self, schema_id: int, rejection: Rejection, ttl: float) -> Rejection:
+        if len(self._misses) > 10_000:  # random ids must not grow the cache without bound
+            self._misses.clear()
+        self._misses[schema_id] = (rejection, self._now() + ttl)
+        return rejection
+
+
+def make_decoder(
+    fmt: WireFormat,
+    *,
+    reader_schema: Schema,
+    writer_schema: Schema | None = None,
+    registry: SchemaRegistry | None = None,
+    schemas_dir: Path | None = None,
+    max_bytes: int = 1_000_000,
+) -> Decoder:
+    """A decoder for ``fmt`` producing ``reader_schema`` records.
+
+    ``writer_schema`` (raw only) defaults to the reader schema; ``registry`` is required
+    for ``confluent``; ``schemas_dir`` (single-object only) defaults to ``SCHEMAS_DIR``.
+    Raises ``ConfigError`` for a missing collaborator or an unknown format.
+    """
+    if fmt == "raw":
+        return RawDecoder(reader_schema, writer_schema or reader_schema, max_bytes)
+    if fmt == "single-object":
+        return SingleObjectDecoder(reader_schema, schemas_dir, max_bytes)
+    if fmt == "confluent":
+        if registry is None:
+            raise ConfigError("the confluent wire format needs a schema registry (url)")
+        return ConfluentDecoder(reader_schema, registry, max_bytes)
+    raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
+
+
+class Encoder:
+    """Encodes records (timestamps as int epoch millis) with one schema and framing."""
+
+    def __init__(self, schema: Schema, header: Callable[[], bytes]) -> None:
+        self._schema = without_logical_types(schema)
+        self._header: bytes | None = None
+        self._make_header = header  # called on first use: it may talk to a registry
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
+        the schema, ``DependencyError`` when the registry cannot register the schema."""
+        header = self._header
+        if header is None:
+            header = self._header = self._make_header()
+        fo = BytesIO()
+        fo.write(header)
+        schemaless_writer(fo, self._schema, record)
+        return fo.getvalue()
+
+    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        """``encode`` applied to each record, in order."""
+        encode = self.encode
+        return [encode(record) for record in records]
+
+
+def make_encoder(
+    fmt: WireFormat,
+    *,
+    schema: Schema,
+    registry: SchemaRegistry | None = None,
+    subject: str | None = None,
+) -> Encoder:
+    """An encoder writing ``schema`` records in ``fmt``.
+
+    ``confluent`` registers the schema under ``subject`` on first use (no network in the
+    constructor) and caches the id. Raises ``ConfigError`` for missing settings.
+    """
+    if fmt == "raw":
+        return Encoder(schema, lambda: b"")
+    if fmt == "single-object":
+        header = SINGLE_OBJECT_MAGIC + fingerprint(schema)
+        return Encoder(schema, lambda: header)
+    if fmt == "confluent":
+        if registry is None or not subject:
+            raise ConfigError("the confluent wire format needs a schema registry and a subject")
+        return Encoder(schema, lambda: _register(registry, subject, schema))
+    raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
+
+
+def _register(registry: SchemaRegistry, subject: str, schema: Schema) -> bytes:
+    # Imported on first registration: the registry client pulls in an HTTP stack that the
+    # raw and single-object framings never need.
+    from confluent_kafka.schema_registry import Schema as RegistrySchema
+
+    try:
+        schema_id = registry.register_schema(subject, RegistrySchema(schema_json(schema), "AVRO"))
+    except Exception as exc:
+        message = _USERINFO.sub("//***@", str(exc))
+        raise DependencyError(
+            f"cannot register the schema under subject {subject!r}: {message}"
+        ) from exc
+    return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")

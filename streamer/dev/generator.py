@@ -1,0 +1,127 @@
+"""``streamer produce``: synthetic TransactionEvents, as an upstream card processor would send.
+
+Events come from the seeded population in ``synth`` (the same one ``features load
+--synthetic`` writes), are stamped with the send time as event time, keyed by card id and
+carry a W3C ``traceparent`` header, so every transaction starts a trace.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streamer.codec.schemas import transaction_schema
+from streamer.codec.wire import WireFormat, make_encoder
+from streamer.dev.synth import generate_events, make_population
+
+_CHUNK = 1000
+
+
+def traceparent(sampled: bool = True) -> bytes:
+    """A fresh W3C trace context: version 00, random trace and span ids, the sampled flag."""
+    flags = b"-01" if sampled else b"-00"
+    return b"00-" + os.urandom(16).hex().encode() + b"-" + os.urandom(8).hex().encode() + flags
+
+
+def produce_synthetic(
+    *,
+    topic: str,
+    bootstrap_servers: str,
+    count: int,
+    rate: float = 0.0,
+    fmt: WireFormat = "single-object",
+    schema_registry_url: str = "",
+    seed: int = 7,
+    n_cards: int = 5000,
+    n_merchants: int = 500,
+    progress: bool = False,
+    producer_config: dict[str, Any] | None = None,
+    event_seed: int | None = None,
+    trace_sample_ratio: float = 1.0,
+) -> int:
+    """Send ``count`` events (at ``rate`` per second, or as fast as possible); returns sent."""
+    registry = None
+    if schema_registry_url:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        registry = SchemaRegistryClient({"url": schema_registry_url})
+    encoder = make_encoder(
+        fmt, schema=transaction_schema(), registry=registry, subject=f"{topic}-value"
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "linger.ms": 10,
+            "enable.idempotence": True,
+            **(producer_config or {}),
+        }
+    )
+    population = make_population(seed, n_cards, n_merchants)
+    started = time.monotonic()
+    seed_events = event_seed if event_seed is not None else int.from_bytes(os.urandom(4), "little")
+    failures: list[str] = []
+    chooser = random.Random(seed_events)
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    bar = _progress(count) if progress else None
+    sent = 0
+    while sent < count:
+        n = min(_CHUNK, count - sent)
+        events = generate_events(population, n, seed=seed_events + sent, start_ms=_now_ms())
+        for i, event in enumerate(events):
+            if rate > 0:
+                delay = started + (sent + i) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            event["event_time"] = _now_ms()
+            value = encoder.encode(event)
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        value,
+                        event["card_id"],
+                        on_delivery=delivered,
+                        headers=[
+                            ("traceparent", traceparent(chooser.random() < trace_sample_ratio))
+                        ],
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        sent += n
+        if bar is not None:
+            bar[0].update(bar[1], completed=sent)
+    producer.flush(60)
+    if bar is not None:
+        bar[0].stop()
+    if failures:
+        raise RuntimeError(f"{len(failures)} events were not delivered: {failures[0]}")
+    return sent
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _progress(total: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("producing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+    task = bar.add_task("produce", total=total)
+    bar.start()
+    return bar, task

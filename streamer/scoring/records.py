@@ -1,0 +1,71 @@
+"""The ScoredEvent records of a batch (schemas/scored_event.avsc), built from plain arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamer.features.cache import FEATURE_STATUSES
+from streamer.model.scorer import DECISIONS
+
+
+@dataclass(frozen=True)
+class ModelStamp:
+    """What every scored event says about the model that scored it."""
+
+    name: str
+    version: str
+    review_threshold: float
+    decline_threshold: float
+
+
+def scored_records(
+    events: Sequence[Mapping[str, Any]],
+    *,
+    scores: np.ndarray,
+    decisions: np.ndarray,
+    statuses: np.ndarray,
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    model: ModelStamp,
+    received_ms: int,
+    scored_ms: int,
+    publish_ms: int,
+) -> list[dict[str, Any]]:
+    """One ScoredEvent dict per input event, in input order."""
+    latency = float(publish_ms - received_ms)
+    return [
+        {
+            "transaction_id": event["transaction_id"],
+            "card_id": event["card_id"],
+            "merchant_id": event["merchant_id"],
+            "amount_minor": event["amount_minor"],
+            "currency": event["currency"],
+            "score": score,
+            "decision": DECISIONS[decision],
+            "review_threshold": model.review_threshold,
+            "decline_threshold": model.decline_threshold,
+            "model_name": model.name,
+            "model_version": model.version,
+            "feature_status": FEATURE_STATUSES[status],
+            "event_time": event["event_time"],
+            "received_time": received_ms,
+            "scored_time": scored_ms,
+            "publish_time": publish_ms,
+            "processing_latency_ms": latency,
+            "source_partition": partition,
+            "source_offset": offset,
+        }
+        for event, score, decision, status, partition, offset in zip(
+            events,
+            scores.tolist(),
+            decisions.tolist(),
+            statuses.tolist(),
+            partitions,
+            offsets,
+            strict=True,
+        )
+    ]

@@ -1,0 +1,59 @@
+"""Domain checks on decoded events: values a card processor cannot have sent on purpose.
+
+A decoded record can still be nonsense (a producer bug): a non-positive or absurd amount,
+an unknown currency, an event time far in the future or before card payments were
+digital, an impossible merchant category or country code, an empty id. Each is a
+``Rejection`` at stage ``validate``; the event goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from streamer.errors import Rejection
+from streamer.features.reference import KNOWN_CURRENCIES, currency_exponent
+
+MAX_AMOUNT_MAJOR = 10_000_000  # ten million in major units: above any single card payment
+MAX_FUTURE_MS = 3_600_000  # clock skew tolerated between producers and us
+MIN_EVENT_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+
+def _reject(error_class: str, message: str) -> Rejection:
+    return Rejection(error_class, message, "validate")
+
+
+def validate(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
+    """None when the event is fit to score, else why not."""
+    for field in ("transaction_id", "card_id", "merchant_id"):
+        if not event[field]:
+            return _reject("MissingId", f"{field} is empty")
+    currency = event["currency"]
+    if currency not in KNOWN_CURRENCIES:
+        return _reject("UnknownCurrency", f"currency {currency[:16]!r} is not an ISO 4217 code")
+    amount = event["amount_minor"]
+    if isinstance(amount, float) and not math.isfinite(amount):
+        return _reject("AmountNotFinite", f"amount_minor is {amount}")
+    if amount <= 0:
+        return _reject("AmountNotPositive", f"amount_minor is {amount}")
+    if amount / 10 ** currency_exponent(currency) > MAX_AMOUNT_MAJOR:
+        return _reject(
+            "AmountOutOfRange", f"amount_minor {amount} {currency} exceeds {MAX_AMOUNT_MAJOR:,}"
+        )
+    event_time = event["event_time"]
+    if event_time > now_ms + MAX_FUTURE_MS:
+        return _reject(
+            "EventTimeInFuture",
+            f"event_time {event_time} is {(event_time - now_ms) // 1000}s ahead",
+        )
+    if event_time < MIN_EVENT_TIME_MS:
+        return _reject("EventTimeOutOfRange", f"event_time {event_time} is before 2000-01-01")
+    if not 0 <= event["mcc"] <= 9999:
+        return _reject("InvalidMcc", f"mcc {event['mcc']} is not a 4-digit merchant category code")
+    country = event["merchant_country"]
+    if len(country) != 2 or not country.isascii() or not country.isalpha() or not country.isupper():
+        return _reject(
+            "InvalidCountry", f"merchant_country {country[:16]!r} is not ISO 3166-1 alpha-2"
+        )
+    return None
