@@ -19,7 +19,8 @@ from streamer.features.cache import feature_status
 from streamer.features.engineering import assemble, event_columns
 from streamer.features.layout import card_key, merchant_key
 from streamer.model.registry import load_model
-from streamer.model.scorer import Scorer, decide
+from streamer.model.scorer import Scorer
+from streamer.scoring.decisions import decide
 from streamer.scoring.records import ModelStamp, scored_records
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

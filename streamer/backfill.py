@@ -1,34 +1,37 @@
-"""Batch deployment: score an Avro file of transactions with the same code as the stream.
+"""Batch deployment: score a file of transactions with the stream's kernel.
 
 Backfills, replays and model comparisons read an Avro object container file of
-TransactionEvents (any compatible writer schema: the file carries it), enrich each chunk
-from the Redis feature cache with one round trip, score it with one ONNX Runtime run, and
-write an Avro container file of ScoredEvents. Events that fail validation go to a JSON
-Lines rejects file with their reason instead, so nothing is silently dropped.
+TransactionEvents (any compatible writer schema: the file carries it, logical types
+included), score it in chunks through the same ``ScoringKernel`` as the stream (one Redis
+round trip and one model run per chunk) and write a container file of ScoredEvents.
+Events the kernel rejects go to a JSON Lines rejects file with their reason, so nothing is
+silently dropped. Output goes to temporary files renamed into place only on success: a
+failed run leaves nothing that looks like a result.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fastavro
-import numpy as np
 import orjson
 
 from streamer.codec.schemas import scored_schema, transaction_schema, without_logical_types
 from streamer.errors import ConfigError, DependencyError
-from streamer.features.cache import FeatureCache
-from streamer.features.engineering import assemble, event_columns
-from streamer.model.scorer import DECISIONS, Scorer, decide
-from streamer.scoring.records import ModelStamp, scored_records
-from streamer.scoring.validation import validate
+from streamer.scoring.kernel import ScoringKernel
 
 OFFLINE_PARTITION = -1  # ScoredEvent.source_partition for file input; the offset is the row
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass
@@ -40,12 +43,22 @@ class FileScore:
     rejected: int = 0
     degraded: int = 0
     seconds: float = 0.0
-    decisions: dict[str, int] = field(default_factory=dict)
+    decisions: Counter[str] = field(default_factory=Counter)
+
+
+def epoch_millis(record: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps as epoch milliseconds, as the stream decodes them (fastavro converts a
+    writer's ``timestamp-millis`` to ``datetime``)."""
+    for name, value in record.items():
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+            record[name] = (aware - _EPOCH) // _MILLISECOND
+    return record
 
 
 def _chunks(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     iterator = iter(records)
-    while chunk := list(itertools.islice(iterator, size)):
+    while chunk := [epoch_millis(r) for r in itertools.islice(iterator, size)]:
         yield chunk
 
 
@@ -53,95 +66,83 @@ def score_file(
     source: Path,
     target: Path,
     *,
-    cache: FeatureCache,
-    scorer: Scorer,
+    kernel: ScoringKernel,
     rejects: Path | None = None,
     chunk_size: int = 5000,
     allow_degraded: bool = False,
 ) -> FileScore:
-    """Score every event in ``source`` into ``target``; invalid events into ``rejects``.
+    """Score every event in ``source`` into ``target``; rejected events into ``rejects``.
 
     A backfill scored with default features would look valid and be wrong: unless
     ``allow_degraded``, an unreachable feature cache stops the run (``DependencyError``).
     """
     if not source.is_file():
         raise ConfigError(f"input file {source} does not exist")
-    meta = scorer.metadata
-    stamp = ModelStamp(meta.name, meta.version, meta.thresholds.review, meta.thresholds.decline)
     result = FileScore()
     started = time.monotonic()
     rejects_path = rejects or target.with_suffix(".rejects.jsonl")
-    with source.open("rb") as fin, target.open("wb") as fout, rejects_path.open("wb") as frej:
+    with ExitStack() as stack:
+        fin = stack.enter_context(source.open("rb"))
         try:
-            reader = fastavro.reader(fin, reader_schema=without_logical_types(transaction_schema()))
+            reader = fastavro.reader(fin, reader_schema=transaction_schema())
         except (ValueError, fastavro.read.SchemaResolutionError) as exc:
             raise ConfigError(f"{source} is not an Avro file of TransactionEvents: {exc}") from None
+        fout = stack.enter_context(_AtomicFile(target))
+        frej = stack.enter_context(_AtomicFile(rejects_path))
 
         def scored() -> Iterator[dict[str, Any]]:
             for chunk in _chunks(reader, chunk_size):  # type: ignore[arg-type]
-                yield from _score_chunk(chunk, result, cache, scorer, stamp, frej, allow_degraded)
+                yield from _score_chunk(chunk, result, kernel, frej, allow_degraded)
 
         fastavro.writer(fout, without_logical_types(scored_schema()), scored(), codec="deflate")
     result.seconds = time.monotonic() - started
     return result
 
 
+class _AtomicFile:
+    """A temporary file next to ``path``, renamed to ``path`` only if the block succeeds."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self) -> IO[bytes]:
+        self._file = self._tmp.open("wb")
+        return self._file
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._file.close()
+        if exc_type is None:
+            os.replace(self._tmp, self._path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
 def _score_chunk(
     chunk: list[dict[str, Any]],
     result: FileScore,
-    cache: FeatureCache,
-    scorer: Scorer,
-    stamp: ModelStamp,
-    rejects: Any,
+    kernel: ScoringKernel,
+    rejects: IO[bytes],
     allow_degraded: bool,
 ) -> list[dict[str, Any]]:
-    now = time.time_ns() // 1_000_000
-    events, offsets = [], []
-    for row, event in enumerate(chunk, start=result.read):
-        problem = validate(event, now)
-        if problem is None:
-            events.append(event)
-            offsets.append(row)
-        else:
-            result.rejected += 1
-            rejects.write(
-                orjson.dumps(
-                    {
-                        "row": row,
-                        "error_class": problem.error_class,
-                        "message": problem.message,
-                        "event": event,
-                    }
-                )
-                + b"\n"
-            )
+    first = result.read
     result.read += len(chunk)
-    if not events:
-        return []
-    features = cache.fetch([e["card_id"] for e in events], [e["merchant_id"] for e in events])
-    if features.degraded and not allow_degraded:
+    scored = kernel.score(chunk, [(OFFLINE_PARTITION, first + i) for i in range(len(chunk))])
+    if scored.degraded and not allow_degraded:
         raise DependencyError(
             "the feature cache is unreachable; check STREAMER_REDIS_URL, or pass "
             "--allow-degraded to score with default features"
         )
-    feature_names = scorer.metadata.feature_names
-    matrix = assemble(event_columns(events), features.card, features.merchant, feature_names)
-    scores = scorer.score(matrix)
-    decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
-    records = scored_records(
-        events,
-        scores=scores,
-        decisions=decisions,
-        statuses=features.status(),
-        partitions=[OFFLINE_PARTITION] * len(events),
-        offsets=offsets,
-        model=stamp,
-        received_ms=now,
-        scored_ms=now,
-        publish_ms=time.time_ns() // 1_000_000,
-    )
-    result.scored += len(records)
-    result.degraded += len(records) if features.degraded else 0
-    for code, n in enumerate(np.bincount(decisions, minlength=len(DECISIONS)).tolist()):
-        result.decisions[DECISIONS[code]] = result.decisions.get(DECISIONS[code], 0) + n
-    return records
+    for row, problem in sorted(scored.rejected, key=lambda r: r[0]):
+        result.rejected += 1
+        line = {
+            "row": first + row,
+            "error_class": problem.error_class,
+            "message": problem.message,
+            "event": chunk[row],
+        }
+        rejects.write(orjson.dumps(line, default=str) + b"\n")
+    result.scored += len(scored.records)
+    result.degraded += len(scored.records) if scored.degraded else 0
+    result.decisions.update(scored.decision_counts())
+    return scored.records

@@ -1,35 +1,15 @@
-"""``streamer dlq inspect``: dead letters rendered for a person (rich) or for jq (JSON)."""
+"""``streamer dlq inspect``: dead letters rendered for a person (rich tables)."""
 
 from __future__ import annotations
 
-import sys
-
-import orjson
 from rich.console import Console
 from rich.table import Table
 
-from streamer.config.settings import client_properties
 from streamer.kafka import dead_letters as dlq
 
 
-def inspect(bootstrap_servers: str, topic: str, *, limit: int = 20, as_json: bool = False) -> None:
-    letters = list(dlq.read(bootstrap_servers, topic, config=client_properties()))
-    if as_json:
-        for d in letters:
-            line = {
-                "partition": d.partition,
-                "offset": d.offset,
-                "stage": d.stage,
-                "error_class": d.error_class,
-                "message": d.header("streamer.error.message"),
-                "original_topic": d.original_topic,
-                "original_offset": d.original_offset,
-                "original_partition": d.header("streamer.original.partition"),
-                "consumer_group": d.header("streamer.consumer.group"),
-                "value_bytes": len(d.value or b""),
-            }
-            sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
-        return
+def show(topic: str, letters: list[dlq.DeadLetter], limit: int) -> None:
+    """The newest ``limit`` dead letters, then counts by stage and error class."""
     console = Console()
     table = Table(title=f"{topic}: last {min(limit, len(letters))} of {len(letters)} dead letters")
     for column in ("dlq offset", "original", "stage", "error class", "message", "bytes"):

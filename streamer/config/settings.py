@@ -1,21 +1,19 @@
-"""Settings: ``STREAMER_`` environment variables, an optional YAML file, validated once.
+"""Settings: one typed model that every command reads.
 
-Precedence, highest first: keyword overrides (the CLI), environment variables, the YAML
-file given with ``--config``, defaults. Any librdkafka property passes through, either in
-``kafka_properties`` (YAML or a JSON environment value) or as ``STREAMER_KAFKA_PROP_<NAME>``
-where ``<NAME>`` is the property with dots written as underscores, e.g.
-``STREAMER_KAFKA_PROP_SASL_MECHANISM=SCRAM-SHA-512``.
+The fields are the user-facing surface: each is the environment variable
+``STREAMER_<FIELD>``, the YAML key ``<field>`` and the chart's ``settings.<field>``. Code
+reads them by concern through the sections (``settings.kafka``, ``settings.redis``,
+``settings.registry``, ``settings.models``, ``settings.topics``; see ``config.sections``).
+Loading, precedence and error messages live in ``config.loader``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,27 +21,35 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from streamer.errors import ConfigError
+from streamer.config.redaction import MASK, redact_properties, redact_url
+from streamer.config.sections import (
+    KafkaSettings,
+    ModelSettings,
+    RedisSettings,
+    RegistrySettings,
+    TopicSettings,
+)
 
 WireFormat = Literal["confluent", "single-object", "raw"]
 ENV_PREFIX = "STREAMER_"
-KAFKA_PROP_PREFIX = "STREAMER_KAFKA_PROP_"
-_SECRET_WORDS = ("password", "secret", "token", "sasl.jaas", "key.pem", "credentials", "user.info")
 
 
 class Settings(BaseSettings):
-    """Everything ``streamer run`` needs; each field is the env var ``STREAMER_<FIELD>``."""
+    """Every setting of every command; each field is the env var ``STREAMER_<FIELD>``."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     # Kafka
-    kafka_bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port]")
-    input_topic: str = Field(min_length=1)
-    output_topic: str = Field(min_length=1)
+    kafka_bootstrap_servers: str = Field("", description="host:port[,host:port]")
+    input_topic: str = ""
+    output_topic: str = ""
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
     group_id: str = Field("streamer", min_length=1)
+    group_instance_id: str = Field(
+        "", description="static group membership id (the pod name); auto: the host name"
+    )
     kafka_properties: dict[str, str] = Field(
         default_factory=dict, description="librdkafka properties for consumer and producer"
     )
@@ -68,6 +74,9 @@ class Settings(BaseSettings):
     redis_breaker_failures: int = Field(3, ge=1)
     redis_breaker_cooldown_s: float = Field(5.0, gt=0)
     redis_ssl_ca_certs: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+    redis_required: bool = Field(False, description="pause consumption while Redis is down")
 
     # Model
     model: str = Field("fraud-gbt", min_length=1, description="path, name or name@version")
@@ -82,6 +91,8 @@ class Settings(BaseSettings):
     # Operations
     metrics_port: int = Field(9464, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    progress_interval_s: float = Field(30.0, ge=0, description="INFO progress line; 0: off")
     drain_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("redis_url")
@@ -94,7 +105,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Settings:
-        if self.input_topic == self.output_topic:
+        if self.input_topic and self.input_topic == self.output_topic:
             raise ValueError("STREAMER_INPUT_TOPIC and STREAMER_OUTPUT_TOPIC must differ")
         uses_registry = "confluent" in (self.input_format, self.output_format)
         if uses_registry and not self.schema_registry_url:
@@ -129,10 +140,10 @@ class Settings(BaseSettings):
         return init_settings, env_settings, YamlConfigSettingsSource(settings_cls)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict fit for logs: secrets and credentials replaced by ``***``."""
+        """The effective settings as a dict fit for logs: secrets replaced by ``***``."""
         data = self.model_dump(mode="json")
         data["redis_url"] = redact_url(self.redis_url.get_secret_value())
-        data["redis_password"] = "***" if self.redis_password else None
+        data["redis_password"] = MASK if self.redis_password else None
         for key in (
             "kafka_properties",
             "consumer_properties",
@@ -141,86 +152,55 @@ class Settings(BaseSettings):
         ):
             data[key] = redact_properties(data[key])
         data["schema_registry_url"] = redact_url(self.schema_registry_url)
+        data["dlq_topic"] = self.dead_letter_topic
+        data["group_instance_id"] = self.kafka.group_instance_id
+        data["transactional_id"] = self.kafka.transactional_id
         return data
 
+    def require(self, *fields: str) -> None:
+        """Raise ``ValueError`` naming every one of ``fields`` that is empty (for a command)."""
+        missing = [f"{ENV_PREFIX}{f.upper()}" for f in fields if not getattr(self, f)]
+        if missing:
+            raise ValueError("; ".join(f"{name} is required but not set" for name in missing))
 
-def is_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    # -- sections ---------------------------------------------------------------------------
 
+    @property
+    def kafka(self) -> KafkaSettings:
+        instance = self.group_instance_id
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            group_instance_id=socket.gethostname() if instance == "auto" else instance,
+            properties=dict(self.kafka_properties),
+            consumer_properties=dict(self.consumer_properties),
+            producer_properties=dict(self.producer_properties),
+            transactional_id=self.effective_transactional_id() if self.exactly_once else "",
+        )
 
-def redact_properties(props: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if is_secret(k) else v) for k, v in props.items()}
+    @property
+    def redis(self) -> RedisSettings:
+        return RedisSettings(
+            url=self.redis_url,
+            password=self.redis_password,
+            key_prefix=self.redis_key_prefix,
+            timeout_ms=self.redis_timeout_ms,
+            breaker_failures=self.redis_breaker_failures,
+            breaker_cooldown_s=self.redis_breaker_cooldown_s,
+            ssl_ca_certs=self.redis_ssl_ca_certs,
+            ssl_certfile=self.redis_ssl_certfile,
+            ssl_keyfile=self.redis_ssl_keyfile,
+            required=self.redis_required,
+        )
 
+    @property
+    def registry(self) -> RegistrySettings:
+        return RegistrySettings(self.schema_registry_url, dict(self.schema_registry_properties))
 
-def redact_url(url: str) -> str:
-    """``redis://user:pass@host`` → ``redis://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{scheme}://{user}:***@{host}"
+    @property
+    def models(self) -> ModelSettings:
+        return ModelSettings(self.model, self.models_dir, self.onnx_threads)
 
-
-def _kafka_props_from_env(environ: dict[str, str]) -> dict[str, str]:
-    return {
-        name[len(KAFKA_PROP_PREFIX) :].lower().replace("_", "."): value
-        for name, value in environ.items()
-        if name.startswith(KAFKA_PROP_PREFIX) and len(name) > len(KAFKA_PROP_PREFIX)
-    }
-
-
-def client_properties(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """librdkafka properties for the operator commands (produce, consume, dlq): the same
-    ``STREAMER_KAFKA_PROPERTIES`` (JSON) and ``STREAMER_KAFKA_PROP_<NAME>`` as ``run`` uses,
-    so they reach a TLS/SASL cluster too."""
-    env = dict(os.environ) if environ is None else environ
-    raw = env.get("STREAMER_KAFKA_PROPERTIES", "")
-    try:
-        props = json.loads(raw) if raw else {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"STREAMER_KAFKA_PROPERTIES is not a JSON object: {exc}") from None
-    if not isinstance(props, dict):
-        raise ConfigError("STREAMER_KAFKA_PROPERTIES is not a JSON object")
-    return {**{str(k): str(v) for k, v in props.items()}, **_kafka_props_from_env(env)}
-
-
-def env_name(loc: tuple[str | int, ...]) -> str:
-    """The environment variable for a validation error location."""
-    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
-
-
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Read and validate the settings; a problem raises ``ConfigError`` naming the setting."""
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"--config {config_file}: no such file")
-    props = _kafka_props_from_env(dict(os.environ))
-    cls = Settings
-    if config_file is not None:
-
-        class FileSettings(Settings):
-            model_config = SettingsConfigDict(yaml_file=config_file)
-
-        cls = FileSettings
-    try:
-        settings = cls(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
-        raise ConfigError(f"--config {config_file}: {exc}") from None
-    if props:
-        merged = {**settings.kafka_properties, **props}
-        settings = settings.model_copy(update={"kafka_properties": merged})
-    return settings
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "is required but not set"
-        loc = tuple(error["loc"])
-        problems.append(f"{env_name(loc)} {message}" if loc else message)
-    return "invalid configuration: " + "; ".join(problems)
+    @property
+    def topics(self) -> TopicSettings:
+        return TopicSettings(self.input_topic, self.output_topic, self.dead_letter_topic)

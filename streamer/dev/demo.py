@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer
+import redis
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streamer.codec.schemas import scored_schema
-from streamer.codec.wire import make_decoder
+from streamer.codec.schemas import scored_schema, transaction_schema
+from streamer.codec.wire import make_decoder, make_encoder
 from streamer.dev.devstack.stack import acquire
 from streamer.dev.generator import produce_synthetic
 from streamer.errors import Rejection
@@ -116,9 +117,8 @@ def main() -> int:
     with acquire() as stack:
         console.print(f"Kafka {stack.kafka_bootstrap} ({stack.source}), Redis {stack.redis_url}")
         _create_topics(stack.kafka_bootstrap, topics, out)
-        console.print(
-            f"seeding features: {load_command(redis_url=stack.redis_url, prefix='', file=None)}"
-        )
+        seeded = load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
+        console.print(f"seeding features: {seeded}")
         env = {
             **os.environ,
             "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
@@ -139,12 +139,11 @@ def main() -> int:
             )
         producer = threading.Thread(
             target=produce_synthetic,
-            kwargs={
-                "topic": inp,
-                "bootstrap_servers": stack.kafka_bootstrap,
-                "count": EVENTS,
-                "rate": RATE,
-            },
+            args=(
+                Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 10}),
+                make_encoder("single-object", schema=transaction_schema()),
+            ),
+            kwargs={"topic": inp, "count": EVENTS, "rate": RATE},
             daemon=True,
         )
         producer.start()

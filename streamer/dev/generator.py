@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Producer
 
-from streamer.codec.schemas import transaction_schema
-from streamer.codec.wire import WireFormat, make_encoder
 from streamer.dev.synth import generate_events, make_population
+from streamer.errors import DependencyError
+
+
+class Encoder(Protocol):
+    def encode(self, record: dict[str, Any]) -> bytes: ...
+
 
 _CHUNK = 1000
 
@@ -28,38 +32,24 @@ def traceparent(sampled: bool = True) -> bytes:
 
 
 def produce_synthetic(
+    producer: Producer,
+    encoder: Encoder,
     *,
     topic: str,
-    bootstrap_servers: str,
     count: int,
     rate: float = 0.0,
-    fmt: WireFormat = "single-object",
-    schema_registry_url: str = "",
     seed: int = 7,
     n_cards: int = 5000,
     n_merchants: int = 500,
     progress: bool = False,
-    producer_config: dict[str, Any] | None = None,
     event_seed: int | None = None,
     trace_sample_ratio: float = 1.0,
+    flush_timeout_s: float = 60.0,
 ) -> int:
-    """Send ``count`` events (at ``rate`` per second, or as fast as possible); returns sent."""
-    registry = None
-    if schema_registry_url:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+    """Send ``count`` events (at ``rate`` per second, or as fast as possible); returns sent.
 
-        registry = SchemaRegistryClient({"url": schema_registry_url})
-    encoder = make_encoder(
-        fmt, schema=transaction_schema(), registry=registry, subject=f"{topic}-value"
-    )
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "linger.ms": 10,
-            "enable.idempotence": True,
-            **(producer_config or {}),
-        }
-    )
+    Raises ``DependencyError`` saying how many were not delivered when any was not.
+    """
     population = make_population(seed, n_cards, n_merchants)
     started = time.monotonic()
     seed_events = event_seed if event_seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -100,11 +90,14 @@ def produce_synthetic(
         sent += n
         if bar is not None:
             bar[0].update(bar[1], completed=sent)
-    producer.flush(60)
+    left = producer.flush(flush_timeout_s)
     if bar is not None:
         bar[0].stop()
-    if failures:
-        raise RuntimeError(f"{len(failures)} events were not delivered: {failures[0]}")
+    if failures or left:
+        reason = failures[0] if failures else f"not acknowledged within {flush_timeout_s:.0f}s"
+        raise DependencyError(
+            f"{len(failures) + left} of {count} events were not delivered to {topic}: {reason}"
+        )
     return sent
 
 

@@ -38,7 +38,6 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from streamer.config.settings import redact_url
 from streamer.dev import synth
 from streamer.errors import ConfigError, DependencyError
 from streamer.features.layout import (
@@ -91,7 +90,7 @@ def read_feature_file(path: Path) -> FeatureSet:
             records = _csv_records(handle) if suffix == ".csv" else _json_records(handle)
             for line, record in records:
                 try:
-                    entity, entity_id, row = _parse_record(record)
+                    entity, entity_id, row = parse_record(record)
                 except (ValueError, TypeError) as exc:
                     raise ConfigError(f"{path}:{line}: {exc}") from None
                 (cards if entity == "card" else merchants)[entity_id] = row
@@ -120,7 +119,7 @@ def _csv_records(handle: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
         yield reader.line_num, {k: v for k, v in record.items() if v not in ("", None)}
 
 
-def _parse_record(record: Mapping[str, Any]) -> tuple[str, str, npt.NDArray[np.float64]]:
+def parse_record(record: Mapping[str, Any]) -> tuple[str, str, npt.NDArray[np.float64]]:
     entity = record.get("entity")
     if entity not in _LAYOUTS:
         raise ValueError(f"entity must be 'card' or 'merchant', got {entity!r}")
@@ -228,8 +227,8 @@ def _packed(
 
 
 def load_command(
+    client: redis.Redis,
     *,
-    redis_url: str,
     prefix: str,
     file: Path | None,
     seed: int = 7,
@@ -238,7 +237,6 @@ def load_command(
     batch: int = 1000,
     ttl_s: int | None = None,
     now_ms: int | None = None,
-    password: str | None = None,
 ) -> LoadCounts:
     """``streamer features load``: ``file`` when given, else the synthetic population of
     ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now)."""
@@ -247,12 +245,7 @@ def load_command(
     else:
         now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         feature_set = synthetic_features(seed, now, n_cards=n_cards, n_merchants=n_merchants)
-    client = redis.Redis.from_url(
-        redis_url, socket_timeout=10, socket_connect_timeout=5, password=password or None
-    )
     try:
         return load_feature_set(client, prefix, feature_set, batch=batch, ttl_s=ttl_s)
-    except DependencyError as exc:
-        raise DependencyError(f"Redis at {redact_url(redis_url)}: {exc}") from exc.__cause__
     finally:
         client.close()

@@ -1,6 +1,7 @@
 """One consumed micro-batch, sorted into what to score, what to dead-letter, what to re-read.
 
-Pure: decoding and validation results only; no Kafka, no Redis. The pipeline acts on it.
+Pure: decoding results only; no Kafka I/O, no Redis. Validation and scoring happen in the
+scoring kernel; the loop acts on what both return.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from confluent_kafka import KafkaError, Message
 
 from streamer.codec.wire import is_retriable
 from streamer.errors import Rejection
-from streamer.scoring.validation import validate
 
 TopicPartition = tuple[str, int]
 
@@ -24,12 +24,11 @@ class Decoder(Protocol):
 
 @dataclass
 class Batch:
-    """A micro-batch after decoding and validation, in consumption order."""
+    """A micro-batch after decoding, in consumption order."""
 
-    messages: list[Message] = field(default_factory=list)  # decoded and valid
+    messages: list[Message] = field(default_factory=list)  # decoded
     events: list[dict[str, Any]] = field(default_factory=list)  # aligned with ``messages``
     positions: list[tuple[TopicPartition, int]] = field(default_factory=list)  # aligned too
-    contexts: list[Any] = field(default_factory=list)  # upstream trace contexts, when traced
     rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
     offsets: dict[TopicPartition, list[int]] = field(default_factory=dict)  # every consumed one
     reread: dict[TopicPartition, int] = field(default_factory=dict)  # registry down: re-read from
@@ -39,32 +38,18 @@ class Batch:
     def consumed(self) -> int:
         return sum(len(o) for o in self.offsets.values())
 
-    def valid_subset(self, rows: Sequence[int]) -> Batch:
-        """The valid events at ``rows`` (and their messages, positions, contexts) only."""
-        return Batch(
-            messages=[self.messages[i] for i in rows],
-            events=[self.events[i] for i in rows],
-            positions=[self.positions[i] for i in rows],
-            contexts=[self.contexts[i] for i in rows] if self.contexts else [],
-        )
-
 
 def position(msg: Message) -> tuple[TopicPartition, int]:
     """(topic, partition), offset of a consumed message (never None for a non-error one)."""
     return (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
 
 
-def sort_batch(
-    messages: Sequence[Message],
-    decoder: Decoder,
-    now_ms: int,
-    contexts: Sequence[Any] | None = None,
-) -> Batch:
-    """Decode and validate every message. A partition whose message could not be decoded
+def sort_batch(messages: Sequence[Message], decoder: Decoder) -> Batch:
+    """Decode every message. A partition whose message could not be decoded
     for a reason that is not the message's fault (the schema registry is unreachable) is
     cut at that message: it and the rest of that partition are to be read again."""
     batch = Batch()
-    for i, msg in enumerate(messages):
+    for msg in messages:
         error = msg.error()
         if error is not None:
             batch.errors.append(error)
@@ -75,13 +60,9 @@ def sort_batch(
         batch.offsets.setdefault(tp, []).append(offset)
         decoded = decoder.decode(msg.value())
         if not isinstance(decoded, Rejection):
-            decoded = validate(decoded, now_ms) or decoded
-        if not isinstance(decoded, Rejection):
             batch.messages.append(msg)
             batch.events.append(decoded)
             batch.positions.append((tp, offset))
-            if contexts is not None:
-                batch.contexts.append(contexts[i])
         elif is_retriable(decoded):
             batch.reread[tp] = offset
         else:

@@ -1,4 +1,4 @@
-"""librdkafka settings, converted from ``Settings`` in one place.
+"""librdkafka settings, converted from the Kafka settings section in one place.
 
 Our defaults first, then ``kafka_properties`` (shared: security settings belong here),
 then the consumer- or producer-only properties; the user's value always wins, except for
@@ -7,7 +7,7 @@ the few settings at-least-once correctness depends on, which are fixed.
 
 from __future__ import annotations
 
-from streamer.config.settings import Settings
+from streamer.config.sections import KafkaSettings
 
 _CONSUMER_DEFAULTS: dict[str, str | int | float | bool] = {
     "auto.offset.reset": "earliest",
@@ -32,32 +32,32 @@ _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
 }
 
 
-def consumer_config(settings: Settings) -> dict[str, str | int | float | bool]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "group.id": settings.group_id,
-        "client.id": f"streamer-{settings.group_id}",
-        **_CONSUMER_DEFAULTS,
-        **settings.kafka_properties,
-        **settings.consumer_properties,
-        **_CONSUMER_FIXED,
-    }
-
-
-def producer_config(settings: Settings) -> dict[str, str | int | float | bool]:
+def consumer_config(kafka: KafkaSettings) -> dict[str, str | int | float | bool]:
     config: dict[str, str | int | float | bool] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "client.id": f"streamer-{settings.group_id}",
-        **_PRODUCER_DEFAULTS,
-        **settings.kafka_properties,
-        **settings.producer_properties,
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": kafka.group_id,
+        "client.id": f"streamer-{kafka.group_id}",
+        **_CONSUMER_DEFAULTS,
     }
-    if settings.exactly_once:
-        config["transactional.id"] = settings.effective_transactional_id()
+    if kafka.group_instance_id:
+        config["group.instance.id"] = kafka.group_instance_id
+    return {**config, **kafka.properties, **kafka.consumer_properties, **_CONSUMER_FIXED}
+
+
+def producer_config(kafka: KafkaSettings) -> dict[str, str | int | float | bool]:
+    config: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": f"streamer-{kafka.group_id}",
+        **_PRODUCER_DEFAULTS,
+        **kafka.properties,
+        **kafka.producer_properties,
+    }
+    if kafka.transactional_id:
+        config["transactional.id"] = kafka.transactional_id
         # A crashed instance's open transaction holds its partitions' offsets unstable until
         # it times out (or the instance restarts with the same id): keep that short.
         # librdkafka requires delivery.timeout.ms <= transaction.timeout.ms.
-        user = {**settings.kafka_properties, **settings.producer_properties}
+        user = {**kafka.properties, **kafka.producer_properties}
         if "transaction.timeout.ms" not in user:
             config["transaction.timeout.ms"] = _EOS_TRANSACTION_TIMEOUT_MS
             if "delivery.timeout.ms" not in user and "message.timeout.ms" not in user:
@@ -65,5 +65,5 @@ def producer_config(settings: Settings) -> dict[str, str | int | float | bool]:
     return config
 
 
-def admin_config(settings: Settings) -> dict[str, str | int | float | bool]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_properties}
+def admin_config(kafka: KafkaSettings) -> dict[str, str | int | float | bool]:
+    return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.properties}

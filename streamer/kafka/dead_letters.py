@@ -1,14 +1,13 @@
-"""Dead letters for operators: read them back, count them by reason, replay them.
+"""Dead letters: their headers, and for operators reading them back, counting and replaying.
 
 Dead letters hold the original key, value, headers and timestamp, plus ``streamer.*``
-headers (see ``publish.dead_letter_headers``). ``replay`` sends the originals back to the
-input topic (the ``streamer.*`` headers removed, a ``streamer.replayed`` header added), so
-that after a fix, a replay loses nothing.
+headers saying what failed, at which stage, and where the record came from. ``replay``
+sends the originals back to the input topic (the ``streamer.*`` headers removed, a
+``streamer.replayed`` header added), so that after a fix, a replay loses nothing.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,10 +21,28 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamer.errors import DependencyError
-from streamer.kafka.publisher import message_headers
+from streamer.errors import DependencyError, Rejection
+from streamer.kafka.headers import Headers, read_headers
 
 _OURS = "streamer."
+
+
+def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> Headers:
+    """The original headers, then what failed, where, and where the record came from."""
+    _, timestamp = msg.timestamp()
+    original = read_headers(msg)
+    unreadable = [("streamer.original.headers", b"unreadable")] if original is None else []
+    return [
+        *(original or unreadable),
+        ("streamer.error.class", rejection.error_class.encode()),
+        ("streamer.error.message", rejection.message.encode("utf-8", "replace")[:4096]),
+        ("streamer.error.stage", rejection.stage.encode()),
+        ("streamer.original.topic", (msg.topic() or "").encode()),
+        ("streamer.original.partition", str(msg.partition()).encode()),
+        ("streamer.original.offset", str(msg.offset()).encode()),
+        ("streamer.original.timestamp", str(timestamp).encode()),
+        ("streamer.consumer.group", group_id.encode()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -62,33 +79,35 @@ class DeadLetter:
         raw = self.header("streamer.original.offset")
         return int(raw) if raw.lstrip("-").isdigit() else -1
 
+    def summary(self) -> dict[str, object]:
+        """What ``dlq inspect --json`` prints for this dead letter."""
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "stage": self.stage,
+            "error_class": self.error_class,
+            "message": self.header("streamer.error.message"),
+            "original_topic": self.original_topic,
+            "original_offset": self.original_offset,
+            "original_partition": self.header("streamer.original.partition"),
+            "consumer_group": self.header("streamer.consumer.group"),
+            "value_bytes": len(self.value or b""),
+        }
+
     def original_headers(self) -> list[tuple[str, bytes]]:
         return [(k, v) for k, v in self.headers if not k.startswith(_OURS)]
 
 
-def read(
-    bootstrap_servers: str,
-    topic: str,
-    *,
-    config: dict[str, str] | None = None,
-    timeout: float = 30.0,
-) -> Iterator[DeadLetter]:
-    """Every record now in ``topic``, from the beginning to the current end, then stop."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"streamer-dlq-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            **(config or {}),
-        }
-    )
+def read(consumer: Consumer, topic: str, *, timeout: float = 10.0) -> Iterator[DeadLetter]:
+    """Every record now in ``topic``, from the beginning to the current end, then stop.
+
+    ``consumer`` is a throwaway one (``Clients.operator_consumer``); it is closed here.
+    """
     try:
         try:
             meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
         except KafkaException as exc:
-            raise DependencyError(
-                f"cannot read topic {topic!r} on {bootstrap_servers}: {exc}"
-            ) from None
+            raise DependencyError(f"cannot read topic {topic!r}: {exc}") from None
         if meta.error is not None:
             raise DependencyError(f"topic {topic!r}: {meta.error.str()}; check STREAMER_DLQ_TOPIC")
         ends: dict[int, int] = {}
@@ -111,7 +130,7 @@ def read(
                     msg.key(),
                     msg.value(),
                     msg.timestamp()[1],
-                    message_headers(msg),
+                    read_headers(msg) or [],
                 )
                 if offset + 1 >= ends.get(partition, 0):
                     ends.pop(partition, None)

@@ -2,8 +2,7 @@
 
 Each output carries the input's topic-partition and offset in its delivery callback, so a
 broker acknowledgement marks exactly that input done in the ``OffsetTracker``, and a failed
-delivery marks it for reprocessing. Dead letters keep the original key, value, headers and
-timestamp and add ``streamer.*`` headers saying what failed and where the record came from.
+delivery marks it for reprocessing. Dead letters are built by ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -16,48 +15,25 @@ from typing import cast
 from confluent_kafka import KafkaError, Message, Producer
 
 from streamer.errors import Rejection
+from streamer.kafka.dead_letters import dead_letter_headers
+from streamer.kafka.headers import Headers
 from streamer.kafka.offsets import OffsetTracker, TopicPartition
+from streamer.observability.observer import Observer
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes]]
 ProducerHeaders = list[tuple[str, str | bytes | None]] | None
-
-
-def dead_letter_headers(msg: Message, rejection: Rejection, group_id: str) -> Headers:
-    """The original headers, then what failed, where, and where the record came from."""
-    _, timestamp = msg.timestamp()
-    original = message_headers(msg)
-    return [
-        *original,
-        ("streamer.error.class", rejection.error_class.encode()),
-        ("streamer.error.message", rejection.message.encode("utf-8", "replace")[:4096]),
-        ("streamer.error.stage", rejection.stage.encode()),
-        ("streamer.original.topic", (msg.topic() or "").encode()),
-        ("streamer.original.partition", str(msg.partition()).encode()),
-        ("streamer.original.offset", str(msg.offset()).encode()),
-        ("streamer.original.timestamp", str(timestamp).encode()),
-        ("streamer.consumer.group", group_id.encode()),
-    ]
-
-
-def message_headers(msg: Message) -> Headers:
-    """A message's headers as (name, bytes) pairs, None values as empty bytes."""
-    raw = msg.headers() or []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
 
 
 class Publisher:
     """Wraps one ``Producer``; acknowledgements and failures go to the offset tracker."""
 
     def __init__(
-        self,
-        producer: Producer,
-        tracker: OffsetTracker,
+        self, producer: Producer, tracker: OffsetTracker, observer: Observer | None = None
     ) -> None:
         self._producer = producer
         self._tracker = tracker
+        self._observer = observer or Observer()
         self.delivered = 0
         self.failed = 0
         self._latencies: list[int] = []
@@ -72,12 +48,14 @@ class Publisher:
         headers: Headers | None = None,
         timestamp: int = 0,
         event_time: int = 0,
+        rejection: Rejection | None = None,
     ) -> None:
         """Queue one record; blocks (serving delivery reports) while the local queue is full.
 
-        With ``event_time`` (epoch ms) the end-to-end latency is recorded on acknowledgement.
+        With ``event_time`` (epoch ms) the end-to-end latency is recorded on acknowledgement;
+        a dead letter (``rejection``) is reported to the observer when acknowledged.
         """
-        callback = partial(self._delivered, source, offset, event_time)
+        callback = partial(self._delivered, source, offset, event_time, rejection)
         # headers=None and timestamp=0 (now) are librdkafka's own defaults.
         while True:
             try:
@@ -105,6 +83,7 @@ class Publisher:
             msg.offset() or 0,
             headers=dead_letter_headers(msg, rejection, group_id),
             timestamp=max(timestamp, 0),
+            rejection=rejection,
         )
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -124,6 +103,7 @@ class Publisher:
         source: TopicPartition,
         offset: int,
         event_time: int,
+        rejection: Rejection | None,
         err: KafkaError | None,
         msg: Message,
     ) -> None:
@@ -132,6 +112,8 @@ class Publisher:
             self._tracker.ack(source, offset)
             if event_time:
                 self._latencies.append(time.time_ns() // 1_000_000 - event_time)
+            if rejection is not None:
+                self._observer.dead_lettered(rejection)
             return
         self.failed += 1
         self._tracker.fail(source, offset)

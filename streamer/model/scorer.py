@@ -1,40 +1,17 @@
-"""ONNX Runtime scoring of a whole micro-batch, and the decision thresholds.
+"""ONNX Runtime scoring of a whole micro-batch: one ``InferenceSession.run`` per batch.
 
-One ``InferenceSession.run`` per batch. The session uses one intra-op thread by default and
+The session uses one intra-op thread by default and
 never spins: with spinning on, ONNX Runtime burns a core for 40-60 ms after every ``run``
 (FIELD_NOTES), and we scale with one process per core instead.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from streamer.model.registry import LoadedModel, ModelMetadata
-
-DECISIONS: Final = ("APPROVE", "REVIEW", "DECLINE")
-"""Decision names by code, as in the ScoredEvent schema's ``Decision`` enum."""
-APPROVE: Final = 0
-REVIEW: Final = 1
-DECLINE: Final = 2
-
-
-def decide(scores: npt.NDArray[np.floating], review: float, decline: float) -> npt.NDArray[np.int8]:
-    """Decision codes: DECLINE from ``decline``, REVIEW from ``review``, else APPROVE.
-
-    Thresholds are inclusive. A NaN score (a broken model or input) goes to REVIEW, so it
-    is neither waved through nor declined.
-    """
-    if not 0.0 <= review <= decline <= 1.0:
-        raise ValueError(f"need 0 <= review ({review}) <= decline ({decline}) <= 1")
-    scores = np.asarray(scores)
-    codes = (scores >= review).astype(np.int8)
-    codes += scores >= decline
-    codes[np.isnan(scores)] = REVIEW
-    return codes
 
 
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
@@ -82,8 +59,3 @@ class Scorer:
         out = np.asarray(probabilities)
         column = out[:, self._column] if out.ndim == 2 else out
         return column.astype(np.float64)
-
-    def decide(self, scores: npt.NDArray[np.floating]) -> npt.NDArray[np.int8]:
-        """``decide`` with this model's thresholds."""
-        thresholds = self.metadata.thresholds
-        return decide(scores, thresholds.review, thresholds.decline)

@@ -1,13 +1,17 @@
 """Structured logs: one JSON object per line on stderr, with the trace context when there is one.
 
 structlog renders stdlib ``logging`` records, so librdkafka's and our modules' loggers all
-come out the same way. Nothing is logged per message at INFO.
+come out the same way (``STREAMER_LOG_FORMAT=console`` for a human at a terminal).
+Fields passed as ``extra={...}`` become fields of the line. librdkafka repeats the same
+error for every retry (an unreachable broker: hundreds of lines); each distinct line is
+shown once per ``REPEAT_WINDOW_S``. Nothing is logged per message at INFO.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -24,11 +28,36 @@ def _add_trace_context(logger: Any, method: str, event: dict[str, Any]) -> dict[
     return event
 
 
+REPEAT_WINDOW_S = 30.0
+
+
+class Deduplicate(logging.Filter):
+    """Lets each distinct message through once per ``window_s`` (librdkafka's retries)."""
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # librdkafka prefixes each line with the client's name and a changing counter;
+        # what follows the last "]: " is the message itself.
+        text = record.getMessage().rsplit("]: ", 1)[-1]
+        now = time.monotonic()
+        if now - self._seen.get(text, -self._window_s) < self._window_s:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[text] = now
+        return True
+
+
 def configure(level: str = "INFO", *, json: bool = True) -> None:
     """Route every stdlib logger through structlog's JSON (or console) renderer."""
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_context,
     ]
@@ -48,4 +77,7 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("librdkafka").setLevel(max(logging.WARNING, root.level))
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.setLevel(max(logging.WARNING, root.level))
+    if not any(isinstance(f, Deduplicate) for f in librdkafka.filters):
+        librdkafka.addFilter(Deduplicate())

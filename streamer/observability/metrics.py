@@ -10,9 +10,12 @@ Every metric is listed in the README's Operations section.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +29,14 @@ from prometheus_client.core import (
     StateSetMetricFamily,
 )
 from prometheus_client.registry import Collector
+
+from streamer.errors import Rejection
+from streamer.observability.observer import Lag, Observer
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from streamer.scoring.kernel import Scored
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -48,7 +59,7 @@ SCORE_BUCKETS = (
     0.95,
     0.99,
 )
-STAGES = ("decode", "enrich", "score", "publish")
+STAGES = ("decode", "validate", "enrich", "score", "publish")
 
 
 class BatchHistogram:
@@ -97,8 +108,8 @@ def psi(actual: npt.ArrayLike, expected: npt.ArrayLike, floor: float = 1e-4) -> 
 
 
 @dataclass
-class Telemetry:
-    """What the pipeline records per batch; exported by ``StreamerCollector``."""
+class Telemetry(Observer):
+    """What the loop and the kernel report, kept for ``StreamerCollector`` (an observer)."""
 
     reference_edges: Sequence[float] = (0.0, 1.0)
     reference_counts: Sequence[int] = (1,)
@@ -111,11 +122,40 @@ class Telemetry:
     decisions: Counter[str] = field(default_factory=Counter)
     feature_status: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
-    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    current_lag: dict[tuple[str, int], int] = field(default_factory=dict)
     _drift_counts: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         self._drift_counts = np.zeros(len(self.reference_counts), dtype=np.int64)
+
+    # -- observer hooks -----------------------------------------------------------------
+
+    @contextmanager
+    def batch(self, messages: Sequence[Message]) -> Iterator[None]:
+        self.batch_size.observe((len(messages),))
+        yield
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.stages[name].observe((time.perf_counter() - started,))
+
+    def scored(self, result: Scored) -> None:
+        self.scores(result.scores)
+        self.decisions.update(result.decision_counts())
+        self.feature_status.update(result.status_counts())
+
+    def dead_lettered(self, rejection: Rejection) -> None:
+        self.dead_letters[rejection.stage, rejection.error_class] += 1
+
+    def delivered(self, latencies_ms: npt.NDArray[np.int64]) -> None:
+        self.latency.observe(latencies_ms / 1000.0)
+
+    def lag(self, lag: Lag) -> None:
+        self.current_lag = dict(lag)
+
+    # -- drift ----------------------------------------------------------------------------
 
     def scores(self, scores: npt.NDArray[np.float64]) -> None:
         self.score.observe(scores)
@@ -126,9 +166,6 @@ class Telemetry:
 
     def drift(self) -> float:
         return psi(self._drift_counts, self.reference_counts)
-
-    def stage(self, name: str, seconds: float) -> None:
-        self.stages[name].observe((seconds,))
 
 
 @dataclass
@@ -141,7 +178,7 @@ class Sources:
     breaker_state: Callable[[], str]
     in_flight: Callable[[], int]
     delivery_failures: Callable[[], int]
-    model: tuple[str, str]
+    model: Callable[[], tuple[str, str]]  # (name, version) scoring now
 
 
 class StreamerCollector(Collector):
@@ -194,7 +231,8 @@ class StreamerCollector(Collector):
         state.add_metric([], {k: k == current for k in ("closed", "open", "half-open")})
         yield state
         info = InfoMetricFamily("streamer_model", "The model scoring the stream.")
-        info.add_metric([], {"name": s.model[0], "version": s.model[1]})
+        name, version = s.model()
+        info.add_metric([], {"name": name, "version": version})
         yield info
         yield _histogram(
             "streamer_end_to_end_latency_seconds",
@@ -224,7 +262,7 @@ class StreamerCollector(Collector):
         yield _gauge(
             "streamer_consumer_lag",
             "Messages behind the partition's end (high watermark).",
-            [((tp, str(p)), lag) for (tp, p), lag in sorted(t.lag.items())],
+            [((tp, str(p)), lag) for (tp, p), lag in sorted(t.current_lag.items())],
             ["topic", "partition"],
         )
 

@@ -13,7 +13,8 @@ tracer at all, and the pipeline skips every tracing call (no cost).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Message
@@ -21,10 +22,19 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span, set_span_in_context
+from opentelemetry.trace import (
+    Link,
+    SpanKind,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+    use_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from streamer import __version__
+from streamer.kafka.headers import read_headers
+from streamer.observability.observer import Headers, Observer
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -80,11 +90,10 @@ def provider_from_env(
 
 def trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
     """A message's W3C trace headers (``traceparent``, ``tracestate``), to pass on as they are."""
-    headers = msg.headers()
+    headers = read_headers(msg)
     if not headers:
         return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    kept = [(k, v) for k, v in items if k in _TRACE_HEADERS and isinstance(v, bytes)]
+    kept = [(k, v) for k, v in headers if k in _TRACE_HEADERS and v]
     return kept or None
 
 
@@ -150,3 +159,48 @@ def send_headers(
     _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
     span.end()
     return [(k, v.encode()) for k, v in carrier.items()]
+
+
+class TracingObserver(Observer):
+    """A ``process <topic>`` span per batch, child spans per stage, ``send`` spans per output."""
+
+    def __init__(self, tracer: Tracer, input_topic: str, output_topic: str, group: str) -> None:
+        self._tracer = tracer
+        self._input = input_topic
+        self._output = output_topic
+        self._group = group
+        self._contexts: dict[int, Context | None] = {}
+        self._link: Link | None = None
+
+    @contextmanager
+    def batch(self, messages: Sequence[Message]) -> Iterator[None]:
+        contexts = [upstream_context(m) for m in messages]
+        span = self._tracer.start_span(
+            f"process {self._input}",
+            kind=SpanKind.CONSUMER,
+            links=batch_links(messages, contexts),
+            attributes=process_attributes(self._input, self._group, len(messages)),
+        )
+        self._contexts = {id(m): c for m, c in zip(messages, contexts, strict=True)}
+        self._link = Link(span.get_span_context())
+        try:
+            with use_span(span, end_on_exit=True):
+                yield
+        finally:
+            self._contexts, self._link = {}, None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        with self._tracer.start_as_current_span(name):
+            yield
+
+    def output_headers(self, messages: Sequence[Message]) -> list[Headers | None] | None:
+        out: list[Headers | None] = []
+        for msg in messages:
+            upstream = self._contexts.get(id(msg))
+            out.append(
+                send_headers(self._tracer, self._output, upstream, self._link)
+                if upstream is not None
+                else trace_headers(msg)
+            )
+        return out

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from streamer.features.cache import FEATURE_STATUSES
-from streamer.model.scorer import DECISIONS
+from streamer.model.registry import ModelMetadata
+from streamer.scoring.decisions import DECISIONS
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,12 @@ class ModelStamp:
     version: str
     review_threshold: float
     decline_threshold: float
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> ModelStamp:
+        """The stamp of a model, from its metadata (the one place a stamp is built)."""
+        thresholds = metadata.thresholds
+        return cls(metadata.name, metadata.version, thresholds.review, thresholds.decline)
 
 
 def scored_records(

@@ -31,7 +31,7 @@ from tests.integration.streamer_proc import (
     wait_caught_up,
     wait_until,
 )
-from tests.unit.fakes import _event
+from tests.unit.fakes import make_event
 
 N = 20_000
 
@@ -212,7 +212,7 @@ def test_raw_input_from_any_avro_writer_is_scored(
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     sent = []
     for i in range(300):
-        event = _event(
+        event = make_event(
             i,
             transaction_id=f"raw-{i}",
             card_id=f"card-{i % 50:06d}",

@@ -8,9 +8,7 @@ from confluent_kafka import KafkaError, Message
 
 from streamer.errors import Rejection
 from streamer.kafka.batch import sort_batch
-from tests.unit.fakes import _event
-
-NOW = 1_764_000_100_000
+from tests.unit.fakes import make_event
 
 
 class TableDecoder:
@@ -18,7 +16,7 @@ class TableDecoder:
 
     def decode(self, payload: bytes | None) -> dict[str, Any] | Rejection:
         if payload is not None and payload.startswith(b"ok:"):
-            return _event(int(payload[3:]))
+            return make_event(int(payload[3:]))
         if payload == b"down":
             return Rejection("RegistryUnavailable", "registry down")
         return Rejection("NotAvro", "garbage")
@@ -39,14 +37,11 @@ def test_each_message_lands_in_exactly_one_place() -> None:
         Message(error=KafkaError(KafkaError._TRANSPORT)),
     ]
 
-    batch = sort_batch(messages, TableDecoder(), NOW, contexts=list(range(7)))
+    batch = sort_batch(messages, TableDecoder())
 
     assert [e["transaction_id"] for e in batch.events] == ["tx-0", "tx-1", "tx-2"]
-    assert batch.contexts == [0, 2, 4]
     assert batch.positions == [(("t", 0), 0), (("t", 1), 0), (("t", 0), 2)]
-    subset = batch.valid_subset([0, 2])
-    assert [e["transaction_id"] for e in subset.events] == ["tx-0", "tx-2"]
-    assert (subset.positions, subset.contexts) == ([(("t", 0), 0), (("t", 0), 2)], [0, 4])
+    assert [m.offset() for m in batch.messages] == [0, 0, 2]
     assert [(m.offset(), r.error_class) for m, r in batch.rejected] == [(1, "NotAvro")]
     assert batch.offsets == {("t", 0): [0, 1, 2], ("t", 1): [0, 1]}
     assert batch.reread == {("t", 1): 1}
@@ -54,13 +49,15 @@ def test_each_message_lands_in_exactly_one_place() -> None:
     assert batch.consumed == 5
 
 
-def test_validation_failures_are_rejected_at_the_validate_stage() -> None:
+def test_decoding_does_not_validate() -> None:
+    """Validation is the scoring kernel's (tests/unit/test_kernel.py): a decoded event with
+    an impossible amount is still an event here."""
+
     class BadAmount(TableDecoder):
         def decode(self, payload: bytes | None) -> dict[str, Any] | Rejection:
-            return _event(0, amount_minor=-1)
+            return make_event(0, amount_minor=-1)
 
-    batch = sort_batch([_m(0, 0, b"x")], BadAmount(), NOW)
+    batch = sort_batch([_m(0, 0, b"x")], BadAmount())
 
-    ((_, rejection),) = batch.rejected
-    assert (rejection.error_class, rejection.stage) == ("AmountNotPositive", "validate")
-    assert batch.events == []
+    assert batch.rejected == []
+    assert [e["amount_minor"] for e in batch.events] == [-1]

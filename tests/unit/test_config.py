@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config.settings import load_settings, redact_url
+from streamer.config.loader import load_settings
+from streamer.config.redaction import redact_url
 from streamer.errors import ConfigError
 from streamer.kafka.config import consumer_config, producer_config
 
@@ -47,10 +48,10 @@ def test_environment_variables_configure_everything(env: pytest.MonkeyPatch) -> 
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.password": "hunter2",
     }
-    consumer = consumer_config(s)
+    consumer = consumer_config(s.kafka)
     assert consumer["security.protocol"] == "SASL_SSL"
     assert consumer["sasl.password"] == "hunter2"
-    assert producer_config(s)["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert producer_config(s.kafka)["sasl.mechanism"] == "SCRAM-SHA-512"
     assert "hunter2" not in repr(s.redacted())
 
 
@@ -65,12 +66,12 @@ def test_yaml_file_below_environment(env: pytest.MonkeyPatch, tmp_path: Path) ->
 
     assert s.group_id == "from-env"
     assert s.max_wait_ms == 20
-    assert consumer_config(s)["fetch.min.bytes"] == "1024"
+    assert consumer_config(s.kafka)["fetch.min.bytes"] == "1024"
 
 
 def test_at_least_once_settings_cannot_be_overridden(env: pytest.MonkeyPatch) -> None:
     env.setenv("STREAMER_CONSUMER_PROPERTIES", '{"enable.auto.commit": "true"}')
-    assert consumer_config(load_settings())["enable.auto.commit"] is False
+    assert consumer_config(load_settings().kafka)["enable.auto.commit"] is False
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,7 @@ def test_missing_required_settings_are_all_named(monkeypatch: pytest.MonkeyPatch
     for name in REQUIRED:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError) as info:
-        load_settings()
+        load_settings(require=("kafka_bootstrap_servers", "input_topic", "output_topic"))
     for name in REQUIRED:
         assert f"{name} is required" in str(info.value)
 
@@ -123,21 +124,74 @@ def test_exactly_once_gets_a_transactional_producer_with_short_timeouts(
 ) -> None:
     env.setenv("STREAMER_PROCESSING_GUARANTEE", "exactly-once")
     env.setenv("STREAMER_TRANSACTIONAL_ID", "fraud-0")
-    producer = producer_config(load_settings())
+    producer = producer_config(load_settings().kafka)
     assert producer["transactional.id"] == "fraud-0"
     assert int(producer["delivery.timeout.ms"]) <= int(producer["transaction.timeout.ms"]) <= 60_000
     env.delenv("STREAMER_PROCESSING_GUARANTEE")
-    assert "transactional.id" not in producer_config(load_settings())
+    assert "transactional.id" not in producer_config(load_settings().kafka)
 
 
-def test_operator_commands_get_the_same_kafka_properties() -> None:
-    from streamer.config.settings import client_properties
+def test_operator_commands_get_the_same_kafka_properties(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "broker:9093")
+    monkeypatch.setenv("STREAMER_KAFKA_PROPERTIES", '{"security.protocol": "SASL_SSL"}')
+    monkeypatch.setenv("STREAMER_KAFKA_PROP_SASL_MECHANISM", "PLAIN")
+    kafka = load_settings().kafka  # no topics needed for produce/consume/dlq
+    assert kafka.properties == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
 
-    env = {
-        "STREAMER_KAFKA_PROPERTIES": '{"security.protocol": "SASL_SSL"}',
-        "STREAMER_KAFKA_PROP_SASL_MECHANISM": "PLAIN",
-    }
-    assert client_properties(env) == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
-    assert client_properties({}) == {}
-    with pytest.raises(ConfigError, match="STREAMER_KAFKA_PROPERTIES"):
-        client_properties({"STREAMER_KAFKA_PROPERTIES": "[1, 2]"})
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("STREAMER_MAX_BATCHSIZE", "STREAMER_MAX_BATCH_SIZE"),
+        ("STREAMER_REDIS_ULR", "STREAMER_REDIS_URL"),
+        ("STREAMER_BANANA", None),
+    ],
+)
+def test_an_unknown_variable_stops_start_up_naming_it(
+    env: pytest.MonkeyPatch, name: str, suggestion: str | None
+) -> None:
+    env.setenv(name, "1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"{name} is not a setting" in str(info.value)
+    if suggestion:
+        assert f"did you mean {suggestion}?" in str(info.value)
+
+
+def test_an_unknown_yaml_key_gets_a_suggestion(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "streamer.yaml"
+    config.write_text("max_batch_sise: 10\n")
+    with pytest.raises(ConfigError, match="did you mean STREAMER_MAX_BATCH_SIZE"):
+        load_settings(config)
+
+
+def test_bad_json_names_the_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMER_KAFKA_PROPERTIES", "{not json")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("STREAMER_KAFKA_PROPERTIES is not valid JSON")
+    assert "--config" not in message
+
+
+@pytest.mark.parametrize(
+    "prop",
+    [
+        "sasl.password",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.jaas.config",
+        "basic.auth.user.info",
+        "bearer.auth.token",
+    ],
+)
+def test_every_sensitive_property_is_redacted(env: pytest.MonkeyPatch, prop: str) -> None:
+    env.setenv("STREAMER_KAFKA_PROPERTIES", f'{{"{prop}": "clientSecret=hunter2"}}')
+    env.setenv("STREAMER_SCHEMA_REGISTRY_PROPERTIES", f'{{"{prop}": "hunter3"}}')
+    shown = repr(load_settings().redacted())
+    assert "hunter2" not in shown
+    assert "hunter3" not in shown

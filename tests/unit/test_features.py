@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamer import features as f
-from tests.unit.fakes import base_event
+from streamer.testing import sample_event as base_event
 
 T0_MS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday
 

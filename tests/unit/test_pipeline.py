@@ -17,15 +17,17 @@ from fastavro import schemaless_reader
 
 from streamer.codec.schemas import scored_schema, without_logical_types
 from streamer.model.scorer import Scorer
-from tests.unit.fakes import TOPIC, _event, _msg, _raw
+from tests.unit.fakes import TOPIC, avro_raw, make_event, make_message
 
 
 def test_valid_events_are_scored_and_poison_is_dead_lettered_in_the_same_batch(build: Any) -> None:
     traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     batch = [
-        _msg(0, _raw(_event(0)), headers=[("traceparent", traceparent), ("x", b"y")]),
-        _msg(1, b"\x02garbage", headers=[("x", b"y")]),
-        _msg(2, _raw(_event(2))),
+        make_message(
+            0, avro_raw(make_event(0)), headers=[("traceparent", traceparent), ("x", b"y")]
+        ),
+        make_message(1, b"\x02garbage", headers=[("x", b"y")]),
+        make_message(2, avro_raw(make_event(2))),
     ]
     pipeline, consumer, producer = build([batch])
 
@@ -58,17 +60,25 @@ def test_valid_events_are_scored_and_poison_is_dead_lettered_in_the_same_batch(b
 
 def test_nothing_is_committed_before_the_broker_acknowledges(build: Any) -> None:
     pipeline, consumer, producer = build([])
-    pipeline.process([_msg(0, _raw(_event(0))), _msg(1, _raw(_event(1)))])
-    pipeline._commit(asynchronous=True)
+    pipeline.process(
+        [make_message(0, avro_raw(make_event(0))), make_message(1, avro_raw(make_event(1)))]
+    )
+    pipeline.commits.tick()
     assert consumer.commits == []
     producer.poll()
-    pipeline._commit(asynchronous=True)
+    pipeline.commits.tick()
     assert consumer.commits == [[TopicPartition(TOPIC, 0, 2)]]
 
 
 def test_a_failed_delivery_rewinds_and_holds_back_the_commit(build: Any) -> None:
     pipeline, consumer, producer = build(
-        [[_msg(0, _raw(_event(0))), _msg(1, b""), _msg(2, _raw(_event(2)))]]
+        [
+            [
+                make_message(0, avro_raw(make_event(0))),
+                make_message(1, b""),
+                make_message(2, avro_raw(make_event(2))),
+            ]
+        ]
     )
     producer.fail_values.add(b"")  # the dead letter of offset 1 cannot be written
 
@@ -76,23 +86,30 @@ def test_a_failed_delivery_rewinds_and_holds_back_the_commit(build: Any) -> None
 
     assert consumer.seeks == [TopicPartition(TOPIC, 0, 1)]
     assert consumer.commits == [[TopicPartition(TOPIC, 0, 1)]]
-    assert pipeline.tracker.pending == 0
+    assert pipeline.commits.tracker.pending == 0
 
 
 def test_revocation_drains_and_commits_before_giving_partitions_up(build: Any) -> None:
     pipeline, consumer, producer = build([])
-    pipeline.process([_msg(0, _raw(_event(0)), partition=0), _msg(0, _raw(_event(1)), partition=1)])
+    pipeline.process(
+        [
+            make_message(0, avro_raw(make_event(0)), partition=0),
+            make_message(0, avro_raw(make_event(1)), partition=1),
+        ]
+    )
     assert producer.queued
 
     pipeline._on_revoke(consumer, [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
 
     assert producer.queued == []
     assert sorted((tp.partition, tp.offset) for tp in consumer.commits[0]) == [(0, 1), (1, 1)]
-    assert pipeline.tracker.pending == 0
+    assert pipeline.commits.tracker.pending == 0
 
 
 def test_unknown_entities_use_the_model_defaults(build: Any) -> None:
-    pipeline, _, producer = build([[_msg(0, _raw(_event(1, merchant_id="nobody")))]])
+    pipeline, _, producer = build(
+        [[make_message(0, avro_raw(make_event(1, merchant_id="nobody")))]]
+    )
     pipeline.step()
     (record,) = [
         schemaless_reader(io.BytesIO(v), without_logical_types(scored_schema()))
@@ -117,10 +134,13 @@ class PickyScorer:
 
 
 def test_a_row_that_breaks_the_model_is_isolated_and_dead_lettered(build: Any) -> None:
-    events = [_event(i, amount_minor=424242 if i in (3, 6) else 1000 + i) for i in range(8)]
-    pipeline, consumer, producer = build([[_msg(i, _raw(e)) for i, e in enumerate(events)]])
-    assert isinstance(pipeline.scorer, Scorer)
-    pipeline.scorer = PickyScorer(pipeline.scorer, list(pipeline.feature_names).index("amount"))
+    events = [make_event(i, amount_minor=424242 if i in (3, 6) else 1000 + i) for i in range(8)]
+    pipeline, consumer, producer = build(
+        [[make_message(i, avro_raw(e)) for i, e in enumerate(events)]]
+    )
+    model = pipeline.kernel.model
+    column = list(model.metadata.feature_names).index("amount")
+    pipeline.kernel.use(model, PickyScorer(Scorer(model), column))
 
     pipeline.step()
 
@@ -156,9 +176,14 @@ def test_out_of_domain_values_are_dead_lettered_at_validate(
     build: Any, overrides: dict[str, Any], error_class: str
 ) -> None:
     pipeline, _, producer = build(
-        [[_msg(0, _raw(_event(0, **overrides))), _msg(1, _raw(_event(1)))]]
+        [
+            [
+                make_message(0, avro_raw(make_event(0, **overrides))),
+                make_message(1, avro_raw(make_event(1))),
+            ]
+        ]
     )
-    pipeline.clock = lambda: 1_764_000_100_000
+    pipeline.kernel.clock = lambda: 1_764_000_100_000
     pipeline.step()
     (dead,) = [dict(h) for t, _, _, h in producer.delivered if t == "tx.dlq"]
     assert dead["streamer.error.class"] == error_class.encode()

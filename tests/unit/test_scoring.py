@@ -11,7 +11,8 @@ import pytest
 from streamer import features
 from streamer.dev import synth
 from streamer.model.registry import LoadedModel, load_model
-from streamer.model.scorer import DECISIONS, Scorer, decide, session_options
+from streamer.model.scorer import Scorer, session_options
+from streamer.scoring.decisions import DECISIONS, decide
 
 MODELS = Path(__file__).parents[2] / "models"
 
@@ -112,5 +113,5 @@ def test_decide_rejects_bad_thresholds(review: float, decline: float) -> None:
 
 def test_scorer_decides_with_its_thresholds(model: LoadedModel) -> None:
     t = model.metadata.thresholds
-    codes = Scorer(model).decide(np.array([t.review - 1e-9, t.review, t.decline]))
+    codes = decide(np.array([t.review - 1e-9, t.review, t.decline]), t.review, t.decline)
     assert codes.tolist() == [0, 1, 2]

@@ -11,33 +11,37 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from streamer.observability.tracing import exporter_from_env, provider_from_env
-from tests.unit.fakes import TOPIC, _event, _msg, _raw
+from tests.unit.fakes import TOPIC, avro_raw, make_event, make_message
 
 TRACE_IDS = ["0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"]
 PARENTS = ["b7ad6b7169203331", "00f067aa0ba902b7"]
 
 
-def _traced(build: Any) -> tuple[Any, Any, InMemorySpanExporter, list[Message]]:
+def _traced(
+    build: Any, *, traced: bool = True
+) -> tuple[Any, Any, InMemorySpanExporter, list[Message]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     messages = [
-        _msg(
+        make_message(
             0,
-            _raw(_event(0)),
+            avro_raw(make_event(0)),
             headers=[("traceparent", f"00-{TRACE_IDS[0]}-{PARENTS[0]}-01".encode())],
         ),
-        _msg(1, b"poison"),
-        _msg(
+        make_message(1, b"poison"),
+        make_message(
             2,
-            _raw(_event(2)),
+            avro_raw(make_event(2)),
             partition=1,
             headers=[("traceparent", f"00-{TRACE_IDS[1]}-{PARENTS[1]}-01".encode())],
         ),
-        _msg(3, _raw(_event(3))),  # no upstream context: no link, a new trace for its send span
+        make_message(
+            3, avro_raw(make_event(3))
+        ),  # no upstream context: no link, a new trace for its send span
     ]
-    pipeline, _consumer, producer = build([messages])
-    pipeline.tracer = provider.get_tracer("test")
+    tracer = provider.get_tracer("test") if traced else None
+    pipeline, _consumer, producer = build([messages], tracer=tracer)
     return pipeline, producer, exporter, messages
 
 
@@ -110,13 +114,13 @@ def test_each_output_continues_its_own_input_trace(build: Any) -> None:
 
 def test_unsampled_upstream_gets_no_spans_and_its_context_passes_through(build: Any) -> None:
     unsampled = f"00-{TRACE_IDS[0]}-{PARENTS[0]}-00".encode()
-    pipeline, _, producer = build(
-        [[_msg(0, _raw(_event(0)), headers=[("traceparent", unsampled)])]]
-    )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    pipeline.tracer = provider.get_tracer("test")
+    pipeline, _, producer = build(
+        [[make_message(0, avro_raw(make_event(0)), headers=[("traceparent", unsampled)])]],
+        tracer=provider.get_tracer("test"),
+    )
 
     pipeline.step()
 
@@ -154,8 +158,7 @@ def test_without_an_exporter_there_is_no_provider() -> None:
 
 
 def test_tracing_off_passes_the_upstream_traceparent_through(build: Any) -> None:
-    pipeline, producer, exporter, _ = _traced(build)
-    pipeline.tracer = None
+    pipeline, producer, exporter, _ = _traced(build, traced=False)
     pipeline.step()
     headers = [dict(h or []) for t, _, _, h in producer.delivered if t == "scored"]
     assert headers[0]["traceparent"] == f"00-{TRACE_IDS[0]}-{PARENTS[0]}-01".encode()

@@ -1,0 +1,66 @@
+"""What every command shares: the options that name settings, and reading the settings.
+
+Every command reads the one ``Settings`` model (``config.loader``): flags override the
+environment, which overrides ``--config FILE``, which overrides defaults. A flag left out
+is None and does not override anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamer.clients import Clients
+from streamer.config.loader import load_settings
+from streamer.config.settings import Settings
+
+STATE: dict[str, Any] = {"debug": False, "config": None}
+
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML settings file (below the environment).")
+]
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        help="Kafka bootstrap servers [default: STREAMER_KAFKA_BOOTSTRAP_SERVERS].",
+        show_default=False,
+    ),
+]
+RegistryUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--schema-registry-url",
+        help="[default: STREAMER_SCHEMA_REGISTRY_URL]",
+        show_default=False,
+    ),
+]
+WireFormatOption = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="confluent | single-object | raw", show_default=False),
+]
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--models-dir", help="[default: STREAMER_MODELS_DIR or models]", show_default=False
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Seed of the synthetic population (cards, merchants).")]
+Cards = Annotated[int, typer.Option(help="Cards in the synthetic population.")]
+Merchants = Annotated[int, typer.Option(help="Merchants in the synthetic population.")]
+
+
+def settings(config: Path | None = None, **flags: Any) -> Settings:
+    """The settings for a command: ``flags`` (None: not given) over environment over file.
+
+    ``require`` (a tuple of field names) lists what the command cannot do without.
+    """
+    require = flags.pop("require", ())
+    return load_settings(config or STATE["config"], require=require, **flags)
+
+
+def clients(config: Path | None = None, **flags: Any) -> Clients:
+    return Clients(settings(config, **flags))

@@ -1,0 +1,15 @@
+"""``streamer run``: the stream."""
+
+from __future__ import annotations
+
+from streamer.cli.common import ConfigFile, settings
+
+
+def run(config: ConfigFile = None) -> None:
+    """Consume, score and publish until SIGTERM/SIGINT (settings: STREAMER_* variables)."""
+    from streamer import service
+    from streamer.observability import logs
+
+    loaded = settings(config, require=("kafka_bootstrap_servers", "input_topic", "output_topic"))
+    logs.configure(loaded.log_level, json=loaded.log_format == "json")
+    service.run(loaded)

@@ -1,0 +1,62 @@
+"""``streamer score-file``: batch deployment with the stream's kernel, model and features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamer.cli.common import ConfigFile, ModelsDir, clients
+
+
+def score_file(
+    source: Annotated[Path, typer.Argument(help="Avro container file of TransactionEvents.")],
+    target: Annotated[Path, typer.Argument(help="Avro container file of ScoredEvents to write.")],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="JSON Lines of rejected events (default: <target>.rejects.jsonl)."),
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="[default: STREAMER_REDIS_URL]", show_default=False)
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="[default: STREAMER_REDIS_KEY_PREFIX]", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="[default: STREAMER_MODEL]", show_default=False)
+    ] = None,
+    models_dir: ModelsDir = None,
+    chunk: Annotated[
+        int, typer.Option(min=1, help="Events per Redis round trip and model run.")
+    ] = 5000,
+    allow_degraded: Annotated[
+        bool, typer.Option(help="Score with default features if Redis is unreachable.")
+    ] = False,
+    config: ConfigFile = None,
+) -> None:
+    """Batch deployment: score a file (backfills, replays) with the stream's code and model."""
+    from streamer.backfill import score_file as run_file
+    from streamer.scoring.kernel import ScoringKernel
+    from streamer.service import feature_cache, load
+
+    factory = clients(
+        config, redis_url=redis_url, redis_key_prefix=prefix, model=model, models_dir=models_dir
+    )
+    loaded = load(factory.settings)
+    kernel = ScoringKernel(loaded, feature_cache(factory, loaded, timeout_ms=2000))
+    result = run_file(
+        source,
+        target,
+        kernel=kernel,
+        rejects=rejects,
+        chunk_size=chunk,
+        allow_degraded=allow_degraded,
+    )
+    rate = result.read / result.seconds if result.seconds else 0.0
+    typer.echo(
+        f"{result.read} read, {result.scored} scored {dict(result.decisions)}, "
+        f"{result.rejected} rejected, {result.degraded} degraded, "
+        f"{result.seconds:.1f}s ({rate:,.0f} events/s)",
+        err=True,
+    )

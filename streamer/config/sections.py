@@ -1,0 +1,67 @@
+"""The settings by concern, as the code reads them: frozen, typed, built from ``Settings``.
+
+``Settings`` is the surface users write (flat ``STREAMER_*`` names); these sections are
+what the client factory (``streamer.clients``) and the service are built from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """What every Kafka client is built from (``clients.Clients``, ``kafka.config``)."""
+
+    bootstrap_servers: str
+    group_id: str
+    group_instance_id: str  # empty: dynamic membership
+    properties: dict[str, str]
+    consumer_properties: dict[str, str]
+    producer_properties: dict[str, str]
+    transactional_id: str  # empty: not exactly-once
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """What the feature cache and its client are built from."""
+
+    url: SecretStr
+    password: SecretStr | None
+    key_prefix: str
+    timeout_ms: float
+    breaker_failures: int
+    breaker_cooldown_s: float
+    ssl_ca_certs: Path | None
+    ssl_certfile: Path | None
+    ssl_keyfile: Path | None
+    required: bool
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The schema registry (Confluent framing): URL and client properties (auth, TLS)."""
+
+    url: str
+    properties: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model scores, where the file registry is, and ONNX Runtime's threads."""
+
+    spec: str
+    models_dir: Path
+    onnx_threads: int
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """The stream's topics, the dead-letter one resolved."""
+
+    input: str
+    output: str
+    dead_letter: str
