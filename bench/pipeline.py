@@ -39,6 +39,8 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import redis  # noqa: E402
+
 from streamer.codec.schemas import known_schemas, transaction_schema, without_logical_types  # noqa: E402
 from streamer.codec.wire import make_encoder  # noqa: E402
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
@@ -289,7 +291,7 @@ def main() -> int:
     }
     results = []
     with acquire() as stack:
-        load_command(redis_url=stack.redis_url, prefix="", file=None)
+        load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
         for name, (make_launcher, sampled) in contenders.items():
             results.append(
                 run_contender(name, make_launcher(), stack, backlog, steady, args.rate, sampled)

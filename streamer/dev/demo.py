@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streamer.codec.schemas import scored_schema, transaction_schema
-from streamer.codec.wire import make_decoder, make_encoder
+from streamer.codec.schemas import scored_schema
+from streamer.codec.wire import make_decoder
 from streamer.dev.devstack.stack import acquire
-from streamer.dev.generator import produce_synthetic
+from streamer.dev.generator import send_synthetic
 from streamer.errors import Rejection
 from streamer.features.loader import load_command
 from streamer.features.reference import currency_exponent
@@ -138,12 +138,13 @@ def main() -> int:
                 [sys.executable, "-m", "streamer", "run"], env=env, stdout=log, stderr=log
             )
         producer = threading.Thread(
-            target=produce_synthetic,
-            args=(
-                Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 10}),
-                make_encoder("single-object", schema=transaction_schema()),
-            ),
-            kwargs={"topic": inp, "count": EVENTS, "rate": RATE},
+            target=send_synthetic,
+            kwargs={
+                "topic": inp,
+                "bootstrap_servers": stack.kafka_bootstrap,
+                "count": EVENTS,
+                "rate": RATE,
+            },
             daemon=True,
         )
         producer.start()

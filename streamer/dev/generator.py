@@ -118,3 +118,17 @@ def _progress(total: int) -> Any:
     task = bar.add_task("produce", total=total)
     bar.start()
     return bar, task
+
+
+def send_synthetic(
+    *, bootstrap_servers: str, topic: str, count: int, fmt: str = "single-object", **options: Any
+) -> int:
+    """``produce_synthetic`` on a plain local producer (demo, tests, benchmarks)."""
+    from streamer.codec.schemas import transaction_schema
+    from streamer.codec.wire import make_encoder
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap_servers, "linger.ms": 10, "enable.idempotence": True}
+    )
+    encoder = make_encoder(fmt, schema=transaction_schema())  # type: ignore[arg-type]
+    return produce_synthetic(producer, encoder, topic=topic, count=count, **options)

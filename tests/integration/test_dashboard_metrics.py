@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.dev.devstack.processes import free_port
-from streamer.dev.generator import produce_synthetic
+from streamer.dev.generator import send_synthetic
 from tests.fixtures import dashboard as dash
 from tests.integration.streamer_proc import (
     http_get,
@@ -48,7 +48,7 @@ def test_every_metric_the_dashboard_queries_is_exported(
     used = dash.used_metrics()
     assert len(used) >= 10, f"the dashboard queries suspiciously few metrics: {sorted(used)}"
     load_synthetic_features(redis_url, redis_prefix)
-    produce_synthetic(
+    send_synthetic(
         topic=topics["input_topic"],
         bootstrap_servers=kafka_bootstrap,
         count=EVENTS,

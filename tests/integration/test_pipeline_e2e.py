@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import Producer
 from fastavro import schemaless_reader, schemaless_writer
 
-from streamer.dev.generator import produce_synthetic
+from streamer.dev.generator import send_synthetic
 from streamer.features.engineering import assemble, event_columns
 from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
 from tests.integration.streamer_proc import (
@@ -76,7 +76,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
     run_settings: dict[str, str],
 ) -> None:
     load_synthetic_features(redis_url, redis_prefix)
-    produce_synthetic(
+    send_synthetic(
         topic=topics["input_topic"],
         bootstrap_servers=kafka_bootstrap,
         count=N,
@@ -134,7 +134,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
 def _producing(bootstrap: str, topic: str, seed: int) -> threading.Thread:
     """N events at 4,000/s in the background: a stop after a few thousand is mid-stream."""
     thread = threading.Thread(
-        target=produce_synthetic,
+        target=send_synthetic,
         kwargs={
             "topic": topic,
             "bootstrap_servers": bootstrap,

@@ -124,7 +124,7 @@ def test_unreachable_schema_registry_exits_3(good: dict[str, str]) -> None:
 def test_redis_down_at_start_scores_degraded_instead_of_failing(
     kafka_bootstrap: str, run_settings: dict[str, str], tmp_path: Path
 ) -> None:
-    from streamer.dev.generator import produce_synthetic
+    from streamer.dev.generator import send_synthetic
     from tests.integration.streamer_proc import (
         decode_single_object,
         plain_schema,
@@ -134,9 +134,7 @@ def test_redis_down_at_start_scores_degraded_instead_of_failing(
         wait_caught_up,
     )
 
-    produce_synthetic(
-        topic=run_settings["input_topic"], bootstrap_servers=kafka_bootstrap, count=20
-    )
+    send_synthetic(topic=run_settings["input_topic"], bootstrap_servers=kafka_bootstrap, count=20)
     proc = start_streamer(
         tmp_path / "s.log", **{**run_settings, "redis_url": "redis://127.0.0.1:9/0"}
     )

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.cli import streamer_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _streamer(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "streamer", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_version_names_the_libraries() -> None:
-    result = _streamer("version")
+    result = streamer_cli("version")
     assert result.returncode == 0
     assert result.stdout.startswith("streamer ")
     assert "librdkafka" in result.stdout
@@ -35,14 +21,14 @@ def test_version_names_the_libraries() -> None:
 def test_models_verify_accepts_the_shipped_model_and_refuses_a_tampered_copy(
     tmp_path: Path,
 ) -> None:
-    ok = _streamer("models", "verify", "fraud-gbt@1")
+    ok = streamer_cli("models", "verify", "fraud-gbt@1")
     assert ok.returncode == 0, ok.stderr
     assert "fraud-gbt@1 ok" in ok.stdout
 
     shutil.copytree(REPO / "models" / "fraud-gbt", tmp_path / "fraud-gbt")
     onnx = tmp_path / "fraud-gbt" / "1" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")
-    bad = _streamer("models", "verify", "fraud-gbt", "--models-dir", str(tmp_path))
+    bad = streamer_cli("models", "verify", "fraud-gbt", "--models-dir", str(tmp_path))
     assert bad.returncode == 2
     assert bad.stderr.startswith("streamer: ")
     assert "sha256" in bad.stderr
@@ -50,6 +36,6 @@ def test_models_verify_accepts_the_shipped_model_and_refuses_a_tampered_copy(
 
 
 def test_features_load_needs_exactly_one_source() -> None:
-    result = _streamer("features", "load")
+    result = streamer_cli("features", "load")
     assert result.returncode == 2
     assert "--file or --synthetic" in result.stderr
