@@ -27,7 +27,7 @@ from streamer.features.loader import parse_record
 from streamer.kafka.commit import AtLeastOnce
 from streamer.kafka.loop import LoopStats, StatsObserver, StreamLoop, Topics
 from streamer.kafka.offsets import OffsetTracker
-from streamer.kafka.publisher import Publisher
+from streamer.kafka.publisher import DeadLetterTopic, Publisher
 from streamer.model.registry import LoadedModel
 from streamer.observability.observer import Observer, Observers
 from streamer.scoring.kernel import ScoringKernel
@@ -215,7 +215,12 @@ def stream_loop(
         LoopStats(),
     )
     observers = Observers([observer or Observer(), StatsObserver(stats)])
-    publisher = Publisher(producer, tracker, observers)  # type: ignore[arg-type]
+    publisher = Publisher(
+        producer,  # type: ignore[arg-type]
+        tracker,
+        observers,
+        dead_letters=DeadLetterTopic("tx.dlq", "g"),
+    )
     loop = StreamLoop(
         consumer=consumer,  # type: ignore[arg-type]
         publisher=publisher,

@@ -42,12 +42,15 @@ class CommitStrategy(Protocol):
     def drain(self) -> None: ...
     def forget(self, partitions: Iterable[Partition]) -> None: ...
     def committable(self, tp: Partition) -> int | None: ...
+    @property
+    def rewinds(self) -> int: ...
 
 
-def _seek(consumer: Consumer, rewinds: dict[Partition, int], why: str) -> None:
+def _seek(consumer: Consumer, rewinds: dict[Partition, int], why: str) -> int:
     for (topic, partition), offset in rewinds.items():
         log.warning("rewinding %s[%d] to %d: %s", topic, partition, offset, why)
         consumer.seek(TopicPartition(topic, partition, offset))
+    return len(rewinds)
 
 
 class AtLeastOnce:
@@ -67,6 +70,7 @@ class AtLeastOnce:
         self.tracker = tracker
         self._max_in_flight = max_in_flight
         self._drain_timeout_s = drain_timeout_s
+        self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
         # Registered before anything is produced: a delivery report served while producing
@@ -82,7 +86,8 @@ class AtLeastOnce:
     def tick(self) -> None:
         while self.tracker.pending > self._max_in_flight:
             self._publisher.poll(0.05)  # backpressure: let acknowledgements catch up
-        _seek(self._consumer, self.tracker.take_failures(), "reprocessing undelivered outputs")
+        failures = self.tracker.take_failures()
+        self.rewinds += _seek(self._consumer, failures, "reprocessing undelivered outputs")
         self._commit(asynchronous=True)
 
     def drain(self) -> None:
@@ -131,6 +136,7 @@ class ExactlyOnce:
         self._publisher = publisher
         self.transactions = transactions
         self._drain_timeout_s = drain_timeout_s
+        self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
         self.transactions.begin()
@@ -140,9 +146,10 @@ class ExactlyOnce:
         try:
             self.transactions.commit(offsets, self._consumer.consumer_group_metadata())
         except TransactionAbortedError:
-            _seek(self._consumer, batch_start(batch.offsets), "the batch's transaction aborted")
+            starts = batch_start(batch.offsets)
+            self.rewinds += _seek(self._consumer, starts, "the batch's transaction aborted")
             return
-        _seek(self._consumer, dict(batch.reread), "schema registry unavailable")
+        self.rewinds += _seek(self._consumer, dict(batch.reread), "schema registry unavailable")
 
     def tick(self) -> None:
         """Nothing to do: every batch committed with its transaction."""

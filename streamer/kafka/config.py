@@ -29,6 +29,9 @@ _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
     "linger.ms": 5,
     "compression.type": "lz4",
     "delivery.timeout.ms": 120_000,
+    # Headroom above the largest accepted input (STREAMER_MAX_MESSAGE_BYTES, 1,000,000) for
+    # a dead letter's headers; just under the broker's default max.message.bytes (1,048,588).
+    "message.max.bytes": 1_048_576,
 }
 
 

@@ -8,6 +8,7 @@ sends the originals back to the input topic (the ``streamer.*`` headers removed,
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -191,3 +192,31 @@ def replay(
     if failures or left:
         raise DependencyError(f"replay incomplete: {len(failures)} failed, {left} unacknowledged")
     return len(letters)
+
+
+def truncated(
+    key: bytes | None, value: bytes | None, headers: Headers, budget: int
+) -> tuple[bytes, bytes, Headers]:
+    """A dead letter cut to about ``budget`` bytes, saying what it was and that it was cut.
+
+    The original value's size and sha256 are kept in headers, so an operator can match it
+    to the source; the original headers stay unless they alone would take half the budget.
+    """
+    raw_key, raw_value = key or b"", value or b""
+    marks: Headers = [
+        ("streamer.truncated", b"true"),
+        ("streamer.original.size", str(len(raw_value)).encode()),
+        ("streamer.original.key.size", str(len(raw_key)).encode()),
+        ("streamer.original.sha256", hashlib.sha256(raw_value).hexdigest().encode()),
+    ]
+    kept = headers
+    if _size(headers) + _size(marks) > budget // 2:
+        kept = [(k, v[:512]) for k, v in headers if k.startswith(_OURS)]
+        marks.append(("streamer.original.headers", b"dropped"))
+    room = max(budget - _size(kept) - _size(marks) - 512, 0)  # 512: record overhead
+    cut_key = raw_key[: min(len(raw_key), room // 4)]
+    return cut_key, raw_value[: room - len(cut_key)], [*kept, *marks]
+
+
+def _size(headers: Headers) -> int:
+    return sum(len(k) + len(v) + 8 for k, v in headers)

@@ -108,6 +108,8 @@ class StreamLoop:
 
     def step(self) -> None:
         """One loop iteration: a batch (if any), delivery reports, rewinds, commits."""
+        if self.publisher.fatal is not None:
+            raise self.publisher.fatal
         self.stats.last_heartbeat = now = time.monotonic()
         if now < self._resume_at:  # backing off after a registry outage: serve reports only
             self.publisher.poll(min(self._resume_at - now, self.max_wait_ms / 1000.0))
@@ -175,12 +177,11 @@ class StreamLoop:
                 offset,
                 headers=output_headers,
                 event_time=record["event_time"],
+                origin=batch.messages[row],
             )
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
-        self.publisher.send_dead_letter(
-            self.topics.dead_letter, msg, rejection, self.topics.group_id
-        )
+        self.publisher.send_dead_letter(msg, rejection)
 
     def _lag_monitor(self) -> LagMonitor:
         if self._lag is None:

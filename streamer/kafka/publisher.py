@@ -1,21 +1,29 @@
 """Publishing: scored events and dead letters, asynchronously; delivery reports drive commits.
 
-Each output carries the input's topic-partition and offset in its delivery callback, so a
-broker acknowledgement marks exactly that input done in the ``OffsetTracker``, and a failed
-delivery marks it for reprocessing. Dead letters are built by ``dead_letters``.
+Each output carries its input's topic-partition and offset to its delivery report, so a
+broker acknowledgement marks exactly that input done in the ``OffsetTracker``.
+
+A failure is either retriable (a timeout, a broker restarting: the input is reprocessed,
+its partition rewound) or permanent for that record (too large, invalid, refused by the
+topic's policy), which reprocessing cannot fix. A permanent refusal never blocks a
+partition: a refused scored event is replaced by a dead letter of its input saying why; a
+refused dead letter is re-sent cut down (``dead_letters.truncated``), smaller each time;
+when even the smallest is refused for ``give_up_after_s``, ``fatal`` is set and the loop
+stops with one line naming the topic and the broker's reason.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streamer.errors import Rejection
-from streamer.kafka.dead_letters import dead_letter_headers
+from streamer.errors import Rejection, StreamerError
+from streamer.kafka.dead_letters import dead_letter_headers, truncated
 from streamer.kafka.headers import Headers
 from streamer.kafka.offsets import OffsetTracker, TopicPartition
 from streamer.observability.observer import Observer
@@ -23,19 +31,72 @@ from streamer.observability.observer import Observer
 log = logging.getLogger(__name__)
 
 ProducerHeaders = list[tuple[str, str | bytes | None]] | None
+PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError._INVALID_ARG,
+        KafkaError._BAD_MSG,
+    }
+)
+"""Errors that reprocessing the same record cannot fix."""
+SMALLEST_LETTER = 1024
+
+
+class DeadLetterRefusedError(StreamerError):
+    """Even a cut-down dead letter is refused: stopping beats losing or looping (exit 4)."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class DeadLetterTopic:
+    """Where dead letters go, and the consumer group they are written for."""
+
+    topic: str
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    """What a delivery report needs to know about the record it reports on."""
+
+    source: TopicPartition
+    offset: int
+    event_time: int = 0
+    origin: Message | None = None  # the input of a scored event
+    rejection: Rejection | None = None  # set for a dead letter
+    budget: int = 0  # a cut-down dead letter: the size it was cut to
 
 
 class Publisher:
     """Wraps one ``Producer``; acknowledgements and failures go to the offset tracker."""
 
     def __init__(
-        self, producer: Producer, tracker: OffsetTracker, observer: Observer | None = None
+        self,
+        producer: Producer,
+        tracker: OffsetTracker,
+        observer: Observer | None = None,
+        *,
+        dead_letters: DeadLetterTopic | None = None,
+        max_bytes: int = 1_000_000,
+        give_up_after_s: float = 60.0,
     ) -> None:
         self._producer = producer
         self._tracker = tracker
         self._observer = observer or Observer()
+        self._dead_letters = dead_letters
+        self._max_bytes = max_bytes
+        self._give_up_after_s = give_up_after_s
+        self._refused_since: float | None = None
         self.delivered = 0
         self.failed = 0
+        self.refused = 0
+        self.fatal: StreamerError | None = None
         self._latencies: list[int] = []
 
     def send(
@@ -46,45 +107,29 @@ class Publisher:
         source: TopicPartition,
         offset: int,
         headers: Headers | None = None,
-        timestamp: int = 0,
         event_time: int = 0,
-        rejection: Rejection | None = None,
+        origin: Message | None = None,
     ) -> None:
-        """Queue one record; blocks (serving delivery reports) while the local queue is full.
+        """Queue a scored event; blocks (serving delivery reports) while the queue is full.
 
-        With ``event_time`` (epoch ms) the end-to-end latency is recorded on acknowledgement;
-        a dead letter (``rejection``) is reported to the observer when acknowledged.
+        ``event_time`` (epoch ms) gives the end-to-end latency on acknowledgement;
+        ``origin``, its input, is dead-lettered if the broker refuses the output for good.
         """
-        callback = partial(self._delivered, source, offset, event_time, rejection)
-        # headers=None and timestamp=0 (now) are librdkafka's own defaults.
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value,
-                    key,
-                    on_delivery=callback,
-                    headers=cast(ProducerHeaders, headers),  # list is invariant; bytes are fine
-                    timestamp=timestamp,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        self._produce(topic, key, value, headers, 0, _Output(source, offset, event_time, origin))
 
-    def send_dead_letter(
-        self, topic: str, msg: Message, rejection: Rejection, group_id: str
-    ) -> None:
+    def send_dead_letter(self, msg: Message, rejection: Rejection, budget: int = 0) -> None:
+        """Queue ``msg`` with why it failed (cut to ``budget`` bytes when given)."""
+        target = self._dead_letters
+        if target is None:
+            raise RuntimeError("this publisher has no dead-letter topic")
         _, timestamp = msg.timestamp()
-        self.send(
-            topic,
-            msg.key(),
-            msg.value(),
-            (msg.topic() or "", msg.partition() or 0),
-            msg.offset() or 0,
-            headers=dead_letter_headers(msg, rejection, group_id),
-            timestamp=max(timestamp, 0),
-            rejection=rejection,
-        )
+        key, value = msg.key(), msg.value()
+        headers = dead_letter_headers(msg, rejection, target.group_id)
+        if budget:
+            key, value, headers = truncated(key, value, headers, budget)
+        source = (msg.topic() or "", msg.partition() or 0)
+        output = _Output(source, msg.offset() or 0, origin=msg, rejection=rejection, budget=budget)
+        self._produce(target.topic, key, value, headers, max(timestamp, 0), output)
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._producer.poll(timeout))
@@ -98,25 +143,76 @@ class Publisher:
         taken, self._latencies = self._latencies, []
         return taken
 
-    def _delivered(
+    def _produce(
         self,
-        source: TopicPartition,
-        offset: int,
-        event_time: int,
-        rejection: Rejection | None,
-        err: KafkaError | None,
-        msg: Message,
+        topic: str,
+        key: bytes | str | None,
+        value: bytes | None,
+        headers: Headers | None,
+        timestamp: int,
+        output: _Output,
     ) -> None:
+        callback = partial(self._delivered, output)
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value,
+                    key,
+                    on_delivery=callback,
+                    headers=cast(ProducerHeaders, headers),  # list is invariant; bytes are fine
+                    timestamp=timestamp,  # 0: now, librdkafka's default
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # refused before queueing (too large, invalid)
+                error = exc.args[0] if exc.args else KafkaError(KafkaError._INVALID_ARG)
+                self._delivered(output, error, None)
+                return
+
+    def _delivered(self, output: _Output, err: KafkaError | None, msg: Message | None) -> None:
         if err is None:
             self.delivered += 1
-            self._tracker.ack(source, offset)
-            if event_time:
-                self._latencies.append(time.time_ns() // 1_000_000 - event_time)
-            if rejection is not None:
-                self._observer.dead_lettered(rejection)
+            self._refused_since = None
+            self._tracker.ack(output.source, output.offset)
+            if output.event_time:
+                self._latencies.append(time.time_ns() // 1_000_000 - output.event_time)
+            if output.rejection is not None:
+                self._observer.dead_lettered(output.rejection)
+            return
+        if err.code() in PERMANENT and output.origin is not None:
+            self._refused(output, err)
             return
         self.failed += 1
-        self._tracker.fail(source, offset)
+        self._tracker.fail(output.source, output.offset)
         log.error(
-            "delivery to %s failed, will reprocess %s@%d: %s", msg.topic(), source, offset, err
+            "delivery failed, will reprocess %s[%d]@%d: %s",
+            *output.source,
+            output.offset,
+            err.str(),
         )
+
+    def _refused(self, output: _Output, err: KafkaError) -> None:
+        """A permanent refusal: dead-letter the input, or cut the dead letter down."""
+        assert output.origin is not None
+        self.refused += 1
+        if output.rejection is None:
+            log.warning("scored event refused (%s); dead-lettering its input", err.str())
+            reason = Rejection("OutputRefused", f"scored event refused: {err.str()}", "publish")
+            self.send_dead_letter(output.origin, reason)
+            return
+        budget = output.budget // 4 if output.budget else self._max_bytes
+        if budget >= SMALLEST_LETTER:
+            self.send_dead_letter(output.origin, output.rejection, budget)
+            return
+        now = time.monotonic()
+        self._refused_since = self._refused_since or now
+        topic = self._dead_letters.topic if self._dead_letters else "?"
+        if now - self._refused_since >= self._give_up_after_s:
+            self.fatal = DeadLetterRefusedError(
+                f"the dead-letter topic {topic!r} refuses even a {SMALLEST_LETTER}-byte dead "
+                f"letter ({err.str()}); check the topic (max.message.bytes, policies, ACLs)"
+            )
+        self.failed += 1
+        self._tracker.fail(output.source, output.offset)  # retried after the rewind

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import Consumer
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
@@ -20,14 +21,17 @@ from streamer.codec.wire import make_decoder, make_encoder
 from streamer.config.settings import Settings
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
+from streamer.kafka.batch import Decoder
 from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
-from streamer.kafka.loop import LoopStats, StatsObserver, StreamLoop, Topics
+from streamer.kafka.config import producer_config
+from streamer.kafka.loop import Encoder, LoopStats, StatsObserver, StreamLoop, Topics
 from streamer.kafka.offsets import OffsetTracker
-from streamer.kafka.publisher import Publisher
+from streamer.kafka.publisher import DeadLetterTopic, Publisher
 from streamer.kafka.transactions import Transactions
 from streamer.model.registry import LoadedModel, load_model
 from streamer.model.scorer import Scorer
-from streamer.observability.metrics import Sources, StreamerCollector, Telemetry, registry_for
+from streamer.observability.collector import Sources, StreamerCollector, registry_for
+from streamer.observability.metrics import Telemetry
 from streamer.observability.observer import Observer, Observers
 from streamer.observability.progress import ProgressLog
 from streamer.observability.tracing import TracingObserver
@@ -64,6 +68,49 @@ def feature_cache(
         card_defaults=model.card_defaults,
         merchant_defaults=model.merchant_defaults,
         breaker=CircuitBreaker(redis.breaker_failures, redis.breaker_cooldown_s),
+    )
+
+
+def decoder(settings: Settings, registry: Any | None) -> Decoder:
+    """The input decoder the settings describe (framing, writer schema, size limit)."""
+    writer = load_schema(settings.input_writer_schema) if settings.input_writer_schema else None
+    return make_decoder(
+        settings.input_format,
+        reader_schema=transaction_schema(),
+        writer_schema=writer,
+        registry=registry,
+        max_bytes=settings.max_message_bytes,
+    )
+
+
+def encoder(settings: Settings, registry: Any | None) -> Encoder:
+    """The ScoredEvent encoder for the output topic."""
+    return make_encoder(
+        settings.output_format,
+        schema=scored_schema(),
+        registry=registry,
+        subject=f"{settings.output_topic}-value",
+    )
+
+
+def commit_strategy(
+    settings: Settings,
+    consumer: Consumer,
+    publisher: Publisher,
+    tracker: OffsetTracker,
+    transactions: Transactions | None,
+) -> CommitStrategy:
+    """Exactly-once when the settings ask for it, else at-least-once."""
+    if transactions is not None:
+        return ExactlyOnce(
+            consumer, publisher, transactions, drain_timeout_s=settings.drain_timeout_s
+        )
+    return AtLeastOnce(
+        consumer,
+        publisher,
+        tracker,
+        max_in_flight=settings.max_in_flight,
+        drain_timeout_s=settings.drain_timeout_s,
     )
 
 
@@ -106,38 +153,21 @@ def build(
     )
     producer, consumer = clients.producer(), clients.consumer()
     tracker = OffsetTracker()
-    publisher = Publisher(producer, tracker, observer)
-    transactions = Transactions(producer) if settings.exactly_once else None
-    commits: CommitStrategy = (
-        ExactlyOnce(consumer, publisher, transactions, drain_timeout_s=settings.drain_timeout_s)
-        if transactions is not None
-        else AtLeastOnce(
-            consumer,
-            publisher,
-            tracker,
-            max_in_flight=settings.max_in_flight,
-            drain_timeout_s=settings.drain_timeout_s,
-        )
+    publisher = Publisher(
+        producer,
+        tracker,
+        observer,
+        dead_letters=DeadLetterTopic(settings.dead_letter_topic, settings.group_id),
+        max_bytes=int(producer_config(settings.kafka)["message.max.bytes"]),
     )
-    writer = load_schema(settings.input_writer_schema) if settings.input_writer_schema else None
+    transactions = Transactions(producer) if settings.exactly_once else None
     loop = StreamLoop(
         consumer=consumer,
         publisher=publisher,
-        decoder=make_decoder(
-            settings.input_format,
-            reader_schema=transaction_schema(),
-            writer_schema=writer,
-            registry=registry,
-            max_bytes=settings.max_message_bytes,
-        ),
-        encoder=make_encoder(
-            settings.output_format,
-            schema=scored_schema(),
-            registry=registry,
-            subject=f"{settings.output_topic}-value",
-        ),
+        decoder=decoder(settings, registry),
+        encoder=encoder(settings, registry),
         kernel=kernel,
-        commits=commits,
+        commits=commit_strategy(settings, consumer, publisher, tracker, transactions),
         topics=topics,
         observer=observer,
         stats=stats,
@@ -151,6 +181,8 @@ def build(
         breaker_state=lambda: cache.breaker.state,
         in_flight=lambda: tracker.pending,
         delivery_failures=lambda: publisher.failed,
+        outputs_refused=lambda: publisher.refused,
+        rewinds=lambda: loop.commits.rewinds,
         model=lambda: (kernel.stamp.name, kernel.stamp.version),
     )
     metrics = registry_for(StreamerCollector(telemetry, sources))

@@ -1,0 +1,185 @@
+"""Prometheus export: ``Telemetry`` and live ``Sources`` as metric families at scrape time.
+
+Every metric is listed in the README's Operations section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import GCCollector, ProcessCollector
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from streamer.observability.metrics import BatchHistogram, Telemetry
+
+
+@dataclass
+class Sources:
+    """Live objects read at scrape time (callables so nothing holds stale values)."""
+
+    consumed: Callable[[], int]
+    lookups: Callable[[], dict[tuple[str, str], int]]  # (entity, result) -> count
+    redis_errors: Callable[[], int]
+    breaker_state: Callable[[], str]
+    in_flight: Callable[[], int]
+    delivery_failures: Callable[[], int]
+    outputs_refused: Callable[[], int]  # permanently refused by the broker (too large, …)
+    rewinds: Callable[[], int]  # partitions rewound to reprocess
+    model: Callable[[], tuple[str, str]]  # (name, version) scoring now
+
+
+class StreamerCollector(Collector):
+    """Turns ``Telemetry`` and ``Sources`` into Prometheus metric families."""
+
+    def __init__(self, telemetry: Telemetry, sources: Sources) -> None:
+        self.telemetry = telemetry
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._counters()
+        yield from self._states()
+        yield from self._distributions()
+
+    def _counters(self) -> Iterator[Metric]:
+        t, s = self.telemetry, self.sources
+        yield _counter("streamer_events_consumed", "Input messages consumed.", [((), s.consumed())])
+        yield _counter(
+            "streamer_events_scored",
+            "Events scored and handed to the producer, by decision.",
+            [((d,), n) for d, n in sorted(t.decisions.items())],
+            ["decision"],
+        )
+        yield _counter(
+            "streamer_events_dead_lettered",
+            "Messages sent to the dead-letter topic.",
+            [((stage, reason), n) for (stage, reason), n in sorted(t.dead_letters.items())],
+            ["stage", "reason"],
+        )
+        yield _counter(
+            "streamer_feature_status",
+            "Scored events by feature completeness.",
+            [((k,), n) for k, n in sorted(t.feature_status.items())],
+            ["status"],
+        )
+        yield _counter(
+            "streamer_delivery_failures",
+            "Outputs the broker did not acknowledge (their inputs are reprocessed).",
+            [((), s.delivery_failures())],
+        )
+        yield _counter(
+            "streamer_outputs_refused",
+            "Outputs the broker refused for good (too large, invalid): the input is "
+            "dead-lettered, a dead letter is re-sent cut down.",
+            [((), s.outputs_refused())],
+        )
+        yield _counter(
+            "streamer_partition_rewinds",
+            "Partitions rewound to reprocess undelivered outputs or an aborted batch.",
+            [((), s.rewinds())],
+        )
+        yield _counter(
+            "streamer_feature_lookups",
+            "Feature lookups of each batch's unique entities: hit, miss (defaults) or "
+            "degraded (cache unavailable).",
+            sorted(s.lookups().items()),
+            ["entity", "result"],
+        )
+        yield _counter(
+            "streamer_redis_errors", "Failed feature cache round trips.", [((), s.redis_errors())]
+        )
+
+    def _states(self) -> Iterator[Metric]:
+        t, s = self.telemetry, self.sources
+        state = StateSetMetricFamily(
+            "streamer_redis_breaker_state", "Feature cache circuit breaker."
+        )
+        current = s.breaker_state()
+        state.add_metric([], {k: k == current for k in ("closed", "open", "half-open")})
+        yield state
+        info = InfoMetricFamily("streamer_model", "The model scoring the stream.")
+        name, version = s.model()
+        info.add_metric([], {"name": name, "version": version})
+        yield info
+        drift = GaugeMetricFamily(
+            "streamer_score_drift_psi",
+            "Population stability index of scores vs the model's reference.",
+        )
+        drift.add_metric([], t.drift())
+        yield drift
+        yield _gauge(
+            "streamer_events_in_flight",
+            "Consumed messages whose output is not acknowledged yet.",
+            [((), s.in_flight())],
+        )
+        yield _gauge(
+            "streamer_consumer_lag",
+            "Messages behind the partition's end (high watermark).",
+            [((tp, str(p)), lag) for (tp, p), lag in sorted(t.current_lag.items())],
+            ["topic", "partition"],
+        )
+
+    def _distributions(self) -> Iterator[Metric]:
+        t = self.telemetry
+        yield _histogram(
+            "streamer_end_to_end_latency_seconds",
+            "Event time to broker acknowledgement of the scored event.",
+            t.latency,
+        )
+        yield _histogram("streamer_batch_size", "Messages per micro-batch.", t.batch_size)
+        yield _histogram("streamer_score", "Fraud scores.", t.score)
+        stages = HistogramMetricFamily(
+            "streamer_stage_duration_seconds", "Time per batch in each stage.", labels=["stage"]
+        )
+        for name, hist in t.stages.items():
+            buckets, total = hist.snapshot()
+            stages.add_metric([name], buckets, total)
+        yield stages
+
+
+def _counter(
+    name: str,
+    doc: str,
+    samples: Iterable[tuple[tuple[str, ...], float]],
+    labels: Sequence[str] = (),
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for values, n in samples:
+        family.add_metric(list(values), n)
+    return family
+
+
+def _gauge(
+    name: str,
+    doc: str,
+    samples: Iterable[tuple[tuple[str, ...], float]],
+    labels: Sequence[str] = (),
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    for values, n in samples:
+        family.add_metric(list(values), n)
+    return family
+
+
+def _histogram(name: str, doc: str, hist: BatchHistogram) -> HistogramMetricFamily:
+    buckets, total = hist.snapshot()
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
+
+
+def registry_for(collector: StreamerCollector) -> CollectorRegistry:
+    """A registry of our own (no process-global default registry), with the process
+    (CPU, memory, file descriptors) and garbage-collector metrics SREs expect."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

@@ -1,0 +1,93 @@
+"""The scoring kernel: one flow for the stream, files and anything else that scores."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer import ScoringKernel, load_model
+from streamer.features.engineering import assemble, event_columns
+from streamer.model.registry import LoadedModel
+from streamer.model.scorer import Scorer
+from streamer.scoring.decisions import DECISIONS
+from streamer.testing import InMemoryFeatures, sample_event
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    return load_model("fraud-gbt", REPO / "models")
+
+
+def test_the_readme_example_runs_verbatim(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Embedding and testing") :]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
+    monkeypatch.chdir(REPO)
+    exec(compile(code, "README.md", "exec"), {})
+
+
+def test_scores_equal_a_direct_model_run_on_the_same_features(model: LoadedModel) -> None:
+    features = InMemoryFeatures(
+        model, cards={f"card-{i}": {"txn_count_1h": i} for i in range(5)}, merchants={"m": {}}
+    )
+    events = [
+        sample_event(transaction_id=f"t{i}", card_id=f"card-{i % 7}", merchant_id="m",
+                     amount_minor=1_000 * (i + 1))
+        for i in range(40)
+    ]  # fmt: skip
+    scored = ScoringKernel(model, features).score(events, [(0, i) for i in range(40)])
+
+    fetched = features.fetch([e["card_id"] for e in events], [e["merchant_id"] for e in events])
+    matrix = assemble(
+        event_columns(events), fetched.card, fetched.merchant, model.metadata.feature_names
+    )
+    direct = Scorer(model).score(matrix)
+    assert scored.rows == list(range(40))
+    np.testing.assert_allclose([r["score"] for r in scored.records], direct, atol=1e-9)
+    assert [r["transaction_id"] for r in scored.records] == [e["transaction_id"] for e in events]
+    assert [r["source_offset"] for r in scored.records] == list(range(40))
+    statuses = {r["card_id"]: r["feature_status"] for r in scored.records}
+    assert statuses["card-1"] == "COMPLETE"
+    assert statuses["card-6"] == "PARTIAL"  # card unknown, merchant found
+
+
+def test_invalid_events_come_back_as_rejections_with_their_row(model: LoadedModel) -> None:
+    events = [sample_event(), sample_event(amount_minor=-1), sample_event(currency="XXQ")]
+    scored = ScoringKernel(model, InMemoryFeatures(model)).score(
+        events, [(0, 10), (0, 11), (0, 12)], received_ms=1_764_000_100_000
+    )
+    assert scored.rows == [0]
+    assert [(row, r.error_class, r.stage) for row, r in scored.rejected] == [
+        (1, "AmountNotPositive", "validate"),
+        (2, "UnknownCurrency", "validate"),
+    ]
+    assert scored.records[0]["source_offset"] == 10
+
+
+def test_an_unavailable_feature_source_degrades_every_event(model: LoadedModel) -> None:
+    features = InMemoryFeatures(model, cards={"card-000001": {}})
+    features.down = True
+    scored = ScoringKernel(model, features).score([sample_event()] * 3, [(0, i) for i in range(3)])
+    assert scored.degraded
+    assert scored.status_counts()["DEGRADED"] == 3
+    assert sum(scored.decision_counts().values()) == 3
+    assert set(scored.decision_counts()) == set(DECISIONS)
+
+
+def test_swapping_the_model_takes_effect_on_the_next_batch(model: LoadedModel) -> None:
+    kernel = ScoringKernel(model, InMemoryFeatures(model))
+    first = kernel.score([sample_event()], [(0, 0)]).records[0]
+
+    class Constant:
+        def score(self, matrix: np.ndarray) -> np.ndarray:
+            return np.full(matrix.shape[0], 0.99)
+
+    kernel.use(model, Constant())
+    second = kernel.score([sample_event()], [(0, 1)]).records[0]
+    assert first["score"] != 0.99
+    assert (second["score"], second["decision"]) == (0.99, "DECLINE")
