@@ -15,14 +15,14 @@ import yaml
 from tests.deploy.tools import CRDS
 
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
 # ------------------------------------------------------------------------ CRD validation
 
 
 def _structural_to_jsonschema(node: Any) -> Any:
     """A CRD's openAPIV3Schema as JSON Schema, with kubectl's strict field validation:
     unknown fields are errors (additionalProperties false where the CRD does not preserve
-    unknown fields), int-or-string and nullable spelled out."""
+    unknown fields), int-or-string, nullable and RE2 flag groups spelled out."""
     if isinstance(node, list):
         return [_structural_to_jsonschema(item) for item in node]
     if not isinstance(node, dict):
@@ -35,6 +35,9 @@ def _structural_to_jsonschema(node: Any) -> Any:
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if isinstance(node.get("pattern"), str) and node["pattern"].startswith("^(?i)"):
+        # Go's RE2 takes a flag group anywhere; Python's re only at the very start.
+        out["pattern"] = "(?i)^" + node["pattern"][5:]
     if node.get("nullable") and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     if (

@@ -35,6 +35,7 @@ CRDS = REPO / "tests" / "fixtures" / "crds"
 KEDA_ON = (
     "keda.enabled=true",
     "serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true",
     "grafanaDashboard.enabled=true",
     "kafka.sasl.enabled=true",
     "kafka.sasl.existingSecret=kafka-sasl",
