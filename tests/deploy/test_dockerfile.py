@@ -93,8 +93,8 @@ def test_schemas_dir_can_be_repointed(tmp_path: Path) -> None:
     """The image relies on STREAMER_SCHEMAS_DIR: the package is not beside schemas/ there."""
     shutil.copytree(REPO / "schemas", tmp_path / "schemas")
     code = (
-        "from streamer import avro; print(avro.SCHEMAS_DIR); "
-        "avro.transaction_schema(); avro.scored_schema()"
+        "from streamer.codec import schemas; print(schemas.SCHEMAS_DIR); "
+        "schemas.transaction_schema(); schemas.scored_schema()"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
