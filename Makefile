@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-streamer
 
-.PHONY: help install test test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
+.PHONY: help setup install test test-deploy test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with streamer and its test/dev tools
 
-test: $(STAMP) ## all tests: unit, then integration on a real Kafka broker and Redis
-	$(PY) -m pytest tests/unit tests/integration
+setup: ## what tests and demo need: system packages, .venv with all extras, Kafka jars, helm, actionlint
+	@VENV=$(VENV) .ci/setup.sh
+
+test: setup ## everything CI runs: set-up, lint, unit tests, deploy checks, integration tests
+	@$(MAKE) --no-print-directory lint
+	$(PY) -m pytest tests/unit tests/deploy tests/integration
+
+test-deploy: setup ## offline checks of the chart, compose file, dashboard, alerts, Dockerfile, workflow
+	$(PY) -m pytest tests/deploy
 
 test-unit: $(STAMP) ## unit tests only (no servers)
 	$(PY) -m pytest tests/unit
@@ -47,8 +54,9 @@ dev-down: ## stop the local stack started by dev-up
 dev-status: ## is the local stack running?
 	$(PY) -m streamer.dev.devstack status
 
-demo: $(STAMP) ## the main job: local stack, features, synthetic events, live scoring, summary
-	$(PY) -m streamer.dev.demo
+demo: ## the main job: local stack, features, synthetic events, live scoring, summary
+	@SETUP_SKIP_GO_TOOLS=1 VENV=$(VENV) .ci/setup.sh
+	@$(PY) -m streamer.dev.demo
 
 bench: $(STAMP) ## streamer vs raw passthrough vs naive per-event scorer on the local stack
 	$(PY) bench/pipeline.py
@@ -60,11 +68,5 @@ train: $(STAMP) ## retrain the model in models/ (needs the train extra)
 clean: ## remove caches and build output
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-DEPLOY_STAMP := $(VENV)/.installed-deploy
-
-$(DEPLOY_STAMP): pyproject.toml | $(STAMP)
-	$(PY) -m pip install -q -e ".[deploy]"
-	@touch $(DEPLOY_STAMP)
-
-lint-deploy: $(STAMP) $(DEPLOY_STAMP) ## offline checks: chart, k8s/CRD schemas, compose, dashboard, Dockerfile, workflow
+lint-deploy: setup ## offline checks: chart, k8s/CRD schemas, compose, dashboard, Dockerfile, workflow
 	VENV=$(VENV) .ci/lint-deploy.sh

@@ -19,8 +19,8 @@ step "helm lint --strict (defaults; KEDA + ServiceMonitor)"
 step "helm template, then the manifests against the Kubernetes schemas"
 "$helm" template streamer helm/streamer >"$out/default.yaml"
 "$helm" template streamer helm/streamer --set keda.enabled=true \
-  --set serviceMonitor.enabled=true >"$out/keda.yaml"
-# ScaledObject and ServiceMonitor have no schema here (WARN): tests/unit/test_deploy.py
+  --set serviceMonitor.enabled=true --set prometheusRule.enabled=true >"$out/keda.yaml"
+# ScaledObject, ServiceMonitor and PrometheusRule have no schema here (WARN): tests/deploy
 # validates them against the CRDs vendored in tests/fixtures/crds/.
 "$venv/bin/kubernetes-validate" --strict --quiet "$out/default.yaml" "$out/keda.yaml"
 
@@ -32,5 +32,5 @@ step ".github/workflows/ci.yml: actionlint and the GitHub workflow schema"
 "$actionlint" .github/workflows/ci.yml && echo "actionlint: ok"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/ci.yml
 
-step "tests/unit/test_deploy.py: CRDs, rendered settings, dashboard, Dockerfile, .dockerignore"
-"$venv/bin/python" -m pytest -q tests/unit/test_deploy.py
+step "tests/deploy: CRDs, rendered settings, dashboard, Dockerfile, .dockerignore"
+"$venv/bin/python" -m pytest -q tests/deploy

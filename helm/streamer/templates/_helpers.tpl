@@ -56,7 +56,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Settings that have values of their own; refused in .Values.settings. */}}
 {{- define "streamer.reservedSettings" -}}
-kafka_bootstrap_servers input_topic output_topic dlq_topic group_id kafka_properties redis_url redis_password redis_key_prefix metrics_port drain_timeout_s
+kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instance_id kafka_properties redis_url redis_password redis_key_prefix metrics_port drain_timeout_s
 {{- end }}
 
 {{/* Fail the render, with a message saying what to change, on contradictory values. */}}
@@ -73,7 +73,47 @@ kafka_bootstrap_servers input_topic output_topic dlq_topic group_id kafka_proper
 {{- $reserved := splitList " " (include "streamer.reservedSettings" .) }}
 {{- range $key, $_ := .Values.settings }}
 {{- if has $key $reserved }}
-{{- fail (printf "settings.%s has a value of its own in this chart (kafka.*, redis.*, metrics.port, drainTimeoutSeconds): set it there." $key) }}
+{{- fail (printf "settings.%s has a value of its own in this chart (kafka.*, redis.*, metrics.port, drainTimeoutSeconds; group_instance_id is each pod's name): set it there." $key) }}
+{{- end }}
+{{- end }}
+{{- include "streamer.refuseSecrets" . }}
+{{- end }}
+
+{{/* Names that hold secrets: librdkafka's sensitive properties and any name with one of
+these words. Such values must come from a Secret, never from a ConfigMap. */}}
+{{- define "streamer.secretPattern" -}}
+(?i)(password|passwd|secret|passphrase|token|credential|private[._-]?key|sasl[._]jaas|basic[._]auth[._]user[._]info|ssl[._]key[._]pem|keytab|sasl[._]oauthbearer[._]config)
+{{- end }}
+
+{{/* Fail the render when a plain value looks like a secret or a URL carries credentials. */}}
+{{- define "streamer.refuseSecrets" -}}
+{{- $pattern := include "streamer.secretPattern" . }}
+{{- $hint := "put it in a Secret and reference it with secretEnv (NAME: {secretName, key}), or use kafka.sasl.existingSecret / redis.existingSecret" }}
+{{- range $key, $_ := .Values.kafka.properties }}
+{{- if regexMatch $pattern $key }}
+{{- fail (printf "kafka.properties.%s looks like a secret and would be stored in a plain ConfigMap: %s, e.g. secretEnv.STREAMER_KAFKA_PROP_%s." $key $hint (upper (replace "." "_" $key))) }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := .Values.settings }}
+{{- if regexMatch $pattern $key }}
+{{- fail (printf "settings.%s looks like a secret and would be stored in a plain ConfigMap: %s, e.g. secretEnv.STREAMER_%s." $key $hint (upper $key)) }}
+{{- end }}
+{{- if kindIs "map" $value }}
+{{- range $inner, $_ := $value }}
+{{- if regexMatch $pattern $inner }}
+{{- fail (printf "settings.%s.%s looks like a secret and would be stored in a plain ConfigMap: %s." $key $inner $hint) }}
+{{- end }}
+{{- end }}
+{{- else if regexMatch "://[^/@]*:[^/@]*@" (toString $value) }}
+{{- fail (printf "settings.%s holds a URL with a password: %s (the URL without credentials stays here)." $key $hint) }}
+{{- end }}
+{{- end }}
+{{- if regexMatch "://[^/@]*:[^/@]*@" .Values.redis.url }}
+{{- fail "redis.url holds a password: keep the URL without credentials and set redis.existingSecret (the Secret with the Redis password)." }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if and (hasKey . "value") (regexMatch $pattern (.name | default "")) }}
+{{- fail (printf "extraEnv %s looks like a secret with a plain value: %s, or valueFrom.secretKeyRef." .name $hint) }}
 {{- end }}
 {{- end }}
 {{- end }}
