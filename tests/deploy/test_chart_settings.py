@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from streamer.config.settings import Settings, load_settings
+from streamer.config.loader import load_settings
+from streamer.config.settings import Settings
 from streamer.kafka.config import consumer_config
 from tests.deploy.tools import (
     CHART,
@@ -74,7 +75,7 @@ def test_rendered_environment_is_valid_streamer_settings(
     assert (settings.max_batch_size, settings.model) == (500, "fraud-gbt")
     # KEDA counts the lag of a new group the way the pods' consumer will start reading it.
     (trigger,) = only(keda_docs, "ScaledObject")["spec"]["triggers"]
-    reset = consumer_config(settings)["auto.offset.reset"]
+    reset = consumer_config(settings.kafka)["auto.offset.reset"]
     assert trigger["metadata"]["offsetResetPolicy"] == reset
 
 
