@@ -49,7 +49,7 @@ SCORE_BUCKETS = (
     0.95,
     0.99,
 )
-STAGES = ("decode", "validate", "enrich", "score", "publish")
+STAGES = ("decode", "validate", "enrich", "score", "shadow", "publish")
 
 
 class BatchHistogram:

@@ -26,7 +26,7 @@ from streamer.model.scorer import Scorer
 from streamer.observability.observer import Observer
 from streamer.scoring.containment import StageError, run_contained
 from streamer.scoring.decisions import DECISIONS, counts, decide
-from streamer.scoring.records import ModelStamp, scored_records
+from streamer.scoring.records import ModelStamp, ShadowResult, scored_records
 from streamer.scoring.validation import validate
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,18 @@ def now_ms() -> int:
 
 
 @dataclass(frozen=True)
+class ShadowModel:
+    """A challenger scored beside the champion on the same features; it never decides."""
+
+    model: LoadedModel
+    scorer: BatchScorer
+
+    @property
+    def stamp(self) -> ModelStamp:
+        return ModelStamp.of(self.model.metadata)
+
+
+@dataclass(frozen=True)
 class Scored:
     """What the kernel made of a batch: the scored rows and why the others were not scored.
 
@@ -66,6 +78,7 @@ class Scored:
     decisions: npt.NDArray[np.int8]
     statuses: npt.NDArray[np.int8]
     model: ModelStamp
+    shadow: ShadowResult | None = None
 
     @property
     def degraded(self) -> bool:
@@ -94,6 +107,8 @@ class ScoringKernel:
         self.features = features
         self.observer = observer or Observer()
         self.clock = clock
+        self.shadow: ShadowModel | None = None
+        self.shadow_failures = 0
         self.use(model, scorer or Scorer(model))
 
     def use(self, model: LoadedModel, scorer: BatchScorer) -> None:
@@ -114,10 +129,15 @@ class ScoringKernel:
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
             valid, rejected = _validated(events, received)
-        ok, scores, statuses, failures = run_contained(
-            lambda subset: self._features_and_scores([events[valid[i]] for i in subset.tolist()]),
-            np.arange(len(valid)),
-        )
+        shadow, matrices = self.shadow, _Matrices()
+
+        def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
+            chosen = [events[valid[i]] for i in subset.tolist()]
+            scores, statuses, matrix = self._features_and_scores(chosen, shadow)
+            matrices.add(subset, matrix)
+            return scores, statuses
+
+        ok, scores, statuses, failures = run_contained(contained, np.arange(len(valid)))
         for i, failure in failures:
             log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
             error = failure.error
@@ -125,6 +145,7 @@ class ScoringKernel:
         rows = [valid[i] for i in ok.tolist()]
         stamp = self.stamp
         decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
+        shadowed = self._shadow(shadow, matrices.joined(), len(rows)) if shadow and rows else None
         now = self.clock()
         records = scored_records(
             [events[r] for r in rows],
@@ -137,23 +158,29 @@ class ScoringKernel:
             received_ms=received,
             scored_ms=now,
             publish_ms=now,
+            shadow=shadowed,
         )
-        result = Scored(rows, records, rejected, scores, decisions, statuses, stamp)
+        result = Scored(rows, records, rejected, scores, decisions, statuses, stamp, shadowed)
         self.observer.scored(result)
         return result
 
+    def use_shadow(self, shadow: ShadowModel | None) -> None:
+        """Score ``shadow`` beside the model from the next batch on (None: no shadow)."""
+        self.shadow = shadow
+
     def _features_and_scores(
-        self, events: list[Event]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]:
-        """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage."""
+        self, events: list[Event], shadow: ShadowModel | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8], npt.NDArray[np.float32] | None]:
+        """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage.
+
+        Also returns the shadow's matrix (the same one when it takes the same features)."""
         with self.observer.stage("enrich"):
             try:
                 features = self.features.fetch(
                     [e["card_id"] for e in events], [e["merchant_id"] for e in events]
                 )
-                matrix = assemble(
-                    event_columns(events), features.card, features.merchant, self._feature_names
-                )
+                columns = event_columns(events)
+                matrix = assemble(columns, features.card, features.merchant, self._feature_names)
             except Exception as exc:
                 raise StageError("enrich", exc) from exc
         with self.observer.stage("score"):
@@ -161,7 +188,58 @@ class ScoringKernel:
                 scores = self._scorer.score(matrix)
             except Exception as exc:
                 raise StageError("score", exc) from exc
-        return scores, features.status()
+        shadow_matrix = None
+        if shadow is not None:
+            names = shadow.model.metadata.feature_names
+            shadow_matrix = (
+                matrix
+                if tuple(names) == self._feature_names
+                else _assemble_or_none(columns, features, names)
+            )
+        return scores, features.status(), shadow_matrix
+
+    def _shadow(
+        self, shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int
+    ) -> ShadowResult:
+        """The shadow's scores for the ``n`` scored rows; NaN (and a count) when it fails."""
+        stamp = shadow.stamp
+        try:
+            if matrix is None:
+                raise ValueError("the shadow's features could not be assembled")
+            with self.observer.stage("shadow"):
+                scores = np.asarray(shadow.scorer.score(matrix), dtype=np.float64)
+            decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
+        except Exception as exc:  # noqa: BLE001 - a shadow never touches the champion
+            self.shadow_failures += 1
+            log.warning("shadow model %s@%s failed: %s", stamp.name, stamp.version, exc)
+            scores = np.full(n, np.nan)
+            decisions = np.zeros(n, dtype=np.int8)
+        return ShadowResult(stamp, scores, decisions)
+
+
+class _Matrices:
+    """The feature matrices of the sub-batches that scored, joined in row order."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[int, npt.NDArray[np.float32] | None]] = []
+
+    def add(self, rows: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32] | None) -> None:
+        self._parts.append((int(rows[0]) if rows.size else -1, matrix))
+
+    def joined(self) -> npt.NDArray[np.float32] | None:
+        parts = [m for _, m in sorted(self._parts, key=lambda p: p[0])]
+        if not parts or any(m is None for m in parts):
+            return None
+        return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+def _assemble_or_none(
+    columns: Any, features: Features, names: Sequence[str]
+) -> npt.NDArray[np.float32] | None:
+    try:
+        return assemble(columns, features.card, features.merchant, names)
+    except (KeyError, ValueError):
+        return None
 
 
 def _validated(events: Sequence[Event], now: int) -> tuple[list[int], list[tuple[int, Rejection]]]:

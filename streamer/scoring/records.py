@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +42,12 @@ def scored_records(
     received_ms: int,
     scored_ms: int,
     publish_ms: int,
+    shadow: ShadowResult | None = None,
 ) -> list[dict[str, Any]]:
-    """One ScoredEvent dict per input event, in input order."""
+    """One ScoredEvent dict per input event, in input order (shadow fields null unless
+    a shadow model scored the batch; a NaN shadow score means the shadow failed)."""
     latency = float(publish_ms - received_ms)
-    return [
+    records = [
         {
             "transaction_id": event["transaction_id"],
             "card_id": event["card_id"],
@@ -65,6 +68,9 @@ def scored_records(
             "processing_latency_ms": latency,
             "source_partition": partition,
             "source_offset": offset,
+            "shadow_score": None,
+            "shadow_decision": None,
+            "shadow_model_version": None,
         }
         for event, score, decision, status, partition, offset in zip(
             events,
@@ -76,3 +82,22 @@ def scored_records(
             strict=True,
         )
     ]
+    if shadow is not None:
+        version = shadow.model.version
+        for record, score, decision in zip(
+            records, shadow.scores.tolist(), shadow.decisions.tolist(), strict=True
+        ):
+            if not math.isnan(score):  # the shadow scored this row
+                record["shadow_score"] = score
+                record["shadow_decision"] = DECISIONS[decision]
+                record["shadow_model_version"] = version
+    return records
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    """A shadow model's scores and decisions for the scored rows (NaN where it failed)."""
+
+    model: ModelStamp
+    scores: np.ndarray
+    decisions: np.ndarray
