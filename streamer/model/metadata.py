@@ -64,16 +64,19 @@ class ScoreHistogram(BaseModel):
 
 
 class ReferenceHistogram(BaseModel):
-    """A training distribution over open-ended bins: ``counts[0]`` values below ``cuts[0]``,
+    """A reference distribution over open-ended bins: ``counts[0]`` values below ``cuts[0]``,
     ``counts[i]`` in ``[cuts[i-1], cuts[i])``, ``counts[-1]`` from ``cuts[-1]`` up.
 
     Open ends mean any live value lands in some bin: a shift beyond the training range
-    shows up as mass in an outer bin instead of being dropped.
+    shows up as mass in an outer bin instead of being dropped. ``by_hour`` (24 rows of
+    counts, by UTC hour of event time) lets drift compare a window with the reference of
+    the hours it actually covers: a ten-minute window at 03:00 is not a whole day.
     """
 
     model_config = ConfigDict(frozen=True)
     cuts: tuple[float, ...]
     counts: tuple[int, ...]
+    by_hour: tuple[tuple[int, ...], ...] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ReferenceHistogram:
@@ -83,6 +86,10 @@ class ReferenceHistogram(BaseModel):
             raise ValueError("cuts must increase")
         if sum(self.counts) <= 0 or min(self.counts) < 0:
             raise ValueError("counts must be non-negative with a positive total")
+        if self.by_hour is not None and (
+            len(self.by_hour) != 24 or any(len(row) != len(self.counts) for row in self.by_hour)
+        ):
+            raise ValueError("by_hour must be 24 rows of counts, one per UTC hour")
         return self
 
 
@@ -106,6 +113,7 @@ class ModelMetadata(BaseModel):
     output_names: tuple[str, ...]
     probability_output: str
     reference_scores: ScoreHistogram
+    reference_score: ReferenceHistogram | None = None
     reference_features: dict[str, ReferenceHistogram] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
@@ -116,6 +124,12 @@ class ModelMetadata(BaseModel):
         if stray:
             raise ValueError(f"reference_features names non-inputs: {', '.join(stray)}")
         return self
+
+    def drift_references(self) -> dict[str, ReferenceHistogram]:
+        """What drift monitoring compares: ``"score"`` (by hour when recorded, else the
+        format-1 ``reference_scores``) and every model input with a reference."""
+        score = self.reference_score or self.reference_scores.as_reference()
+        return {"score": score, **self.reference_features}
 
     def card_default_vector(self) -> npt.NDArray[np.float64]:
         """Card defaults in ``CARD_FIELDS`` order (layout defaults for fields not recorded)."""
