@@ -101,6 +101,10 @@ class WindowedDrift:
         self._bucket_s = window_s / buckets if window_s is not None else None
         self._bucket_events = -(-window_events // buckets) if window_events is not None else None
         self._columns = self._build_columns(metadata)
+        assert self._columns[0].index is None, "the score column comes first"
+        self._feature_index = np.array([c.index for c in self._columns[1:]], dtype=np.intp)
+        self._offsets = np.array([[c.offset] for c in self._columns], dtype=np.int64)
+        self._bins = np.array([[c.cuts.size + 1] for c in self._columns], dtype=np.int64)
         width = sum(c.size for c in self._columns)
         self._counts = np.zeros((buckets, width), dtype=np.int64)
         self._totals = np.zeros(buckets, dtype=np.int64)
@@ -136,12 +140,14 @@ class WindowedDrift:
         if n == 0:
             return
         hours = hours_of(np.asarray(event_time_ms, dtype=np.int64))
-        flat = np.empty(n * len(self._columns), dtype=np.int64)
+        values = np.empty((len(self._columns), n), dtype=np.float64)
+        values[0] = scores  # the score column comes first
+        values[1:] = features[:, self._feature_index].T  # one copy, then contiguous rows
+        index = np.empty(values.shape, dtype=np.int64)
         for k, col in enumerate(self._columns):
-            values = scores if col.index is None else features[:, col.index]
-            index = np.searchsorted(col.cuts, values, side="right")
-            flat[k * n : (k + 1) * n] = col.offset + hours * (col.cuts.size + 1) + index
-        added = np.bincount(flat, minlength=self._counts.shape[1])
+            index[k] = col.cuts.searchsorted(values[k], side="right")
+        flat = self._offsets + hours * self._bins + index
+        added = np.bincount(flat.ravel(), minlength=self._counts.shape[1])
         with self._lock:
             self._advance(n)
             self._counts[self._slot] += added
