@@ -130,50 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     x, y, t_ms = build_dataset(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
-    params: dict[str, Any] = {
-        "n_estimators": args.trees,
-        "num_leaves": args.leaves,
-        "learning_rate": args.learning_rate,
-        "min_child_samples": 50,
-        "subsample": 0.8,
-        "subsample_freq": 1,
-        "colsample_bytree": 0.8,
-        "reg_lambda": 1.0,
-        "random_state": args.seed,
-        "n_jobs": 2,
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbose": -1,
-    }
-    model = lgb.LGBMClassifier(**params)
-    model.fit(x[train], y[train])
-    expected = np.asarray(model.predict_proba(x[test]))[:, 1]
-
-    onnx_model = onnxmltools.convert_lightgbm(
-        model,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
-        zipmap=False,
-        target_opset=15,
-    )
-    canonicalize(onnx_model, f"{args.name}-{version}")
+    params, onnx_model, scores = fit_and_export(args, f"{args.name}-{version}", x, y, train, test)
     onnx_bytes = onnx_model.SerializeToString()
-    output_names = [o.name for o in onnx_model.graph.output]
-    probability_output = next(n for n in output_names if "prob" in n)
-
-    scores = check_parity(onnx_bytes, x[test], expected, probability_output)
-    y_test = y[test]
-    thresholds = pick_thresholds(y_test, scores, args)
-    metrics = {
-        "roc_auc": float(roc_auc_score(y_test, scores)),
-        "pr_auc": float(average_precision_score(y_test, scores)),
-        "holdout_events": int(test.sum()),
-        "holdout_fraud_rate": float(y_test.mean()),
-        "train_events": int(train.sum()),
-        "train_fraud_rate": float(y[train].mean()),
-        **{f"review_{k}": v for k, v in rates(y_test, scores, thresholds["review"]).items()},
-        **{f"decline_{k}": v for k, v in rates(y_test, scores, thresholds["decline"]).items()},
-    }
+    thresholds = pick_thresholds(y[test], scores, args)
+    metrics = evaluate(y, scores, train, test, thresholds)
     references = {
+        "reference_scores": reference_histogram_legacy(scores),
         "reference_score": reference_histogram(
             scores, t_ms[test], quantiles=SCORE_QUANTILES
         ).model_dump(),
@@ -186,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(version_dir: Path, version: str) -> None:
         metadata = describe(args, version, onnx_bytes, onnx_model, params, thresholds, metrics)
-        metadata.update(reference_scores=reference_histogram_legacy(scores), **references)
+        metadata.update(references)
         (version_dir / "model.onnx").write_bytes(onnx_bytes)
         (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
@@ -205,6 +167,68 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def fit_and_export(
+    args: argparse.Namespace,
+    graph_name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> tuple[dict[str, Any], Any, np.ndarray]:
+    """(LightGBM parameters, the canonical ONNX model, its held-out scores checked against
+    LightGBM's)."""
+    params: dict[str, Any] = {
+        "n_estimators": args.trees,
+        "num_leaves": args.leaves,
+        "learning_rate": args.learning_rate,
+        "min_child_samples": 50,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+        "random_state": args.seed,
+        "n_jobs": 2,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+    model = lgb.LGBMClassifier(**params)
+    model.fit(x[train], y[train])
+    expected = np.asarray(model.predict_proba(x[test]))[:, 1]
+    onnx_model = onnxmltools.convert_lightgbm(
+        model,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
+        zipmap=False,
+        target_opset=15,
+    )
+    canonicalize(onnx_model, graph_name)
+    output_names = [o.name for o in onnx_model.graph.output]
+    probability_output = next(n for n in output_names if "prob" in n)
+    scores = check_parity(onnx_model.SerializeToString(), x[test], expected, probability_output)
+    return params, onnx_model, scores
+
+
+def evaluate(
+    y: np.ndarray,
+    scores: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    thresholds: dict[str, float],
+) -> dict[str, float]:
+    """Held-out metrics, and precision / recall / flag rate at each threshold."""
+    y_test = y[test]
+    return {
+        "roc_auc": float(roc_auc_score(y_test, scores)),
+        "pr_auc": float(average_precision_score(y_test, scores)),
+        "holdout_events": int(test.sum()),
+        "holdout_fraud_rate": float(y_test.mean()),
+        "train_events": int(train.sum()),
+        "train_fraud_rate": float(y[train].mean()),
+        **{f"review_{k}": v for k, v in rates(y_test, scores, thresholds["review"]).items()},
+        **{f"decline_{k}": v for k, v in rates(y_test, scores, thresholds["decline"]).items()},
+    }
 
 
 def describe(
@@ -240,24 +264,29 @@ def describe(
         "input_shape": [None, len(features.FEATURE_NAMES)],
         "output_names": output_names,
         "probability_output": next(n for n in output_names if "prob" in n),
-        "training": {
-            "algorithm": "LightGBM gradient-boosted trees",
-            "params": params,
-            "data": "streamer.dev.synth",
-            "events": args.events,
-            "cards": args.cards,
-            "merchants": args.merchants,
-            "start_ms": START_MS,
-            "holdout": "last 20% by event time",
-            "missing_card_rate": args.missing_card_rate,
-            "missing_merchant_rate": args.missing_merchant_rate,
-            "threshold_rule": {
-                "decline_precision": args.decline_precision,
-                "review_recall": args.review_recall,
-                "review_budget": args.review_budget,
-            },
-        },
+        "training": training_record(args, params),
         "seed": args.seed,
+    }
+
+
+def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    """How the version was trained: enough to reproduce it."""
+    return {
+        "algorithm": "LightGBM gradient-boosted trees",
+        "params": params,
+        "data": "streamer.dev.synth",
+        "events": args.events,
+        "cards": args.cards,
+        "merchants": args.merchants,
+        "start_ms": START_MS,
+        "holdout": "last 20% by event time",
+        "missing_card_rate": args.missing_card_rate,
+        "missing_merchant_rate": args.missing_merchant_rate,
+        "threshold_rule": {
+            "decline_precision": args.decline_precision,
+            "review_recall": args.review_recall,
+            "review_budget": args.review_budget,
+        },
     }
 
 
