@@ -1,6 +1,10 @@
 """Train the fraud model on synthetic data and register it as ONNX + metadata.
 
-    python models/train.py --out models --name fraud-gbt --version 1 --seed 7
+    python models/train.py --out models --name fraud-gbt --seed 7
+
+Each run publishes a NEW version (``models/fraud-gbt/<next>/``, see
+``streamer.model.versions.create_version``); released versions are never rewritten, and
+``--version`` naming an existing one is refused.
 
 Needs the ``train`` extra (lightgbm, onnxmltools, scikit-learn, onnx); serving never
 imports this file. Features come from ``streamer.features.event_columns`` + ``assemble``,
@@ -10,8 +14,10 @@ Steps: draw a population and labelled events from ``streamer.dev.synth``; replac
 and merchant rows with the layout defaults (unknown entities happen in production, and the
 model must have seen them); hold out the last 20% by event time; fit LightGBM; export with
 onnxmltools (``zipmap=False``: a plain ``[n, 2]`` probability tensor); check that ONNX
-Runtime agrees with LightGBM within 1e-5; pick thresholds; write both files; then load
-them back through ``streamer.model.registry`` and ``streamer.model.scorer`` as the service would.
+Runtime agrees with LightGBM within 1e-5; pick thresholds; record drift references (the
+held-out scores and every non-calendar input of the training rows, by UTC hour: see
+``streamer.model.reference``); write both files; then load them back through
+``streamer.model.registry`` and ``streamer.model.scorer`` as the service would.
 
 Threshold rule (on held-out data):
 - decline: the lowest score from which precision stays at least ``--decline-precision``
@@ -40,8 +46,10 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from streamer import features
 from streamer.dev import synth
+from streamer.model.reference import CALENDAR_FEATURES, SCORE_QUANTILES, reference_histogram
 from streamer.model.registry import load_model
 from streamer.model.scorer import Scorer
+from streamer.model.versions import create_version, next_version
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are reproducible
 INPUT_NAME = "features"
@@ -51,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models"), help="registry directory")
     parser.add_argument("--name", default="fraud-gbt")
-    parser.add_argument("--version", default="1")
+    parser.add_argument("--version", default=None, help="default: the next free version")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--cards", type=int, default=20_000)
@@ -94,7 +102,7 @@ def pick_thresholds(
     return {"review": round(min(review, decline), 6), "decline": round(decline, 6)}
 
 
-def reference_histogram(scores: np.ndarray) -> dict[str, list[Any]]:
+def reference_histogram_legacy(scores: np.ndarray) -> dict[str, list[Any]]:
     """Quantile bins (finer in the tail) of held-out scores, for drift checks such as PSI."""
     inner = np.quantile(scores, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999])
     edges = np.unique(np.concatenate([[0.0], np.round(inner, 8), [1.0]]))
@@ -115,9 +123,62 @@ def rates(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, floa
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    version = args.version or next_version(args.out / args.name)
+    if (args.out / args.name / version).exists():
+        raise SystemExit(f"{args.out / args.name / version} exists and versions are immutable; "
+                         "leave --version out to train the next one")  # fmt: skip
     x, y, t_ms = build_dataset(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
+    params, onnx_model, scores = fit_and_export(args, f"{args.name}-{version}", x, y, train, test)
+    onnx_bytes = onnx_model.SerializeToString()
+    thresholds = pick_thresholds(y[test], scores, args)
+    metrics = evaluate(y, scores, train, test, thresholds)
+    references = {
+        "reference_scores": reference_histogram_legacy(scores),
+        "reference_score": reference_histogram(
+            scores, t_ms[test], quantiles=SCORE_QUANTILES
+        ).model_dump(),
+        "reference_features": {
+            name: reference_histogram(x[train][:, j], t_ms[train]).model_dump()
+            for j, name in enumerate(features.FEATURE_NAMES)
+            if name not in CALENDAR_FEATURES
+        },
+    }
+
+    def write(version_dir: Path, version: str) -> None:
+        metadata = describe(args, version, onnx_bytes, onnx_model, params, thresholds, metrics)
+        metadata.update(references)
+        (version_dir / "model.onnx").write_bytes(onnx_bytes)
+        (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
+    version_dir = create_version(args.out, args.name, write, version=version)
+
+    # Load it back the way the service does: any mismatch fails here, not in production.
+    scorer = Scorer(load_model(str(version_dir), args.out))
+    served = scorer.score(x[test][:4096])
+    assert np.allclose(served, scores[:4096], atol=1e-6), "registry round trip changed scores"
+    summary = {
+        "path": str(version_dir),
+        "thresholds": thresholds,
+        "metrics": metrics,
+        "onnx_bytes": len(onnx_bytes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def fit_and_export(
+    args: argparse.Namespace,
+    graph_name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> tuple[dict[str, Any], Any, np.ndarray]:
+    """(LightGBM parameters, the canonical ONNX model, its held-out scores checked against
+    LightGBM's)."""
     params: dict[str, Any] = {
         "n_estimators": args.trees,
         "num_leaves": args.leaves,
@@ -136,22 +197,29 @@ def main(argv: list[str] | None = None) -> int:
     model = lgb.LGBMClassifier(**params)
     model.fit(x[train], y[train])
     expected = np.asarray(model.predict_proba(x[test]))[:, 1]
-
     onnx_model = onnxmltools.convert_lightgbm(
         model,
         initial_types=[(INPUT_NAME, FloatTensorType([None, x.shape[1]]))],
         zipmap=False,
         target_opset=15,
     )
-    canonicalize(onnx_model, f"{args.name}-{args.version}")
-    onnx_bytes = onnx_model.SerializeToString()
+    canonicalize(onnx_model, graph_name)
     output_names = [o.name for o in onnx_model.graph.output]
     probability_output = next(n for n in output_names if "prob" in n)
+    scores = check_parity(onnx_model.SerializeToString(), x[test], expected, probability_output)
+    return params, onnx_model, scores
 
-    scores = check_parity(onnx_bytes, x[test], expected, probability_output)
+
+def evaluate(
+    y: np.ndarray,
+    scores: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    thresholds: dict[str, float],
+) -> dict[str, float]:
+    """Held-out metrics, and precision / recall / flag rate at each threshold."""
     y_test = y[test]
-    thresholds = pick_thresholds(y_test, scores, args)
-    metrics = {
+    return {
         "roc_auc": float(roc_auc_score(y_test, scores)),
         "pr_auc": float(average_precision_score(y_test, scores)),
         "holdout_events": int(test.sum()),
@@ -161,15 +229,25 @@ def main(argv: list[str] | None = None) -> int:
         **{f"review_{k}": v for k, v in rates(y_test, scores, thresholds["review"]).items()},
         **{f"decline_{k}": v for k, v in rates(y_test, scores, thresholds["decline"]).items()},
     }
-    version_dir = args.out / args.name / args.version
-    version_dir.mkdir(parents=True, exist_ok=True)
-    (version_dir / "model.onnx").write_bytes(onnx_bytes)
+
+
+def describe(
+    args: argparse.Namespace,
+    version: str,
+    onnx_bytes: bytes,
+    onnx_model: Any,
+    params: dict[str, Any],
+    thresholds: dict[str, float],
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """The metadata.json fields that describe the model (references are added by main)."""
+    output_names = [o.name for o in onnx_model.graph.output]
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     created = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
-    metadata = {
+    return {
         "format_version": 1,
         "name": args.name,
-        "version": args.version,
+        "version": version,
         "created_at": created.isoformat(timespec="seconds"),
         "framework": f"lightgbm {lgb.__version__} -> onnxmltools {onnxmltools.__version__}",
         "feature_names": list(features.FEATURE_NAMES),
@@ -183,44 +261,33 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": {k: round(v, 6) for k, v in metrics.items()},
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
         "input_name": INPUT_NAME,
-        "input_shape": [None, int(x.shape[1])],
+        "input_shape": [None, len(features.FEATURE_NAMES)],
         "output_names": output_names,
-        "probability_output": probability_output,
-        "reference_scores": reference_histogram(scores),
-        "training": {
-            "algorithm": "LightGBM gradient-boosted trees",
-            "params": params,
-            "data": "streamer.dev.synth",
-            "events": args.events,
-            "cards": args.cards,
-            "merchants": args.merchants,
-            "start_ms": START_MS,
-            "holdout": "last 20% by event time",
-            "missing_card_rate": args.missing_card_rate,
-            "missing_merchant_rate": args.missing_merchant_rate,
-            "threshold_rule": {
-                "decline_precision": args.decline_precision,
-                "review_recall": args.review_recall,
-                "review_budget": args.review_budget,
-            },
-        },
+        "probability_output": next(n for n in output_names if "prob" in n),
+        "training": training_record(args, params),
         "seed": args.seed,
     }
-    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
-    # Load it back the way the service does: any mismatch fails here, not in production.
-    scorer = Scorer(load_model(str(version_dir), args.out))
-    served = scorer.score(x[test][:4096])
-    assert np.allclose(served, scores[:4096], atol=1e-6), "registry round trip changed scores"
-    summary = {
-        "path": str(version_dir),
-        "thresholds": thresholds,
-        "metrics": metrics,
-        "onnx_bytes": len(onnx_bytes),
-        "seconds": round(time.perf_counter() - started, 1),
+
+def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    """How the version was trained: enough to reproduce it."""
+    return {
+        "algorithm": "LightGBM gradient-boosted trees",
+        "params": params,
+        "data": "streamer.dev.synth",
+        "events": args.events,
+        "cards": args.cards,
+        "merchants": args.merchants,
+        "start_ms": START_MS,
+        "holdout": "last 20% by event time",
+        "missing_card_rate": args.missing_card_rate,
+        "missing_merchant_rate": args.missing_merchant_rate,
+        "threshold_rule": {
+            "decline_precision": args.decline_precision,
+            "review_recall": args.review_recall,
+            "review_budget": args.review_budget,
+        },
     }
-    print(json.dumps(summary, indent=2))
-    return 0
 
 
 def canonicalize(onnx_model: Any, graph_name: str) -> None:

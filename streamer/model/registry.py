@@ -2,141 +2,63 @@
 
 A model is used only when its file's sha256, its ONNX inputs and outputs, and its feature
 names all match its metadata; anything else is a ``ModelError`` that says what to do.
-Versions sort naturally ("10" after "9", "1.10" after "1.9"); ``name`` means the highest.
+Specs: a path, ``name`` (the highest version; versions sort naturally, "10" after "9"),
+``name@version``, or ``name@alias`` (``champion``, ``challenger``: see ``aliases``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from streamer.errors import ModelError
 from streamer.features.engineering import unknown_features
-from streamer.features.layout import (
-    CARD_DEFAULTS,
-    CARD_FIELDS,
-    MERCHANT_DEFAULTS,
-    MERCHANT_FIELDS,
-    defaults_vector,
+from streamer.model.aliases import read_aliases
+from streamer.model.metadata import (
+    NAME,
+    LoadedModel,
+    ModelMetadata,
+    ReferenceHistogram,
+    ScoreHistogram,
+    Thresholds,
 )
+from streamer.model.versions import list_versions, version_key
+
+__all__ = [
+    "LoadedModel",
+    "ModelMetadata",
+    "ReferenceHistogram",
+    "RegistryEntry",
+    "ScoreHistogram",
+    "Thresholds",
+    "list_models",
+    "load_model",
+    "read_metadata",
+    "resolve",
+    "version_key",
+]
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 _SETTING = "STREAMER_MODEL"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class Thresholds(BaseModel):
-    """Scores from ``review`` are REVIEW, from ``decline`` DECLINE."""
-
-    model_config = ConfigDict(frozen=True)
-    review: float = Field(ge=0.0, le=1.0)
-    decline: float = Field(ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Thresholds:
-        if self.review > self.decline:
-            raise ValueError(f"review {self.review} is above decline {self.decline}")
-        return self
-
-
-class ScoreHistogram(BaseModel):
-    """Held-out score distribution: ``counts[i]`` scores in ``[bin_edges[i], bin_edges[i+1])``."""
-
-    model_config = ConfigDict(frozen=True)
-    bin_edges: tuple[float, ...]
-    counts: tuple[int, ...]
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ScoreHistogram:
-        if len(self.bin_edges) != len(self.counts) + 1 or len(self.counts) == 0:
-            raise ValueError("bin_edges must have exactly one more entry than counts")
-        if any(b <= a for a, b in zip(self.bin_edges, self.bin_edges[1:], strict=False)):
-            raise ValueError("bin_edges must increase")
-        return self
-
-
-class ModelMetadata(BaseModel):
-    """``metadata.json``: what the model is, what it expects, how good it was, and its hash."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    format_version: int = 1
-    name: str = Field(pattern=_NAME.pattern)
-    version: str = Field(pattern=_NAME.pattern)
-    created_at: datetime
-    framework: str
-    feature_names: tuple[str, ...] = Field(min_length=1)
-    card_defaults: dict[str, float]
-    merchant_defaults: dict[str, float]
-    thresholds: Thresholds
-    metrics: dict[str, float]
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    input_name: str
-    input_shape: tuple[int | None, int]
-    output_names: tuple[str, ...]
-    probability_output: str
-    reference_scores: ScoreHistogram
-    training: dict[str, Any] = Field(default_factory=dict)
-    seed: int | None = None
-
-    def card_default_vector(self) -> npt.NDArray[np.float64]:
-        """Card defaults in ``CARD_FIELDS`` order (layout defaults for fields not recorded)."""
-        return defaults_vector(CARD_FIELDS, self.card_defaults, CARD_DEFAULTS)
-
-    def merchant_default_vector(self) -> npt.NDArray[np.float64]:
-        """Merchant defaults in ``MERCHANT_FIELDS`` order."""
-        return defaults_vector(MERCHANT_FIELDS, self.merchant_defaults, MERCHANT_DEFAULTS)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A verified model: its metadata, where it came from, and the ONNX bytes that were hashed."""
-
-    metadata: ModelMetadata
-    path: Path
-    onnx_bytes: bytes = field(repr=False)
-
-    @property
-    def card_defaults(self) -> npt.NDArray[np.float64]:
-        return self.metadata.card_default_vector()
-
-    @property
-    def merchant_defaults(self) -> npt.NDArray[np.float64]:
-        return self.metadata.merchant_default_vector()
 
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """One version directory: its metadata, or why it could not be read."""
+    """One version directory: its metadata (when readable), the aliases pointing at it, and
+    why it must not be used (``problem``: unreadable metadata or a failed verification)."""
 
     name: str
     version: str
     path: Path
     metadata: ModelMetadata | None
     problem: str | None = None
-
-
-def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
-    """Natural sort key: numeric parts compare as numbers and after textual ones."""
-    return tuple(
-        (1, int(part), "") if part.isdigit() else (0, 0, part)
-        for part in re.split(r"[.\-_]", version)
-    )
-
-
-def _versions(model_dir: Path) -> list[str]:
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)]
-    return sorted(found, key=version_key)
+    aliases: tuple[str, ...] = ()
 
 
 def _fail(spec: str, problem: str, todo: str) -> ModelError:
@@ -145,7 +67,7 @@ def _fail(spec: str, problem: str, todo: str) -> ModelError:
 
 def resolve(spec: str, models_dir: Path) -> Path:
     """The ``model.onnx`` a spec names: a path (file or version directory), ``name`` (its
-    highest version in ``models_dir``) or ``name@version``."""
+    highest version in ``models_dir``), ``name@version`` or ``name@alias``."""
     looks_like_path = "/" in spec or "\\" in spec or spec.endswith(".onnx")
     if looks_like_path or Path(spec).is_file():
         path = Path(spec).expanduser()
@@ -154,22 +76,46 @@ def resolve(spec: str, models_dir: Path) -> Path:
             raise _fail(spec, f"{path} does not exist", "point it at a model.onnx or its folder")
         return path
     name, _, version = spec.partition("@")
-    if not _NAME.fullmatch(name) or (version and not _NAME.fullmatch(version)):
+    if not NAME.fullmatch(name) or (version and not NAME.fullmatch(version)):
         raise _fail(spec, "not a path, name or name@version", "use e.g. fraud-gbt@1")
     model_dir = models_dir / name
     if not model_dir.is_dir():
         known = ", ".join(e.name for e in sorted(models_dir.glob("*")) if e.is_dir()) or "none"
         raise _fail(spec, f"no model {name!r} in {models_dir} (found: {known})", "fix the name")
-    versions = _versions(model_dir)
+    versions = list_versions(model_dir)
     if not version:
         if not versions:
             raise _fail(spec, f"{model_dir} holds no versions", "train or copy one there")
         version = versions[-1]
+    elif version not in versions:
+        version = _follow_alias(spec, model_dir, version, versions)
     path = model_dir / version / MODEL_FILE
     if not path.is_file():
-        found = ", ".join(versions) or "none"
-        raise _fail(spec, f"{path} does not exist (versions: {found})", "pick an existing version")
+        raise _fail(spec, f"{path} does not exist", "restore it or pick another version")
     return path
+
+
+def _follow_alias(spec: str, model_dir: Path, alias: str, versions: list[str]) -> str:
+    try:
+        pointers = read_aliases(model_dir).aliases
+    except ModelError as exc:
+        raise _fail(spec, str(exc), "or use name@version") from None
+    target = pointers.get(alias)
+    if target is None:
+        found = ", ".join(versions) or "none"
+        names = ", ".join(sorted(pointers)) or "none"
+        raise _fail(
+            spec,
+            f"no version or alias {alias!r} (versions: {found}; aliases: {names})",
+            "pick an existing version or alias",
+        )
+    if target not in versions:
+        raise _fail(
+            spec,
+            f"alias {alias!r} points at version {target}, which does not exist",
+            "restore that version or promote another one to the alias",
+        )
+    return target
 
 
 def read_metadata(path: Path, spec: str | None = None) -> ModelMetadata:
@@ -251,18 +197,31 @@ def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:
 
 
 def list_models(models_dir: Path) -> list[RegistryEntry]:
-    """Every version directory under ``models_dir``, by name then version (no hash checks)."""
+    """Every version directory under ``models_dir``, by name then version, each verified as
+    at start-up (a tampered file shows its problem) and with the aliases pointing at it."""
     entries: list[RegistryEntry] = []
     if not models_dir.is_dir():
         return entries
     for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        for version in _versions(model_dir):
-            path = model_dir / version / MODEL_FILE
-            try:
-                meta, problem = read_metadata(path), None
-            except ModelError as exc:
-                meta, problem = None, str(exc)
-            if meta is not None and not path.is_file():
-                meta, problem = None, f"{path} is missing"
-            entries.append(RegistryEntry(model_dir.name, version, path, meta, problem))
+        try:
+            pointers, alias_problem = read_aliases(model_dir).aliases, None
+        except ModelError as exc:
+            pointers, alias_problem = {}, str(exc)
+        for version in list_versions(model_dir):
+            entries.append(_entry(models_dir, model_dir.name, version, pointers, alias_problem))
     return entries
+
+
+def _entry(
+    models_dir: Path, name: str, version: str, pointers: dict[str, str], alias_problem: str | None
+) -> RegistryEntry:
+    path = models_dir / name / version / MODEL_FILE
+    meta: ModelMetadata | None = None
+    problem = alias_problem
+    try:
+        meta = read_metadata(path, f"{name}@{version}")
+        load_model(f"{name}@{version}", models_dir)
+    except ModelError as exc:
+        problem = str(exc)
+    aliases = tuple(sorted(a for a, v in pointers.items() if v == version))
+    return RegistryEntry(name, version, path, meta, problem, aliases)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.dev.devstack.processes import free_port
 from streamer.dev.devstack.redis import RedisServer
+from streamer.model.registry import resolve
 from tests.integration.streamer_proc import (
     REPO,
     decode_single_object,
@@ -153,7 +154,8 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     assert samples["streamer_feature_status_total", (("status", "COMPLETE"),)] == 300
     assert samples["streamer_end_to_end_latency_seconds_count", ()] == 300
     assert samples["streamer_score_count", ()] == 300
-    assert samples["streamer_model_info", (("name", "fraud-gbt"), ("version", "1"))] == 1
+    default = resolve("fraud-gbt", REPO / "models").parent.name  # the highest version
+    assert samples["streamer_model_info", (("name", "fraud-gbt"), ("version", default))] == 1
     assert samples["streamer_events_in_flight", ()] == 0
     assert _total(samples, "streamer_batch_size_sum") == 307
     lags = {k: v for k, v in samples.items() if k[0] == "streamer_consumer_lag"}
@@ -247,7 +249,7 @@ def test_readyz_reports_a_missing_model_and_a_degraded_redis(
             lambda: json.loads(http_get(ready)[1])["redis"] == "ok", 10, "redis ok again", proc
         )
 
-        (onnx,) = models.glob("fraud-gbt/*/model.onnx")
+        onnx = resolve("fraud-gbt", models)  # the version being served
         onnx.unlink()
         status, body = http_get(ready)
         assert status == 503

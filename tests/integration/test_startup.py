@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.model.registry import resolve
 from tests.integration.streamer_proc import REPO, streamer_env
 
 
@@ -78,7 +79,7 @@ def test_missing_setting_exits_2(good: dict[str, str]) -> None:
 def test_tampered_model_exits_2(good: dict[str, str], tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (onnx,) = models.glob("fraud-gbt/*/model.onnx")
+    onnx = resolve("fraud-gbt", models)  # the version the default setting loads
     data = bytearray(onnx.read_bytes())
     data[-10] ^= 0xFF
     onnx.write_bytes(bytes(data))

@@ -28,7 +28,7 @@ def test_models_verify_accepts_the_shipped_model_and_refuses_a_tampered_copy(
     shutil.copytree(REPO / "models" / "fraud-gbt", tmp_path / "fraud-gbt")
     onnx = tmp_path / "fraud-gbt" / "1" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")
-    bad = streamer_cli("models", "verify", "fraud-gbt", "--models-dir", str(tmp_path))
+    bad = streamer_cli("models", "verify", "fraud-gbt@1", "--models-dir", str(tmp_path))
     assert bad.returncode == 2
     assert bad.stderr.startswith("streamer: ")
     assert "sha256" in bad.stderr
