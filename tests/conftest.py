@@ -17,8 +17,14 @@ from types import FrameType
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
+from hypothesis import settings
 
 from streamer.dev.devstack.stack import Endpoints, acquire
+
+# Property tests are judged by what they find, not by how fast an example runs: on a loaded
+# 2-core CI machine a per-example deadline only makes them flaky.
+settings.register_profile("streamer", deadline=None)
+settings.load_profile("streamer")
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
 _kept_logs: list[Path] = []

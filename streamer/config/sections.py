@@ -56,6 +56,9 @@ class ModelSettings:
     spec: str
     models_dir: Path
     onnx_threads: int
+    shadow_spec: str = ""
+    watch_interval_s: float = 5.0
+    drift_window_s: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,15 @@ class Settings(BaseSettings):
     redis_required: bool = Field(False, description="pause consumption while Redis is down")
 
     # Model
-    model: str = Field("fraud-gbt", min_length=1, description="path, name or name@version")
+    model: str = Field(
+        "fraud-gbt@champion", min_length=1, description="path, name, name@version or name@alias"
+    )
+    shadow_model: str = Field("", description="scored beside the model, never deciding")
     models_dir: Path = Path("models")
+    model_watch_interval_s: float = Field(
+        5.0, ge=0, description="how often the model specs are checked for a new version; 0: off"
+    )
+    drift_window_s: float = Field(600.0, gt=0, description="drift PSI over this window")
     onnx_threads: int = Field(1, ge=1, le=64)
 
     # Batching
@@ -199,7 +206,14 @@ class Settings(BaseSettings):
 
     @property
     def models(self) -> ModelSettings:
-        return ModelSettings(self.model, self.models_dir, self.onnx_threads)
+        return ModelSettings(
+            self.model,
+            self.models_dir,
+            self.onnx_threads,
+            self.shadow_model,
+            self.model_watch_interval_s,
+            self.drift_window_s,
+        )
 
     @property
     def topics(self) -> TopicSettings:

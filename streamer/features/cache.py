@@ -106,6 +106,10 @@ class FeatureCache:
         self.breaker = breaker
         self.stats = CacheStats()
 
+    def use_defaults(self, card: np.ndarray, merchant: np.ndarray) -> None:
+        """Defaults for missing entities from now on (a model swap brings its own)."""
+        self._card_defaults, self._merchant_defaults = card, merchant
+
     def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features:
         """Features for each event; never raises for a Redis problem (degrades instead)."""
         n = len(card_ids)

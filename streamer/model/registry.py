@@ -65,11 +65,15 @@ def _fail(spec: str, problem: str, todo: str) -> ModelError:
     return ModelError(f"model {spec!r}: {problem}; {todo} (setting {_SETTING})")
 
 
+def is_path_spec(spec: str) -> bool:
+    """A spec naming a file or folder, not a registry entry (nothing to follow)."""
+    return "/" in spec or "\\" in spec or spec.endswith(".onnx") or Path(spec).is_file()
+
+
 def resolve(spec: str, models_dir: Path) -> Path:
     """The ``model.onnx`` a spec names: a path (file or version directory), ``name`` (its
     highest version in ``models_dir``), ``name@version`` or ``name@alias``."""
-    looks_like_path = "/" in spec or "\\" in spec or spec.endswith(".onnx")
-    if looks_like_path or Path(spec).is_file():
+    if is_path_spec(spec):
         path = Path(spec).expanduser()
         path = path / MODEL_FILE if path.is_dir() else path
         if not path.is_file():

@@ -14,7 +14,6 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
-    InfoMetricFamily,
     Metric,
     StateSetMetricFamily,
 )
@@ -35,7 +34,6 @@ class Sources:
     delivery_failures: Callable[[], int]
     outputs_refused: Callable[[], int]  # permanently refused by the broker (too large, …)
     rewinds: Callable[[], int]  # partitions rewound to reprocess
-    model: Callable[[], tuple[str, str]]  # (name, version) scoring now
 
 
 class StreamerCollector(Collector):
@@ -55,9 +53,9 @@ class StreamerCollector(Collector):
         yield _counter("streamer_events_consumed", "Input messages consumed.", [((), s.consumed())])
         yield _counter(
             "streamer_events_scored",
-            "Events scored and handed to the producer, by decision.",
-            [((d,), n) for d, n in sorted(t.decisions.items())],
-            ["decision"],
+            "Events scored and handed to the producer, by decision and model version.",
+            [((d, v), n) for (d, v), n in sorted(t.decisions.items())],
+            ["decision", "model_version"],
         )
         yield _counter(
             "streamer_events_dead_lettered",
@@ -106,16 +104,6 @@ class StreamerCollector(Collector):
         current = s.breaker_state()
         state.add_metric([], {k: k == current for k in ("closed", "open", "half-open")})
         yield state
-        info = InfoMetricFamily("streamer_model", "The model scoring the stream.")
-        name, version = s.model()
-        info.add_metric([], {"name": name, "version": version})
-        yield info
-        drift = GaugeMetricFamily(
-            "streamer_score_drift_psi",
-            "Population stability index of scores vs the model's reference.",
-        )
-        drift.add_metric([], t.drift())
-        yield drift
         yield _gauge(
             "streamer_events_in_flight",
             "Consumed messages whose output is not acknowledged yet.",
@@ -136,7 +124,6 @@ class StreamerCollector(Collector):
             t.latency,
         )
         yield _histogram("streamer_batch_size", "Messages per micro-batch.", t.batch_size)
-        yield _histogram("streamer_score", "Fraud scores.", t.score)
         stages = HistogramMetricFamily(
             "streamer_stage_duration_seconds", "Time per batch in each stage.", labels=["stage"]
         )
@@ -175,11 +162,12 @@ def _histogram(name: str, doc: str, hist: BatchHistogram) -> HistogramMetricFami
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
 
 
-def registry_for(collector: StreamerCollector) -> CollectorRegistry:
+def registry_for(*collectors: Collector) -> CollectorRegistry:
     """A registry of our own (no process-global default registry), with the process
     (CPU, memory, file descriptors) and garbage-collector metrics SREs expect."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(collector)
+    for collector in collectors:
+        registry.register(collector)
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     return registry

@@ -32,6 +32,7 @@ class Probes:
     redis_reachable: Callable[[], bool]  # a ping on a client of its own, fail-fast
     breaker_state: Callable[[], str]
     stale_after_s: float = 30.0
+    details: Callable[[], dict[str, Any]] = dict  # more to show (the model versions)
 
     def live(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self.heartbeat()
@@ -46,6 +47,7 @@ class Probes:
             "model": "loaded" if self.model_present() else "missing",
             "redis": "ok" if self.redis_reachable() else "degraded",
             "breaker": self.breaker_state(),
+            **self.details(),
         }
         ok = checks["consumer"] != "stopped" and checks["model"] == "loaded"
         return ok, checks

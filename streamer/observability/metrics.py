@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,7 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.errors import Rejection
+from streamer.observability.drift import DriftMonitor
 from streamer.observability.observer import Lag, Observer
+from streamer.scoring.decisions import DECISIONS
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -86,37 +88,30 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def psi(actual: npt.ArrayLike, expected: npt.ArrayLike, floor: float = 1e-4) -> float:
-    """Population stability index of two histograms over the same bins (0: no drift)."""
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    if a.sum() <= 0 or e.sum() <= 0:
-        return 0.0
-    a = np.maximum(a / a.sum(), floor)
-    e = np.maximum(e / e.sum(), floor)
-    return float(np.sum((a - e) * np.log(a / e)))
+DIFF_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 @dataclass
 class Telemetry(Observer):
-    """What the loop and the kernel report, kept for ``StreamerCollector`` (an observer)."""
+    """What the loop and the kernel report, kept for ``StreamerCollector`` (an observer).
 
-    reference_edges: Sequence[float] = (0.0, 1.0)
-    reference_counts: Sequence[int] = (1,)
+    Scores and decisions are kept per model version (a swap or a shadow adds versions);
+    drift is windowed per version against the references in the model's metadata.
+    """
+
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
     latency: BatchHistogram = field(default_factory=lambda: BatchHistogram(LATENCY_BUCKETS))
     batch_size: BatchHistogram = field(default_factory=lambda: BatchHistogram(BATCH_BUCKETS))
-    score: BatchHistogram = field(default_factory=lambda: BatchHistogram(SCORE_BUCKETS))
+    scores: dict[str, BatchHistogram] = field(default_factory=dict)  # by model version
     stages: dict[str, BatchHistogram] = field(
         default_factory=lambda: {s: BatchHistogram(STAGE_BUCKETS) for s in STAGES}
     )
-    decisions: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (decision, version)
     feature_status: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    shadow_agreement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (version, agree)
+    shadow_difference: BatchHistogram = field(default_factory=lambda: BatchHistogram(DIFF_BUCKETS))
     current_lag: dict[tuple[str, int], int] = field(default_factory=dict)
-    _drift_counts: npt.NDArray[np.int64] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._drift_counts = np.zeros(len(self.reference_counts), dtype=np.int64)
 
     # -- observer hooks -----------------------------------------------------------------
 
@@ -132,9 +127,27 @@ class Telemetry(Observer):
         self.stages[name].observe((time.perf_counter() - started,))
 
     def scored(self, result: Scored) -> None:
-        self.scores(result.scores)
-        self.decisions.update(result.decision_counts())
+        version = result.model.version
+        self._scored(version, result.scores, result.decision_counts())
         self.feature_status.update(result.status_counts())
+        times = result.event_times_ms() if result.records else None
+        if times is not None and result.loaded is not None and result.matrix is not None:
+            self.drift.observe(result.loaded.metadata, times, result.scores, result.matrix)
+        shadow = result.shadow
+        if shadow is None or times is None:
+            return
+        ok = ~np.isnan(shadow.scores)
+        if not ok.any():
+            return
+        names = DECISIONS
+        counts = Counter(names[c] for c in shadow.decisions[ok].tolist())
+        self._scored(shadow.model.version, shadow.scores[ok], counts, shadow=True)
+        agree = int((shadow.decisions[ok] == result.decisions[ok]).sum())
+        self.shadow_agreement[shadow.model.version, "agree"] += agree
+        self.shadow_agreement[shadow.model.version, "disagree"] += int(ok.sum()) - agree
+        self.shadow_difference.observe(shadow.scores[ok] - result.scores[ok])
+        if shadow.loaded is not None and shadow.matrix is not None and ok.all():
+            self.drift.observe(shadow.loaded.metadata, times, shadow.scores, shadow.matrix)
 
     def dead_lettered(self, rejection: Rejection) -> None:
         self.dead_letters[rejection.stage, rejection.error_class] += 1
@@ -145,14 +158,17 @@ class Telemetry(Observer):
     def lag(self, lag: Lag) -> None:
         self.current_lag = dict(lag)
 
-    # -- drift ----------------------------------------------------------------------------
-
-    def scores(self, scores: npt.NDArray[np.float64]) -> None:
-        self.score.observe(scores)
-        inner = np.asarray(self.reference_edges, dtype=np.float64)[1:-1]
-        self._drift_counts += np.bincount(
-            np.searchsorted(inner, scores, side="right"), minlength=self._drift_counts.size
-        )
-
-    def drift(self) -> float:
-        return psi(self._drift_counts, self.reference_counts)
+    def _scored(
+        self,
+        version: str,
+        scores: npt.NDArray[np.float64],
+        decisions: Mapping[str, int],
+        shadow: bool = False,
+    ) -> None:
+        histogram = self.scores.get(version)
+        if histogram is None:
+            histogram = self.scores[version] = BatchHistogram(SCORE_BUCKETS)
+        histogram.observe(scores)
+        if not shadow:  # shadow decisions are not decisions: they are in the agreement
+            for decision, n in decisions.items():
+                self.decisions[decision, version] += n

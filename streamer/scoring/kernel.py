@@ -10,6 +10,7 @@ the events that fail on their own remain, and those come back as rejections.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ class Scored:
     statuses: npt.NDArray[np.int8]
     model: ModelStamp
     shadow: ShadowResult | None = None
+    matrix: npt.NDArray[np.float32] | None = None  # the model's input, aligned with rows
+    loaded: LoadedModel | None = None  # the model that scored (its metadata: references)
+
+    def event_times_ms(self) -> npt.NDArray[np.int64]:
+        return np.fromiter((r["event_time"] for r in self.records), np.int64, len(self.records))
 
     @property
     def degraded(self) -> bool:
@@ -109,14 +115,34 @@ class ScoringKernel:
         self.clock = clock
         self.shadow: ShadowModel | None = None
         self.shadow_failures = 0
+        self._offered: tuple[LoadedModel, BatchScorer] | None = None
+        self._offer_lock = threading.Lock()
         self.use(model, scorer or Scorer(model))
 
     def use(self, model: LoadedModel, scorer: BatchScorer) -> None:
-        """Score with ``model`` from the next batch on (call between batches)."""
+        """Score with ``model`` from now on (call between batches, on the scoring thread)."""
         self.model = model
         self.stamp = ModelStamp.of(model.metadata)
         self._scorer = scorer
         self._feature_names = tuple(model.metadata.feature_names)
+        use_defaults = getattr(self.features, "use_defaults", None)
+        if use_defaults is not None:  # missing entities get this model's training defaults
+            use_defaults(model.card_defaults, model.merchant_defaults)
+
+    def offer(self, model: LoadedModel, scorer: BatchScorer) -> None:
+        """Swap to ``model`` before the next batch (thread-safe: for a model watcher)."""
+        with self._offer_lock:
+            self._offered = (model, scorer)
+
+    def _take_offer(self) -> None:
+        if self._offered is None:  # the common case: no lock taken
+            return
+        with self._offer_lock:
+            offered, self._offered = self._offered, None
+        if offered is not None:
+            old = self.stamp.version
+            self.use(*offered)
+            log.info("model swapped between batches: %s -> %s", old, self.stamp.version)
 
     def score(
         self,
@@ -126,6 +152,7 @@ class ScoringKernel:
         received_ms: int | None = None,
     ) -> Scored:
         """Score ``events``; ``sources`` gives each one's (partition, offset) for its record."""
+        self._take_offer()
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
             valid, rejected = _validated(events, received)
@@ -133,8 +160,8 @@ class ScoringKernel:
 
         def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
             chosen = [events[valid[i]] for i in subset.tolist()]
-            scores, statuses, matrix = self._features_and_scores(chosen, shadow)
-            matrices.add(subset, matrix)
+            scores, statuses, matrix, shadow_matrix = self._features_and_scores(chosen, shadow)
+            matrices.add(subset, matrix, shadow_matrix)
             return scores, statuses
 
         ok, scores, statuses, failures = run_contained(contained, np.arange(len(valid)))
@@ -145,7 +172,8 @@ class ScoringKernel:
         rows = [valid[i] for i in ok.tolist()]
         stamp = self.stamp
         decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
-        shadowed = self._shadow(shadow, matrices.joined(), len(rows)) if shadow and rows else None
+        matrix, shadow_matrix = matrices.joined()
+        shadowed = self._shadow(shadow, shadow_matrix, len(rows)) if shadow and rows else None
         now = self.clock()
         records = scored_records(
             [events[r] for r in rows],
@@ -160,7 +188,18 @@ class ScoringKernel:
             publish_ms=now,
             shadow=shadowed,
         )
-        result = Scored(rows, records, rejected, scores, decisions, statuses, stamp, shadowed)
+        result = Scored(
+            rows,
+            records,
+            rejected,
+            scores,
+            decisions,
+            statuses,
+            stamp,
+            shadowed,
+            matrix,
+            self.model,
+        )
         self.observer.scored(result)
         return result
 
@@ -170,7 +209,12 @@ class ScoringKernel:
 
     def _features_and_scores(
         self, events: list[Event], shadow: ShadowModel | None
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int8], npt.NDArray[np.float32] | None]:
+    ) -> tuple[
+        npt.NDArray[np.float64],
+        npt.NDArray[np.int8],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32] | None,
+    ]:
         """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage.
 
         Also returns the shadow's matrix (the same one when it takes the same features)."""
@@ -196,7 +240,7 @@ class ScoringKernel:
                 if tuple(names) == self._feature_names
                 else _assemble_or_none(columns, features, names)
             )
-        return scores, features.status(), shadow_matrix
+        return scores, features.status(), matrix, shadow_matrix
 
     def _shadow(
         self, shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int
@@ -209,28 +253,39 @@ class ScoringKernel:
             with self.observer.stage("shadow"):
                 scores = np.asarray(shadow.scorer.score(matrix), dtype=np.float64)
             decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
+            if scores.shape != (n,):
+                raise ValueError(f"{scores.shape[0]} scores for {n} rows")
         except Exception as exc:  # noqa: BLE001 - a shadow never touches the champion
             self.shadow_failures += 1
             log.warning("shadow model %s@%s failed: %s", stamp.name, stamp.version, exc)
             scores = np.full(n, np.nan)
             decisions = np.zeros(n, dtype=np.int8)
-        return ShadowResult(stamp, scores, decisions)
+            return ShadowResult(stamp, scores, decisions)
+        return ShadowResult(stamp, scores, decisions, matrix, shadow.model)
+
+
+Matrix = npt.NDArray[np.float32]
 
 
 class _Matrices:
-    """The feature matrices of the sub-batches that scored, joined in row order."""
+    """The feature matrices (the model's, the shadow's) of the sub-batches that scored,
+    joined in row order: containment scores sub-batches, drift and the shadow want all."""
 
     def __init__(self) -> None:
-        self._parts: list[tuple[int, npt.NDArray[np.float32] | None]] = []
+        self._parts: list[tuple[int, Matrix, Matrix | None]] = []
 
-    def add(self, rows: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32] | None) -> None:
-        self._parts.append((int(rows[0]) if rows.size else -1, matrix))
+    def add(self, rows: npt.NDArray[np.int64], matrix: Matrix, shadow: Matrix | None) -> None:
+        self._parts.append((int(rows[0]) if rows.size else -1, matrix, shadow))
 
-    def joined(self) -> npt.NDArray[np.float32] | None:
-        parts = [m for _, m in sorted(self._parts, key=lambda p: p[0])]
-        if not parts or any(m is None for m in parts):
-            return None
-        return np.concatenate(parts)  # type: ignore[arg-type]
+    def joined(self) -> tuple[Matrix | None, Matrix | None]:
+        parts = sorted(self._parts, key=lambda p: p[0])
+        if not parts:
+            return None, None
+        if len(parts) == 1:
+            return parts[0][1], parts[0][2]
+        shadows = [s for _, _, s in parts if s is not None]
+        shadow = np.concatenate(shadows) if len(shadows) == len(parts) else None
+        return np.concatenate([m for _, m, _ in parts]), shadow
 
 
 def _assemble_or_none(

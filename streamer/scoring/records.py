@@ -101,3 +101,5 @@ class ShadowResult:
     model: ModelStamp
     scores: np.ndarray
     decisions: np.ndarray
+    matrix: np.ndarray | None = None  # the shadow's input (None when it failed)
+    loaded: Any = None  # the shadow's LoadedModel (its metadata: drift references)

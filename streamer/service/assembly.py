@@ -31,11 +31,14 @@ from streamer.kafka.transactions import Transactions
 from streamer.model.registry import LoadedModel, load_model
 from streamer.model.scorer import Scorer
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
+from streamer.observability.drift import DriftMonitor
 from streamer.observability.metrics import Telemetry
+from streamer.observability.model_collector import ModelCollector, ModelSources
 from streamer.observability.observer import Observer, Observers
 from streamer.observability.progress import ProgressLog
 from streamer.observability.tracing import TracingObserver
 from streamer.scoring.kernel import ScoringKernel
+from streamer.service.models import ModelSwitch, load_shadow
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Service:
     tracer_provider: TracerProvider | None
     schema_registry: Any | None
     transactions: Transactions | None
+    models: ModelSwitch
 
     @property
     def model(self) -> LoadedModel:
@@ -128,11 +132,7 @@ def build(
     """Every collaborator of the stream, from settings. Makes no network call."""
     clients = Clients(settings)
     model = model or load(settings)
-    meta = model.metadata
-    telemetry = Telemetry(
-        reference_edges=meta.reference_scores.bin_edges,
-        reference_counts=meta.reference_scores.counts,
-    )
+    telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
     topics = Topics(
         settings.input_topic, settings.output_topic, settings.dead_letter_topic, settings.group_id
     )
@@ -150,6 +150,16 @@ def build(
         cache,
         scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
         observer=observer,
+    )
+    m = settings.models
+    if m.shadow_spec:
+        kernel.use_shadow(load_shadow(m.shadow_spec, m.models_dir, m.onnx_threads))
+    switch = ModelSwitch(
+        kernel,
+        m.models_dir,
+        model_spec=m.spec,
+        shadow_spec=m.shadow_spec,
+        interval_s=m.watch_interval_s,
     )
     producer, consumer = clients.producer(), clients.consumer()
     tracker = OffsetTracker()
@@ -183,9 +193,28 @@ def build(
         delivery_failures=lambda: publisher.failed,
         outputs_refused=lambda: publisher.refused,
         rewinds=lambda: loop.commits.rewinds,
-        model=lambda: (kernel.stamp.name, kernel.stamp.version),
     )
-    metrics = registry_for(StreamerCollector(telemetry, sources))
+    model_sources = ModelSources(
+        model=lambda: (kernel.stamp.name, kernel.stamp.version),
+        shadow=lambda: (
+            (kernel.shadow.stamp.name, kernel.shadow.stamp.version) if kernel.shadow else None
+        ),
+        swaps=lambda: switch.swaps,
+        refused=lambda: dict(switch.refused),
+        shadow_failures=lambda: kernel.shadow_failures,
+    )
+    metrics = registry_for(
+        StreamerCollector(telemetry, sources), ModelCollector(telemetry, model_sources)
+    )
     return Service(
-        loop, kernel, cache, telemetry, metrics, clients, tracer_provider, registry, transactions
+        loop,
+        kernel,
+        cache,
+        telemetry,
+        metrics,
+        clients,
+        tracer_provider,
+        registry,
+        transactions,
+        switch,
     )

@@ -62,6 +62,7 @@ def probes(service: Service, stale_after_s: float) -> Probes:
         redis_reachable=lambda: reachable(probe_client),
         breaker_state=lambda: service.cache.breaker.state,
         stale_after_s=stale_after_s,
+        details=service.models.readiness,
     )
 
 
@@ -103,9 +104,11 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         settings.group_id,
         settings.processing_guarantee,
     )
+    service.models.start()
     try:
         service.loop.run(stop)
     finally:
+        service.models.stop()
         ops.close()
         if service.tracer_provider is not None:
             service.tracer_provider.shutdown()  # flushes spans still queued for export

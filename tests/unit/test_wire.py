@@ -190,6 +190,9 @@ def test_scored_events_round_trip(registry: CountingRegistry) -> None:
         "processing_latency_ms": 6.0,
         "source_partition": 3,
         "source_offset": 1234567,
+        "shadow_score": 0.41,
+        "shadow_decision": "APPROVE",
+        "shadow_model_version": "4",
     }
     for fmt in FORMATS:
         enc = wire.make_encoder(

@@ -1,0 +1,102 @@
+"""Keeping the kernel on the versions its specs name while the stream runs.
+
+A ``ModelWatcher`` per spec (the model, and the shadow if any) polls the registry off the
+hot path; a verified, warmed version is *offered* to the kernel, which swaps it in before
+its next batch. A version that fails to load or verify is refused: the old one keeps
+scoring, and a log line, a metric and the readiness body say why. ``SIGHUP`` checks at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from streamer.model.registry import is_path_spec, load_model
+from streamer.model.scorer import Scorer
+from streamer.model.watcher import ModelWatcher, Ready, Refused
+from streamer.scoring.kernel import ScoringKernel, ShadowModel
+
+log = logging.getLogger(__name__)
+
+
+def load_shadow(spec: str, models_dir: Path, threads: int = 1) -> ShadowModel:
+    """The shadow model a spec names, verified as at start-up."""
+    model = load_model(spec, models_dir)
+    return ShadowModel(model, Scorer(model, intra_op_threads=threads))
+
+
+class ModelSwitch:
+    """Watches the model and shadow specs and swaps the kernel's models between batches."""
+
+    def __init__(
+        self,
+        kernel: ScoringKernel,
+        models_dir: Path,
+        *,
+        model_spec: str,
+        shadow_spec: str = "",
+        interval_s: float = 5.0,
+    ) -> None:
+        self._kernel = kernel
+        self.swaps = 0
+        self.refused: Counter[str] = Counter()
+        self.last_refusal: str | None = None
+        self._watchers: list[tuple[ModelWatcher, bool]] = []
+        if interval_s <= 0:
+            return
+        for spec, current, is_shadow in (
+            (model_spec, kernel.model, False),
+            (shadow_spec, kernel.shadow.model if kernel.shadow else None, True),
+        ):
+            if spec and current is not None and not is_path_spec(spec):
+                version = current.path.parent.name
+                watcher = ModelWatcher(
+                    spec, models_dir, interval_s=interval_s, current_version=version
+                )
+                self._watchers.append((watcher, is_shadow))
+
+    def start(self) -> None:
+        for watcher, is_shadow in self._watchers:
+            on_ready = self._ready_shadow if is_shadow else self._ready_model
+            watcher.start(on_ready=on_ready, on_refused=self._refused)
+        if self._watchers:
+            signal.signal(signal.SIGHUP, lambda *_: self.check_now())
+
+    def check_now(self) -> None:
+        for watcher, _ in self._watchers:
+            watcher.check_now()
+
+    def stop(self) -> None:
+        for watcher, _ in self._watchers:
+            watcher.stop()
+
+    def readiness(self) -> dict[str, Any]:
+        stamp = self._kernel.stamp
+        shadow = self._kernel.shadow
+        return {
+            "model_version": f"{stamp.name}@{stamp.version}",
+            "shadow_version": f"{shadow.stamp.name}@{shadow.stamp.version}" if shadow else None,
+            "model_refused": self.last_refusal,
+        }
+
+    def _ready_model(self, ready: Ready) -> None:
+        self._kernel.offer(ready.model, ready.scorer)
+        self.swaps += 1
+        self.last_refusal = None
+
+    def _ready_shadow(self, ready: Ready) -> None:
+        self._kernel.use_shadow(ShadowModel(ready.model, ready.scorer))
+        log.info("shadow model now %s", ready.version)
+        self.swaps += 1
+
+    def _refused(self, refused: Refused) -> None:
+        self.refused[refused.version or "?"] += 1
+        self.last_refusal = f"{refused.version}: {refused.reason}"
+        log.error(
+            "model version %s refused, the current one keeps scoring: %s",
+            refused.version,
+            refused.reason,
+        )

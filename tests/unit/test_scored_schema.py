@@ -1,0 +1,59 @@
+"""ScoredEvent v2 (shadow fields) is backward and forward compatible with v1."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+REPO = Path(__file__).resolve().parents[2]
+V1 = fastavro.schema.load_schema(REPO / "schemas" / "history" / "scored_event.v1.avsc")
+V2 = fastavro.schema.load_schema(REPO / "schemas" / "scored_event.avsc")
+
+RECORD: dict[str, Any] = {
+    "transaction_id": "t-1",
+    "card_id": "c-1",
+    "merchant_id": "m-1",
+    "amount_minor": 1234,
+    "currency": "EUR",
+    "score": 0.7,
+    "decision": "REVIEW",
+    "review_threshold": 0.5,
+    "decline_threshold": 0.9,
+    "model_name": "fraud-gbt",
+    "model_version": "2",
+    "feature_status": "COMPLETE",
+    "event_time": 1_764_000_000_000,
+    "received_time": 1_764_000_000_010,
+    "scored_time": 1_764_000_000_011,
+    "publish_time": 1_764_000_000_012,
+    "processing_latency_ms": 2.0,
+    "source_partition": 0,
+    "source_offset": 7,
+}
+
+
+def _round_trip(record: dict[str, Any], writer: Any, reader: Any) -> dict[str, Any]:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, writer, record)
+    buf.seek(0)
+    out: dict[str, Any] = fastavro.schemaless_reader(buf, writer, reader)  # type: ignore[assignment]
+    return out
+
+
+def test_old_readers_read_new_records() -> None:
+    new = {**RECORD, "shadow_score": 0.2, "shadow_decision": "APPROVE", "shadow_model_version": "3"}
+    old = _round_trip(new, V2, V1)
+    assert set(old) == set(RECORD)
+    assert old["score"] == 0.7
+
+
+def test_new_readers_read_old_records() -> None:
+    new = _round_trip(RECORD, V1, V2)
+    assert (new["shadow_score"], new["shadow_decision"], new["shadow_model_version"]) == (
+        None,
+        None,
+        None,
+    )
