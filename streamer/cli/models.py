@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from streamer.cli.common import ModelsDir, settings
+from streamer.model.aliases import AliasChange
 
 models_app = typer.Typer(help="The model registry in STREAMER_MODELS_DIR.", no_args_is_help=True)
 
@@ -15,21 +18,25 @@ models_app = typer.Typer(help="The model registry in STREAMER_MODELS_DIR.", no_a
 def list_(models_dir: ModelsDir = None) -> None:
     """Every registered model version with its held-out metrics, thresholds and problems."""
     from rich.console import Console
-    from rich.table import Table
 
+    from streamer.model.aliases import read_aliases
     from streamer.model.registry import list_models
 
     directory = settings(models_dir=models_dir).models_dir
     table = Table(title=f"models in {directory}")
-    for column in ("model", "created", "ROC-AUC", "PR-AUC", "review", "decline", "problem"):
+    columns = ("model", "aliases", "created", "ROC-AUC", "PR-AUC", "review", "decline", "problem")
+    for column in columns:
         table.add_column(column)
-    for entry in list_models(directory):
-        meta = entry.metadata
+    entries = list_models(directory)
+    for entry in entries:
+        meta, aliases = entry.metadata, ", ".join(entry.aliases)
         if meta is None:
-            table.add_row(f"{entry.name}@{entry.version}", "", "", "", "", "", entry.problem or "")
+            name = f"{entry.name}@{entry.version}"
+            table.add_row(name, aliases, "", "", "", "", "", entry.problem or "")
             continue
         table.add_row(
             f"{meta.name}@{meta.version}",
+            aliases,
             meta.created_at.date().isoformat(),
             f"{meta.metrics.get('roc_auc', float('nan')):.3f}",
             f"{meta.metrics.get('pr_auc', float('nan')):.3f}",
@@ -37,7 +44,45 @@ def list_(models_dir: ModelsDir = None) -> None:
             f"{meta.thresholds.decline:.4f}",
             entry.problem or "",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name in sorted({e.name for e in entries}):
+        history = read_aliases(directory / name).history
+        if history:
+            console.print(_history(name, history))
+
+
+def _history(name: str, changes: Sequence[AliasChange]) -> Table:
+    table = Table(title=f"{name}: alias history")
+    for column in ("when", "alias", "from", "to", "reason"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(
+            change.at.isoformat(timespec="seconds"),
+            change.alias,
+            change.from_version or "",
+            change.to_version,
+            change.reason,
+        )
+    return table
+
+
+@models_app.command("promote")
+def promote(
+    spec: Annotated[str, typer.Argument(help="name@version (or name@alias) to point at")],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="champion, challenger, …")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the alias history.")] = "",
+    models_dir: ModelsDir = None,
+) -> None:
+    """Move an alias to a verified version; running streamers follow it within seconds."""
+    from streamer.model.promotion import promote as move
+
+    directory = settings(models_dir=models_dir).models_dir
+    change = move(directory, spec, alias=alias, reason=reason)
+    if change.from_version == change.to_version:
+        typer.echo(f"{alias} already points at {change.to_version}; nothing recorded", err=True)
+        return
+    typer.echo(f"{alias}: {change.from_version or '(new)'} -> {change.to_version}", err=True)
 
 
 @models_app.command("verify")
