@@ -91,3 +91,53 @@ def test_swapping_the_model_takes_effect_on_the_next_batch(model: LoadedModel) -
     second = kernel.score([sample_event()], [(0, 1)]).records[0]
     assert first["score"] != 0.99
     assert (second["score"], second["decision"]) == (0.99, "DECLINE")
+
+
+def _events(n: int) -> list[dict[str, object]]:
+    return [
+        sample_event(transaction_id=f"t{i}", card_id=f"card-{i % 5}", amount_minor=700 * (i + 1))
+        for i in range(n)
+    ]
+
+
+def test_shadow_scores_equal_a_direct_run_of_the_shadow_model(model: LoadedModel) -> None:
+    from streamer.scoring.kernel import ShadowModel
+
+    shadow_model = load_model("fraud-gbt@1", REPO / "models")
+    features = InMemoryFeatures(model, cards={"card-1": {"txn_count_24h": 9}})
+    kernel = ScoringKernel(model, features)
+    kernel.use_shadow(ShadowModel(shadow_model, Scorer(shadow_model)))
+    events = _events(50)
+    scored = kernel.score(events, [(0, i) for i in range(50)])
+
+    fetched = features.fetch([e["card_id"] for e in events], [e["merchant_id"] for e in events])  # type: ignore[misc]
+    matrix = assemble(
+        event_columns(events), fetched.card, fetched.merchant, shadow_model.metadata.feature_names
+    )
+    direct = Scorer(shadow_model).score(matrix)
+    shadow_scores = [r["shadow_score"] for r in scored.records]
+    np.testing.assert_allclose(shadow_scores, direct, atol=1e-6)
+    assert {r["shadow_model_version"] for r in scored.records} == {"1"}
+    assert all(r["shadow_decision"] in DECISIONS for r in scored.records)
+
+
+def test_a_failing_shadow_leaves_the_output_byte_identical(model: LoadedModel) -> None:
+    from streamer.codec.schemas import scored_schema
+    from streamer.codec.wire import make_encoder
+    from streamer.scoring.kernel import ShadowModel
+
+    class Broken:
+        def score(self, matrix: np.ndarray) -> np.ndarray:
+            raise RuntimeError("the challenger is broken")
+
+    encode = make_encoder("single-object", schema=scored_schema()).encode
+    clock = iter(range(1_764_000_100_000, 1_764_000_200_000))
+    plain = ScoringKernel(model, InMemoryFeatures(model), clock=lambda: next(clock))
+    clock2 = iter(range(1_764_000_100_000, 1_764_000_200_000))
+    shadowed = ScoringKernel(model, InMemoryFeatures(model), clock=lambda: next(clock2))
+    shadowed.use_shadow(ShadowModel(model, Broken()))
+    events = _events(20)
+    a = plain.score(events, [(0, i) for i in range(20)])
+    b = shadowed.score(events, [(0, i) for i in range(20)])
+    assert [encode(r) for r in a.records] == [encode(r) for r in b.records]
+    assert shadowed.shadow_failures == 1
