@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,24 @@ _PR_SET_PDEATHSIG = 1
 
 class ServiceError(RuntimeError):
     """A local service could not be fetched, started or reached."""
+
+
+def cache_root() -> Path:
+    """Where downloaded service binaries live: outside the repository, shared by runs."""
+    if explicit := os.environ.get("STREAMER_DEV_CACHE"):
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamer"
+
+
+def java_binary() -> str:
+    """``$JAVA_HOME/bin/java`` or the ``java`` on PATH (Kafka 4.x and Apicurio 2.6 need 17)."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java:
+        raise ServiceError(
+            "Java 17 is needed to run the local stack: apt-get install openjdk-17-jre"
+        )
+    return java
 
 
 def free_port() -> int:
