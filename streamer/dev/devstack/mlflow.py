@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def server_command(binary: Path, workdir: Path, port: int, workers: int = 1) -> 
     ]
 
 
+def server_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment: no job execution (a job runner and seven huey consumers,
+    ~300 MB, for GenAI evaluation jobs a model registry never uses); no usage telemetry
+    (it phones home, and waiting for that unreachable endpoint held every stop for the
+    whole grace period); and none of the caller's ``MLFLOW_*`` settings, which are meant
+    for clients and would point the server's own client code elsewhere."""
+    env = {k: v for k, v in base.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["DO_NOT_TRACK"] = "true"
+    return env
+
+
 @dataclass
 class MlflowServer:
     """An ``mlflow server`` process group; ``start`` blocks until ``/health`` answers."""
@@ -108,7 +122,13 @@ class MlflowServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         cmd = server_command(binary, self.workdir, self.port)
-        self._proc = spawn(cmd, self.log_path, die_with_parent=self.die_with_parent)
+        self._proc = spawn(
+            cmd,
+            self.log_path,
+            die_with_parent=self.die_with_parent,
+            forks_workers=True,
+            env=server_env(os.environ),
+        )
         self.pid = self._proc.pid
         self._wait_ready(timeout)
 
