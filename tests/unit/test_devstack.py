@@ -276,3 +276,30 @@ def test_stop_process_also_stops_workers_that_outlive_their_leader(tmp_path: Pat
     stop_process(proc, grace=0.5)
 
     assert not group_members(proc.pid)
+
+
+class _FakeService:
+    def __init__(self, fail: bool) -> None:
+        self.fail, self.stopped = fail, False
+
+    def start(self) -> None:
+        if self.fail:
+            raise ServiceError("redis-server is not installed: apt-get install redis-server")
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_failed_dev_up_stops_what_did_start_and_says_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fakes = {"kafka": _FakeService(False), "redis": _FakeService(True)}
+    monkeypatch.setattr(devstack_main, "make_services", lambda workdir, wanted: fakes)
+
+    assert devstack_main.main(["up"]) == 1
+
+    assert all(f.stopped for f in fakes.values())
+    err = capsys.readouterr().err
+    assert err == "dev-up failed: redis-server is not installed: apt-get install redis-server\n"
+    assert not (tmp_path / ".dev" / "env").exists()

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from streamer.dev.devstack.kafka import KafkaBroker, ensure_jars, new_workdir
@@ -73,6 +74,15 @@ def address(service: Service) -> str:
     return service.tracking_uri
 
 
+def start_all(services: list[Service]) -> None:
+    """Start the services side by side (each mostly waits for a JVM or an interpreter to
+    warm up) and raise the first failure once every start has ended."""
+    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+        futures = [pool.submit(service.start) for service in services]
+    for future in futures:
+        future.result()
+
+
 def _read_state() -> dict[str, object] | None:
     try:
         state: dict[str, object] = json.loads(STATE.read_text())
@@ -102,12 +112,13 @@ def up(wanted: list[str]) -> int:
     started = time.monotonic()
     services = make_services(workdir, wanted)
     try:
-        for service in services.values():
-            service.start()
-    except ServiceError as exc:
+        start_all(list(services.values()))
+    except BaseException as exc:  # Ctrl-C too: nothing started may outlive a failed up
         for service in services.values():
             service.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if not isinstance(exc, ServiceError):
+            raise
         print(f"dev-up failed: {exc}", file=sys.stderr)
         return 1
     addresses = {name: address(service) for name, service in services.items()}
