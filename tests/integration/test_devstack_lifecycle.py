@@ -92,9 +92,14 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert not any(group_members(p) for p in pids), "a server or one of its workers survived"
     assert not (tmp_path / ".dev" / "env").exists()
     assert _devstack(tmp_path, "status").returncode == 1
+    _assert_make_status_is_quiet_when_down(tmp_path)
+
+
+def _assert_make_status_is_quiet_when_down(cwd: Path) -> None:
+    """``make dev-status`` reports, and ``make`` prints no error of its own (issue 10)."""
     make = subprocess.run(
         ["make", "-s", "-f", str(REPO / "Makefile"), "dev-status", f"PY={sys.executable}"],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},

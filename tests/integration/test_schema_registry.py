@@ -163,6 +163,14 @@ def _next_schema_id(client: SchemaRegistryClient, unique: str) -> int:
     return int(client.register_schema(f"probe-{unique}", Schema(json.dumps(probe), "AVRO"))) + 1
 
 
+def _confluent_frame(schema: dict[str, Any], schema_id: int, event: dict[str, Any]) -> bytes:
+    """Magic byte 0, the 4-byte id, the Avro body: what any Confluent serializer writes."""
+    body = BytesIO()
+    v3_only = {"wallet_type": None, "labels": [], "installments": None}
+    schemaless_writer(body, parse_schema(schema), event | v3_only)
+    return b"\x00" + schema_id.to_bytes(4, "big") + body.getvalue()
+
+
 def _dead_letters(bootstrap: str, dlq_topic: str) -> list[dict[str, Any]]:
     cmd = ["dlq", "inspect", "--json", "-t", dlq_topic, "-b", bootstrap]
     listed = subprocess.run(
@@ -190,15 +198,7 @@ def test_unknown_schema_id_is_dead_lettered_then_replayed_after_registration(
     v3 = json.loads(V3_SCHEMA.read_text()) | {"doc": f"v3 for test {unique}"}
     future_id = _next_schema_id(client, unique)
     event = base_event(transaction_id=f"unknown-{unique}", event_time=int(time.time() * 1000))
-    body = BytesIO()
-    schemaless_writer(
-        body, parse_schema(v3), event | {"wallet_type": None, "labels": [], "installments": None}
-    )
-    _produce(
-        kafka_bootstrap,
-        topic,
-        [(b"card-000001", b"\x00" + future_id.to_bytes(4, "big") + body.getvalue())],
-    )
+    _produce(kafka_bootstrap, topic, [(b"card-000001", _confluent_frame(v3, future_id, event))])
 
     proc = _start(tmp_path, run_settings, schema_registry_url)
     try:
