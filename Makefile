@@ -45,14 +45,14 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-dev-up: $(STAMP) ## start a local Kafka broker and Redis; addresses in .dev/env
-	$(PY) -m streamer.dev.devstack up
+dev-up: $(STAMP) ## start Kafka, Redis, a schema registry and MLflow; `source .dev/env` (ARGS=--no-mlflow …)
+	$(PY) -m streamer.dev.devstack up $(ARGS)
 
 dev-down: ## stop the local stack started by dev-up
 	$(PY) -m streamer.dev.devstack down
 
-dev-status: ## is the local stack running?
-	$(PY) -m streamer.dev.devstack status
+dev-status: ## is the local stack running? (python -m streamer.dev.devstack status exits 1 when not)
+	@$(PY) -m streamer.dev.devstack status || true
 
 demo: ## the main job: local stack, features, synthetic events, live scoring, summary
 	@SETUP_SKIP_GO_TOOLS=1 VENV=$(VENV) .ci/setup.sh

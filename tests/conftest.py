@@ -1,4 +1,5 @@
-"""Test harness: real Kafka and Redis for integration tests, fresh names for every test.
+"""Test harness: real Kafka and Redis (and, when a test asks, a real schema registry and
+MLflow server) for integration tests, fresh names for every test.
 
 Services come from ``streamer.dev.devstack.stack.acquire`` (environment addresses, a Docker
 engine, or local processes), once per run, and are removed at the end, also after a
@@ -19,7 +20,7 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import settings
 
-from streamer.dev.devstack.stack import Endpoints, acquire
+from streamer.dev.devstack.stack import Endpoints, acquire, mlflow_server, schema_registry
 
 # Property tests are judged by what they find, not by how fast an example runs: on a loaded
 # 2-core CI machine a per-example deadline only makes them flaky.
@@ -106,6 +107,20 @@ def group_id(unique: str) -> str:
 @pytest.fixture(scope="session")
 def redis_url(stack: Endpoints) -> str:
     return stack.redis_url
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real Confluent-compatible registry (Apicurio), started on first request only."""
+    with schema_registry() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri() -> Iterator[str]:
+    """A real MLflow tracking server, started on first request only."""
+    with mlflow_server() as uri:
+        yield uri
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""The launcher's promises: dev-up/dev-down, idempotence, and no orphans after a kill."""
+"""The launcher's promises: dev-up (all four services) / dev-down, idempotence, a
+``.dev/env`` a shell can source, and no orphans after a kill."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,45 +13,63 @@ from pathlib import Path
 
 import redis
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from streamer.dev.devstack.processes import pid_alive
+from streamer.dev.devstack.processes import group_members, pid_alive
+from tests.integration.streamer_proc import http_get
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _devstack(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.pop("REDIS_URL", None)
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "streamer.dev.devstack", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+def _sourced(path: Path) -> dict[str, str]:
+    """The variables a shell has after ``source .dev/env`` (the file is a shell script)."""
+    shell = subprocess.run(
+        ["bash", "-c", f'source "{path}" && env -0'],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        check=True,
+    )
+    pairs = (item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k not in ("PATH", "PWD", "SHLVL", "_")}
 
 
 def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
     first = _devstack(tmp_path, "up")
     assert first.returncode == 0, first.stderr
-    env = _read_env(tmp_path / ".dev" / "env")
-    import json
-
+    env = _sourced(tmp_path / ".dev" / "env")
     pids = json.loads((tmp_path / ".dev" / "stack.json").read_text())["pids"]
     try:
+        assert set(env) == {
+            "STREAMER_KAFKA_BOOTSTRAP_SERVERS",
+            "STREAMER_REDIS_URL",
+            "STREAMER_SCHEMA_REGISTRY_URL",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "REDIS_URL",
+            "MLFLOW_TRACKING_URI",
+        }
+        assert env["STREAMER_KAFKA_BOOTSTRAP_SERVERS"] == env["KAFKA_BOOTSTRAP_SERVERS"]
+        assert env["STREAMER_REDIS_URL"] == env["REDIS_URL"]
         assert (
-            AdminClient({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
+            AdminClient({"bootstrap.servers": env["STREAMER_KAFKA_BOOTSTRAP_SERVERS"]})
             .list_topics(timeout=10)
             .brokers
         )
-        assert redis.Redis.from_url(env["REDIS_URL"]).ping()
+        assert redis.Redis.from_url(env["STREAMER_REDIS_URL"]).ping()
         cli = subprocess.run(
             ["redis-cli", "-u", env["REDIS_URL"], "PING"],
             capture_output=True,
@@ -57,16 +77,36 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path) -> None:
             check=True,
         )
         assert cli.stdout.strip() == "PONG"
+        registry = SchemaRegistryClient({"url": env["STREAMER_SCHEMA_REGISTRY_URL"]})
+        assert registry.get_subjects() == []
+        assert http_get(f"{env['MLFLOW_TRACKING_URI']}/health")[0] == 200
+        assert _devstack(tmp_path, "status").returncode == 0
 
         second = _devstack(tmp_path, "up")
         assert second.returncode == 0
         assert "already running" in second.stdout
-        assert _read_env(tmp_path / ".dev" / "env") == env
+        assert _sourced(tmp_path / ".dev" / "env") == env
     finally:
         down = _devstack(tmp_path, "down")
     assert down.returncode == 0, down.stderr
-    assert not any(pid_alive(p) for p in pids)
+    assert not any(group_members(p) for p in pids), "a server or one of its workers survived"
     assert not (tmp_path / ".dev" / "env").exists()
+    assert _devstack(tmp_path, "status").returncode == 1
+    _assert_make_status_is_quiet_when_down(tmp_path)
+
+
+def _assert_make_status_is_quiet_when_down(cwd: Path) -> None:
+    """``make dev-status`` reports, and ``make`` prints no error of its own (issue 10)."""
+    make = subprocess.run(
+        ["make", "-s", "-f", str(REPO / "Makefile"), "dev-status", f"PY={sys.executable}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert (make.returncode, make.stderr) == (0, ""), make.stderr
+    assert "not running" in make.stdout
 
 
 def test_killed_owner_takes_its_services_along(tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamer.dev.devstack.processes import ServiceError, free_port, spawn, stop_process
+from streamer.dev.devstack.processes import (
+    ServiceError,
+    cache_root,
+    free_port,
+    java_binary,
+    spawn,
+    stop_process,
+)
 
 KAFKA_VERSION = os.environ.get("STREAMER_DEV_KAFKA_VERSION", "4.1.1")
 SLF4J_VERSION = "2.0.17"
@@ -57,13 +64,6 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
   </build>
 </project>
 """
-
-
-def cache_root() -> Path:
-    """Where downloaded service binaries live: outside the repository, shared by runs."""
-    if explicit := os.environ.get("STREAMER_DEV_CACHE"):
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamer"
 
 
 def ensure_jars(version: str = KAFKA_VERSION) -> Path:
@@ -128,16 +128,6 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> dict[s
     }
 
 
-def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not java:
-        raise ServiceError(
-            "Java 17 is needed to run the Kafka broker: apt-get install openjdk-17-jre"
-        )
-    return java
-
-
 @dataclass
 class KafkaBroker:
     """A broker process; ``start`` blocks until an admin metadata request succeeds."""
@@ -164,7 +154,7 @@ class KafkaBroker:
         props = server_properties(self.workdir / "data", self.port, controller)
         conf = self.workdir / "server.properties"
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        java = [_java(), "-cp", f"{libs}/*"]
+        java = [java_binary(), "-cp", f"{libs}/*"]
         cluster_id = (
             subprocess.run(
                 [*java, "kafka.tools.StorageTool", "random-uuid"],
@@ -195,7 +185,7 @@ class KafkaBroker:
             "-Dorg.slf4j.simpleLogger.log.kafka.log=warn",
             "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.storage=warn",
         ]
-        cmd = [_java(), *jvm, "-cp", f"{libs}/*", "kafka.Kafka", str(conf)]
+        cmd = [java_binary(), *jvm, "-cp", f"{libs}/*", "kafka.Kafka", str(conf)]
         self._proc = spawn(cmd, self.log_path, die_with_parent=self.die_with_parent)
         self.pid = self._proc.pid
         self._wait_ready(timeout)

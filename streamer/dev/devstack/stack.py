@@ -1,10 +1,14 @@
-"""Where Kafka and Redis come from, for tests and for ``make dev-up``.
+"""Where Kafka, Redis, the schema registry and MLflow come from, for tests and ``make dev-up``.
 
 In this order:
 
 1. addresses in ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` (a cluster you run);
 2. a Docker engine that answers (testcontainers);
 3. local processes: a KRaft broker from Maven Central jars and Debian's ``redis-server``.
+
+The schema registry and MLflow are started only when asked for (``schema_registry`` and
+``mlflow_server``), from ``STREAMER_TEST_SCHEMA_REGISTRY_URL`` / ``MLFLOW_TRACKING_URI`` when
+set, else as local processes: most test runs need neither, and each costs 10 to 25 s.
 
 Everything this module starts is stopped, and its files removed, when the context exits.
 """
@@ -21,7 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 from streamer.dev.devstack.kafka import KafkaBroker
+from streamer.dev.devstack.mlflow import MlflowServer
 from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.devstack.schema_registry import SchemaRegistry
 
 Source = Literal["env", "docker", "local"]
 
@@ -111,3 +117,35 @@ def acquire() -> Iterator[Endpoints]:
         return
     with local_stack() as endpoints:
         yield endpoints
+
+
+@contextmanager
+def schema_registry() -> Iterator[str]:
+    """The Confluent-compatible registry URL: ``STREAMER_TEST_SCHEMA_REGISTRY_URL`` or a
+    local Apicurio started now and stopped on exit."""
+    if url := os.environ.get("STREAMER_TEST_SCHEMA_REGISTRY_URL"):
+        yield url
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="streamer-registry-"))
+    registry = SchemaRegistry(workdir)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        stack.callback(registry.stop)
+        registry.start()
+        yield registry.url
+
+
+@contextmanager
+def mlflow_server() -> Iterator[str]:
+    """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` or a local server started now (its
+    virtualenv built on first use) and stopped, workers included, on exit."""
+    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
+        yield uri
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="streamer-mlflow-"))
+    server = MlflowServer(workdir)
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        stack.callback(server.stop)
+        server.start()
+        yield server.tracking_uri
