@@ -70,6 +70,7 @@ class AtLeastOnce:
         self.tracker = tracker
         self._max_in_flight = max_in_flight
         self._drain_timeout_s = drain_timeout_s
+        self._reread: dict[Partition, int] = {}
         self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
@@ -79,6 +80,7 @@ class AtLeastOnce:
             self.tracker.register(tp, offsets)
         for tp, offset in batch.reread.items():
             self.tracker.fail(tp, offset)  # rewound by the next tick
+        self._reread.update(batch.reread)
 
     def end(self, batch: Batch) -> None:
         """Nothing to do: acknowledgements arrive with the delivery reports."""
@@ -87,7 +89,12 @@ class AtLeastOnce:
         while self.tracker.pending > self._max_in_flight:
             self._publisher.poll(0.05)  # backpressure: let acknowledgements catch up
         failures = self.tracker.take_failures()
-        self.rewinds += _seek(self._consumer, failures, "reprocessing undelivered outputs")
+        if failures:
+            reread = {tp: o for tp, o in failures.items() if self._reread.get(tp) == o}
+            undelivered = {tp: o for tp, o in failures.items() if tp not in reread}
+            self.rewinds += _seek(self._consumer, reread, "the schema registry was unavailable")
+            self.rewinds += _seek(self._consumer, undelivered, "reprocessing undelivered outputs")
+            self._reread.clear()
         self._commit(asynchronous=True)
 
     def drain(self) -> None:
