@@ -100,8 +100,10 @@ def test_file_loads_end_to_end(
     assert rows[0][f.CARD_INDEX["home_country"]] == f.country_code("DE")
 
 
-def test_load_command_synthetic(redis_client: redis.Redis, redis_prefix: str) -> None:
-    client = redis.Redis(**redis_client.connection_pool.connection_kwargs)
+def test_load_command_synthetic(
+    redis_url: str, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
     counts = load_command(
         client, prefix=redis_prefix, file=None, n_cards=50, n_merchants=10, now_ms=NOW_MS
     )
