@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(500, ge=1, le=100_000)
     max_wait_ms: int = Field(10, ge=0, le=60_000)
     max_in_flight: int = Field(20_000, ge=1, description="unacknowledged outputs before pausing")
+    latency_target_ms: float = Field(
+        0.0, ge=0, description="size batches for this p99 (0: fixed max_batch_size/max_wait_ms)"
+    )
 
     # Operations
     metrics_port: int = Field(9464, ge=0, le=65535)

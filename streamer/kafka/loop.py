@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streamer.errors import Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
+from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import CommitStrategy
 from streamer.kafka.lag import LagMonitor
 from streamer.kafka.publisher import Publisher
@@ -86,6 +87,7 @@ class StreamLoop:
     max_wait_ms: int = 50
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
+    sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
 
@@ -114,9 +116,13 @@ class StreamLoop:
         if now < self._resume_at:  # backing off after a registry outage: serve reports only
             self.publisher.poll(min(self._resume_at - now, self.max_wait_ms / 1000.0))
         else:
-            messages = self.consumer.consume(self.max_batch_size, self.max_wait_ms / 1000.0)
+            size, wait = self._bounds()
+            messages = self.consumer.consume(size, wait)
             if messages:
+                started = time.perf_counter()
                 self.process(messages)
+                if self.sizer is not None:
+                    self.sizer.report(len(messages), time.perf_counter() - started)
             self.publisher.poll(0)
         self.commits.tick()
         latencies = self.publisher.take_latencies_ms()
@@ -125,6 +131,12 @@ class StreamLoop:
         lag = self._lag_monitor().due()
         if lag is not None:
             self.observer.lag(lag)
+
+    def _bounds(self) -> tuple[int, float]:
+        if self.sizer is None:
+            return self.max_batch_size, self.max_wait_ms / 1000.0
+        bounds = self.sizer.bounds()
+        return bounds.size, bounds.wait_s
 
     def process(self, messages: list[Message]) -> Batch:
         """Decode, score and publish one micro-batch, and hand it to the commit strategy."""

@@ -22,6 +22,7 @@ from streamer.config.settings import Settings
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
 from streamer.kafka.batch import Decoder
+from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
 from streamer.kafka.config import producer_config
 from streamer.kafka.loop import Encoder, LoopStats, StatsObserver, StreamLoop, Topics
@@ -183,6 +184,9 @@ def build(
         stats=stats,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        sizer=LatencyTargetSizer(settings.latency_target_ms, max_size=settings.max_batch_size)
+        if settings.latency_target_ms
+        else None,
     )
     sources = Sources(
         consumed=lambda: stats.consumed,
