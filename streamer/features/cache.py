@@ -85,7 +85,7 @@ class FeatureCache:
     """Reads packed feature vectors for a batch with a single MGET.
 
     ``budget_s`` is how long one batch may spend on Redis: a failed round trip is tried once
-    more only if that fits (assuming the retry takes as long as the first try).
+    more only if a whole second try (the client's socket timeout) still fits in it.
     """
 
     def __init__(
@@ -104,6 +104,8 @@ class FeatureCache:
         self._card_defaults = card_defaults
         self._merchant_defaults = merchant_defaults
         self._budget = budget_s
+        pool = getattr(client, "connection_pool", None)
+        self._attempt_s = float(pool.connection_kwargs.get("socket_timeout") or 0) if pool else 0.0
         self._now = now
         self._down_since: float | None = None
         self.breaker = breaker
@@ -170,7 +172,8 @@ class FeatureCache:
         try:
             blobs: list[bytes | None] = self._client.mget(keys)  # type: ignore[assignment]
         except REDIS_ERRORS as exc:
-            if classify(exc) != "outage" or 2 * (self._now() - start) > self._budget:
+            left = self._budget - (self._now() - start)
+            if classify(exc) != "outage" or left < self._attempt_s:
                 self._failed(exc)
                 return None
             self.stats.retries += 1

@@ -42,6 +42,7 @@ class RedisServer:
     pid: int = 0
     password: str | None = None
     tls: RedisTls | None = None
+    unix_socket: Path | None = None  # also listen on this socket (mode 700)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -63,6 +64,8 @@ class RedisServer:
         cmd += ["--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
         if self.password:
             cmd += ["--requirepass", self.password]
+        if self.unix_socket:
+            cmd += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         self._proc = spawn(cmd, self.log_path, die_with_parent=self.die_with_parent)
         self.pid = self._proc.pid
         self._wait_ready(timeout)
