@@ -50,6 +50,7 @@ from streamer.features.layout import (
     merchant_key,
     pack,
 )
+from streamer.features.redis_client import REDIS_ERRORS, classify, make_redis_client
 from streamer.features.reference import country_code
 
 Row = Sequence[float] | npt.NDArray[np.float64]
@@ -201,10 +202,11 @@ def load_features(
                     pipe.set(key, value, ex=ttl_s)
             pipe.execute()
             written += len(chunk)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
+        reason = {"auth": "authentication failed", "tls": "TLS handshake failed"}
         raise DependencyError(
-            f"writing features to Redis failed after {written} of {len(items)} keys: "
-            f"{type(exc).__name__}: {exc}"
+            f"writing features to Redis {reason.get(classify(exc), 'failed')} after {written} "
+            f"of {len(items)} keys: {type(exc).__name__}: {exc}"
         ) from exc
     return LoadCounts(cards=len(cards), merchants=len(merchants))
 
@@ -239,16 +241,27 @@ def load_command(
     ttl_s: int | None = None,
     now_ms: int | None = None,
     password: str | None = None,
+    username: str | None = None,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> LoadCounts:
     """``streamer features load``: ``file`` when given, else the synthetic population of
-    ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now)."""
+    ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now). The client comes
+    from the one factory, so TLS and AUTH work as they do for ``run``."""
     if file is not None:
         feature_set = read_feature_file(file)
     else:
         now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         feature_set = synthetic_features(seed, now, n_cards=n_cards, n_merchants=n_merchants)
-    client = redis.Redis.from_url(
-        redis_url, socket_timeout=10, socket_connect_timeout=5, password=password or None
+    client = make_redis_client(
+        redis_url,
+        password=password or None,
+        username=username,
+        timeout_ms=10_000,  # bulk writes: patient, but never redis-py's minute of retries
+        ssl_ca_certs=ssl_ca_certs,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     try:
         return load_feature_set(client, prefix, feature_set, batch=batch, ttl_s=ttl_s)
