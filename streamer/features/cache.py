@@ -151,7 +151,7 @@ class FeatureCache:
         """True when Redis is usable now. While the breaker is open this is a cheap False;
         when a probe is due it PINGs, so a loop that paused consumption (Redis required)
         still notices within one probe interval that Redis is back."""
-        if self.breaker.state == "closed":
+        if self.breaker.state == "closed" and self.last_error is None:
             return True
         if not self.breaker.allow():
             return False

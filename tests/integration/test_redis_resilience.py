@@ -96,6 +96,10 @@ def test_available_notices_recovery_while_consumption_is_paused(server: RedisSer
     """Redis required: the loop pauses and asks ``available()``; no fetch probes for it."""
     cache = make_cache(server.url)
     assert cache.available()
+    server.stop()
+    assert cache.fetch(["c1"], ["m1"]).degraded  # one failure: the breaker is still closed
+    assert cache.breaker.state == "closed"
+    assert not cache.available()  # but the loop must not take the next batch
     take_down(server, cache, outage_s=0.5)
     assert not cache.available()
     server.start()

@@ -17,6 +17,7 @@ from streamer.errors import DependencyError
 from streamer.features import layout
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import COMPLETE, FeatureCache
+from streamer.features.loader import load_command
 from streamer.features.redis_client import RedisCredentialsError, check_redis, make_redis_client
 from tests.fixtures.tls import TlsFiles, make_tls_files
 
@@ -136,3 +137,25 @@ def test_unix_socket(tmp_path: Path) -> None:
         assert f"unix://{socket}" in str(info.value)
     finally:
         srv.stop()
+
+
+def test_features_load_honours_tls_and_a_client_certificate(
+    tls_server: RedisServer, certs: TlsFiles
+) -> None:
+    files = {
+        "ssl_ca_certs": str(certs.ca),
+        "ssl_certfile": str(certs.client_cert),
+        "ssl_keyfile": str(certs.client_key),
+    }
+    counts = load_command(
+        redis_url=tls_server.url, prefix="t:", file=None, n_cards=20, n_merchants=5,
+        password=SECRET, **files,
+    )  # fmt: skip
+    assert str(counts) == "20 cards, 5 merchants"
+    assert tls_client(tls_server, certs).dbsize() == 25
+    with pytest.raises(DependencyError, match="TLS handshake failed") as info:
+        load_command(
+            redis_url=tls_server.url, prefix="t:", file=None, n_cards=1, n_merchants=1,
+            password=SECRET, ssl_ca_certs=str(certs.ca),
+        )  # fmt: skip
+    assert SECRET not in str(info.value)
