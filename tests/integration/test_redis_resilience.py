@@ -26,14 +26,6 @@ CARD_DEFAULTS = np.zeros(4)
 MERCHANT_DEFAULTS = np.zeros(3)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path / "redis")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 def make_cache(
     url: str, *, password: str | None = None, budget_s: float = 0.25, timeout_ms: float = 100
 ) -> FeatureCache:
@@ -76,14 +68,14 @@ def take_down(srv: RedisServer, cache: FeatureCache, outage_s: float) -> None:
     assert cache.breaker.state != "closed"
 
 
-def test_recovers_within_a_second_of_redis_answering_again(server: RedisServer) -> None:
-    write_features(server)
-    cache = make_cache(server.url)
+def test_recovers_within_a_second_of_redis_answering_again(own_redis: RedisServer) -> None:
+    write_features(own_redis)
+    cache = make_cache(own_redis.url)
     assert cache.fetch(["c1"], ["m1"]).status()[0] == COMPLETE
 
-    take_down(server, cache, outage_s=2.0)
-    server.start()  # same port; returns once it answers PING
-    write_features(server)  # no persistence: the restarted Redis is empty
+    take_down(own_redis, cache, outage_s=2.0)
+    own_redis.start()  # same port; returns once it answers PING
+    write_features(own_redis)  # no persistence: the restarted Redis is empty
     recovery = first_complete_after(cache)
     print(f"\nfirst COMPLETE fetch {recovery * 1000:.0f} ms after Redis answered again")
     assert recovery <= 1.0
@@ -92,17 +84,17 @@ def test_recovers_within_a_second_of_redis_answering_again(server: RedisServer) 
     assert cache.last_error is None
 
 
-def test_available_notices_recovery_while_consumption_is_paused(server: RedisServer) -> None:
+def test_available_notices_recovery_while_consumption_is_paused(own_redis: RedisServer) -> None:
     """Redis required: the loop pauses and asks ``available()``; no fetch probes for it."""
-    cache = make_cache(server.url)
+    cache = make_cache(own_redis.url)
     assert cache.available()
-    server.stop()
+    own_redis.stop()
     assert cache.fetch(["c1"], ["m1"]).degraded  # one failure: the breaker is still closed
     assert cache.breaker.state == "closed"
     assert not cache.available()  # but the loop must not take the next batch
-    take_down(server, cache, outage_s=0.5)
+    take_down(own_redis, cache, outage_s=0.5)
     assert not cache.available()
-    server.start()
+    own_redis.start()
     start = time.monotonic()
     while not cache.available():
         assert time.monotonic() - start < 5.0
@@ -119,11 +111,11 @@ def stall(srv: RedisServer, seconds: float) -> None:
     client.close()
 
 
-def test_one_slow_reply_is_retried_within_the_budget(server: RedisServer) -> None:
-    write_features(server)
-    cache = make_cache(server.url, timeout_ms=250, budget_s=0.6)
+def test_one_slow_reply_is_retried_within_the_budget(own_redis: RedisServer) -> None:
+    write_features(own_redis)
+    cache = make_cache(own_redis.url, timeout_ms=250, budget_s=0.6)
     cache.fetch(["c1"], ["m1"])  # connected, as in a running loop
-    stall(server, 0.375)  # longer than one 250 ms try, shorter than two
+    stall(own_redis, 0.375)  # longer than one 250 ms try, shorter than two
     features = cache.fetch(["c1"], ["m1"])
     assert not features.degraded
     assert features.status()[0] == COMPLETE
@@ -131,11 +123,11 @@ def test_one_slow_reply_is_retried_within_the_budget(server: RedisServer) -> Non
     assert cache.stats.errors == 0
 
 
-def test_a_slow_reply_beyond_the_budget_degrades_the_batch(server: RedisServer) -> None:
-    write_features(server)
-    cache = make_cache(server.url, timeout_ms=250, budget_s=0.3)  # no room for a second try
+def test_a_slow_reply_beyond_the_budget_degrades_the_batch(own_redis: RedisServer) -> None:
+    write_features(own_redis)
+    cache = make_cache(own_redis.url, timeout_ms=250, budget_s=0.3)  # no room for a second try
     cache.fetch(["c1"], ["m1"])
-    stall(server, 0.6)
+    stall(own_redis, 0.6)
     began = time.monotonic()
     features = cache.fetch(["c1"], ["m1"])
     spent = time.monotonic() - began
