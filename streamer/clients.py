@@ -24,7 +24,7 @@ from streamer.config.loader import property_origin
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError
-from streamer.features.cache import make_redis_client
+from streamer.features.redis_client import make_redis_client
 from streamer.kafka.config import admin_config, consumer_config, producer_config
 
 LIBRDKAFKA_LOGGER = "librdkafka"
@@ -90,8 +90,11 @@ class Clients:
         return make_redis_client(
             r.url.get_secret_value(),
             password=r.password.get_secret_value() if r.password else None,
+            username=r.username,
             timeout_ms=timeout_ms or r.timeout_ms,
             ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
+            ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
+            ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
         )
 
     def schema_registry(self) -> Any | None:

@@ -176,6 +176,7 @@ class FakeConsumer:
         self.batches = batches
         self.commits: list[list[TopicPartition]] = []
         self.seeks: list[TopicPartition] = []
+        self.paused: list[TopicPartition] = []
         self.closed = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
@@ -189,6 +190,12 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append(partition)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused = list(partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused = []
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return partitions

@@ -31,6 +31,8 @@ class RedisSettings:
 
     url: SecretStr
     password: SecretStr | None
+    username: str | None
+    budget_ms: float
     key_prefix: str
     timeout_ms: float
     breaker_failures: int

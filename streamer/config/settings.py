@@ -69,10 +69,16 @@ class Settings(BaseSettings):
     # Redis feature cache
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_password: SecretStr | None = None
+    redis_username: str | None = None
     redis_key_prefix: str = ""
     redis_timeout_ms: float = Field(100.0, gt=0, description="socket timeout per round trip")
     redis_breaker_failures: int = Field(3, ge=1)
-    redis_breaker_cooldown_s: float = Field(5.0, gt=0)
+    redis_breaker_cooldown_s: float = Field(
+        0.25, gt=0, description="while the breaker is open, Redis is probed this often"
+    )
+    redis_budget_ms: float = Field(
+        250.0, gt=0, description="a timed-out round trip is retried once within this budget"
+    )
     redis_ssl_ca_certs: Path | None = None
     redis_ssl_certfile: Path | None = None
     redis_ssl_keyfile: Path | None = None
@@ -193,6 +199,8 @@ class Settings(BaseSettings):
         return RedisSettings(
             url=self.redis_url,
             password=self.redis_password,
+            username=self.redis_username,
+            budget_ms=self.redis_budget_ms,
             key_prefix=self.redis_key_prefix,
             timeout_ms=self.redis_timeout_ms,
             breaker_failures=self.redis_breaker_failures,

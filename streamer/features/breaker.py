@@ -1,7 +1,11 @@
 """A circuit breaker for the feature cache: fail fast while Redis is down, probe to recover.
 
-closed → (``failures`` consecutive errors) → open → (``cooldown_s`` elapsed) → half-open:
-one trial call; success closes, failure opens again. The clock is injected.
+closed → (``failures`` consecutive errors) → open → (``probe_interval_s`` elapsed) →
+half-open: a trial call; success closes, failure opens again for another interval. The
+interval is short (250 ms by default) because recovery must follow Redis within a second:
+a fixed multi-second cooldown scored payments with default features for seconds after Redis
+was back. A failed probe against a dead Redis costs little (refused at once, or one
+client timeout of tens of milliseconds). The clock is injected.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ class CircuitBreaker:
     """Counts consecutive failures; ``allow()`` says whether to try the dependency now."""
 
     def __init__(
-        self, failures: int = 3, cooldown_s: float = 5.0, now: Callable[[], float] = time.monotonic
+        self,
+        failures: int = 3,
+        probe_interval_s: float = 0.25,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._threshold = failures
-        self._cooldown = cooldown_s
+        self._interval = probe_interval_s
         self._now = now
         self._failures = 0
         self._opened_at: float | None = None
@@ -29,7 +36,7 @@ class CircuitBreaker:
     def state(self) -> State:
         if self._opened_at is None:
             return "closed"
-        if self._now() - self._opened_at >= self._cooldown:
+        if self._now() - self._opened_at >= self._interval:
             return "half-open"
         return "open"
 

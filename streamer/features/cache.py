@@ -3,52 +3,42 @@
 Missing entities get the model's documented defaults and are flagged. A Redis error or
 timeout opens a circuit breaker and the batch is scored with defaults, flagged
 ``DEGRADED``; while the breaker is open Redis is not called at all, so a dead cache never
-stalls the consumer loop. The client is built fail-fast: short timeouts, no retries.
+stalls the consumer loop. A round trip that fails for want of time or a connection (a
+stale pooled connection after a Redis restart, one slow reply on a busy host) is tried once
+more when the batch's time budget allows: one slow reply must not degrade a whole batch.
+Authentication failures are counted apart from outages: they need a person, not patience.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.layout import card_key, merchant_key, unpack_rows
+from streamer.features.redis_client import (
+    REDIS_ERRORS,
+    ErrorKind,
+    classify,
+    make_redis_client,
+    reachable,
+)
+
+# make_redis_client and reachable moved to redis_client; still importable from here.
+__all__ = ["FEATURE_STATUSES", "CacheStats", "FeatureCache", "Features", "feature_status",
+           "make_redis_client", "reachable"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 # Feature status codes, in the order of the ScoredEvent FeatureStatus enum.
 FEATURE_STATUSES = ("COMPLETE", "PARTIAL", "DEFAULTED", "DEGRADED")
 COMPLETE, PARTIAL, DEFAULTED, DEGRADED = range(4)
-
-
-def make_redis_client(
-    url: str, *, password: str | None, timeout_ms: float, ssl_ca_certs: str | None = None
-) -> redis.Redis:
-    """A client that fails in ``timeout_ms`` instead of redis-py's default minute of retries."""
-    timeout = timeout_ms / 1000.0
-    kwargs: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-        "retry_on_timeout": False,
-        "health_check_interval": 0,
-        # A small pool connects lazily: a Redis that is down at start-up degrades scoring
-        # instead of failing the constructor (single_connection_client connects eagerly).
-        "max_connections": 4,
-    }
-    if password:
-        kwargs["password"] = password
-    if ssl_ca_certs:
-        kwargs["ssl_ca_certs"] = ssl_ca_certs
-    return redis.Redis.from_url(url, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -81,14 +71,22 @@ class CacheStats:
     """Counters for metrics: lookups of unique entities by (entity, result), failed round trips.
 
     ``result`` is ``hit``, ``miss`` (defaults used) or ``degraded`` (Redis not asked).
+    ``errors`` counts round trips lost to an outage (refused, timed out, TLS), ``auth_errors``
+    those Redis refused for credentials, ``retries`` second tries within a batch's budget.
     """
 
     lookups: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: int = 0
+    auth_errors: int = 0
+    retries: int = 0
 
 
 class FeatureCache:
-    """Reads packed feature vectors for a batch with a single MGET."""
+    """Reads packed feature vectors for a batch with a single MGET.
+
+    ``budget_s`` is how long one batch may spend on Redis: a failed round trip is tried once
+    more only if a whole second try (the client's socket timeout) still fits in it.
+    """
 
     def __init__(
         self,
@@ -98,13 +96,21 @@ class FeatureCache:
         card_defaults: np.ndarray,
         merchant_defaults: np.ndarray,
         breaker: CircuitBreaker,
+        budget_s: float = 0.25,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._card_defaults = card_defaults
         self._merchant_defaults = merchant_defaults
+        self._budget = budget_s
+        pool = getattr(client, "connection_pool", None)
+        self._attempt_s = float(pool.connection_kwargs.get("socket_timeout") or 0) if pool else 0.0
+        self._now = now
+        self._down_since: float | None = None
         self.breaker = breaker
         self.stats = CacheStats()
+        self.last_error: ErrorKind | None = None
 
     def use_defaults(self, card: np.ndarray, merchant: np.ndarray) -> None:
         """Defaults for missing entities from now on (a model swap brings its own)."""
@@ -145,37 +151,69 @@ class FeatureCache:
             degraded=False,
         )
 
+    def available(self) -> bool:
+        """True when Redis is usable now. While the breaker is open this is a cheap False;
+        when a probe is due it PINGs, so a loop that paused consumption (Redis required)
+        still notices within one probe interval that Redis is back."""
+        if self.breaker.state == "closed" and self.last_error is None:
+            return True
+        if not self.breaker.allow():
+            return False
+        try:
+            self._client.ping()
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return True
+
     def _mget(self, cards: np.ndarray, merchants: np.ndarray) -> list[bytes | None] | None:
         if not self.breaker.allow():
             return None
         keys = [card_key(self._prefix, c) for c in cards]
         keys += [merchant_key(self._prefix, m) for m in merchants]
+        start = self._now()
         try:
             blobs: list[bytes | None] = self._client.mget(keys)  # type: ignore[assignment]
-        except (redis.RedisError, OSError) as exc:
-            self.stats.errors += 1
-            self.breaker.failure()
-            # One line per failed round trip (at most one per cooldown while the breaker is open).
-            log.warning(
-                "feature cache round trip failed (%s); this batch is scored with defaults, "
-                "breaker %s",
-                type(exc).__name__,
-                self.breaker.state,
-            )
-            return None
-        if self.breaker.state != "closed":
-            log.info("feature cache reachable again")
-        self.breaker.success()
+        except REDIS_ERRORS as exc:
+            left = self._budget - (self._now() - start)
+            if classify(exc) != "outage" or left < self._attempt_s:
+                self._failed(exc)
+                return None
+            self.stats.retries += 1
+            try:
+                blobs = self._client.mget(keys)  # type: ignore[assignment]
+            except REDIS_ERRORS as again:
+                self._failed(again)
+                return None
+        self._recovered()
         return blobs
+
+    def _failed(self, exc: BaseException) -> None:
+        kind = classify(exc)
+        if kind == "auth":
+            self.stats.auth_errors += 1
+        else:
+            self.stats.errors += 1
+        self.breaker.failure()
+        if self._down_since is None or kind != self.last_error:
+            # One line when an outage starts (or changes kind), not one per probe.
+            log.warning(
+                "feature cache %s (%s); batches are scored with defaults until it recovers",
+                "refused our credentials" if kind == "auth" else f"unavailable, {kind}",
+                type(exc).__name__,
+            )
+        if self._down_since is None:
+            self._down_since = self._now()
+        self.last_error = kind
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.info("feature cache reachable again after %.1f s", self._now() - self._down_since)
+            self._down_since = None
+        self.last_error = None
+        self.breaker.success()
 
     def ping(self) -> bool:
         """True when Redis answers now (for start-up checks)."""
         return reachable(self._client)
-
-
-def reachable(client: redis.Redis) -> bool:
-    """True when ``client``'s Redis answers a PING now."""
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False

@@ -49,6 +49,7 @@ from streamer.features.layout import (
     merchant_key,
     pack,
 )
+from streamer.features.redis_client import REDIS_ERRORS, classify
 from streamer.features.reference import country_code
 
 Row = Sequence[float] | npt.NDArray[np.float64]
@@ -200,10 +201,11 @@ def load_features(
                     pipe.set(key, value, ex=ttl_s)
             pipe.execute()
             written += len(chunk)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
+        reason = {"auth": "authentication failed", "tls": "TLS handshake failed"}
         raise DependencyError(
-            f"writing features to Redis failed after {written} of {len(items)} keys: "
-            f"{type(exc).__name__}: {exc}"
+            f"writing features to Redis {reason.get(classify(exc), 'failed')} after {written} "
+            f"of {len(items)} keys: {type(exc).__name__}: {exc}"
         ) from exc
     return LoadCounts(cards=len(cards), merchants=len(merchants))
 
@@ -239,7 +241,8 @@ def load_command(
     now_ms: int | None = None,
 ) -> LoadCounts:
     """``streamer features load``: ``file`` when given, else the synthetic population of
-    ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now)."""
+    ``seed`` / ``n_cards`` / ``n_merchants`` as of ``now_ms`` (default: now). The client comes
+    from the one factory, so TLS and AUTH work as they do for ``run``."""
     if file is not None:
         feature_set = read_feature_file(file)
     else:

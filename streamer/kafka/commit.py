@@ -38,6 +38,7 @@ class CommitStrategy(Protocol):
 
     def begin(self, batch: Batch) -> None: ...
     def end(self, batch: Batch) -> None: ...
+    def retry(self, batch: Batch) -> None: ...
     def tick(self) -> None: ...
     def drain(self) -> None: ...
     def forget(self, partitions: Iterable[Partition]) -> None: ...
@@ -84,6 +85,12 @@ class AtLeastOnce:
 
     def end(self, batch: Batch) -> None:
         """Nothing to do: acknowledgements arrive with the delivery reports."""
+
+    def retry(self, batch: Batch) -> None:
+        """Process ``batch`` again from its first offsets (rewound by the next tick)."""
+        for tp, offsets in batch.offsets.items():
+            if offsets:
+                self.tracker.fail(tp, min(offsets))
 
     def tick(self) -> None:
         while self.tracker.pending > self._max_in_flight:
@@ -143,12 +150,22 @@ class ExactlyOnce:
         self._publisher = publisher
         self.transactions = transactions
         self._drain_timeout_s = drain_timeout_s
+        self._again = False
         self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
+        self._again = False
         self.transactions.begin()
 
+    def retry(self, batch: Batch) -> None:
+        """Abort the batch's transaction at its end and read the batch again."""
+        self._again = True
+
     def end(self, batch: Batch) -> None:
+        if self._again:
+            self.transactions.abort()
+            self.rewinds += _seek(self._consumer, batch_start(batch.offsets), "batch retried")
+            return
         offsets = commit_offsets(batch.offsets, batch.reread)
         try:
             self.transactions.commit(offsets, self._consumer.consumer_group_metadata())

@@ -88,6 +88,8 @@ class StreamLoop:
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
     sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
+    redis_gate: Callable[[], bool] | None = None  # STREAMER_REDIS_REQUIRED: is Redis usable?
+    _paused: bool = False
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
 
@@ -116,6 +118,8 @@ class StreamLoop:
         if now < self._resume_at:  # backing off after a registry outage: serve reports only
             self.publisher.poll(min(self._resume_at - now, self.max_wait_ms / 1000.0))
         else:
+            if self.redis_gate is not None:
+                self._follow_redis(self.redis_gate())
             size, wait = self._bounds()
             messages = self.consumer.consume(size, wait)
             if messages:
@@ -163,9 +167,26 @@ class StreamLoop:
             self.commits.end(batch)
         return batch
 
+    def _follow_redis(self, available: bool) -> None:
+        """Redis required: pause the assigned partitions while it is down, resume after."""
+        if available == (not self._paused):
+            return
+        partitions = [TopicPartition(t, p) for t, p in self.stats.assigned]
+        if available:
+            self.consumer.resume(partitions)
+            log.info("feature cache available again: consuming")
+        else:
+            self.consumer.pause(partitions)
+            log.warning("feature cache unavailable and required: consumption paused")
+        self._paused = not available
+
     def _score_and_publish(self, batch: Batch) -> None:
         sources = [(tp[1], offset) for tp, offset in batch.positions]
         result = self.kernel.score(batch.events, sources)
+        if self.redis_gate is not None and result.degraded:  # never publish defaults
+            self.commits.retry(batch)
+            self._follow_redis(False)
+            return
         for row, rejection in result.rejected:
             self._dead_letter(batch.messages[row], rejection)
         if result.rows:

@@ -70,15 +70,17 @@ class OffsetTracker:
         """Partitions to rewind, and where to; their state past that offset is forgotten."""
         rewinds: dict[TopicPartition, int] = {}
         for tp, state in self._parts.items():
-            if state.failed is None:
+            failed, state.failed = state.failed, None
+            if failed is None or (state.committable is not None and failed < state.committable):
+                # Nothing failed, or a stale report (from before a rewind) for an offset whose
+                # output was acknowledged since: rewinding behind the commit would only
+                # duplicate outputs and leave re-read offsets under the committable one.
                 continue
-            rewinds[tp] = state.failed
-            kept = [o for o in state.order if o < state.failed]
-            dropped = sum(1 for o in state.order if o >= state.failed and not state.acked[o])
-            self._pending -= dropped
+            rewinds[tp] = failed
+            kept = [o for o in state.order if o < failed]
+            self._pending -= sum(1 for o in state.order if o >= failed and not state.acked[o])
             state.acked = {o: state.acked[o] for o in kept}
             state.order = deque(kept)
-            state.failed = None
         return rewinds
 
     def commits(self) -> dict[TopicPartition, int]:

@@ -95,10 +95,14 @@ class Transactions:
                 log.warning("transaction step failed, retrying: %s", error)
                 time.sleep(min(0.1 * 2**attempt, 2.0))
 
-    def _abort(self, error: KafkaError) -> None:
-        log.warning("aborting the batch's transaction: %s", error)
+    def abort(self) -> None:
+        """Abort the open transaction: nothing of it becomes visible."""
         self._producer.abort_transaction(self._timeout)
         self.aborted += 1
+
+    def _abort(self, error: KafkaError) -> None:
+        log.warning("aborting the batch's transaction: %s", error)
+        self.abort()
 
 
 def _kafka_error(exc: KafkaException) -> KafkaError | None:

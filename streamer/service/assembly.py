@@ -73,6 +73,7 @@ def feature_cache(
         card_defaults=model.card_defaults,
         merchant_defaults=model.merchant_defaults,
         breaker=CircuitBreaker(redis.breaker_failures, redis.breaker_cooldown_s),
+        budget_s=redis.budget_ms / 1000.0,
     )
 
 
@@ -184,6 +185,7 @@ def build(
         stats=stats,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        redis_gate=cache.available if settings.redis_required else None,
         sizer=LatencyTargetSizer(settings.latency_target_ms, max_size=settings.max_batch_size)
         if settings.latency_target_ms
         else None,

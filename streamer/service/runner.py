@@ -16,8 +16,8 @@ from typing import Any
 
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
-from streamer.errors import ConfigError
-from streamer.features.cache import reachable
+from streamer.errors import ConfigError, DependencyError
+from streamer.features.redis_client import RedisCredentialsError, check_redis, reachable
 from streamer.observability.health import OpsServer, Probes
 from streamer.observability.tracing import provider_from_env
 from streamer.service.assembly import Service, build
@@ -78,6 +78,27 @@ def ops_server(settings: Settings, service: Service) -> OpsServer:
         ) from None
 
 
+def check_feature_cache(settings: Settings, service: Service) -> None:
+    """Refused credentials stop start-up (exit 3); an outage does only if Redis is required,
+    otherwise scoring starts degraded and recovers by itself."""
+    where = redact_url(settings.redis_url.get_secret_value())
+    client = service.clients.redis()
+    try:
+        check_redis(client)
+    except RedisCredentialsError as exc:
+        raise DependencyError(f"Redis at {where}: {exc}; check STREAMER_REDIS_*") from None
+    except DependencyError as exc:
+        if settings.redis_required:
+            raise DependencyError(
+                f"Redis at {where}: {exc}; STREAMER_REDIS_REQUIRED is set"
+            ) from None
+        log.warning(
+            "Redis at %s: %s; scoring with default features (DEGRADED) until it is", where, exc
+        )
+    finally:
+        client.close()
+
+
 def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
     stop = stop or StopFlag()
@@ -88,11 +109,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     if service.transactions is not None:
         service.transactions.init()
     ops = ops_server(settings, service)
-    if not service.cache.ping():
-        log.warning(
-            "Redis at %s is not reachable: scoring with default features (DEGRADED) until it is",
-            redact_url(settings.redis_url.get_secret_value()),
-        )
+    check_feature_cache(settings, service)
     log.info("effective settings", extra={"settings": settings.redacted()})
     meta = service.model.metadata
     log.info(

@@ -6,7 +6,6 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -198,14 +197,6 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
         assert bytes.fromhex(span_id) in sends  # the fraud service's parent is our send span
     record = decode_single_object(outputs[0].value(), plain_schema("scored_event"))
     assert record["model_name"] == "fraud-gbt"
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_readyz_reports_a_missing_model_and_a_degraded_redis(

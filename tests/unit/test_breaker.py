@@ -13,7 +13,7 @@ class Clock:
 
 def test_opens_after_consecutive_failures_and_recovers_through_half_open() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(failures=3, cooldown_s=5.0, now=clock)
+    breaker = CircuitBreaker(failures=3, probe_interval_s=5.0, now=clock)
     breaker.failure()
     breaker.failure()
     assert breaker.state == "closed"
@@ -36,3 +36,19 @@ def test_opens_after_consecutive_failures_and_recovers_through_half_open() -> No
     clock.t += 5.0
     breaker.success()
     assert breaker.state == "closed"
+
+
+def test_probes_every_quarter_second_by_default_while_open() -> None:
+    """Recovery must follow Redis within a second: the default probe interval is 250 ms."""
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, now=clock)
+    breaker.failure()
+    assert not breaker.allow()
+    clock.t += 0.24
+    assert not breaker.allow()
+    clock.t += 0.01
+    assert breaker.allow()
+    breaker.failure()  # Redis still down: the next probe is one interval later, not sooner
+    assert not breaker.allow()
+    clock.t += 0.25
+    assert breaker.allow()

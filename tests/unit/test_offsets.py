@@ -77,3 +77,19 @@ def test_registering_twice_counts_once() -> None:
     tracker.register(TP, [0, 1])
     tracker.register(TP, [1, 2])
     assert tracker.pending == 3
+
+
+def test_a_stale_failure_never_rewinds_behind_the_commit() -> None:
+    """Found by the state machine: a failure report from before a rewind, for an offset that
+    was read again and acknowledged since, rewound behind the committable offset."""
+    tracker = OffsetTracker()
+    tracker.register(TP, [0, 1])
+    tracker.fail(TP, 0)
+    assert tracker.take_failures() == {TP: 0}
+    tracker.register(TP, [0, 1])
+    tracker.fail(TP, 1)  # the report of the first read of 1 arrives late
+    tracker.ack(TP, 0)
+    tracker.ack(TP, 1)
+    assert tracker.committable(TP) == 2
+    assert tracker.take_failures() == {}
+    assert tracker.pending == 0

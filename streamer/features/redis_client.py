@@ -1,0 +1,151 @@
+"""The one Redis client factory, and how Redis failures are told apart.
+
+Every command that reads or writes features (``run``, ``features load``, ``score-file``)
+builds its client here, so AUTH, TLS with a CA and a client certificate, and unix sockets
+work the same everywhere. The client fails fast: redis-py's defaults (5 s timeouts, retries
+with backoff) would let one command against a dead Redis block the consumer loop for about
+a minute; retrying is the feature cache's decision, within its batch's time budget.
+
+A wrong password and an outage call for different reactions (exit naming authentication at
+start-up, count separately at run time), so failures are classified: ``auth`` (wrong or
+missing password or user, no permission), ``tls`` (handshake refused either way: CA, client
+certificate), ``outage`` (everything else: refused, timed out, closed).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from streamer.errors import ConfigError, DependencyError
+
+ErrorKind = Literal["auth", "tls", "outage"]
+REDIS_ERRORS = (redis.RedisError, OSError)
+_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password pair")
+_TLS_SETTINGS = {
+    "ssl_ca_certs": "STREAMER_REDIS_SSL_CA_CERTS",
+    "ssl_certfile": "STREAMER_REDIS_SSL_CERTFILE",
+    "ssl_keyfile": "STREAMER_REDIS_SSL_KEYFILE",
+}
+
+
+class RedisCredentialsError(DependencyError):
+    """Redis refused our credentials (password, user, client certificate) or we refused its
+    certificate: a setting to fix, not an outage to wait out (exit code 3)."""
+
+
+def make_redis_client(
+    url: str,
+    *,
+    password: str | None,
+    timeout_ms: float,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    username: str | None = None,
+) -> redis.Redis:
+    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` that fails in
+    ``timeout_ms``; connects lazily, so a Redis that is down at start-up is not an error here.
+    """
+    if timeout_ms <= 0:
+        raise ConfigError(f"STREAMER_REDIS_TIMEOUT_MS must be > 0, got {timeout_ms}")
+    given = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
+    tls = {k: v for k, v in given.items() if v}
+    _check_tls(url, tls)
+    timeout = timeout_ms / 1000.0
+    kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+        # A small pool connects lazily (single_connection_client would connect eagerly).
+        "max_connections": 4,
+        **tls,
+    }
+    if password:
+        kwargs["password"] = password
+    if username:
+        kwargs["username"] = username
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def _check_tls(url: str, tls: dict[str, str]) -> None:
+    """TLS files only make sense with rediss://, and must be readable files."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("STREAMER_REDIS_URL must start with redis://, rediss:// (TLS) or unix://")
+    if tls and scheme != "rediss":
+        names = ", ".join(_TLS_SETTINGS[k] for k in tls)
+        raise ConfigError(f"{names} set but STREAMER_REDIS_URL is not rediss://: use rediss://")
+    if "ssl_keyfile" in tls and "ssl_certfile" not in tls:
+        raise ConfigError("STREAMER_REDIS_SSL_KEYFILE needs STREAMER_REDIS_SSL_CERTFILE")
+    for key, value in tls.items():
+        if not Path(value).is_file() or not os.access(value, os.R_OK):
+            raise ConfigError(f"{_TLS_SETTINGS[key]}: {value} is not a readable file")
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """``auth``, ``tls`` or ``outage`` for an exception raised by a Redis command."""
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        return "auth"
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith(_AUTH_REPLIES):
+        return "auth"
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return "tls"
+        seen = seen.__cause__ or seen.__context__
+    return "outage"
+
+
+def where(client: redis.Redis) -> str:
+    """The server a client talks to, without credentials (for error lines)."""
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    scheme = "rediss" if client.connection_pool.connection_class is redis.SSLConnection else "redis"
+    return f"{scheme}://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def check_redis(client: redis.Redis) -> None:
+    """Raise unless Redis answers a PING: ``RedisCredentialsError`` ("authentication failed",
+    "TLS handshake failed") when it refuses us, ``DependencyError`` ("unreachable") otherwise.
+    One line; never the password."""
+    try:
+        client.ping()
+    except REDIS_ERRORS as exc:
+        kind, detail = classify(exc), _detail(exc)
+        if kind == "auth":
+            raise RedisCredentialsError(
+                f"Redis at {where(client)}: authentication failed ({detail}); check "
+                "STREAMER_REDIS_PASSWORD and STREAMER_REDIS_USERNAME"
+            ) from None
+        if kind == "tls":
+            raise RedisCredentialsError(
+                f"Redis at {where(client)}: TLS handshake failed ({detail}); check "
+                + ", ".join(_TLS_SETTINGS.values())
+            ) from None
+        raise DependencyError(
+            f"Redis at {where(client)}: unreachable ({detail}); start it or fix STREAMER_REDIS_URL"
+        ) from None
+
+
+def reachable(client: redis.Redis) -> bool:
+    """True when ``client``'s Redis answers a PING now."""
+    try:
+        return bool(client.ping())
+    except REDIS_ERRORS:
+        return False
+
+
+def _detail(exc: BaseException) -> str:
+    """The error's class and first line (server replies never echo the password)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
