@@ -75,11 +75,11 @@ def _encoder(_schema_json: str, schema: _Key) -> EncodeFn:
 
 def _compile(source: str, filename: str, constants: dict[str, Any]) -> dict[str, Any]:
     namespace: dict[str, Any] = {**_RUNTIME, **constants}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
+    exec(compile(source, filename, "exec"), namespace)  # our own generated code
     for value in namespace.values():
-        if callable(value) and getattr(value, "__code__", None) is not None:
-            if value.__code__.co_filename == filename:
-                value.__source__ = source
+        code = getattr(value, "__code__", None)
+        if code is not None and code.co_filename == filename:
+            value.__source__ = source
     return namespace
 
 

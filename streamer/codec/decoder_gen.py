@@ -4,7 +4,7 @@ fastavro walks the schema for every datum: a dispatch per field, a resolution ch
 field, a dict lookup per enum. Here the walk happens once, when the pair is first seen:
 it writes a straight-line function (one block per field, nested records as functions of
 their own) that ``codegen.py`` compiles and caches. The function reads ``data`` from
-``pos`` and returns ``(record, next_pos)``; it raises ``Incompatible`` when the datum
+``pos`` and returns ``(record, next_pos)``; it raises ``IncompatibleError`` when the datum
 cannot be resolved, and some other exception for bytes that are not a valid datum (the
 caller then asks ``diagnose`` which way they are wrong). What fastavro accepts silently
 raises here: over-long varints, boolean bytes other than 0/1, negative or out-of-range enum
@@ -34,16 +34,15 @@ class DecoderSource:
 
     def source(self) -> str:
         """Module source defining ``decode(data, pos) -> (record, pos)``."""
-        self._lines += ["def decode(data, pos):"]
+        self._lines = ["def decode(data, pos):"]
         if self._resolver.matches(self._writer, self._reader):
             top = self._record_function(self._writer, self._reader)
-            self._lines += [f"    return {top}(data, pos, len(data))", ""]
-        else:
-            message = f"writer {self._writer['name']} cannot be read as {self._reader['name']}"
-            self._lines += [f"    raise Incompatible({message!r})", ""]
-        while self._pending:
-            self._emit_record(*self._pending.pop())
-        return "\n".join(self._lines)
+            self._lines = []  # the top record's function is ``decode`` itself: one call less
+            while self._pending:
+                self._emit_record(*self._pending.pop())
+            return "\n".join([*self._lines, f"decode = {top}", ""])
+        message = f"writer {self._writer['name']} cannot be read as {self._reader['name']}"
+        return "\n".join([*self._lines, f"    raise IncompatibleError({message!r})", ""])
 
     def _name(self, prefix: str) -> str:
         self._counter += 1
@@ -62,7 +61,7 @@ class DecoderSource:
         return self._functions[key]
 
     def _emit_record(self, name: str, writer: dict[str, Any], reader: Any | None) -> None:
-        out = [f"def {name}(data, pos, size):"]
+        out = [f"def {name}(data, pos):"]
         if reader is None:  # a writer-only record: read (to validate it) and drop
             for field in writer["fields"]:
                 self._read(out, "    ", field["type"], None, self._name("v"))
@@ -70,7 +69,7 @@ class DecoderSource:
             return
         by_name = {f["name"]: f for f in reader["fields"]}
         for field in reader["fields"]:
-            by_name.update({alias: field for alias in field.get("aliases", [])})
+            by_name.update(dict.fromkeys(field.get("aliases", []), field))
         items: list[str] = []
         for field in writer["fields"]:
             target = by_name.pop(field["name"], None)
@@ -82,7 +81,7 @@ class DecoderSource:
         for field in {id(f): f for f in by_name.values()}.values():
             if "default" not in field:
                 message = f"no default value for field {field['name']} in {short_name(reader)}"
-                out.insert(1, f"    raise Incompatible({message!r})")
+                out.insert(1, f"    raise IncompatibleError({message!r})")
             items.append(f"{field['name']!r}: {self._default(field['default'])}")
         out += ["    return {" + ", ".join(items) + "}, pos", ""]
         self._lines += out
@@ -111,12 +110,12 @@ class DecoderSource:
             branch = res.branch(writer, reader)
             if branch is None:
                 message = f"writer type {kind(writer)} is not in the reader's union"
-                out.append(f"{ind}raise Incompatible({message!r})")
+                out.append(f"{ind}raise IncompatibleError({message!r})")
                 return
             reader = branch
         if not res.matches(writer, reader):
             message = f"writer type {kind(writer)} cannot be read as {kind(reader)}"
-            out.append(f"{ind}raise Incompatible({message!r})")
+            out.append(f"{ind}raise IncompatibleError({message!r})")
             return
         getattr(self, f"_{kind(writer)}")(out, ind, writer, reader, var)
         promoted = (kind(writer), kind(reader))
@@ -148,10 +147,10 @@ class DecoderSource:
                 target = self._resolver.branch(self._resolver.w(branch), reader)
                 if target is None:
                     message = f"writer union branch {i} is not in the reader's union"
-                    out.append(f"{ind}    raise Incompatible({message!r})")
+                    out.append(f"{ind}    raise IncompatibleError({message!r})")
                     continue
             self._read(out, ind + "    ", branch, target, var)
-        out += [f"{ind}else:", f"{ind}    raise InvalidAvro('union index out of range')"]
+        out += [f"{ind}else:", f"{ind}    raise InvalidAvroError('union index out of range')"]
 
     def _null(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
         out.append(f"{ind}{var} = None")
@@ -171,19 +170,19 @@ class DecoderSource:
     def _double(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
         out += [f"{ind}{var} = unpack_double(data, pos)[0]", f"{ind}pos += 8"]
 
-    def _take(self, out: list[str], ind: str, var: str, length: str) -> None:
+    def _take(self, out: list[str], ind: str, var: str, length: str, then: str = "") -> None:
         # No bounds check: a slice past the end is short, and ``pos`` then ends beyond the
         # payload, which the caller checks once (lengths are never negative, so ``pos``
         # only grows).
-        out += [f"{ind}end = pos + {length}", f"{ind}{var} = data[pos:end]", f"{ind}pos = end"]
+        out += [f"{ind}end = pos + {length}", f"{ind}{var} = data[pos:end]{then}", f"{ind}pos = end"]
 
     def _bytes(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
         self._varint(out, ind, var, "read_length")
         self._take(out, ind, var, var)
 
-    def _string(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
-        self._bytes(out, ind, w, r, var)
-        out.append(f"{ind}{var} = {var}.decode()")
+    def _string(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
+        self._varint(out, ind, var, "read_length")
+        self._take(out, ind, var, var, ".decode()")
 
     def _fixed(self, out: list[str], ind: str, w: Any, _r: Any, var: str) -> None:
         self._take(out, ind, var, str(int(w["size"])))
@@ -200,10 +199,10 @@ class DecoderSource:
         out.append(f"{ind}{var} = {self._constant(table)}[{var}]")  # KeyError if out of range
         if None in table.values():
             message = f"enum symbol not among the symbols of reader enum {short_name(r)}"
-            out += [f"{ind}if {var} is None:", f"{ind}    raise Incompatible({message!r})"]
+            out += [f"{ind}if {var} is None:", f"{ind}    raise IncompatibleError({message!r})"]
 
     def _record(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
-        out.append(f"{ind}{var}, pos = {self._record_function(w, r)}(data, pos, size)")
+        out.append(f"{ind}{var}, pos = {self._record_function(w, r)}(data, pos)")
 
     def _array(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
         item = self._name("x")
@@ -233,7 +232,7 @@ class DecoderSource:
         ]
         if check:  # each item takes a byte at least: a bigger count means cut bytes
             out += [
-                f"{ind}    if {count} > size - pos:",
-                f"{ind}        raise InvalidAvro('more items than bytes left')",
+                f"{ind}    if {count} > len(data) - pos:",
+                f"{ind}        raise InvalidAvroError('more items than bytes left')",
             ]
         out.append(f"{ind}    for _ in range({count}):")

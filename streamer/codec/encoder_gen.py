@@ -44,14 +44,8 @@ class EncoderSource:
 
     def source(self) -> str:
         """Module source defining ``encode(record, header) -> bytes``."""
-        top = self._record_function(self._schema)
-        self._lines += [
-            "def encode(record, header):",
-            "    parts = [header]",
-            f"    {top}(record, parts.append)",
-            "    return b''.join(parts)",
-            "",
-        ]
+        self._functions[id(self._schema)] = "encode"
+        self._emit_record("encode", self._schema)  # the top record inline: one call less
         while self._pending:
             self._emit_record(*self._pending.pop())
         return "\n".join(self._lines)
@@ -73,6 +67,8 @@ class EncoderSource:
 
     def _emit_record(self, name: str, schema: dict[str, Any]) -> None:
         out = [f"def {name}(record, append):"]
+        if name == "encode":
+            out = [f"def {name}(record, header):", "    parts = [header]", "    append = parts.append"]
         for field in schema["fields"]:
             var, key = self._name("v"), field["name"]
             if "default" in field:
@@ -82,6 +78,8 @@ class EncoderSource:
             else:
                 out.append(f"    {var} = record[{key!r}]")
             self._write(out, "    ", field["type"], var)
+        if name == "encode":
+            out.append("    return b''.join(parts)")
         self._lines += [*out, ""]
 
     def _write(self, out: list[str], ind: str, schema: Any, var: str) -> None:
@@ -131,7 +129,11 @@ class EncoderSource:
         out.append(f"{ind}append({self._constant(table)}[{var}])")  # KeyError: not a symbol
 
     def _record(self, out: list[str], ind: str, schema: Any, var: str) -> None:
-        out.append(f"{ind}{self._record_function(schema)}({var}, append)")
+        function = self._record_function(schema)
+        if function == "encode":  # a recursive schema: the top record nested in itself
+            out.append(f"{ind}append(encode({var}, b''))")
+        else:
+            out.append(f"{ind}{function}({var}, append)")
 
     def _array(self, out: list[str], ind: str, schema: Any, var: str) -> None:
         item = self._name("x")
@@ -149,8 +151,8 @@ class EncoderSource:
         out.append(f"{ind}append(b'\\x00')")
 
     def _union(self, out: list[str], ind: str, schema: list[Any], var: str) -> None:
-        for i, branch in enumerate(schema):
-            branch = self._names.w(branch)
+        for i, written in enumerate(schema):
+            branch = self._names.w(written)
             branch_kind = kind(branch)
             if branch_kind == "enum":
                 check = f"{var} in {self._constant(frozenset(branch['symbols']))}"

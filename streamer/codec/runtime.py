@@ -3,7 +3,7 @@
 The generated functions (``decoder_gen.py``, ``encoder_gen.py``) inline the common case
 (a one-byte varint) and call these for the rest. Decoding is strict where fastavro is
 lenient: a varint longer than Avro allows (10 bytes for a long, 5 for an int) or encoding
-a value beyond 64 (32) bits raises ``InvalidAvro`` instead of being accepted silently.
+a value beyond 64 (32) bits raises ``InvalidAvroError`` instead of being accepted silently.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
-class InvalidAvro(Exception):
+class InvalidAvroError(Exception):
     """The bytes are not a datum of the writer schema (the caller diagnoses which way)."""
 
 
-class Incompatible(Exception):
+class IncompatibleError(Exception):
     """The writer's datum cannot be read as the reader schema (Avro resolution failed)."""
 
 
@@ -73,10 +73,10 @@ def _read_long_tail(data: bytes, pos: int, acc: int) -> tuple[int, int]:
         if b < 0x80:
             break
         if shift == 63:
-            raise InvalidAvro("long varint longer than 10 bytes")
+            raise InvalidAvroError("long varint longer than 10 bytes")
         shift += 7
     if acc >> 64:
-        raise InvalidAvro("long varint beyond 64 bits")
+        raise InvalidAvroError("long varint beyond 64 bits")
     return (acc >> 1) ^ -(acc & 1), pos
 
 
@@ -84,9 +84,9 @@ def read_int(data: bytes, pos: int) -> tuple[int, int]:
     """The zigzag varint starting at ``data[pos]`` (at most 5 bytes, 32 bits)."""
     value, end = read_long(data, pos)
     if end - pos > 5:
-        raise InvalidAvro("int varint longer than 5 bytes")
+        raise InvalidAvroError("int varint longer than 5 bytes")
     if not _INT_MIN <= value <= _INT_MAX:
-        raise InvalidAvro("int varint beyond 32 bits")
+        raise InvalidAvroError("int varint beyond 32 bits")
     return value, end
 
 
@@ -94,7 +94,7 @@ def read_length(data: bytes, pos: int) -> tuple[int, int]:
     """A non-negative length (of bytes, a string) and the next position."""
     value, pos = read_long(data, pos)
     if value < 0:
-        raise InvalidAvro("negative length")
+        raise InvalidAvroError("negative length")
     return value, pos
 
 

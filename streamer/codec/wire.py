@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 
 from streamer.codec.codegen import EncodeFn, ReadFn, encoder_for, reader_for
 from streamer.codec.diagnose import diagnose
-from streamer.codec.runtime import Incompatible
+from streamer.codec.runtime import IncompatibleError
 from streamer.codec.schemas import (
     Schema,
     fingerprint,
@@ -101,7 +101,7 @@ class _Resolved:
             return _reject("IncompatibleSchema", self._refusal)
         try:
             record, end = self._read(payload, start)
-        except Incompatible as exc:
+        except IncompatibleError as exc:
             return _reject("IncompatibleSchema", f"writer schema not readable as reader: {exc}")
         except Exception as exc:  # noqa: BLE001 - any bytes must give a Rejection, not raise
             return self._explain(payload, start, exc)
@@ -302,22 +302,22 @@ class Encoder:
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
         the schema, ``DependencyError`` when the registry cannot register the schema."""
+        return self.encode_many((record,))[0]
+
+    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        """``encode`` applied to each record, in order (one call for a batch: cheaper)."""
         header = self._header
         if header is None:
             header = self._header = self._make_header()
+        encode = self._encode
         try:
-            return self._encode(record, header)
+            return [encode(record, header) for record in records]
         except (TypeError, ValueError):
             raise
         except KeyError as exc:
             raise ValueError(f"the record has no value for field {exc}") from exc
         except (AttributeError, struct.error) as exc:
             raise TypeError(f"a value does not fit its field's type: {exc}") from exc
-
-    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """``encode`` applied to each record, in order."""
-        encode = self.encode
-        return [encode(record) for record in records]
 
 
 def make_encoder(
