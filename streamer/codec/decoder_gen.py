@@ -174,7 +174,11 @@ class DecoderSource:
         # No bounds check: a slice past the end is short, and ``pos`` then ends beyond the
         # payload, which the caller checks once (lengths are never negative, so ``pos``
         # only grows).
-        out += [f"{ind}end = pos + {length}", f"{ind}{var} = data[pos:end]{then}", f"{ind}pos = end"]
+        out += [
+            f"{ind}end = pos + {length}",
+            f"{ind}{var} = data[pos:end]{then}",
+            f"{ind}pos = end",
+        ]
 
     def _bytes(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
         self._varint(out, ind, var, "read_length")

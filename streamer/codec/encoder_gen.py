@@ -68,7 +68,11 @@ class EncoderSource:
     def _emit_record(self, name: str, schema: dict[str, Any]) -> None:
         out = [f"def {name}(record, append):"]
         if name == "encode":
-            out = [f"def {name}(record, header):", "    parts = [header]", "    append = parts.append"]
+            out = [
+                f"def {name}(record, header):",
+                "    parts = [header]",
+                "    append = parts.append",
+            ]
         for field in schema["fields"]:
             var, key = self._name("v"), field["name"]
             if "default" in field:

@@ -61,11 +61,19 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
     acc |= (b & 0x7F) << 21
     if b < 0x80:
         return (acc >> 1) ^ -(acc & 1), pos + 4
-    return _read_long_tail(data, pos + 4, acc)
+    b = data[pos + 4]
+    acc |= (b & 0x7F) << 28
+    if b < 0x80:
+        return (acc >> 1) ^ -(acc & 1), pos + 5
+    b = data[pos + 5]
+    acc |= (b & 0x7F) << 35
+    if b < 0x80:
+        return (acc >> 1) ^ -(acc & 1), pos + 6
+    return _read_long_tail(data, pos + 6, acc)
 
 
 def _read_long_tail(data: bytes, pos: int, acc: int) -> tuple[int, int]:
-    shift = 28
+    shift = 42
     while True:
         b = data[pos]
         acc |= (b & 0x7F) << shift
