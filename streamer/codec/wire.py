@@ -302,7 +302,13 @@ class Encoder:
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
         the schema, ``DependencyError`` when the registry cannot register the schema."""
-        return self.encode_many((record,))[0]
+        header = self._header
+        if header is None:
+            header = self._header = self._make_header()
+        try:
+            return self._encode(record, header)
+        except (KeyError, AttributeError, struct.error) as exc:
+            raise _not_fitting(exc) from exc
 
     def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """``encode`` applied to each record, in order (one call for a batch: cheaper)."""
@@ -312,12 +318,15 @@ class Encoder:
         encode = self._encode
         try:
             return [encode(record, header) for record in records]
-        except (TypeError, ValueError):
-            raise
-        except KeyError as exc:
-            raise ValueError(f"the record has no value for field {exc}") from exc
-        except (AttributeError, struct.error) as exc:
-            raise TypeError(f"a value does not fit its field's type: {exc}") from exc
+        except (KeyError, AttributeError, struct.error) as exc:
+            raise _not_fitting(exc) from exc
+
+
+def _not_fitting(exc: Exception) -> Exception:
+    """The generated encoder's slips, as the ``ValueError``/``TypeError`` callers expect."""
+    if isinstance(exc, KeyError):
+        return ValueError(f"the record has no value for field {exc}")
+    return TypeError(f"a value does not fit its field's type: {exc}")
 
 
 def make_encoder(
