@@ -21,32 +21,27 @@ indexes). ``bench/codec.py`` compares the two.
 
 from __future__ import annotations
 
-import re
-import struct
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from streamer.codec.codegen import EncodeFn, ReadFn, encoder_for, reader_for
+from streamer.codec.codegen import ReadFn, reader_for
 from streamer.codec.diagnose import diagnose
-from streamer.codec.runtime import IncompatibleError
-from streamer.codec.schemas import (
-    Schema,
-    fingerprint,
-    known_schemas,
-    parse,
-    schema_json,
-    without_logical_types,
+from streamer.codec.encoding import Encoder, make_encoder
+from streamer.codec.framing import (
+    CONFLUENT_MAGIC,
+    SINGLE_OBJECT_MAGIC,
+    SchemaRegistry,
+    WireFormat,
+    redact,
 )
-from streamer.errors import ConfigError, DependencyError, Rejection
+from streamer.codec.runtime import IncompatibleError
+from streamer.codec.schemas import Schema, fingerprint, known_schemas, parse, without_logical_types
+from streamer.errors import ConfigError, Rejection
 
-WireFormat = Literal["confluent", "single-object", "raw"]
 Decoded = dict[str, Any] | Rejection
-
-CONFLUENT_MAGIC = b"\x00"
-SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 
 ERROR_CLASSES = frozenset(
     {
@@ -61,7 +56,6 @@ RETRIABLE_ERROR_CLASSES = frozenset({"RegistryUnavailable"})
 """Rejections that are not the message's fault: retry the batch instead of dead-lettering."""
 
 _MAX_MESSAGE = 300  # fastavro's resolution errors quote whole schemas
-_USERINFO = re.compile(r"//[^/@\s]+@")  # credentials in registry URLs must not reach logs
 
 
 def is_retriable(rejection: Rejection) -> bool:
@@ -69,18 +63,8 @@ def is_retriable(rejection: Rejection) -> bool:
     return rejection.error_class in RETRIABLE_ERROR_CLASSES
 
 
-class SchemaRegistry(Protocol):
-    """What the confluent framing needs from a registry (``SchemaRegistryClient`` has it)."""
-
-    def get_schema(self, schema_id: int) -> Any:
-        """The schema registered under ``schema_id`` (with ``schema_str``)."""
-
-    def register_schema(self, subject_name: str, schema: Any) -> int:
-        """Register ``schema`` under ``subject_name``; return its id."""
-
-
 def _reject(error_class: str, message: str) -> Rejection:
-    return Rejection(error_class, _USERINFO.sub("//***@", message)[:_MAX_MESSAGE], "decode")
+    return Rejection(error_class, redact(message)[:_MAX_MESSAGE], "decode")
 
 
 class _Resolved:
@@ -291,78 +275,20 @@ def make_decoder(
     raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
 
 
-class Encoder:
-    """Encodes records (timestamps as int epoch millis) with one schema and framing."""
-
-    def __init__(self, schema: Schema, header: Callable[[], bytes]) -> None:
-        self._encode: EncodeFn = encoder_for(without_logical_types(schema))
-        self._header: bytes | None = None
-        self._make_header = header  # called on first use: it may talk to a registry
-
-    def encode(self, record: Mapping[str, Any]) -> bytes:
-        """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
-        the schema, ``DependencyError`` when the registry cannot register the schema."""
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
-        try:
-            return self._encode(record, header)
-        except (KeyError, AttributeError, struct.error) as exc:
-            raise _not_fitting(exc) from exc
-
-    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """``encode`` applied to each record, in order (one call for a batch: cheaper)."""
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
-        encode = self._encode
-        try:
-            return [encode(record, header) for record in records]
-        except (KeyError, AttributeError, struct.error) as exc:
-            raise _not_fitting(exc) from exc
-
-
-def _not_fitting(exc: Exception) -> Exception:
-    """The generated encoder's slips, as the ``ValueError``/``TypeError`` callers expect."""
-    if isinstance(exc, KeyError):
-        return ValueError(f"the record has no value for field {exc}")
-    return TypeError(f"a value does not fit its field's type: {exc}")
-
-
-def make_encoder(
-    fmt: WireFormat,
-    *,
-    schema: Schema,
-    registry: SchemaRegistry | None = None,
-    subject: str | None = None,
-) -> Encoder:
-    """An encoder writing ``schema`` records in ``fmt``.
-
-    ``confluent`` registers the schema under ``subject`` on first use (no network in the
-    constructor) and caches the id. Raises ``ConfigError`` for missing settings.
-    """
-    if fmt == "raw":
-        return Encoder(schema, lambda: b"")
-    if fmt == "single-object":
-        header = SINGLE_OBJECT_MAGIC + fingerprint(schema)
-        return Encoder(schema, lambda: header)
-    if fmt == "confluent":
-        if registry is None or not subject:
-            raise ConfigError("the confluent wire format needs a schema registry and a subject")
-        return Encoder(schema, lambda: _register(registry, subject, schema))
-    raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
-
-
-def _register(registry: SchemaRegistry, subject: str, schema: Schema) -> bytes:
-    # Imported on first registration: the registry client pulls in an HTTP stack that the
-    # raw and single-object framings never need.
-    from confluent_kafka.schema_registry import Schema as RegistrySchema
-
-    try:
-        schema_id = registry.register_schema(subject, RegistrySchema(schema_json(schema), "AVRO"))
-    except Exception as exc:
-        message = _USERINFO.sub("//***@", str(exc))
-        raise DependencyError(
-            f"cannot register the schema under subject {subject!r}: {message}"
-        ) from exc
-    return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "ERROR_CLASSES",
+    "RETRIABLE_ERROR_CLASSES",
+    "SINGLE_OBJECT_MAGIC",
+    "ConfluentDecoder",
+    "Decoded",
+    "Decoder",
+    "Encoder",
+    "RawDecoder",
+    "SchemaRegistry",
+    "SingleObjectDecoder",
+    "WireFormat",
+    "is_retriable",
+    "make_decoder",
+    "make_encoder",
+]
