@@ -13,6 +13,7 @@ from typing import Any
 from streamer.codec.schemas import Schema
 
 _MAX_VARINT_BYTES = {"int": 5, "long": 10}
+_VALUE_BITS = {"int": 32, "long": 64}  # a 5-byte int can carry 35 bits: more is invalid
 _FIXED_WIDTH = {"null": 0, "float": 4, "double": 8}
 
 
@@ -26,8 +27,9 @@ def diagnose(schema: Schema, data: bytes, start: int = 0) -> tuple[str, str] | N
     """Why ``data[start:]`` does not begin with a datum of ``schema`` (the writer schema).
 
     Returns ``("Truncated", message)`` when the bytes end inside the datum,
-    ``("NotAvro", message)`` when they cannot be Avro binary of this schema (invalid
-    varint, union or enum index, negative length, bad UTF-8), or ``None`` when a datum
+    ``("NotAvro", message)`` when they cannot be Avro binary of this schema (a varint too
+    long or out of range, a union or enum index out of range, a boolean byte other than 0
+    or 1, a negative length, bad UTF-8), or ``None`` when a datum
     reads cleanly. Messages name the field and byte offset, never the field values.
     """
     scanner = _Scanner(data, start, schema.get("__named_schemas", {}))
@@ -61,6 +63,10 @@ class _Scanner:
             byte = self.take(1, where)[0]
             acc |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if acc >> _VALUE_BITS[kind]:
+                    raise _InvalidError(
+                        "NotAvro", f"{kind} varint out of range in {where} at byte {start}"
+                    )
                 return (acc >> 1) ^ -(acc & 1)
             shift += 7
         raise _InvalidError(

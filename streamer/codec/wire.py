@@ -11,37 +11,37 @@ Decoding never raises for any payload: every failure is a ``Rejection`` (stage
 to the reader schema by Avro's rules. Logical types are stripped before parsing, so
 ``timestamp-millis`` fields are ints of epoch milliseconds both ways (a ``datetime`` would
 cost ~15% more decoding time, see ``bench/codec.py``, and every consumer wants millis).
+
+The Avro binary itself is read and written by functions generated for each schema pair
+(``codegen.py``): they decode the same records as fastavro (``tests/unit/
+test_codec_differential.py``) in about half the time, and reject bytes that fastavro
+accepts silently (over-long varints, boolean bytes other than 0/1, negative enum and union
+indexes). ``bench/codec.py`` compares the two.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
-from io import BytesIO
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
-
+from streamer.codec.codegen import ReadFn, reader_for
 from streamer.codec.diagnose import diagnose
-from streamer.codec.schemas import (
-    Schema,
-    fingerprint,
-    known_schemas,
-    parse,
-    schema_json,
-    without_logical_types,
+from streamer.codec.encoding import Encoder, make_encoder
+from streamer.codec.framing import (
+    CONFLUENT_MAGIC,
+    SINGLE_OBJECT_MAGIC,
+    SchemaRegistry,
+    WireFormat,
+    redact,
 )
-from streamer.errors import ConfigError, DependencyError, Rejection
+from streamer.codec.runtime import IncompatibleError
+from streamer.codec.schemas import Schema, fingerprint, known_schemas, parse, without_logical_types
+from streamer.errors import ConfigError, Rejection
 
-WireFormat = Literal["confluent", "single-object", "raw"]
 Decoded = dict[str, Any] | Rejection
-
-CONFLUENT_MAGIC = b"\x00"
-SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 
 ERROR_CLASSES = frozenset(
     {
@@ -56,7 +56,6 @@ RETRIABLE_ERROR_CLASSES = frozenset({"RegistryUnavailable"})
 """Rejections that are not the message's fault: retry the batch instead of dead-lettering."""
 
 _MAX_MESSAGE = 300  # fastavro's resolution errors quote whole schemas
-_USERINFO = re.compile(r"//[^/@\s]+@")  # credentials in registry URLs must not reach logs
 
 
 def is_retriable(rejection: Rejection) -> bool:
@@ -64,45 +63,36 @@ def is_retriable(rejection: Rejection) -> bool:
     return rejection.error_class in RETRIABLE_ERROR_CLASSES
 
 
-class SchemaRegistry(Protocol):
-    """What the confluent framing needs from a registry (``SchemaRegistryClient`` has it)."""
-
-    def get_schema(self, schema_id: int) -> Any:
-        """The schema registered under ``schema_id`` (with ``schema_str``)."""
-
-    def register_schema(self, subject_name: str, schema: Any) -> int:
-        """Register ``schema`` under ``subject_name``; return its id."""
-
-
 def _reject(error_class: str, message: str) -> Rejection:
-    return Rejection(error_class, _USERINFO.sub("//***@", message)[:_MAX_MESSAGE], "decode")
+    return Rejection(error_class, redact(message)[:_MAX_MESSAGE], "decode")
 
 
 class _Resolved:
-    """A writer schema paired with the reader schema: parsed once, then read many times."""
+    """A writer schema paired with the reader schema: compiled once, then read many times."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("_read", "_refusal", "writer")
 
     def __init__(self, writer: Schema, reader: Schema) -> None:
         self.writer = without_logical_types(writer)
-        # Same canonical form: read with the writer alone, skipping fastavro's per-record
-        # resolution work (the decoded fields are identical).
-        same = fingerprint(writer) == fingerprint(reader)
-        self.reader = None if same else without_logical_types(reader)
+        self._refusal: str | None = None
+        try:
+            self._read: ReadFn = reader_for(self.writer, without_logical_types(reader))
+        except Exception as exc:  # noqa: BLE001 - whatever a registry holds, do not crash
+            self._refusal = f"cannot resolve writer schema to reader: {type(exc).__name__}: {exc}"
 
     def read(self, payload: bytes, start: int) -> Decoded:
-        fo = BytesIO(payload)
-        fo.seek(start)
+        if self._refusal is not None:
+            return _reject("IncompatibleSchema", self._refusal)
         try:
-            # fastavro returns the union of all datum types; a record schema yields a dict.
-            record: dict[str, Any] = schemaless_reader(fo, self.writer, self.reader)  # type: ignore[assignment]
-        except SchemaResolutionError as exc:
+            record, end = self._read(payload, start)
+        except IncompatibleError as exc:
             return _reject("IncompatibleSchema", f"writer schema not readable as reader: {exc}")
         except Exception as exc:  # noqa: BLE001 - any bytes must give a Rejection, not raise
             return self._explain(payload, start, exc)
-        if fo.tell() != len(payload):
-            unread = len(payload) - fo.tell()
-            return _reject("TrailingBytes", f"{unread} bytes left after the record")
+        if end != len(payload):
+            if end > len(payload):  # a length pointed past the end
+                return self._explain(payload, start, EOFError("payload ends inside the record"))
+            return _reject("TrailingBytes", f"{len(payload) - end} bytes left after the record")
         return record
 
     def _explain(self, payload: bytes, start: int, exc: Exception) -> Rejection:
@@ -285,65 +275,20 @@ def make_decoder(
     raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
 
 
-class Encoder:
-    """Encodes records (timestamps as int epoch millis) with one schema and framing."""
-
-    def __init__(self, schema: Schema, header: Callable[[], bytes]) -> None:
-        self._schema = without_logical_types(schema)
-        self._header: bytes | None = None
-        self._make_header = header  # called on first use: it may talk to a registry
-
-    def encode(self, record: Mapping[str, Any]) -> bytes:
-        """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
-        the schema, ``DependencyError`` when the registry cannot register the schema."""
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
-        fo = BytesIO()
-        fo.write(header)
-        schemaless_writer(fo, self._schema, record)
-        return fo.getvalue()
-
-    def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """``encode`` applied to each record, in order."""
-        encode = self.encode
-        return [encode(record) for record in records]
-
-
-def make_encoder(
-    fmt: WireFormat,
-    *,
-    schema: Schema,
-    registry: SchemaRegistry | None = None,
-    subject: str | None = None,
-) -> Encoder:
-    """An encoder writing ``schema`` records in ``fmt``.
-
-    ``confluent`` registers the schema under ``subject`` on first use (no network in the
-    constructor) and caches the id. Raises ``ConfigError`` for missing settings.
-    """
-    if fmt == "raw":
-        return Encoder(schema, lambda: b"")
-    if fmt == "single-object":
-        header = SINGLE_OBJECT_MAGIC + fingerprint(schema)
-        return Encoder(schema, lambda: header)
-    if fmt == "confluent":
-        if registry is None or not subject:
-            raise ConfigError("the confluent wire format needs a schema registry and a subject")
-        return Encoder(schema, lambda: _register(registry, subject, schema))
-    raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
-
-
-def _register(registry: SchemaRegistry, subject: str, schema: Schema) -> bytes:
-    # Imported on first registration: the registry client pulls in an HTTP stack that the
-    # raw and single-object framings never need.
-    from confluent_kafka.schema_registry import Schema as RegistrySchema
-
-    try:
-        schema_id = registry.register_schema(subject, RegistrySchema(schema_json(schema), "AVRO"))
-    except Exception as exc:
-        message = _USERINFO.sub("//***@", str(exc))
-        raise DependencyError(
-            f"cannot register the schema under subject {subject!r}: {message}"
-        ) from exc
-    return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "ERROR_CLASSES",
+    "RETRIABLE_ERROR_CLASSES",
+    "SINGLE_OBJECT_MAGIC",
+    "ConfluentDecoder",
+    "Decoded",
+    "Decoder",
+    "Encoder",
+    "RawDecoder",
+    "SchemaRegistry",
+    "SingleObjectDecoder",
+    "WireFormat",
+    "is_retriable",
+    "make_decoder",
+    "make_encoder",
+]
