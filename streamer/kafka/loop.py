@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 class Encoder(Protocol):
     def encode(self, record: dict[str, Any]) -> bytes: ...
+    def encode_many(self, records: list[dict[str, Any]]) -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -198,14 +199,16 @@ class StreamLoop:
         """Queue every scored record; its trace headers continue its input's trace."""
         messages = [batch.messages[r] for r in result.rows]
         headers = self.observer.output_headers(messages) or [trace_headers(m) for m in messages]
-        send, encode, topic = self.publisher.send, self.encoder.encode, self.topics.output
-        positions = batch.positions
-        for row, record, output_headers in zip(result.rows, result.records, headers, strict=True):
+        send, topic, positions = self.publisher.send, self.topics.output, batch.positions
+        payloads = self.encoder.encode_many(result.records)
+        for row, record, payload, output_headers in zip(
+            result.rows, result.records, payloads, headers, strict=True
+        ):
             source, offset = positions[row]
             send(
                 topic,
                 record["card_id"],
-                encode(record),
+                payload,
                 source,
                 offset,
                 headers=output_headers,
