@@ -49,8 +49,17 @@ def serving(tmp_path: Path, *args: str, **settings: str) -> Iterator[Served]:
     log = tmp_path / f"serve-{port}.log"
     settings.setdefault("log_format", "console")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + list(args),
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *list(args),
+        ],
         env=streamer_env(**settings),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

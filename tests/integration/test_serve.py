@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 
 from streamer.clients import Clients
@@ -107,7 +106,8 @@ def test_api_and_stream_give_the_same_answers(
                 expected.message,
                 expected.stage,
             )
-    assert statuses["COMPLETE"] > 2500 and statuses["PARTIAL"] > 10
+    assert statuses["COMPLETE"] > 2500
+    assert statuses["PARTIAL"] > 10
     # Concurrent requests shared kernel calls: fewer batches than scored events.
     batches = _sample(metrics, "streamer_batch_size_count")
     assert 0 < batches < len(events) * 0.9
@@ -144,13 +144,15 @@ def test_bad_requests_get_dead_letter_classes_and_never_crash_the_server(
         ]
         for body, error_class in cases:
             response = client.post("/v1/score", content=body)
-            assert response.status_code == 422 and response.json()["error_class"] == error_class
+            assert response.status_code == 422
+            assert response.json()["error_class"] == error_class
         for field, value in [("mcc", "5411"), ("amount_minor", 1.5), ("channel", "PIGEON")]:
             response = client.post("/v1/score", json={**event, field: value})
             assert response.status_code == 422
             assert response.json()["message"].startswith(field)
         response = client.post("/v1/score", json={**event, "surprise": 1})
-        assert response.status_code == 422 and "surprise" in response.json()["message"]
+        assert response.status_code == 422
+        assert "surprise" in response.json()["message"]
         response = client.post("/v1/score", json={**event, "currency": "XXQ"})
         assert response.json()["error_class"] == "UnknownCurrency"
         assert response.status_code == 422
@@ -160,7 +162,8 @@ def test_bad_requests_get_dead_letter_classes_and_never_crash_the_server(
         assert client.post("/v1/score", content=iter([big[:3000], big[3000:]])).status_code == 413
         too_many = {"events": [event] * 4}
         response = client.post("/v1/score:batch", json=too_many)
-        assert response.status_code == 422 and response.json()["message"].startswith("events")
+        assert response.status_code == 422
+        assert response.json()["message"].startswith("events")
         mixed = {"events": [event, {**event, "amount_minor": -1}]}
         results = client.post("/v1/score:batch", json=mixed).json()["results"]
         assert [r["status"] for r in results] == ["scored", "rejected"]
@@ -176,9 +179,11 @@ def test_redis_down_degrades_or_refuses_as_configured(tmp_path: Path) -> None:
     event = sample_event(event_time=int(time.time() * 1000))
     with serving(tmp_path, redis_url=dead, redis_timeout_ms="50") as server:
         response = httpx.post(f"{server.url}/v1/score", json=event)
-        assert response.status_code == 200 and response.json()["feature_status"] == "DEGRADED"
+        assert response.status_code == 200
+        assert response.json()["feature_status"] == "DEGRADED"
         ready = httpx.get(f"{server.url}/readyz")
-        assert ready.status_code == 200 and ready.json()["redis"] == "degraded"
+        assert ready.status_code == 200
+        assert ready.json()["redis"] == "degraded"
     with serving(tmp_path, redis_url=dead, redis_timeout_ms="50", redis_required="true") as server:
         response = httpx.post(f"{server.url}/v1/score", json=event)
         assert response.status_code == 503
@@ -205,7 +210,8 @@ def test_api_keys_guard_the_scoring_routes(
         assert httpx.post(url, json=event, headers=header).status_code == 200
         assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes stay open
         log = server.log.read_text()
-    assert "0123456789abcdef0123" not in log and "fedcba9876543210fedc" not in log
+    assert "0123456789abcdef0123" not in log
+    assert "fedcba9876543210fedc" not in log
 
 
 def test_sigterm_finishes_in_flight_requests(
