@@ -16,7 +16,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8080,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(min=0, max=1000, help="Window in which concurrent requests share a batch."),
+        typer.Option(min=0, max=5000, help="Window in which concurrent requests share a batch."),
     ] = 2.0,
     max_batch: Annotated[
         int, typer.Option(min=1, max=100_000, help="Events per kernel call (1: batching off).")

@@ -113,12 +113,13 @@ def build_runtime(settings: Settings, options: ServeOptions) -> Runtime:
         observer=telemetry,
     )
     publisher = AuditPublisher.from_settings(clients) if options.publish else None
+    built: list[Runtime] = []  # the runtime owns the batcher; metrics read it once built
     sources = Sources(
         consumed=lambda: int(telemetry.batch_size.total),
         lookups=lambda: dict(cache.stats.lookups),
         redis_errors=lambda: cache.stats.errors,
         breaker_state=lambda: cache.breaker.state,
-        in_flight=lambda: 0,
+        in_flight=lambda: built[0].batcher.queued_events if built else 0,
         delivery_failures=lambda: publisher.failed if publisher else 0,
         outputs_refused=lambda: publisher.refused if publisher else 0,
         rewinds=lambda: 0,

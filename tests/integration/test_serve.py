@@ -30,6 +30,7 @@ from tests.integration.serve_proc import serving
 from tests.integration.streamer_proc import REPO, decode_single_object, plain_schema
 
 SEED, CARDS, MERCHANTS = 11, 600, 80
+IN_FLIGHT = "streamer_events_in_flight"
 
 
 def _iso(ms: int) -> str:
@@ -221,7 +222,7 @@ def test_sigterm_finishes_in_flight_requests(
     with serving(
         tmp_path,
         "--batch-wait-ms",
-        "800",  # requests wait in the batcher when the signal arrives
+        "3000",  # requests wait in the batcher when the signal arrives
         redis_url=redis_url,
         redis_key_prefix=redis_prefix,
     ) as server:
@@ -234,7 +235,8 @@ def test_sigterm_finishes_in_flight_requests(
                     )
                     for i in range(20)
                 ]
-                await asyncio.sleep(0.3)
+                while _sample(httpx.get(f"{server.url}/metrics").text, IN_FLIGHT) < 20:
+                    await asyncio.sleep(0.05)
                 server.proc.send_signal(signal.SIGTERM)
                 return [r.status_code for r in await asyncio.gather(*calls)]
 
