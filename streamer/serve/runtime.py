@@ -127,4 +127,8 @@ def build_runtime(settings: Settings, options: ServeOptions) -> Runtime:
     )
     registry = registry_for(StreamerCollector(telemetry, sources))
     http = HttpMetrics(registry)
-    return Runtime(settings, options, kernel, cache, telemetry, http, registry, clients, publisher)
+    runtime = Runtime(
+        settings, options, kernel, cache, telemetry, http, registry, clients, publisher
+    )
+    built.append(runtime)
+    return runtime
