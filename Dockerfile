@@ -18,7 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streamer/ streamer/
 RUN pip install --upgrade pip \
- && pip install . \
+ && pip install ".[serve]" \
  && pip check \
  && streamer version
 

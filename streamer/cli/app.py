@@ -23,6 +23,7 @@ from streamer.cli.models import models_app
 from streamer.cli.produce import produce
 from streamer.cli.run import run
 from streamer.cli.score_file import score_file
+from streamer.cli.serve import serve
 from streamer.cli.topics import topics_app
 from streamer.errors import StreamerError
 
@@ -36,6 +37,7 @@ app.command()(run)
 app.command()(produce)
 app.command()(consume)
 app.command("score-file")(score_file)
+app.command()(serve)
 app.add_typer(features_app, name="features")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(models_app, name="models")

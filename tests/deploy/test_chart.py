@@ -226,3 +226,22 @@ def test_config_checksum_rolls_pods_on_a_settings_change(helm: str) -> None:
     assert checksum() == base
     assert checksum("settings.max_batch_size=100") != base
     assert checksum("kafka.groupId=other") != base
+
+
+def test_serve_render_is_valid_and_apart_from_the_stream(helm: str) -> None:
+    docs = render(helm, "serve.enabled=true", "serve.apiKeys.existingSecret=api-keys")
+    validate_all(docs)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    serve = next(d for name, d in deployments.items() if name.endswith("-serve"))
+    stream = next(d for name, d in deployments.items() if not name.endswith("-serve"))
+    serve_labels = serve["spec"]["template"]["metadata"]["labels"]
+    stream_selector = stream["spec"]["selector"]["matchLabels"]
+    assert not stream_selector.items() <= serve_labels.items()  # the stream never selects them
+    (container,) = serve["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "serve"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert any(a.startswith("--api-keys-file=") for a in container["args"])
+    hpa = only(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == serve["metadata"]["name"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    assert any(s["spec"]["selector"] == serve["spec"]["selector"]["matchLabels"] for s in services)

@@ -1,0 +1,187 @@
+"""Benchmark of ``streamer serve``: a real HTTP load against one worker and the real Redis.
+
+1. Open loop at ``--rate`` single-event requests/s (Poisson arrivals from an asyncio client
+   on raw keep-alive connections, requests pre-serialized): client latency and the server's
+   own (its ``Server-Timing: app;dur=`` header) percentiles.
+2. Closed loop with ``wrk`` (Debian's package) at ``--connections``: the maximum sustained
+   requests/s of one worker, batching on (``--batch-wait-ms 2``) against off (``--max-batch 1``).
+
+Usage: python bench/serve.py [--redis-url URL] [--rate 500] [--seconds 20]
+(or REDIS_URL; `make dev-up && source .dev/env` starts one). JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamer.dev import synth  # noqa: E402
+from streamer.dev.devstack.processes import free_port  # noqa: E402
+from streamer.features.loader import load_feature_set, synthetic_features  # noqa: E402
+
+PREFIX = "bench-serve:"
+
+
+def requests(n: int, port: int) -> list[bytes]:
+    """``n`` pre-serialized POST /v1/score requests of synthetic events."""
+    now = int(time.time() * 1000)
+    pop = synth.make_population(7, n_cards=5000, n_merchants=500)
+    events = synth.generate_events(pop, n, seed=3, start_ms=now - 60_000, rate_per_s=n / 50)
+    out = []
+    for event in events:
+        body = json.dumps(event).encode()
+        head = (
+            f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+async def _exchange(conn: Any, request: bytes) -> tuple[float, float]:
+    reader, writer = conn
+    started = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+    await reader.readexactly(length)
+    client_ms = (time.perf_counter() - started) * 1000
+    server = re.search(rb"server-timing: app;dur=([\d.]+)", head, re.I)
+    assert b" 200 " in head.split(b"\r\n", 1)[0], head
+    return client_ms, float(server.group(1)) if server else float("nan")
+
+
+async def open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Poisson arrivals at ``rate``/s; a pool of keep-alive connections grows as needed."""
+    reqs = requests(int(rate * seconds), port)
+    idle: list[Any] = []
+    results: list[tuple[float, float]] = []
+    late = 0
+
+    async def one(request: bytes) -> None:
+        conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+        results.append(await _exchange(conn, request))
+        idle.append(conn)
+
+    for _ in range(8):
+        idle.append(await asyncio.open_connection("127.0.0.1", port))
+    tasks = []
+    rng = random.Random(1)
+    start = time.perf_counter()
+    due = 0.0
+    for request in reqs:
+        due += rng.expovariate(rate)
+        wait = start + due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        elif wait < -0.005:
+            late += 1
+        tasks.append(asyncio.create_task(one(request)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    client = np.array([r[0] for r in results])
+    server = np.array([r[1] for r in results])
+    pct = lambda a, q: round(float(np.percentile(a, q)), 3)  # noqa: E731
+    return {
+        "requests": len(results),
+        "achieved_rps": round(len(results) / elapsed, 1),
+        "sent_late_over_5ms": late,
+        "server_ms": {"p50": pct(server, 50), "p99": pct(server, 99), "max": pct(server, 100)},
+        "client_ms": {"p50": pct(client, 50), "p99": pct(client, 99), "max": pct(client, 100)},
+    }
+
+
+def wrk(port: int, body: bytes, connections: int, seconds: int) -> dict[str, Any]:
+    """wrk's sustained requests/s and latency percentiles for one request body."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            "done = function(summary, latency, requests)\n"
+            '  io.write(string.format("non2xx=%d\\n", summary.errors.status))\nend\n'
+        )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+         f"http://127.0.0.1:{port}/v1/score"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", out))
+    non2xx = int(re.search(r"non2xx=(\d+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non_2xx": non2xx}
+
+
+def serve(stack: ExitStack, redis_url: str, *args: str) -> int:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env |= {"STREAMER_REDIS_URL": redis_url, "STREAMER_REDIS_KEY_PREFIX": PREFIX,
+            "STREAMER_MODELS_DIR": str(REPO / "models"), "PYTHONPATH": str(REPO)}  # fmt: skip
+    cmd = [sys.executable, "-m", "streamer", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen([*cmd, *args], env=env, stderr=subprocess.DEVNULL)
+    stack.callback(lambda: (proc.terminate(), proc.wait(30)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            import httpx
+
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return port
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("streamer serve did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results/serve.json")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/serve.py needs wrk: sudo apt-get install wrk")
+    with ExitStack() as stack:
+        redis_url = args.redis_url
+        if not redis_url:
+            raise SystemExit("give --redis-url or REDIS_URL (make dev-up; source .dev/env)")
+        client = redis.Redis.from_url(redis_url)
+        load_feature_set(client, PREFIX, synthetic_features(7, int(time.time() * 1000)))
+        body = requests(1, 0)[0].split(b"\r\n\r\n", 1)[1]
+        report: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
+                                  "load_average": os.getloadavg()}  # fmt: skip
+        for name, flags in (("batching_on", ()), ("batching_off", ("--max-batch", "1"))):
+            port = serve(stack, redis_url, *flags)
+            report[name] = {
+                "open_loop": asyncio.run(open_loop(port, args.rate, args.seconds)),
+                "wrk": wrk(port, body, args.connections, int(args.seconds)),
+            }
+            print(name, json.dumps(report[name]), flush=True)
+        keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The FastAPI application: scoring routes, model info, probes and metrics on one port.
+
+Bodies are validated straight from bytes by pydantic (``TypeAdapter.validate_json``), the
+request schema generated from the Avro schema (``serve.schema``); the OpenAPI document
+shows that same schema. Scoring goes through the ``Batcher``, which merges concurrent
+requests into one kernel call on one worker thread.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from opentelemetry.trace import Tracer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from streamer import __version__
+from streamer.errors import Rejection
+from streamer.model.registry import list_models
+from streamer.serve import auth, responses
+from streamer.serve.middleware import BodyLimit, Telemetry
+from streamer.serve.runtime import Runtime
+from streamer.serve.schema import to_event, transaction_request
+from streamer.serve.tracing import trace_tag
+
+AuthHeader = Annotated[str | None, Header(include_in_schema=False)]
+KeyHeader = Annotated[str | None, Header(alias="x-api-key", include_in_schema=False)]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": responses.ErrorResponse, "description": "missing or unknown API key"},
+    413: {"model": responses.ErrorResponse, "description": "body above --max-body-bytes"},
+    422: {"model": responses.ErrorResponse, "description": "malformed or invalid event"},
+    503: {"model": responses.ErrorResponse, "description": "Redis down, STREAMER_REDIS_REQUIRED"},
+}
+
+
+def request_id(request: Request) -> str:
+    """The caller's ``X-Request-ID`` when it is sane, else a fresh one."""
+    given = request.headers.get("x-request-id")
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def create_app(runtime: Runtime, tracer: Tracer | None = None) -> FastAPI:
+    """The API over ``runtime``; wrapped in telemetry and the body limit."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.batcher.start()
+        runtime.models.start()  # hot swap: the kernel takes a new version between batches
+        try:
+            yield
+        finally:  # uvicorn lets in-flight requests finish before this runs
+            await runtime.batcher.stop()
+            await run_in_threadpool(runtime.close)
+
+    app = FastAPI(
+        title="streamer scoring API",
+        version=__version__,
+        summary="Card-payment fraud scores on the stream's kernel, features and model.",
+        lifespan=lifespan,
+    )
+    _scoring_routes(app, runtime)
+    _operations_routes(app, runtime)
+    app.add_middleware(BodyLimit, limit=runtime.options.max_body_bytes)
+    app.add_middleware(Telemetry, metrics=runtime.http, tracer=tracer)
+    return app
+
+
+def _denied(runtime: Runtime, authorization: str | None, x_api_key: str | None) -> Response | None:
+    """401 unless the request presents a configured API key (or none are configured)."""
+    if auth.allowed(auth.presented_key(authorization, x_api_key), runtime.options.api_keys):
+        return None
+    body = {"error_class": "Unauthorized", "message": "missing or unknown API key", "stage": ""}
+    response = responses.json(body, 401)
+    response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+def _scoring_routes(app: FastAPI, runtime: Runtime) -> None:
+    event_model = transaction_request()
+    batch_model = _batch_model(event_model, runtime.options.max_request_events)
+    one = TypeAdapter(event_model)
+    many = TypeAdapter(batch_model)
+    redis_required = runtime.settings.redis_required
+    decisions = runtime.http.decisions
+
+    @app.post(
+        "/v1/score",
+        response_model=responses.ScoreResponse,
+        responses=_ERRORS,
+        openapi_extra=_body(event_model),
+    )
+    async def score(
+        request: Request, authorization: AuthHeader = None, x_api_key: KeyHeader = None
+    ) -> Response:
+        """Score one TransactionEvent: score, decision, thresholds, model, feature status."""
+        if denied := _denied(runtime, authorization, x_api_key):
+            return denied
+        rid = request_id(request)
+        try:
+            event = to_event(one.validate_json(await request.body()))
+        except ValidationError as exc:
+            decisions.labels("rejected").inc()
+            return responses.invalid_request(exc, rid)
+        (outcome,) = await runtime.batcher.submit([event], trace_tag(request.headers))
+        decisions.labels(
+            "rejected" if isinstance(outcome, Rejection) else outcome["decision"]
+        ).inc()
+        return responses.outcome_response(outcome, rid, redis_required=redis_required)
+
+    @app.post("/v1/score:batch", responses=_ERRORS, openapi_extra=_body(batch_model))
+    async def score_batch(
+        request: Request, authorization: AuthHeader = None, x_api_key: KeyHeader = None
+    ) -> Response:
+        """Score up to --max-request-events events; one result per event, in order."""
+        if denied := _denied(runtime, authorization, x_api_key):
+            return denied
+        rid = request_id(request)
+        try:
+            parsed = many.validate_json(await request.body())
+        except ValidationError as exc:
+            return responses.invalid_request(exc, rid)
+        events = [to_event(e) for e in getattr(parsed, "events")]  # noqa: B009
+        outcomes = await runtime.batcher.submit(events, trace_tag(request.headers))
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, Rejection):
+                decisions.labels("rejected").inc()
+                results.append({"status": "rejected", **responses.rejection_body(outcome)})
+            elif redis_required and outcome["feature_status"] == "DEGRADED":
+                return responses.outcome_response(outcome, rid, redis_required=True)
+            else:
+                decisions.labels(outcome["decision"]).inc()
+                results.append({"status": "scored", **responses.scored_body(outcome)})
+        return responses.json({"request_id": rid, "results": results}, 200, rid)
+
+
+def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        """The model serving now (as the stream's ``STREAMER_MODEL`` resolves) and its registry."""
+        kernel = runtime.kernel
+        meta = kernel.model.metadata
+        entries = await run_in_threadpool(list_models, runtime.settings.models_dir)
+        return {
+            "serving": {
+                "spec": runtime.settings.model,
+                "name": meta.name,
+                "version": meta.version,
+                "sha256": meta.sha256,
+                "review_threshold": kernel.stamp.review_threshold,
+                "decline_threshold": kernel.stamp.decline_threshold,
+                "features": list(meta.feature_names),
+            },
+            "shadow": runtime.models.readiness()["shadow_version"],
+            "refused": runtime.models.readiness()["model_refused"],
+            "registry": [
+                {
+                    "name": e.name,
+                    "version": e.version,
+                    "aliases": list(e.aliases),
+                    "usable": e.problem is None,
+                }
+                for e in entries
+                if e.name == meta.name
+            ],
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """200 while the scoring worker runs and is not stuck on one batch."""
+        busy = runtime.batcher.busy_since
+        stuck_s = 0.0 if busy is None else time.monotonic() - busy
+        ok = runtime.batcher.running and stuck_s < runtime.options.probe_stale_s
+        body = {"status": "ok" if ok else "fail", "batch_running_s": round(stuck_s, 3)}
+        return responses.json(body, 200 if ok else 503)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """200 when the model is loaded and the worker runs; Redis down only with
+        STREAMER_REDIS_REQUIRED (otherwise answers are DEGRADED, not refused)."""
+        redis_ok = await run_in_threadpool(runtime.redis_ok)
+        checks = {
+            "model": "loaded" if runtime.model_present() else "missing",
+            "worker": "running" if runtime.batcher.running else "stopped",
+            "redis": "ok" if redis_ok else "degraded",
+            "breaker": runtime.cache.breaker.state,
+        }
+        ok = checks["model"] == "loaded" and checks["worker"] == "running"
+        ok = ok and (redis_ok or not runtime.settings.redis_required)
+        return responses.json({"status": "ok" if ok else "fail", **checks}, 200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text: the stream's kernel metrics plus HTTP request metrics."""
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _batch_model(event_model: type[BaseModel], limit: int) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        "ScoreBatchRequest",
+        events=(list[event_model], Field(min_length=1, max_length=limit)),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    if "events" in schema.get("properties", {}):  # inline the event schema into the batch
+        schema["properties"]["events"]["items"] = transaction_request().model_json_schema()
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}

@@ -1,0 +1,55 @@
+"""HTTP metrics of the scoring API, on the same registry as the kernel's (the stream's names).
+
+Request duration follows the OpenTelemetry HTTP metric (``http.server.request.duration``,
+seconds) in Prometheus form; decisions are counted per event, statuses per request. Bucket
+bounds are finer than the stream's: the authorization path lives in milliseconds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REQUEST_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+class HttpMetrics:
+    """Request latency, requests by status, API decisions by decision."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Time from request received to response sent, by route and status.",
+            ["http_request_method", "http_route", "http_response_status_code"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.requests = Counter(
+            "streamer_serve_requests",
+            "Scoring API requests by route and HTTP status.",
+            ["http_route", "http_response_status_code"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "streamer_serve_decisions",
+            "Events answered by the API, by decision (rejected: HTTP 422 or per-item error).",
+            ["decision"],
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.duration.labels(method, route, code).observe(seconds)
+        self.requests.labels(route, code).inc()
