@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,8 +26,9 @@ def list_(models_dir: ModelsDir = None) -> None:
         table.add_column(column)
     for entry in list_models(directory):
         meta = entry.metadata
+        problem = entry.problem or _verify(entry.name, entry.version, directory)
         if meta is None:
-            table.add_row(f"{entry.name}@{entry.version}", "", "", "", "", "", entry.problem or "")
+            table.add_row(f"{entry.name}@{entry.version}", "", "", "", "", "", problem)
             continue
         table.add_row(
             f"{meta.name}@{meta.version}",
@@ -35,9 +37,21 @@ def list_(models_dir: ModelsDir = None) -> None:
             f"{meta.metrics.get('pr_auc', float('nan')):.3f}",
             f"{meta.thresholds.review:.4f}",
             f"{meta.thresholds.decline:.4f}",
-            entry.problem or "",
+            problem,
         )
     Console().print(table)
+
+
+def _verify(name: str, version: str, directory: Path) -> str:
+    """What loading this version as ``run`` would refuse (hash, ONNX signature), or ""."""
+    from streamer.errors import ModelError
+    from streamer.model.registry import load_model
+
+    try:
+        load_model(f"{name}@{version}", directory)
+    except ModelError as exc:
+        return str(exc)
+    return ""
 
 
 @models_app.command("verify")
