@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import fastavro
+from fastavro.schema import to_parsing_canonical_form
 
 from streamer.backfill.records import epoch_millis
 from streamer.codec.schemas import Schema, scored_schema, transaction_schema
@@ -65,16 +66,30 @@ def open_writer(path: Path, handle: IO[bytes]) -> Writer:
     return AvroWriter(handle, scored_schema())
 
 
+def _open_avro(handle: IO[bytes]) -> Any:
+    """A reader resolving the file's writer schema to ours, or none when they are the same.
+
+    Resolution triples fastavro's cost per record (about 100 µs instead of 33 µs here);
+    a file written with our schema (the common case) needs none.
+    """
+    ours = transaction_schema()
+    reader = fastavro.reader(handle)
+    if to_parsing_canonical_form(reader.writer_schema) == to_parsing_canonical_form(ours):
+        return reader
+    handle.seek(0)
+    return fastavro.reader(handle, reader_schema=ours)
+
+
 def _read_avro(path: Path, handle: IO[bytes], size: int) -> Iterator[list[Row]]:
     try:
-        reader = fastavro.reader(handle, reader_schema=transaction_schema())
+        reader = _open_avro(handle)
     except (*_CORRUPT, fastavro.read.SchemaResolutionError) as exc:
         raise ConfigError(f"{path} is not an Avro file of TransactionEvents: {exc}") from None
     chunk: list[Row] = []
     rows = 0
     try:
         for record in reader:
-            chunk.append(epoch_millis(record))  # type: ignore[arg-type]
+            chunk.append(epoch_millis(record))
             rows += 1
             if len(chunk) == size:
                 yield chunk
