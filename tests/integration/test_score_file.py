@@ -63,7 +63,7 @@ def _score(source: Path, target: Path, env: dict[str, str], *extra: str) -> Any:
 
 def _read(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()  # type: ignore[no-any-return]
+        return pq.read_table(path).to_pylist()
     with path.open("rb") as fin:
         return list(fastavro.reader(fin))  # type: ignore[arg-type]
 
@@ -179,7 +179,7 @@ def test_a_corrupt_block_midway_leaves_no_output_behind(
     source = write_avro(tmp_path / "in.avro", events, sync_interval=8000)
     data = bytearray(source.read_bytes())
     with source.open("rb") as fin:
-        marker = fastavro.reader(fin)._header["sync"]  # type: ignore[attr-defined]
+        marker = fastavro.reader(fin)._header["sync"]
     at = -1
     for _ in range(11):  # the header's own marker, then ten block ends
         at = data.index(marker, at + 1)
