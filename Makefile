@@ -12,7 +12,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,dev,serve]"
+	$(PY) -m pip install -q -e ".[test,dev,serve,parquet]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv with streamer and its test/dev tools

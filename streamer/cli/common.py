@@ -7,12 +7,13 @@ is None and does not override anything.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from streamer.clients import Clients
+from streamer.clients import LIBRDKAFKA_LOGGER, Clients
 from streamer.config.loader import load_settings
 from streamer.config.settings import Settings
 
@@ -63,4 +64,24 @@ def settings(config: Path | None = None, **flags: Any) -> Settings:
 
 
 def clients(config: Path | None = None, **flags: Any) -> Clients:
-    return Clients(settings(config, **flags))
+    """The client factory for an operator command (every command but ``run``).
+
+    An operator command reports what stops it in one line of its own (``streamer: ...``);
+    librdkafka's retry chatter (``Connect to ... failed`` for every retry) would bury it,
+    so it is kept out of the terminal unless ``--debug`` asks for everything. Our own
+    warnings (a Redis round trip failing midway) come out as structured log lines.
+    """
+    from streamer.observability import logs
+
+    loaded = settings(config, **flags)
+    logs.configure(loaded.log_level, json=loaded.log_format == "json")
+    quiet_librdkafka(not STATE["debug"])
+    return Clients(loaded)
+
+
+def quiet_librdkafka(quiet: bool = True) -> None:
+    """Keep librdkafka's log lines (and ``error_cb`` reports) off stderr when ``quiet``."""
+    logger = logging.getLogger(LIBRDKAFKA_LOGGER)
+    logger.propagate = not quiet
+    if quiet and not logger.handlers:
+        logger.addHandler(logging.NullHandler())

@@ -32,6 +32,9 @@ def _letters(
     target = topic or s.dlq_topic or (f"{s.input_topic}.dlq" if s.input_topic else "")
     if not target:
         raise typer.BadParameter("give --topic or set STREAMER_DLQ_TOPIC", param_hint="--topic")
+    from streamer.service.checks import check_kafka
+
+    check_kafka(factory.admin(), s, {"--topic / STREAMER_DLQ_TOPIC": target}, errors=factory.errors)
     return target, list(dlq.read(factory.operator_consumer("dlq"), target))
 
 

@@ -49,5 +49,7 @@ def load(
         )
     except DependencyError as exc:
         where = redact_url(s.redis_url.get_secret_value())
-        raise DependencyError(f"Redis at {where}: {exc}") from None
+        raise DependencyError(
+            f"Redis at {where}: {exc}; check STREAMER_REDIS_URL (or --redis-url)"
+        ) from None
     typer.echo(f"wrote {written}", err=True)

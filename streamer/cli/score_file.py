@@ -1,4 +1,9 @@
-"""``streamer score-file``: batch deployment with the stream's kernel, model and features."""
+"""``streamer score-file``: batch deployment with the stream's kernel, model and features.
+
+Avro or Parquet in and out, by extension. Redis is asked once before anything is scored:
+a backfill that would be scored with default features stops at once (exit 3) unless
+``--allow-degraded``; a Redis lost midway stops it too, and nothing is left behind.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from streamer.cli.common import ConfigFile, ModelsDir, clients
 
 
 def score_file(
-    source: Annotated[Path, typer.Argument(help="Avro container file of TransactionEvents.")],
-    target: Annotated[Path, typer.Argument(help="Avro container file of ScoredEvents to write.")],
+    source: Annotated[
+        Path, typer.Argument(help="TransactionEvents: .avro container file or .parquet.")
+    ],
+    target: Annotated[Path, typer.Argument(help="ScoredEvents to write: .avro or .parquet.")],
     rejects: Annotated[
         Path | None,
         typer.Option(help="JSON Lines of rejected events (default: <target>.rejects.jsonl)."),
@@ -36,15 +43,26 @@ def score_file(
     config: ConfigFile = None,
 ) -> None:
     """Batch deployment: score a file (backfills, replays) with the stream's code and model."""
+    from streamer.backfill import check_source
     from streamer.backfill import score_file as run_file
+    from streamer.config.redaction import redact_url
+    from streamer.errors import DependencyError
     from streamer.scoring.kernel import ScoringKernel
     from streamer.service import feature_cache, load
 
     factory = clients(
         config, redis_url=redis_url, redis_key_prefix=prefix, model=model, models_dir=models_dir
     )
+    check_source(source)  # a wrong file is reported before Redis is asked
     loaded = load(factory.settings)
-    kernel = ScoringKernel(loaded, feature_cache(factory, loaded, timeout_ms=2000))
+    cache = feature_cache(factory, loaded, timeout_ms=2000)
+    if not allow_degraded and not cache.ping():
+        where = redact_url(factory.settings.redis_url.get_secret_value())
+        raise DependencyError(
+            f"cannot reach Redis at {where}; check STREAMER_REDIS_URL (or --redis-url), "
+            "or pass --allow-degraded to score with default features"
+        )
+    kernel = ScoringKernel(loaded, cache)
     result = run_file(
         source,
         target,

@@ -27,6 +27,7 @@ def create(
 ) -> None:
     """Create STREAMER_INPUT_TOPIC, STREAMER_OUTPUT_TOPIC and the DLQ; existing ones are kept."""
     from streamer.kafka.topics import TopicSpec, create_topics
+    from streamer.service.checks import check_kafka
 
     factory = clients(
         config,
@@ -39,5 +40,7 @@ def create(
         TopicSpec(s.output_topic, partitions, replication, retention_hours),
         TopicSpec(s.dead_letter_topic, dlq_partitions, replication, dlq_retention_hours),
     ]
-    for name, outcome in create_topics(factory.admin(), specs, errors=factory.errors).items():
+    admin = factory.admin()
+    check_kafka(admin, s, {}, errors=factory.errors)  # a dead broker fails fast, in one line
+    for name, outcome in create_topics(admin, specs, errors=factory.errors).items():
         typer.echo(f"{name}: {outcome}", err=True)

@@ -1,4 +1,9 @@
-"""Creating topics idempotently: what exists is kept (and said so), what is missing is made."""
+"""Creating topics idempotently: what exists is kept (and said so), what is missing is made.
+
+An existing topic is never altered (partitions cannot shrink, and changing a live topic is
+an operator's decision), but a difference from what was asked is said, so a topic made
+earlier with one partition does not pass for the six asked for.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,12 @@ def create_topics(
     errors: ClientErrors | None = None,
     timeout: float = 15.0,
 ) -> dict[str, str]:
-    """Create each topic unless it exists; returns ``{name: "created" | "exists"}``."""
+    """Create each topic unless it exists; returns ``{name: "created" | "exists…"}``.
+
+    An existing topic whose partition count differs is reported as
+    ``"exists with N partitions (asked for M)"``.
+    """
+    by_name = {s.name: s for s in specs}
     futures = admin.create_topics(
         [s.new_topic() for s in specs], operation_timeout=timeout, request_timeout=timeout
     )
@@ -45,7 +55,7 @@ def create_topics(
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                outcome[name] = "exists"
+                outcome[name] = _existing(admin, by_name[name], timeout)
                 continue
             auth = errors.authentication() if errors is not None else None
             raise DependencyError(f"cannot create topic {name!r}: {auth or exc}") from None
@@ -55,3 +65,15 @@ def create_topics(
                 "STREAMER_KAFKA_BOOTSTRAP_SERVERS"
             ) from None
     return outcome
+
+
+def _existing(admin: AdminClient, spec: TopicSpec, timeout: float) -> str:
+    """``exists``, or how the existing topic differs from ``spec``."""
+    try:
+        topic = admin.list_topics(spec.name, timeout=timeout).topics.get(spec.name)
+    except KafkaException:
+        return "exists"
+    have = len(topic.partitions) if topic is not None else spec.partitions
+    if have != spec.partitions:
+        return f"exists with {have} partitions (asked for {spec.partitions})"
+    return "exists"

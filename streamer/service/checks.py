@@ -6,7 +6,9 @@ unreachable Redis is not fatal unless required: scoring starts degraded and reco
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -15,6 +17,8 @@ from streamer.clients import ClientErrors
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
 from streamer.errors import DependencyError
+
+FAIL_FAST_S = 2.0  # how long a broker that refuses connections gets before we give up
 
 
 def check_kafka(
@@ -31,7 +35,7 @@ def check_kafka(
     """
     servers = settings.kafka_bootstrap_servers
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = _metadata(admin, errors, timeout)
     except KafkaException as exc:
         auth = errors.authentication() if errors is not None else None
         if auth is not None:
@@ -41,7 +45,7 @@ def check_kafka(
             ) from None
         reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
         raise DependencyError(
-            f"cannot reach Kafka at {servers} within {timeout:.0f}s ({reason}); check "
+            f"cannot reach Kafka at {servers} ({reason}); check "
             "STREAMER_KAFKA_BOOTSTRAP_SERVERS and the security settings in "
             "STREAMER_KAFKA_PROPERTIES"
         ) from None
@@ -51,6 +55,27 @@ def check_kafka(
                 f"topic {topic!r} does not exist on {servers}; "
                 f"create it (streamer topics create) or change {setting}"
             )
+
+
+def _metadata(admin: AdminClient, errors: ClientErrors | None, timeout: float) -> Any:
+    """The cluster's metadata, asked in one-second slices so a dead broker fails fast.
+
+    A refused connection or login is reported through ``error_cb`` within a second;
+    waiting the whole ``timeout`` for it would not change the answer, so after
+    ``FAIL_FAST_S`` with such an error we give up. A silent network (packets dropped)
+    reports nothing and gets the whole ``timeout``.
+    """
+    started = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        try:
+            return admin.list_topics(timeout=max(0.1, min(1.0, timeout - elapsed)))
+        except KafkaException:
+            admin.poll(0)  # serves error_cb: what librdkafka saw while we waited
+            elapsed = time.monotonic() - started
+            reported = errors is not None and errors.last is not None
+            if elapsed >= timeout or (reported and elapsed >= FAIL_FAST_S):
+                raise
 
 
 def check_topics(
