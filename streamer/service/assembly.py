@@ -130,9 +130,10 @@ def build(
     *,
     model: LoadedModel | None = None,
     tracer_provider: TracerProvider | None = None,
+    clients: Clients | None = None,
 ) -> Service:
     """Every collaborator of the stream, from settings. Makes no network call."""
-    clients = Clients(settings)
+    clients = clients or Clients(settings)
     model = model or load(settings)
     telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
     topics = Topics(

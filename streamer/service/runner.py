@@ -14,6 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from streamer.clients import Clients
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError, DependencyError
@@ -103,8 +104,13 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
     stop = stop or StopFlag()
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
-    service = build(settings, tracer_provider=provider_from_env(max_links=settings.max_batch_size))
-    check_topics(service.clients.admin(), settings, service.clients.errors)
+    clients = Clients(settings)
+    check_topics(clients.admin(), settings, clients.errors)  # first: fail fast, before the model
+    service = build(
+        settings,
+        tracer_provider=provider_from_env(max_links=settings.max_batch_size),
+        clients=clients,
+    )
     check_schema_registry(settings, service.schema_registry)
     if service.transactions is not None:
         service.transactions.init()
