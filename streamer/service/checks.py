@@ -6,10 +6,12 @@ unreachable Redis is not fatal unless required: scoring starts degraded and reco
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata
 
 from streamer.clients import ClientErrors
 from streamer.config.redaction import redact_url
@@ -27,30 +29,43 @@ def check_kafka(
 ) -> None:
     """The broker answers within ``timeout`` and each topic exists (``{setting: topic}``).
 
-    A refused login is reported as such (librdkafka otherwise says "transport failure").
+    A refused login is reported as such (librdkafka otherwise says "transport failure"),
+    as soon as it is seen: metadata is asked for in 1 s steps, and between them the admin
+    client is polled, which is what delivers librdkafka's errors to ``errors``.
     """
     servers = settings.kafka_bootstrap_servers
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        auth = errors.authentication() if errors is not None else None
-        if auth is not None:
-            raise DependencyError(
-                f"Kafka at {servers} refused authentication ({auth}); check the SASL/TLS "
-                "credentials in STREAMER_KAFKA_PROPERTIES / STREAMER_KAFKA_PROP_*"
-            ) from None
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise DependencyError(
-            f"cannot reach Kafka at {servers} within {timeout:.0f}s ({reason}); check "
-            "STREAMER_KAFKA_BOOTSTRAP_SERVERS and the security settings in "
-            "STREAMER_KAFKA_PROPERTIES"
-        ) from None
+    metadata = _metadata(admin, servers, errors, timeout)
     for setting, topic in topics.items():
         if topic not in metadata.topics:
             raise DependencyError(
                 f"topic {topic!r} does not exist on {servers}; "
                 f"create it (streamer topics create) or change {setting}"
             )
+
+
+def _metadata(
+    admin: AdminClient, servers: str, errors: ClientErrors | None, timeout: float
+) -> ClusterMetadata:
+    deadline = time.monotonic() + timeout
+    while True:
+        step = max(min(1.0, deadline - time.monotonic()), 0.1)
+        try:
+            return admin.list_topics(timeout=step)
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: an authentication failure shows up here
+            auth = errors.authentication() if errors is not None else None
+            if auth is not None:
+                raise DependencyError(
+                    f"Kafka at {servers} refused authentication ({auth}); check the SASL/TLS "
+                    "credentials in STREAMER_KAFKA_PROPERTIES / STREAMER_KAFKA_PROP_*"
+                ) from None
+            if time.monotonic() >= deadline:
+                reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc
+                raise DependencyError(
+                    f"cannot reach Kafka at {servers} within {timeout:.0f}s ({reason}); check "
+                    "STREAMER_KAFKA_BOOTSTRAP_SERVERS and the security settings in "
+                    "STREAMER_KAFKA_PROPERTIES"
+                ) from None
 
 
 def check_topics(
