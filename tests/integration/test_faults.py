@@ -34,10 +34,12 @@ from tests.integration.faults import (
     sasl_properties,
 )
 from tests.integration.streamer_proc import (
+    committed_total,
     start_streamer,
     stop,
     streamer_env,
     wait_caught_up,
+    wait_until,
 )
 
 pytestmark = pytest.mark.faults
@@ -127,11 +129,16 @@ def test_broker_killed_and_restarted_loses_nothing(
     bootstrap = own_broker.bootstrap
     run = {**run_settings, "kafka_bootstrap_servers": bootstrap}
     _create(bootstrap, (run["input_topic"], 3), (run["output_topic"], 3), (run["dlq_topic"], 1))
-    stream = Stream(bootstrap, run["input_topic"], seconds=20).start()
+    stream = Stream(bootstrap, run["input_topic"], seconds=30).start()
     proc = start_streamer(tmp_path / "streamer.log", **run)
     restarted = None
     try:
-        time.sleep(6)
+        wait_until(
+            lambda: committed_total(bootstrap, run["group_id"], run["input_topic"]) > 300,
+            60,
+            "scoring before the broker is killed",
+            proc,
+        )
         os.kill(own_broker.pid, signal.SIGKILL)
         down = time.monotonic()
         time.sleep(5)
