@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-streamer
 
-.PHONY: help setup install test test-deploy test-unit test-integration lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
+.PHONY: help setup install test test-deploy test-unit test-integration test-faults lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,8 @@ setup: ## what tests and demo need: system packages, .venv with all extras, Kafk
 
 test: setup ## everything CI runs: set-up, lint, unit tests, deploy checks, integration tests
 	@$(MAKE) --no-print-directory lint
-	$(PY) -m pytest tests/unit tests/deploy tests/integration
+	$(PY) -m pytest tests/unit tests/deploy tests/integration -m "not faults"
+	@$(MAKE) --no-print-directory test-faults
 
 test-deploy: setup ## offline checks of the chart, compose file, dashboard, alerts, Dockerfile, workflow
 	$(PY) -m pytest tests/deploy
@@ -32,6 +33,9 @@ test-unit: $(STAMP) ## unit tests only (no servers)
 
 test-integration: $(STAMP) ## integration tests only (real Kafka and Redis)
 	$(PY) -m pytest tests/integration
+
+test-faults: $(STAMP) ## fault scenarios: kill -9, instances joining and dying, broker restart, wrong SASL password
+	$(PY) -m pytest tests/integration -m faults
 
 lint: $(STAMP) ## ruff and strict mypy
 	$(VENV)/bin/ruff check streamer tests bench models

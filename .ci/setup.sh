@@ -50,6 +50,8 @@ system_packages() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  # kcat sends header names that are not UTF-8 (the hostile-message tests need it).
+  command -v kcat >/dev/null || missing+=(kcat)
   local py
   if ! py="$(python_for_venv)"; then
     missing+=(python3 python3-venv)

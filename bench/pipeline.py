@@ -73,9 +73,12 @@ def _streamer(extra_env: dict[str, str], processes: int = 1) -> Launcher:
                 **extra_env,
             }
         )
-        return [
-            subprocess.Popen([sys.executable, "-m", "streamer", "run"], env=env)
-            for _ in range(processes)
+        return [  # each its own static member id: the same id would fence the other
+            subprocess.Popen(
+                [sys.executable, "-m", "streamer", "run"],
+                env={**env, "STREAMER_GROUP_INSTANCE_ID": f"{group}-{i}"},
+            )
+            for i in range(processes)
         ]
 
     return launch

@@ -81,14 +81,13 @@ def unique() -> str:
 
 @pytest.fixture
 def make_topic(admin: AdminClient, unique: str) -> Iterator[Callable[..., str]]:
-    """Create topics named after the test; they are deleted afterwards."""
+    """Create topics named after the test (with topic ``config`` if given); deleted afterwards."""
     created: list[str] = []
 
-    def make(suffix: str = "in", partitions: int = 3) -> str:
+    def make(suffix: str = "in", partitions: int = 3, config: dict[str, str] | None = None) -> str:
         name = f"t-{unique}-{suffix}"
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-        )
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        futures = admin.create_topics([topic])
         futures[name].result(timeout=30)
         created.append(name)
         return name

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
     group_id: str = Field("streamer", min_length=1)
     group_instance_id: str = Field(
-        "", description="static group membership id (the pod name); auto: the host name"
+        "auto",
+        description="static group membership id: auto (the host name; the chart sets the pod"
+        " name), or empty for dynamic membership; unique per instance (bench/failover.py)",
     )
     kafka_properties: dict[str, str] = Field(
         default_factory=dict, description="librdkafka properties for consumer and producer"

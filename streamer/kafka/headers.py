@@ -4,26 +4,52 @@ confluent-kafka decodes header names as UTF-8 inside ``Message.headers()`` and r
 (``SystemError``) on a name that is not: one hostile header must not crash the loop. Such
 headers are unreadable from Python at all, so they are reported as None and the record is
 handled without them (its trace context, if any, is lost; a dead letter says so).
+
+Worse, the client builds the list before it notices the failure and keeps it: a second
+call, and with some header mixes even the first, returns a list holding a tuple whose name
+is a NULL pointer, the decoding error left pending (it surfaces at the next C call);
+touching that name crashes the interpreter (SIGSEGV; confluent-kafka 2.16.1,
+``c_headers_to_py``). So the list is checked at once without touching its items
+(``gc.get_referents`` skips NULL slots, and raises the pending error if any), and a
+message found unreadable is remembered by its position and never asked again: the trace
+reader and the dead-letter writer both come here for the same message.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections import OrderedDict
 
 from confluent_kafka import Message
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+_Position = tuple[str | None, int | None, int | None, int]
+_UNREADABLE: OrderedDict[_Position, None] = OrderedDict()
+_REMEMBERED = 100_000  # unreadable records remembered (a tuple each), oldest forgotten first
 
 
 def read_headers(msg: Message) -> Headers | None:
     """(name, bytes) pairs, None values as empty bytes; None when the client cannot read them."""
-    try:
-        raw = msg.headers()
-    except (SystemError, UnicodeDecodeError, ValueError, TypeError):
+    position = (msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1])
+    if position in _UNREADABLE:
         return None
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
+    try:
+        raw = msg.headers() or []
+        items = list(raw.items()) if isinstance(raw, dict) else raw
+        # Also surfaces the decoding error the client may leave pending with the list.
+        broken = len(gc.get_referents(*items)) != 2 * len(items)
+    except (SystemError, UnicodeDecodeError, ValueError, TypeError):
+        broken = True
+    if broken:  # a NULL slot in the list: never touch it
+        _remember(position)
+        return None
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
+
+
+def _remember(position: _Position) -> None:
+    _UNREADABLE[position] = None
+    if len(_UNREADABLE) > _REMEMBERED:
+        _UNREADABLE.popitem(last=False)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streamer.errors import Rejection
+from streamer.errors import ConfigError, Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
 from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import CommitStrategy
@@ -250,7 +250,15 @@ class StreamLoop:
 def _consumer_error(error: KafkaError) -> None:
     if error.code() == KafkaError._PARTITION_EOF:
         return
-    if error.fatal():
+    # librdkafka reports a fatal consumer error as code _FATAL with fatal() False: without
+    # this check a fenced consumer would loop forever, consuming nothing.
+    if error.fatal() or error.code() == KafkaError._FATAL:
+        if "group.instance.id" in error.str():
+            raise ConfigError(
+                "another instance joined the consumer group with the same group.instance.id "
+                "and fenced this one; give each instance its own STREAMER_GROUP_INSTANCE_ID "
+                "(default: the host name)"
+            )
         raise KafkaException(error)
     log.warning("consumer error: %s", error)
 

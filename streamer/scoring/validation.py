@@ -2,8 +2,10 @@
 
 A decoded record can still be nonsense (a producer bug): a non-positive or absurd amount,
 an unknown currency, an event time far in the future or before card payments were
-digital, an impossible merchant category or country code, an empty id. Each is a
-``Rejection`` at stage ``validate``; the event goes to the dead-letter topic.
+digital, an impossible merchant category or country code, an empty id, an id longer than
+any real one (``MAX_ID_LENGTH``: an id is copied into the scored event and its key, so a
+400 KB id would make an output the broker refuses). Each is a ``Rejection`` at stage
+``validate``; the event goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from streamer.features.reference import KNOWN_CURRENCIES, currency_exponent
 MAX_AMOUNT_MAJOR = 10_000_000  # ten million in major units: above any single card payment
 MAX_FUTURE_MS = 3_600_000  # clock skew tolerated between producers and us
 MIN_EVENT_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_ID_LENGTH = 128  # characters; UUIDs are 36, card tokens and terminal ids well under 64
+_IDS = ("transaction_id", "card_id", "merchant_id")
+_OPTIONAL_IDS = ("terminal_id", "acquirer_id", "device_id")
 
 
 def _reject(error_class: str, message: str) -> Rejection:
@@ -26,9 +31,15 @@ def _reject(error_class: str, message: str) -> Rejection:
 
 def validate(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
     """None when the event is fit to score, else why not."""
-    for field in ("transaction_id", "card_id", "merchant_id"):
+    for field in _IDS:
         if not event[field]:
             return _reject("MissingId", f"{field} is empty")
+    for field in (*_IDS, *_OPTIONAL_IDS):
+        value = event.get(field)
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            return _reject(
+                "IdTooLong", f"{field} has {len(value):,} characters, more than {MAX_ID_LENGTH}"
+            )
     currency = event["currency"]
     if currency not in KNOWN_CURRENCIES:
         return _reject("UnknownCurrency", f"currency {currency[:16]!r} is not an ISO 4217 code")

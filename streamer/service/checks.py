@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata
 
 from streamer.clients import ClientErrors
 from streamer.config.redaction import redact_url
@@ -31,24 +31,12 @@ def check_kafka(
 ) -> None:
     """The broker answers within ``timeout`` and each topic exists (``{setting: topic}``).
 
-    A refused login is reported as such (librdkafka otherwise says "transport failure").
+    A refused login is reported as such (librdkafka otherwise says "transport failure"),
+    as soon as it is seen: metadata is asked for in 1 s steps, and between them the admin
+    client is polled, which is what delivers librdkafka's errors to ``errors``.
     """
     servers = settings.kafka_bootstrap_servers
-    try:
-        metadata = _metadata(admin, errors, timeout)
-    except KafkaException as exc:
-        auth = errors.authentication() if errors is not None else None
-        if auth is not None:
-            raise DependencyError(
-                f"Kafka at {servers} refused authentication ({auth}); check the SASL/TLS "
-                "credentials in STREAMER_KAFKA_PROPERTIES / STREAMER_KAFKA_PROP_*"
-            ) from None
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise DependencyError(
-            f"cannot reach Kafka at {servers} ({reason}); check "
-            "STREAMER_KAFKA_BOOTSTRAP_SERVERS and the security settings in "
-            "STREAMER_KAFKA_PROPERTIES"
-        ) from None
+    metadata = _metadata(admin, servers, errors, timeout)
     for setting, topic in topics.items():
         if topic not in metadata.topics:
             raise DependencyError(
@@ -57,25 +45,35 @@ def check_kafka(
             )
 
 
-def _metadata(admin: AdminClient, errors: ClientErrors | None, timeout: float) -> Any:
-    """The cluster's metadata, asked in one-second slices so a dead broker fails fast.
-
-    A refused connection or login is reported through ``error_cb`` within a second;
-    waiting the whole ``timeout`` for it would not change the answer, so after
-    ``FAIL_FAST_S`` with such an error we give up. A silent network (packets dropped)
-    reports nothing and gets the whole ``timeout``.
-    """
+def _metadata(
+    admin: AdminClient, servers: str, errors: ClientErrors | None, timeout: float
+) -> ClusterMetadata:
+    """The cluster's metadata, asked in one-second slices, polling in between: that is what
+    delivers librdkafka's errors to ``errors``. A refused login stops at once; a refused
+    connection after ``FAIL_FAST_S`` (waiting longer would not change the answer); a
+    silent network (packets dropped) gets the whole ``timeout``."""
     started = time.monotonic()
     while True:
         elapsed = time.monotonic() - started
         try:
             return admin.list_topics(timeout=max(0.1, min(1.0, timeout - elapsed)))
-        except KafkaException:
-            admin.poll(0)  # serves error_cb: what librdkafka saw while we waited
+        except KafkaException as exc:
+            admin.poll(0)
+            auth = errors.authentication() if errors is not None else None
+            if auth is not None:
+                raise DependencyError(
+                    f"Kafka at {servers} refused authentication ({auth}); check the SASL/TLS "
+                    "credentials in STREAMER_KAFKA_PROPERTIES / STREAMER_KAFKA_PROP_*"
+                ) from None
             elapsed = time.monotonic() - started
             reported = errors is not None and errors.last is not None
             if elapsed >= timeout or (reported and elapsed >= FAIL_FAST_S):
-                raise
+                reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc
+                raise DependencyError(
+                    f"cannot reach Kafka at {servers} ({reason}); check "
+                    "STREAMER_KAFKA_BOOTSTRAP_SERVERS and the security settings in "
+                    "STREAMER_KAFKA_PROPERTIES"
+                ) from None
 
 
 def check_topics(

@@ -149,5 +149,6 @@ def test_each_pod_joins_with_its_own_static_member_id(
     error = render_error(helm, "settings.group_instance_id=streamer-1")
     assert "settings.group_instance_id" in error
     docs = render(helm, "kafka.staticMembership=false")
-    assert "STREAMER_GROUP_INSTANCE_ID" not in {e["name"] for e in the_container(docs)["env"]}
+    env = {e["name"]: e for e in the_container(docs)["env"]}
+    assert env["STREAMER_GROUP_INSTANCE_ID"] == {"name": "STREAMER_GROUP_INSTANCE_ID", "value": ""}
     assert only(docs, "Deployment")

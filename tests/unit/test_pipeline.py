@@ -170,6 +170,11 @@ def test_a_row_that_breaks_the_model_is_isolated_and_dead_lettered(build: Any) -
         ({"mcc": 123456}, "InvalidMcc"),
         ({"merchant_country": "germany"}, "InvalidCountry"),
         ({"card_id": ""}, "MissingId"),
+        ({"card_id": "c" * 129}, "IdTooLong"),
+        ({"transaction_id": "t" * 400_000}, "IdTooLong"),
+        ({"device_id": "d" * 129}, "IdTooLong"),
+        ({"terminal_id": "x" * 129}, "IdTooLong"),
+        ({"acquirer_id": "a" * 129}, "IdTooLong"),
     ],
 )
 def test_out_of_domain_values_are_dead_lettered_at_validate(

@@ -115,3 +115,19 @@ def test_scorer_decides_with_its_thresholds(model: LoadedModel) -> None:
     t = model.metadata.thresholds
     codes = decide(np.array([t.review - 1e-9, t.review, t.decline]), t.review, t.decline)
     assert codes.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("field", ["transaction_id", "card_id", "merchant_id", "device_id"])
+def test_ids_are_accepted_up_to_the_bound_and_rejected_past_it(field: str) -> None:
+    from streamer.scoring.validation import MAX_ID_LENGTH, validate
+    from streamer.testing import sample_event
+
+    now = 1_764_000_100_000
+    at_bound = sample_event(event_time=now, **{field: "x" * MAX_ID_LENGTH})
+    past = sample_event(event_time=now, **{field: "é" * (MAX_ID_LENGTH + 1)})
+    assert validate(at_bound, now) is None
+    rejection = validate(past, now)
+    assert rejection is not None
+    assert (rejection.error_class, rejection.stage) == ("IdTooLong", "validate")
+    assert field in rejection.message
+    assert "é" not in rejection.message
