@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from streamer.dev.devstack.redis import RedisServer
 
@@ -44,3 +46,48 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class Bed:
+    """What one integration test owns on the real services, as one fixture.
+
+    ``kafka`` and ``redis_url`` are the shared broker and Redis; ``topics`` (input, output
+    and dead-letter, as settings), ``group`` and ``prefix`` (its Redis key prefix) are this
+    test's own; ``settings`` are ``streamer run`` settings for all of it; ``tmp`` its folder.
+    """
+
+    kafka: str
+    redis_url: str
+    redis: redis.Redis
+    prefix: str
+    group: str
+    topics: dict[str, str]
+    settings: dict[str, str]
+    make_topic: Callable[..., str]
+    tmp: Path
+
+
+@pytest.fixture
+def bed(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    group_id: str,
+    topics: dict[str, str],
+    run_settings: dict[str, str],
+    make_topic: Callable[..., str],
+    tmp_path: Path,
+) -> Bed:
+    return Bed(
+        kafka_bootstrap,
+        redis_url,
+        redis_client,
+        redis_prefix,
+        group_id,
+        topics,
+        run_settings,
+        make_topic,
+        tmp_path,
+    )

@@ -19,6 +19,7 @@ from streamer.codec.wire import make_encoder
 from streamer.dev.devstack.redis import RedisServer
 from streamer.dev.generator import traceparent
 from streamer.dev.synth import generate_events, make_population
+from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     decode_single_object,
     load_synthetic_features,
@@ -69,16 +70,8 @@ def _poison(valid: list[bytes], n: int, rng: random.Random) -> list[bytes | None
     return out
 
 
-def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
-    load_synthetic_features(redis_url, redis_prefix)
+def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(bed: Bed) -> None:
+    load_synthetic_features(bed.redis_url, bed.prefix)
     rng = random.Random(20261124)
     encoder = make_encoder("single-object", schema=transaction_schema())
     now = time.time_ns() // 1_000_000
@@ -90,23 +83,23 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
     ]
     stream += [(p, f"poison-{i}".encode()) for i, p in enumerate(poison)]
     rng.shuffle(stream)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 10})
+    producer = Producer({"bootstrap.servers": bed.kafka, "linger.ms": 10})
     for value, key in stream:
         producer.produce(
-            topics["input_topic"], value, key, headers=[("traceparent", traceparent())]
+            bed.topics["input_topic"], value, key, headers=[("traceparent", traceparent())]
         )
         producer.poll(0)
     assert producer.flush(60) == 0
 
-    proc = start_streamer(tmp_path / "streamer.log", **run_settings)
+    proc = start_streamer(bed.tmp / "streamer.log", **bed.settings)
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 240, proc)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 240, proc)
         assert proc.poll() is None, "the streamer must survive the poison"
     finally:
-        assert stop(proc) == 0, (tmp_path / "streamer.log").read_text()[-3000:]
+        assert stop(proc) == 0, (bed.tmp / "streamer.log").read_text()[-3000:]
 
-    scored = read_all(kafka_bootstrap, topics["output_topic"], VALID)
-    dead = read_all(kafka_bootstrap, topics["dlq_topic"], VALID)
+    scored = read_all(bed.kafka, bed.topics["output_topic"], VALID)
+    dead = read_all(bed.kafka, bed.topics["dlq_topic"], VALID)
     scored_ids = Counter(
         decode_single_object(m.value(), plain_schema("scored_event"))["transaction_id"]
         for m in scored
@@ -132,8 +125,8 @@ def test_ten_thousand_poison_messages_among_ten_thousand_valid_events(
             "streamer.consumer.group",
         ):
             assert headers.get(name), name
-        assert headers["streamer.original.topic"] == topics["input_topic"].encode()
-        assert headers["streamer.consumer.group"] == group_id.encode()
+        assert headers["streamer.original.topic"] == bed.topics["input_topic"].encode()
+        assert headers["streamer.consumer.group"] == bed.group.encode()
         reasons[headers["streamer.error.class"].decode()] += 1
     assert {"Tombstone", "EmptyMessage", "Truncated", "BadMagicByte", "UnknownFingerprint"} <= set(
         reasons

@@ -9,7 +9,6 @@ and scrapes ``/metrics`` on the operations port, where ``/healthz`` and ``/ready
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamer.dev.devstack.processes import free_port
 from streamer.dev.generator import send_synthetic
 from tests.fixtures import dashboard as dash
+from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     http_get,
     load_synthetic_features,
@@ -36,35 +36,27 @@ def _exported(port: int) -> set[str]:
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_every_metric_the_dashboard_queries_is_exported(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
+def test_every_metric_the_dashboard_queries_is_exported(bed: Bed) -> None:
     used = dash.used_metrics()
     assert len(used) >= 10, f"the dashboard queries suspiciously few metrics: {sorted(used)}"
-    load_synthetic_features(redis_url, redis_prefix)
+    load_synthetic_features(bed.redis_url, bed.prefix)
     send_synthetic(
-        topic=topics["input_topic"],
-        bootstrap_servers=kafka_bootstrap,
+        topic=bed.topics["input_topic"],
+        bootstrap_servers=bed.kafka,
         count=EVENTS,
         n_cards=3000,
         n_merchants=300,
         event_seed=21,
     )
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    producer.produce(topics["input_topic"], b"not avro at all", b"poison")
+    producer = Producer({"bootstrap.servers": bed.kafka})
+    producer.produce(bed.topics["input_topic"], b"not avro at all", b"poison")
     producer.flush(30)
 
     port = free_port()
-    log = tmp_path / "streamer.log"
-    proc = start_streamer(log, **{**run_settings, "metrics_port": str(port)})
+    log = bed.tmp / "streamer.log"
+    proc = start_streamer(log, **{**bed.settings, "metrics_port": str(port)})
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 120, proc)
         # Gauges such as the lag are refreshed by the loop: give it a few iterations.
         deadline = time.monotonic() + 30
         exported = _exported(port)

@@ -6,11 +6,10 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import Producer
 
+from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     read_all,
     start_streamer,
@@ -31,20 +30,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_inspect_counts_reasons_and_replay_sends_originals_back(
-    kafka_bootstrap: str,
-    redis_url: str,
-    make_topic: Callable[..., str],
-    group_id: str,
-    tmp_path: Path,
-) -> None:
+def test_inspect_counts_reasons_and_replay_sends_originals_back(bed: Bed) -> None:
     inp, out, dlq = (
-        make_topic("in", partitions=1),
-        make_topic("out"),
-        make_topic("in.dlq", partitions=1),
+        bed.make_topic("in", partitions=1),
+        bed.make_topic("out"),
+        bed.make_topic("in.dlq", partitions=1),
     )
-    replayed = make_topic("replayed", partitions=1)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    replayed = bed.make_topic("replayed", partitions=1)
+    producer = Producer({"bootstrap.servers": bed.kafka})
     poison = [
         (b"k-empty-1", b""),
         (b"k-garbage", b"\x01\x02"),
@@ -55,26 +48,24 @@ def test_inspect_counts_reasons_and_replay_sends_originals_back(
         producer.produce(inp, value, key, headers=[("origin", key)])
     producer.flush(10)
     proc = start_streamer(
-        tmp_path / "s.log",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        redis_url=redis_url,
+        bed.tmp / "s.log",
+        kafka_bootstrap_servers=bed.kafka,
+        redis_url=bed.redis_url,
         input_topic=inp,
         output_topic=out,
         dlq_topic=dlq,
-        group_id=group_id,
+        group_id=bed.group,
         input_format="single-object",
         metrics_port="0",
     )
     try:
-        wait_caught_up(kafka_bootstrap, group_id, inp, 60, proc)
+        wait_caught_up(bed.kafka, bed.group, inp, 60, proc)
     finally:
         assert stop(proc) == 0
 
     listed = [
         json.loads(line)
-        for line in _cli(
-            "dlq", "inspect", "-t", dlq, "-b", kafka_bootstrap, "--json"
-        ).stdout.splitlines()
+        for line in _cli("dlq", "inspect", "-t", dlq, "-b", bed.kafka, "--json").stdout.splitlines()
     ]
     assert Counter(d["error_class"] for d in listed) == {
         "EmptyMessage": 2,
@@ -83,7 +74,7 @@ def test_inspect_counts_reasons_and_replay_sends_originals_back(
     }
     assert [d["original_offset"] for d in listed] == [0, 1, 2, 3]
     assert all(d["stage"] == "decode" and d["original_topic"] == inp for d in listed)
-    table = _cli("dlq", "inspect", "-t", dlq, "-b", kafka_bootstrap).stdout
+    table = _cli("dlq", "inspect", "-t", dlq, "-b", bed.kafka).stdout
     assert "EmptyMessage" in table
     assert "dead letters by reason" in table
 
@@ -93,7 +84,7 @@ def test_inspect_counts_reasons_and_replay_sends_originals_back(
         "-t",
         dlq,
         "-b",
-        kafka_bootstrap,
+        bed.kafka,
         "--to",
         replayed,
         "--error-class",
@@ -105,7 +96,7 @@ def test_inspect_counts_reasons_and_replay_sends_originals_back(
         "-t",
         dlq,
         "-b",
-        kafka_bootstrap,
+        bed.kafka,
         "--to",
         replayed,
         "--from-offset",
@@ -114,7 +105,7 @@ def test_inspect_counts_reasons_and_replay_sends_originals_back(
         "3",
     )
 
-    back = read_all(kafka_bootstrap, replayed, 3)
+    back = read_all(bed.kafka, replayed, 3)
     assert [(m.key(), m.value()) for m in back] == [
         (b"k-empty-1", b""),
         (b"k-empty-2", b""),

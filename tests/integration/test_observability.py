@@ -7,7 +7,6 @@ import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamer.dev.devstack.processes import free_port
 from streamer.dev.devstack.redis import RedisServer
 from streamer.model.registry import resolve
+from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     REPO,
     decode_single_object,
@@ -101,26 +101,19 @@ def _produce(bootstrap: str, topic: str, valid: int, poison: int) -> None:
 
 
 def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    run_settings: dict[str, str],
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     receiver = OtlpReceiver()
-    load_synthetic_features(redis_url, redis_prefix)
-    _produce(kafka_bootstrap, topics["input_topic"], valid=300, poison=7)
+    load_synthetic_features(bed.redis_url, bed.prefix)
+    _produce(bed.kafka, bed.topics["input_topic"], valid=300, poison=7)
     port = free_port()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "streamer-under-test")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-    proc = start_streamer(tmp_path / "s.log", **{**run_settings, "metrics_port": str(port)})
+    proc = start_streamer(bed.tmp / "s.log", **{**bed.settings, "metrics_port": str(port)})
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 120, proc)
         wait_until(
             lambda: _total(_metrics(port), "streamer_end_to_end_latency_seconds_count") >= 300,
             30,
@@ -139,7 +132,7 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
         assert status == 200
         assert json.loads(body)["model"] == "loaded"
     finally:
-        assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-3000:]
+        assert stop(proc) == 0, (bed.tmp / "s.log").read_text()[-3000:]
 
     # /metrics: counters agree with what was sent.
     assert samples["streamer_events_consumed_total", ()] == 307
@@ -168,11 +161,11 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
 
     # Traces: a process span per batch links each traced message; sends join the upstream trace.
     wait_until(
-        lambda: sum(s.name == f"send {topics['output_topic']}" for s in receiver.spans) >= 300,
+        lambda: sum(s.name == f"send {bed.topics['output_topic']}" for s in receiver.spans) >= 300,
         20,
         "spans",
     )
-    process = [s for s in receiver.spans if s.name == f"process {topics['input_topic']}"]
+    process = [s for s in receiver.spans if s.name == f"process {bed.topics['input_topic']}"]
     assert process
     assert sum(len(s.links) for s in process) == 300
     link = process[0].links[0]
@@ -183,14 +176,14 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     }
     attrs = {a.key: a.value for a in process[0].attributes}
     assert attrs["messaging.system"].string_value == "kafka"
-    assert attrs["messaging.consumer.group.name"].string_value == group_id
+    assert attrs["messaging.consumer.group.name"].string_value == bed.group
     assert attrs["messaging.batch.message_count"].int_value >= 1
     children = {s.name for s in receiver.spans if s.parent_span_id == process[0].span_id}
     assert {"decode", "enrich", "score", "publish"} <= children
-    sends = {s.span_id: s for s in receiver.spans if s.name == f"send {topics['output_topic']}"}
+    sends = {s.span_id: s for s in receiver.spans if s.name == f"send {bed.topics['output_topic']}"}
     assert {s.trace_id.hex() for s in sends.values()} == {TRACE_ID}
 
-    outputs = read_all(kafka_bootstrap, topics["output_topic"], 300)
+    outputs = read_all(bed.kafka, bed.topics["output_topic"], 300)
     for msg in outputs:
         _, trace_id, span_id, _ = dict(msg.headers())["traceparent"].decode().split("-")
         assert trace_id == TRACE_ID
@@ -200,24 +193,19 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
 
 
 def test_readyz_reports_a_missing_model_and_a_degraded_redis(
-    kafka_bootstrap: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    own_redis: RedisServer,
-    run_settings: dict[str, str],
+    bed: Bed, own_redis: RedisServer
 ) -> None:
-    models = tmp_path / "models"
+    models = bed.tmp / "models"
     shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     port = free_port()
     settings = {
-        **run_settings,
+        **bed.settings,
         "redis_url": own_redis.url,
         "redis_key_prefix": "",
         "models_dir": str(models),
         "metrics_port": str(port),
     }
-    proc = start_streamer(tmp_path / "s.log", **settings)
+    proc = start_streamer(bed.tmp / "s.log", **settings)
     ready = f"http://127.0.0.1:{port}/readyz"
     try:
         wait_until(
@@ -247,4 +235,4 @@ def test_readyz_reports_a_missing_model_and_a_degraded_redis(
         assert json.loads(body)["model"] == "missing"
         assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive, just not ready
     finally:
-        assert stop(proc) == 0, (tmp_path / "s.log").read_text()[-3000:]
+        assert stop(proc) == 0, (bed.tmp / "s.log").read_text()[-3000:]

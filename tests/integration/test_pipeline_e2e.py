@@ -19,6 +19,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from streamer.dev.generator import send_synthetic
 from streamer.features.engineering import assemble, event_columns
 from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
+from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     REPO,
     committed_total,
@@ -65,44 +66,35 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
     return np.asarray(probabilities[:, 1], dtype=np.float64)
 
 
-def test_twenty_thousand_events_scored_exactly_once_and_correctly(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
-    load_synthetic_features(redis_url, redis_prefix)
+def test_twenty_thousand_events_scored_exactly_once_and_correctly(bed: Bed) -> None:
+    load_synthetic_features(bed.redis_url, bed.prefix)
     send_synthetic(
-        topic=topics["input_topic"],
-        bootstrap_servers=kafka_bootstrap,
+        topic=bed.topics["input_topic"],
+        bootstrap_servers=bed.kafka,
         count=N,
         n_cards=3000,
         n_merchants=300,
         event_seed=11,
     )
-    proc = start_streamer(tmp_path / "streamer.log", **run_settings)
+    proc = start_streamer(bed.tmp / "streamer.log", **bed.settings)
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, proc)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 180, proc)
     finally:
         code = stop(proc)
-    assert code == 0, (tmp_path / "streamer.log").read_text()[-3000:]
+    assert code == 0, (bed.tmp / "streamer.log").read_text()[-3000:]
 
     txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
     inputs = {}
-    for msg in read_all(kafka_bootstrap, topics["input_topic"], N):
+    for msg in read_all(bed.kafka, bed.topics["input_topic"], N):
         event = decode_single_object(msg.value(), txn_schema)
         inputs[event["transaction_id"]] = (event, msg.partition(), msg.offset())
-    outputs = read_all(kafka_bootstrap, topics["output_topic"], N)
+    outputs = read_all(bed.kafka, bed.topics["output_topic"], N)
     scored = [(decode_single_object(m.value(), scored_schema), m.key()) for m in outputs]
 
     assert len(inputs) == N
     assert len(scored) == N
     assert Counter(s["transaction_id"] for s, _ in scored) == Counter(inputs.keys())  # exactly once
-    assert read_all(kafka_bootstrap, topics["dlq_topic"], 0, timeout=2) == []
+    assert read_all(bed.kafka, bed.topics["dlq_topic"], 0, timeout=2) == []
     for s, key in scored:
         event, partition, offset = inputs[s["transaction_id"]]
         assert key == event["card_id"].encode()
@@ -118,7 +110,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(
 
     ordered = sorted(scored, key=lambda pair: pair[0]["transaction_id"])
     events = [dict(inputs[s["transaction_id"]][0]) for s, _ in ordered]
-    expected = _expected_scores(events, redis_client, redis_prefix)
+    expected = _expected_scores(events, bed.redis, bed.prefix)
     actual = np.array([s["score"] for s, _ in ordered])
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
     review, decline = ordered[0][0]["review_threshold"], ordered[0][0]["decline_threshold"]
@@ -149,47 +141,39 @@ def _producing(bootstrap: str, topic: str, seed: int) -> threading.Thread:
     return thread
 
 
-def test_sigterm_mid_stream_and_restart_lose_nothing(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
-    load_synthetic_features(redis_url, redis_prefix)
-    producer = _producing(kafka_bootstrap, topics["input_topic"], seed=12)
-    settings = {**run_settings, "max_batch_size": "200"}
-    first = start_streamer(tmp_path / "first.log", **settings)
+def test_sigterm_mid_stream_and_restart_lose_nothing(bed: Bed) -> None:
+    load_synthetic_features(bed.redis_url, bed.prefix)
+    producer = _producing(bed.kafka, bed.topics["input_topic"], seed=12)
+    settings = {**bed.settings, "max_batch_size": "200"}
+    first = start_streamer(bed.tmp / "first.log", **settings)
     try:
         wait_until(
-            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 2000,
+            lambda: committed_total(bed.kafka, bed.group, bed.topics["input_topic"]) > 2000,
             120,
             "some commits",
             first,
         )
     finally:
         code = stop(first)
-    assert code == 0, (tmp_path / "first.log").read_text()[-3000:]
-    after_first = committed_total(kafka_bootstrap, group_id, topics["input_topic"])
+    assert code == 0, (bed.tmp / "first.log").read_text()[-3000:]
+    after_first = committed_total(bed.kafka, bed.group, bed.topics["input_topic"])
     assert after_first < N, "the first run should have been stopped mid-stream"
 
     producer.join()  # the rest of the stream arrives while no streamer runs
-    second = start_streamer(tmp_path / "second.log", **settings)
+    second = start_streamer(bed.tmp / "second.log", **settings)
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, second)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 180, second)
     finally:
         assert stop(second) == 0
 
     txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
     inputs = {
         decode_single_object(m.value(), txn_schema)["transaction_id"]
-        for m in read_all(kafka_bootstrap, topics["input_topic"], N)
+        for m in read_all(bed.kafka, bed.topics["input_topic"], N)
     }
     outputs = Counter(
         decode_single_object(m.value(), scored_schema)["transaction_id"]
-        for m in read_all(kafka_bootstrap, topics["output_topic"], N)
+        for m in read_all(bed.kafka, bed.topics["output_topic"], N)
     )
     assert len(inputs) == N
     assert inputs == set(outputs), f"{len(inputs - set(outputs))} inputs have no output"
@@ -199,19 +183,11 @@ def test_sigterm_mid_stream_and_restart_lose_nothing(
     assert duplicates == 0
 
 
-def test_raw_input_from_any_avro_writer_is_scored(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
+def test_raw_input_from_any_avro_writer_is_scored(bed: Bed) -> None:
     """Plain Avro binary written by fastavro directly (not streamer's encoder)."""
-    load_synthetic_features(redis_url, redis_prefix)
+    load_synthetic_features(bed.redis_url, bed.prefix)
     schema = plain_schema("transaction_event")
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": bed.kafka})
     sent = []
     for i in range(300):
         event = make_event(
@@ -222,48 +198,40 @@ def test_raw_input_from_any_avro_writer_is_scored(
         )
         buf = io.BytesIO()
         schemaless_writer(buf, schema, event)
-        producer.produce(topics["input_topic"], buf.getvalue(), event["card_id"])
+        producer.produce(bed.topics["input_topic"], buf.getvalue(), event["card_id"])
         sent.append(event["transaction_id"])
     producer.flush(30)
     proc = start_streamer(
-        tmp_path / "raw.log", **{**run_settings, "input_format": "raw", "output_format": "raw"}
+        bed.tmp / "raw.log", **{**bed.settings, "input_format": "raw", "output_format": "raw"}
     )
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 120, proc)
     finally:
         assert stop(proc) == 0
     scored_schema = plain_schema("scored_event")
     out = [
         schemaless_reader(io.BytesIO(m.value()), scored_schema)
-        for m in read_all(kafka_bootstrap, topics["output_topic"], len(sent))
+        for m in read_all(bed.kafka, bed.topics["output_topic"], len(sent))
     ]
     assert sorted(o["transaction_id"] for o in out) == sorted(sent)
     assert all(0.0 <= o["score"] <= 1.0 for o in out)
 
 
-def test_exactly_once_survives_a_crash_without_duplicates(
-    kafka_bootstrap: str,
-    redis_url: str,
-    redis_prefix: str,
-    topics: dict[str, str],
-    group_id: str,
-    tmp_path: Path,
-    run_settings: dict[str, str],
-) -> None:
+def test_exactly_once_survives_a_crash_without_duplicates(bed: Bed) -> None:
     """SIGKILL (no drain, no commit) mid-stream, then a restart: a read_committed consumer
     sees every input scored exactly once. At-least-once would show the crash's duplicates."""
-    load_synthetic_features(redis_url, redis_prefix)
-    producer = _producing(kafka_bootstrap, topics["input_topic"], seed=13)
+    load_synthetic_features(bed.redis_url, bed.prefix)
+    producer = _producing(bed.kafka, bed.topics["input_topic"], seed=13)
     settings = {
-        **run_settings,
+        **bed.settings,
         "max_batch_size": "250",
         "processing_guarantee": "exactly-once",
-        "transactional_id": f"tx-{group_id}",
+        "transactional_id": f"tx-{bed.group}",
     }
-    first = start_streamer(tmp_path / "first.log", **settings)
+    first = start_streamer(bed.tmp / "first.log", **settings)
     try:
         wait_until(
-            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 3000,
+            lambda: committed_total(bed.kafka, bed.group, bed.topics["input_topic"]) > 3000,
             120,
             "some transactions",
             first,
@@ -271,23 +239,23 @@ def test_exactly_once_survives_a_crash_without_duplicates(
     finally:
         first.kill()  # a crash: the open transaction is never committed
         first.wait(30)
-    assert committed_total(kafka_bootstrap, group_id, topics["input_topic"]) < N
+    assert committed_total(bed.kafka, bed.group, bed.topics["input_topic"]) < N
 
     producer.join()  # the rest of the stream arrives while no streamer runs
-    second = start_streamer(tmp_path / "second.log", **settings)
+    second = start_streamer(bed.tmp / "second.log", **settings)
     try:
-        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 180, second)
+        wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 180, second)
     finally:
-        assert stop(second) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        assert stop(second) == 0, (bed.tmp / "second.log").read_text()[-3000:]
 
     txn_schema, scored_schema = plain_schema("transaction_event"), plain_schema("scored_event")
     inputs = Counter(
         decode_single_object(m.value(), txn_schema)["transaction_id"]
-        for m in read_all(kafka_bootstrap, topics["input_topic"], N)
+        for m in read_all(bed.kafka, bed.topics["input_topic"], N)
     )
     outputs = Counter(
         decode_single_object(m.value(), scored_schema)["transaction_id"]
-        for m in read_all(kafka_bootstrap, topics["output_topic"], N)  # read_committed
+        for m in read_all(bed.kafka, bed.topics["output_topic"], N)  # read_committed
     )
     assert len(inputs) == N
     assert outputs == inputs, f"{sum(outputs.values()) - N} duplicates or losses"

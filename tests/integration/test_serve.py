@@ -26,6 +26,7 @@ from streamer.features.loader import load_feature_set, synthetic_features
 from streamer.scoring.kernel import ScoringKernel
 from streamer.service import feature_cache, load
 from streamer.testing import sample_event
+from tests.integration.conftest import Bed
 from tests.integration.serve_proc import serving
 from tests.integration.streamer_proc import REPO, decode_single_object, plain_schema
 
@@ -252,25 +253,18 @@ def test_sigterm_finishes_in_flight_requests(
     assert codes == [200] * 20
 
 
-def test_publish_sends_each_decision_to_the_scored_topic(
-    tmp_path: Path,
-    redis_url: str,
-    redis_prefix: str,
-    kafka_bootstrap: str,
-    make_topic: Any,
-    unique: str,
-) -> None:
+def test_publish_sends_each_decision_to_the_scored_topic(bed: Bed, unique: str) -> None:
     from confluent_kafka import Consumer
 
-    topic = make_topic("scored", partitions=1)
+    topic = bed.make_topic("scored", partitions=1)
     now = int(time.time() * 1000)
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with serving(
-        tmp_path,
+        bed.tmp,
         "--publish",
-        redis_url=redis_url,
-        redis_key_prefix=redis_prefix,
-        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=bed.redis_url,
+        redis_key_prefix=bed.prefix,
+        kafka_bootstrap_servers=bed.kafka,
         output_topic=topic,
     ) as server:
         for i in range(5):
@@ -281,7 +275,7 @@ def test_publish_sends_each_decision_to_the_scored_topic(
             assert response.status_code == 200
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka_bootstrap,
+            "bootstrap.servers": bed.kafka,
             "group.id": f"g-{unique}",
             "auto.offset.reset": "earliest",
         }
