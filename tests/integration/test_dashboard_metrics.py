@@ -45,7 +45,7 @@ def test_every_metric_the_dashboard_queries_is_exported(
     tmp_path: Path,
     run_settings: dict[str, str],
 ) -> None:
-    used = dash.used_metrics()
+    used = {k: v for k, v in dash.used_metrics().items() if k not in dash.AFTER_A_REFUSAL}
     assert len(used) >= 10, f"the dashboard queries suspiciously few metrics: {sorted(used)}"
     load_synthetic_features(redis_url, redis_prefix)
     send_synthetic(
@@ -62,7 +62,9 @@ def test_every_metric_the_dashboard_queries_is_exported(
 
     port = free_port()
     log = tmp_path / "streamer.log"
-    proc = start_streamer(log, **{**run_settings, "metrics_port": str(port)})
+    # A shadow model, so the shadow panels' metrics have samples.
+    settings = {**run_settings, "metrics_port": str(port), "shadow_model": "fraud-gbt@1"}
+    proc = start_streamer(log, **settings)
     try:
         wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
         # Gauges such as the lag are refreshed by the loop: give it a few iterations.

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.dev.devstack.processes import free_port
+from tests.fixtures.dashboard import AFTER_A_REFUSAL
 from tests.integration.streamer_proc import (
     committed_total,
     http_get,
@@ -164,7 +165,7 @@ def test_alias_flipped_mid_stream_switches_once_without_loss_or_pause(
     assert_one_switch(outputs, "1", "2")
     moved = (models_dir / "fraud-gbt" / "aliases.json").stat().st_mtime_ns // 1_000_000
     noticed = min(o.appended_ms for o in outputs if o.version == "2") - moved
-    print(f"alias moved {moved - promoted[0]} ms into the {promoted[1] - promoted[0]} ms CLI run")
+    print(f"alias flip: first output of @2 {noticed} ms after the alias moved")
     assert 0 < noticed < NOTICE_MS, f"first output of @2 {noticed} ms after the alias moved"
     _assert_no_pause(outputs, run, promoted[1], "2", "alias flip")
 
@@ -279,6 +280,8 @@ def test_a_corrupted_new_version_is_refused_and_the_old_one_keeps_scoring(
     assert isinstance(metrics, dict)
     assert metrics['streamer_model_swaps_refused_total{version="2"}'] == 1
     assert metrics["streamer_model_swaps_total{}"] == 0
+    for name in AFTER_A_REFUSAL:  # what the dashboard's refusal panel queries is exported
+        assert any(k.startswith(name + "{") for k in metrics), name
     logged = [line for line in log.read_text().splitlines() if "refused" in line]
     assert logged, "no log line says the version was refused"
     assert "sha256" in logged[0], logged[0]
