@@ -290,3 +290,50 @@ def test_a_corrupted_new_version_is_refused_and_the_old_one_keeps_scoring(
 def _refusals(port: int) -> float:
     samples = _scrape(port)
     return sum(v for k, v in samples.items() if k.startswith("streamer_model_swaps_refused_total"))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param({"model_watch_interval_s": "0"}, id="watching-off"),
+        pytest.param({"model": "models/fraud-gbt/2"}, id="a-path-spec"),
+    ],
+)
+def test_sighup_never_stops_a_streamer_that_follows_no_alias(
+    model: dict[str, str],
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    tmp_path: Path,
+    run_settings: dict[str, str],
+) -> None:
+    """An operator's "check the models now" must not kill a pod that has nothing to check
+    (SIGHUP's default action is to terminate)."""
+    load_synthetic_features(redis_url, redis_prefix)
+    models_dir = private_registry(tmp_path)
+    model = {k: v.replace("models/", f"{models_dir}/") for k, v in model.items()}
+    settings = _settings(run_settings, models_dir, **model)
+    log = tmp_path / "streamer.log"
+    stream = SteadyStream(kafka_bootstrap, topics["input_topic"], RATE, seed=51)
+    proc = start_streamer(log, **settings)
+    try:
+        wait_until(
+            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 500,
+            120,
+            "scoring",
+            proc,
+        )
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(2.0)
+        alive = proc.poll() is None
+        sent = stream.stop()
+        if alive:
+            wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+    finally:
+        stream.stop()
+        code = stop(proc)
+    assert alive, f"SIGHUP ended the streamer (exit {proc.returncode})"
+    assert code == 0, log.read_text()[-3000:]
+    assert {o.version for o in _exactly_once(kafka_bootstrap, topics, sent)} == {"2"}
