@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Producer
 
 from streamer.codec.schemas import transaction_schema
@@ -59,6 +58,8 @@ def add_challenger(models_dir: Path, version: str = "3", scale: float = 1.5) -> 
     """A version that really scores differently: version 2's trees with every leaf value
     scaled (so a shadow that copied the champion's scores would be caught), its own
     thresholds, and metadata whose sha256 matches the new file."""
+    import onnx  # the test extra has it; only this helper needs it
+
     source, target = models_dir / MODEL / "2", models_dir / MODEL / version
     target.mkdir()
     model = onnx.load(str(source / "model.onnx"))
