@@ -6,7 +6,9 @@ then the same events again at a steady rate:
 
 - throughput: backlog events / time between the first and last output appended;
 - end-to-end latency: output append time (LogAppendTime, i.e. broker acknowledgement)
-  minus the event time stamped when the event was sent, for the steady-rate events.
+  minus the event time stamped when the event was sent, for the steady-rate events;
+- CPU per event: the contender's CPU time (``/proc``) from its first output to the last
+  output of the backlog, over the events in between (start-up excluded).
 
 Prints a table with ratios to streamer and writes JSON (bench/results/pipeline.json).
 """
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from streamer.codec.schemas import known_schemas, transaction_schema, without_logical_types  # noqa: E402
 from streamer.codec.wire import make_encoder  # noqa: E402
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
@@ -140,6 +143,8 @@ CONTENDERS: dict[str, tuple[Callable[[], Launcher], float]] = {
     "streamer": (lambda: _streamer({}), 1.0),
     "streamer, tracing on, 10% sampled upstream": (_traced, 0.1),
     "streamer, tracing on, all sampled": (_traced, 1.0),
+    # The cost of a challenger scored beside the champion on the same features.
+    "streamer, shadow model": (lambda: _streamer({"STREAMER_SHADOW_MODEL": "fraud-gbt@1"}), 1.0),
     "streamer, 2 processes": (lambda: _streamer({}, processes=2), 1.0),
     "streamer, exactly-once": (
         lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
@@ -193,12 +198,20 @@ def _send(
 
 
 def _collect(
-    consumer: Consumer, expected: int, timeout: float, procs: Procs, *, event_times: bool
+    consumer: Consumer,
+    expected: int,
+    timeout: float,
+    procs: Procs,
+    *,
+    event_times: bool,
+    cpu: list[tuple[int, float]] | None = None,
 ) -> list[tuple[int, int]]:
     """(append time, event time or 0) of outputs until ``expected`` arrived.
 
     Event times are decoded only when asked (the latency phase): decoding every backlog
-    output here would take CPU from the contender on this 2-core machine.
+    output here would take CPU from the contender on this 2-core machine. ``cpu`` gets
+    (outputs so far, the contender's CPU seconds) at the first consume that returned
+    outputs and at the end.
     """
     schemas = {fp: without_logical_types(schema) for fp, schema in known_schemas().items()}
     out: list[tuple[int, int]] = []
@@ -215,6 +228,10 @@ def _collect(
                 record = schemaless_reader(io.BytesIO(value[10:]), schemas[value[2:10]], None)
                 event_time = int(record["event_time"])
             out.append((msg.timestamp()[1], event_time))
+        if cpu is not None and not cpu and out:
+            cpu.append((len(out), cpu_seconds(procs)))
+    if cpu is not None:
+        cpu.append((len(out), cpu_seconds(procs)))
     return out
 
 
@@ -248,7 +265,8 @@ def run_contender(
     console.print(f"[bold]{name}[/]: draining a backlog of {len(backlog):,} events…")
     procs = launch(stack, inp, out, f"bench-{tag}")
     try:
-        drained = _collect(consumer, len(backlog), 600, procs, event_times=False)
+        cpu: list[tuple[int, float]] = []
+        drained = _collect(consumer, len(backlog), 600, procs, event_times=False, cpu=cpu)
         console.print(f"[bold]{name}[/]: {len(steady):,} events at {rate:,.0f}/s for latency…")
         _send(producer, inp, steady, rate, sampled)
         live = _collect(consumer, len(steady), 120, procs, event_times=True)
@@ -265,11 +283,20 @@ def run_contender(
         "contender": name,
         "events": len(drained),
         "events_per_s": len(drained) / span_s if span_s > 0 else float("nan"),
+        "cpu_us_per_event": _per_event_us(cpu),
         "latency_events": len(live),
         "latency_p50_ms": float(np.percentile(latency, 50)) if latency.size else float("nan"),
         "latency_p99_ms": float(np.percentile(latency, 99)) if latency.size else float("nan"),
         "complete": len(drained) >= len(backlog) and len(live) >= len(steady),
     }
+
+
+def _per_event_us(cpu: list[tuple[int, float]]) -> float:
+    """CPU microseconds per event between the first and the last CPU reading."""
+    if len(cpu) < 2 or cpu[1][0] <= cpu[0][0]:
+        return float("nan")
+    (n0, s0), (n1, s1) = cpu[0], cpu[-1]
+    return 1e6 * (s1 - s0) / (n1 - n0)
 
 
 def main() -> int:
@@ -282,6 +309,7 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", help="run only these contenders (by name prefix)"
     )
+    parser.add_argument("--exact", action="store_true", help="--only names are exact, not prefixes")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     population = make_population(7)
@@ -290,7 +318,7 @@ def main() -> int:
     contenders = {
         n: c
         for n, c in CONTENDERS.items()
-        if not args.only or any(n.startswith(o) for o in args.only)
+        if not args.only or any(n == o or (not args.exact and n.startswith(o)) for o in args.only)
     }
     results = []
     with acquire() as stack:
@@ -307,7 +335,16 @@ def main() -> int:
         title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
         f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)"
     )
-    for column in ("contender", "events/s", "vs streamer", "latency p50 ms", "p99 ms", "complete"):
+    columns = (
+        "contender",
+        "events/s",
+        "vs streamer",
+        "CPU µs/event",
+        "p50 ms",
+        "p99 ms",
+        "complete",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "contender" else "right")
     for r in results:
         r["throughput_vs_streamer"] = r["events_per_s"] / base["events_per_s"]
@@ -315,6 +352,7 @@ def main() -> int:
             r["contender"],
             f"{r['events_per_s']:,.0f}",
             f"{r['throughput_vs_streamer']:.2f}x",
+            f"{r['cpu_us_per_event']:.1f}",
             f"{r['latency_p50_ms']:.1f}",
             f"{r['latency_p99_ms']:.1f}",
             "yes" if r["complete"] else "NO",

@@ -59,13 +59,19 @@ class ModelSwitch:
                 self._watchers.append((watcher, is_shadow))
 
     def start(self) -> None:
+        """Start the watchers, and take SIGHUP as "check now" even with nothing to watch:
+        its default action would end the process (an operator's routine signal must not)."""
         for watcher, is_shadow in self._watchers:
             on_ready = self._ready_shadow if is_shadow else self._ready_model
             watcher.start(on_ready=on_ready, on_refused=self._refused)
-        if self._watchers:
-            signal.signal(signal.SIGHUP, lambda *_: self.check_now())
+        signal.signal(signal.SIGHUP, lambda *_: self.check_now())
 
     def check_now(self) -> None:
+        if not self._watchers:
+            log.info(
+                "SIGHUP: no model spec to follow (a path, or STREAMER_MODEL_WATCH_INTERVAL_S=0);"
+                " nothing to check"
+            )
         for watcher, _ in self._watchers:
             watcher.check_now()
 

@@ -27,6 +27,9 @@ ALERTS = {
     "StreamerScoreDrift",
     "StreamerPartitionRewinds",
     "StreamerOutputsRefused",
+    "StreamerModelSwapRefused",
+    "StreamerShadowDisagreement",
+    "StreamerInputDrift",
 }
 
 
@@ -115,6 +118,23 @@ def test_new_failure_metrics_have_alerts(keda_docs: list[dict[str, Any]]) -> Non
     assert ("status", "DEGRADED") in {(m.name, m.value) for m in degraded.matchers.matchers}
 
 
+def test_model_upgrade_alerts_watch_the_model_metrics(keda_docs: list[dict[str, Any]]) -> None:
+    rules = _rules(keda_docs)
+    refused = rules["StreamerModelSwapRefused"]["expr"]
+    assert {s.name for s in _selectors(refused)} == {"streamer_model_swaps_refused_total"}
+    assert "offset 15m" in refused, "a pod's first refusal is a new series: increase() reads 0"
+    shadow = _selectors(rules["StreamerShadowDisagreement"]["expr"])
+    assert {s.name for s in shadow} == {"streamer_shadow_decisions_total"}
+    matchers = [{(m.name, m.value) for m in s.matchers.matchers} for s in shadow]
+    assert ("agreement", "disagree") in matchers[0], "the numerator counts disagreements"
+    assert not any(name == "agreement" for name, _ in matchers[1]), "the denominator: all"
+    drift = rules["StreamerInputDrift"]
+    assert {s.name for s in _selectors(drift["expr"])} == {"streamer_drift_psi"}
+    assert drift["expr"].endswith("> 0.25")
+    assert drift["for"] == "15m"
+    assert rules["StreamerShadowDisagreement"]["expr"].endswith("> 0.05")
+
+
 def test_thresholds_and_labels_come_from_values(helm: str) -> None:
     docs = render(
         helm,
@@ -122,6 +142,9 @@ def test_thresholds_and_labels_come_from_values(helm: str) -> None:
         "prometheusRule.thresholds.p99LatencySeconds=2",
         "prometheusRule.thresholds.lagMinimum=50",
         "prometheusRule.thresholds.noOutputFor=2m",
+        "prometheusRule.thresholds.driftPsi=1",  # --set reads 0.4 as a string
+        "prometheusRule.thresholds.driftFor=1h",
+        "prometheusRule.thresholds.shadowDisagreementFor=2h",
         "prometheusRule.labels.release=kube-prometheus-stack",
         "prometheusRule.alertLabels.team=payments",
     )
@@ -129,6 +152,9 @@ def test_thresholds_and_labels_come_from_values(helm: str) -> None:
     assert rules["StreamerEndToEndLatencyHigh"]["expr"].endswith("> 2")
     assert rules["StreamerConsumerLagGrowing"]["expr"].endswith("> 50")
     assert rules["StreamerNoOutput"]["for"] == "2m"
+    assert rules["StreamerInputDrift"]["expr"].endswith("> 1")
+    assert rules["StreamerInputDrift"]["for"] == "1h"
+    assert rules["StreamerShadowDisagreement"]["for"] == "2h"
     assert only(docs, "PrometheusRule")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert all(r["labels"]["team"] == "payments" for r in rules.values())
     # Prometheus's own template syntax survives helm's rendering.
@@ -140,6 +166,8 @@ def test_thresholds_and_labels_come_from_values(helm: str) -> None:
     [
         (("prometheusRule.thresholds.degradedRatio=2",), "degradedRatio"),
         (("prometheusRule.thresholds.noOutputFor=five",), "noOutputFor"),
+        (("prometheusRule.thresholds.shadowDisagreementRatio=1.5",), "shadowDisagreementRatio"),
+        (("prometheusRule.thresholds.driftFor=soon",), "driftFor"),
         (("prometheusRule.treshold=1",), "additional properties 'treshold' not allowed"),
     ],
 )

@@ -66,6 +66,13 @@ def test_dashboard_queries_only_documented_metrics() -> None:
         ("Delivery failures", "streamer_delivery_failures_total"),
         ("CPU", "process_cpu_seconds_total"),
         ("Memory", "process_resident_memory_bytes"),
+        ("Scored by model version", "sum by (model_version) (rate(streamer_events_scored_total"),
+        ("Model swaps and refusals", "streamer_model_swaps_refused_total"),
+        ("Model swaps and refusals", "streamer_model_swaps_total"),
+        ("Shadow disagreement rate", 'agreement="disagree"'),
+        ("Shadow score difference", "streamer_shadow_score_difference_bucket"),
+        ("Shadow failures", "streamer_shadow_failures_total"),
+        ("Drift PSI by input", "max by (model_version, feature) (streamer_drift_psi"),
     ],
 )
 def test_dashboard_has_the_required_panels(title: str, metric: str) -> None:
