@@ -72,6 +72,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decline-precision", type=float, default=0.90)
     parser.add_argument("--review-recall", type=float, default=0.80)
     parser.add_argument("--review-budget", type=float, default=0.03)
+    parser.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        help="train on shuffled labels (held-out metrics use the true ones): a deliberately "
+        "useless model, to see the promotion gate refuse it",
+    )
+    parser.add_argument(
+        "--register",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="also register the new version in MLflow (MLFLOW_TRACKING_URI), under NAME "
+        "(default: --name); needs the mlflow extra",
+    )
     return parser.parse_args(argv)
 
 
@@ -130,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     x, y, t_ms = build_dataset(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
-    params, onnx_model, scores = fit_and_export(args, f"{args.name}-{version}", x, y, train, test)
+    y_fit = y.copy()
+    if args.shuffle_labels:
+        y_fit[train] = np.random.default_rng([args.seed, 7]).permutation(y[train])
+    params, onnx_model, scores = fit_and_export(
+        args, f"{args.name}-{version}", x, y_fit, train, test
+    )
     onnx_bytes = onnx_model.SerializeToString()
     thresholds = pick_thresholds(y[test], scores, args)
     metrics = evaluate(y, scores, train, test, thresholds)
@@ -165,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         "onnx_bytes": len(onnx_bytes),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if args.register is not None:
+        from streamer.model.mlflow_publish import register
+
+        registered = register(version_dir, name=args.register or args.name)
+        summary["registered"] = f"models:/{registered.name}/{registered.version}"
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -287,6 +312,7 @@ def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
             "review_recall": args.review_recall,
             "review_budget": args.review_budget,
         },
+        **({"shuffled_labels": True} if args.shuffle_labels else {}),
     }
 
 
