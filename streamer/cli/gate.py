@@ -32,8 +32,12 @@ def gate(
     roc_auc_drop: Annotated[float, typer.Option(min=0)] = _DEFAULT.roc_auc_drop,
     pr_auc_drop: Annotated[float, typer.Option(min=0)] = _DEFAULT.pr_auc_drop,
     min_agreement: Annotated[float, typer.Option(min=0, max=1)] = _DEFAULT.min_agreement,
-    review_rate_change: Annotated[float, typer.Option(min=0)] = _DEFAULT.review_rate_change,
-    decline_rate_change: Annotated[float, typer.Option(min=0)] = _DEFAULT.decline_rate_change,
+    review_rate_change: Annotated[
+        float, typer.Option(min=0, help="relative to the champion's rate")
+    ] = _DEFAULT.review_rate_change,
+    decline_rate_change: Annotated[
+        float, typer.Option(min=0, help="relative to the champion's rate")
+    ] = _DEFAULT.decline_rate_change,
     p99_batch_ms: Annotated[float, typer.Option(min=0)] = _DEFAULT.p99_batch_ms,
     models_dir: ModelsDir = None,
     config: ConfigFile = None,
@@ -55,20 +59,20 @@ def gate(
         events = gate_replay.topic_events(factory, topic or "", max_events)
     runs = gate_replay.replay_both(factory, new, old, events)
     bounds = Bounds(
-        roc_auc_drop,
-        pr_auc_drop,
-        min_agreement,
-        review_rate_change,
-        decline_rate_change,
-        p99_batch_ms,
+        roc_auc_drop=roc_auc_drop,
+        pr_auc_drop=pr_auc_drop,
+        min_agreement=min_agreement,
+        review_rate_change=review_rate_change,
+        decline_rate_change=decline_rate_change,
+        p99_batch_ms=p99_batch_ms,
     )
     result = verdict((candidate, new), (against, old), runs, bounds)
-    Console().print(_table(result))
+    Console(width=130).print(_table(result))
     if report is not None:
         result.write(report)
     if not result.passed:
         typer.echo(f"gate FAILED: {'; '.join(result.failures())}", err=True)
-        raise typer.Exit(1)
+        raise SystemExit(1)  # not typer.Exit: main() runs click non-standalone and drops it
     typer.echo("gate passed", err=True)
 
 

@@ -4,8 +4,8 @@ Events come from an Avro container file (read like ``score-file`` reads it) or f
 start of a topic (decoded like ``streamer run`` decodes its input; undecodable messages are
 skipped, as the stream would dead-letter them). Each version gets its own ``ScoringKernel``
 with the Redis ``FeatureCache`` that ``streamer run`` builds for it, so features, defaults,
-validation and decisions are exactly the stream's. Batches are timed around
-``kernel.score`` (features included: that is what a batch costs the stream). A degraded
+validation and decisions are exactly the stream's. The model run of every batch is timed
+(the scorer is wrapped; the features cost both versions the same). A degraded
 feature cache stops the gate: a comparison on default features would mean nothing.
 """
 
@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streamer.clients import Clients
 from streamer.errors import ConfigError, DependencyError
 from streamer.model.gate import Replay
 from streamer.model.metadata import LoadedModel
+from streamer.model.scorer import Scorer
 from streamer.scoring.decisions import DECISIONS
 from streamer.scoring.kernel import ScoringKernel
 
@@ -67,6 +69,21 @@ def topic_events(clients: Clients, topic: str, max_events: int, idle_s: float = 
     return events
 
 
+class _TimedScorer:
+    """A scorer that keeps how long each batch's model run took, in milliseconds."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+        self.ms: list[float] = []
+
+    def score(self, matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        began = time.perf_counter()
+        try:
+            return self._scorer.score(matrix)
+        finally:
+            self.ms.append((time.perf_counter() - began) * 1000)
+
+
 def _batches(events: list[Event], size: int) -> Iterator[tuple[int, list[Event]]]:
     for start in range(0, len(events), size):
         yield start, events[start : start + size]
@@ -78,16 +95,14 @@ def replay(
     """One version over the events: (decisions and batch times, the rows it scored)."""
     from streamer.service.assembly import feature_cache
 
-    kernel = ScoringKernel(model, feature_cache(clients, model))
+    timed = _TimedScorer(Scorer(model, intra_op_threads=clients.settings.onnx_threads))
+    kernel = ScoringKernel(model, feature_cache(clients, model), scorer=timed)
     names = np.asarray(DECISIONS)
     decisions: list[np.ndarray] = []
     rows: list[int] = []
-    batch_ms: list[float] = []
     for start, batch in _batches(events, batch_size):
         sources = [(-1, start + i) for i in range(len(batch))]
-        began = time.perf_counter()
         scored = kernel.score(batch, sources)
-        batch_ms.append((time.perf_counter() - began) * 1000)
         if scored.degraded:
             raise DependencyError(
                 "the feature cache is unreachable; the gate compares models on real "
@@ -96,7 +111,7 @@ def replay(
         decisions.append(names[scored.decisions])
         rows.extend(start + int(r) for r in scored.rows)
     joined = np.concatenate(decisions) if decisions else np.empty(0, dtype=names.dtype)
-    return Replay(decisions=joined, batch_ms=tuple(batch_ms)), rows
+    return Replay(decisions=joined, batch_ms=tuple(timed.ms)), rows
 
 
 def replay_both(
