@@ -9,8 +9,11 @@ so every scored event names the MLflow version that scored it.
 
 MLflow is an optional extra (``streamer[mlflow]``, the skinny client): it is imported on
 first use only, and nothing else in streamer needs it. The client reads its own settings
-(``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` / ``_TOKEN``); the
-cache is ``STREAMER_MLFLOW_CACHE_DIR`` (default ``~/.cache/streamer/mlflow-models``).
+(``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` / ``_TOKEN``), with
+fail-fast defaults unless set (2 retries, 10 s per request instead of 7 retries with
+exponential backoff and 120 s: minutes of waiting for a dead server). The cache is
+``$XDG_CACHE_HOME/streamer/mlflow-models`` (default ``~/.cache``), the usual place for
+data that can always be fetched again.
 """
 
 from __future__ import annotations
@@ -64,9 +67,6 @@ def parse_spec(spec: str) -> MlflowSpec:
 
 
 def cache_root() -> Path:
-    configured = os.environ.get("STREAMER_MLFLOW_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "streamer" / "mlflow-models"
 
@@ -81,6 +81,8 @@ def client() -> Any:
         ) from None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         raise ModelError("models:/ specs need MLFLOW_TRACKING_URI (the MLflow server's URL)")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     return MlflowClient()
 
 

@@ -1,0 +1,284 @@
+"""Models through MLflow, on a real MLflow server, broker and Redis: a streamer follows
+``models:/name@champion`` across an alias move without losing or repeating an event,
+refuses a version whose artifact was tampered with on the server, and the promotion gate
+passes an equal retrain and fails a model trained on shuffled labels."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from streamer.dev.devstack.processes import free_port
+from streamer.dev.generator import send_synthetic
+from streamer.dev.synth import generate_events, make_population
+from tests.integration.mlflow_helpers import (
+    MODELS,
+    SHUFFLED,
+    cli,
+    mlflow_env,
+    overwrite_artifact,
+    register,
+    set_alias,
+    switches,
+    versions_by_input,
+)
+from tests.integration.streamer_proc import (
+    committed_total,
+    http_get,
+    load_synthetic_features,
+    plain_schema,
+    read_all,
+    start_streamer,
+    stop,
+    wait_caught_up,
+    wait_until,
+)
+
+N = 12_000
+
+
+@pytest.fixture
+def model_name(unique: str) -> str:
+    return f"fraud-gbt-{unique}"
+
+
+def _producing(bootstrap: str, topic: str, count: int, seed: int) -> threading.Thread:
+    kwargs = {
+        "topic": topic,
+        "bootstrap_servers": bootstrap,
+        "count": count,
+        "rate": 2000.0,
+        "n_cards": 3000,
+        "n_merchants": 300,
+        "event_seed": seed,
+    }
+    thread = threading.Thread(target=send_synthetic, kwargs=kwargs)
+    thread.start()
+    return thread
+
+
+def _client_env(monkeypatch: pytest.MonkeyPatch, uri: str, tmp_path: Path) -> dict[str, str]:
+    """The MLflow client's variables for this process and every streamer it starts."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return mlflow_env(uri, tmp_path / "cache")
+
+
+def _readiness(port: int) -> dict[str, str | None]:
+    body: dict[str, str | None] = json.loads(http_get(f"http://127.0.0.1:{port}/readyz")[1])
+    return body
+
+
+def test_the_streamer_follows_the_mlflow_alias_mid_stream_with_nothing_lost(
+    mlflow_tracking_uri: str,
+    model_name: str,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = _client_env(monkeypatch, mlflow_tracking_uri, tmp_path)
+    first, second = (register(MODELS / "fraud-gbt" / v, model_name, env) for v in ("1", "2"))
+    set_alias(mlflow_tracking_uri, model_name, "champion", first)
+    load_synthetic_features(redis_url, redis_prefix)
+    port = free_port()
+    settings = {
+        **run_settings,
+        "model": f"models:/{model_name}@champion",
+        "model_watch_interval_s": "1",
+        "metrics_port": str(port),
+    }
+    producer = _producing(kafka_bootstrap, topics["input_topic"], N, seed=31)
+    proc = start_streamer(tmp_path / "streamer.log", **settings)
+    try:
+        wait_until(
+            lambda: _readiness(port).get("model_version") == f"{model_name}@{first}",
+            120,
+            "the MLflow champion to serve",
+            proc,
+        )
+        wait_until(
+            lambda: committed_total(kafka_bootstrap, group_id, topics["input_topic"]) > 2000,
+            120,
+            "scoring under version 1",
+            proc,
+        )
+        done = cli(
+            "models",
+            "promote",
+            f"models:/{model_name}/{second}",
+            "--alias",
+            "champion",
+            "--reason",
+            "mid-stream",
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        wait_until(
+            lambda: _readiness(port).get("model_version") == f"{model_name}@{second}",
+            60,
+            "the swap to version 2",
+            proc,
+        )
+        producer.join()
+        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+    finally:
+        producer.join()
+        assert stop(proc) == 0, (tmp_path / "streamer.log").read_text()[-3000:]
+    seen, versions = versions_by_input(read_all(kafka_bootstrap, topics["output_topic"], N))
+    assert len(seen) == N
+    assert set(seen.values()) == {1}
+    assert {v for seq in versions.values() for v in seq} == {first, second}
+    for sequence in versions.values():  # per input partition: 1 … 1 then 2 … 2
+        assert sequence[0] == first
+        assert sequence[-1] == second
+        assert switches(sequence) == 1
+
+
+def test_a_version_tampered_with_on_the_server_is_refused_and_the_old_one_keeps_scoring(
+    mlflow_tracking_uri: str,
+    model_name: str,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = _client_env(monkeypatch, mlflow_tracking_uri, tmp_path)
+    first, second = (register(MODELS / "fraud-gbt" / v, model_name, env) for v in ("1", "2"))
+    set_alias(mlflow_tracking_uri, model_name, "champion", first)
+    tampered = bytearray((MODELS / "fraud-gbt" / "2" / "model.onnx").read_bytes())
+    tampered[-64] ^= 0xFF  # one flipped byte: still a file, no longer the registered one
+    overwrite_artifact(mlflow_tracking_uri, model_name, second, "model/model.onnx", bytes(tampered))
+
+    refused = cli(
+        "models", "promote", f"models:/{model_name}/{second}", "--alias", "champion", env=env
+    )
+    assert refused.returncode == 2
+    assert "sha256" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    load_synthetic_features(redis_url, redis_prefix)
+    port = free_port()
+    settings = {
+        **run_settings,
+        "model": f"models:/{model_name}@champion",
+        "model_watch_interval_s": "1",
+        "metrics_port": str(port),
+    }
+    proc = start_streamer(tmp_path / "streamer.log", **settings)
+    try:
+        wait_until(
+            lambda: _readiness(port).get("model_version") == f"{model_name}@{first}",
+            120,
+            "the MLflow champion to serve",
+            proc,
+        )
+        set_alias(mlflow_tracking_uri, model_name, "champion", second)  # outside streamer
+        wait_until(lambda: bool(_readiness(port).get("model_refused")), 60, "the refusal", proc)
+        assert "sha256" in str(_readiness(port)["model_refused"])
+        send_synthetic(
+            topic=topics["input_topic"],
+            bootstrap_servers=kafka_bootstrap,
+            count=2000,
+            n_cards=3000,
+            n_merchants=300,
+            event_seed=32,
+        )
+        wait_caught_up(kafka_bootstrap, group_id, topics["input_topic"], 120, proc)
+        assert _readiness(port)["model_version"] == f"{model_name}@{first}"
+    finally:
+        assert stop(proc) == 0
+    seen, versions = versions_by_input(read_all(kafka_bootstrap, topics["output_topic"], 2000))
+    assert len(seen) == 2000
+    assert {v for s in versions.values() for v in s} == {first}
+
+
+def _events_file(path: Path) -> Path:
+    events = generate_events(
+        make_population(7, 3000, 300), 10_000, seed=21, start_ms=1_764_000_000_000
+    )
+    with path.open("wb") as out:
+        fastavro.writer(out, plain_schema("transaction_event"), events)
+    return path
+
+
+def test_the_gate_passes_an_equal_retrain_fails_shuffled_labels_and_guards_promotion(
+    mlflow_tracking_uri: str,
+    model_name: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    env = mlflow_env(
+        mlflow_tracking_uri, tmp_path / "cache", redis_url=redis_url, redis_key_prefix=redis_prefix
+    )
+    champion = register(MODELS / "fraud-gbt" / "2", model_name, env)
+    retrain = register(MODELS / "fraud-gbt" / "1", model_name, env)  # train.py reproduces it
+    worse = register(SHUFFLED, model_name, env)
+    set_alias(mlflow_tracking_uri, model_name, "champion", champion)
+    load_synthetic_features(redis_url, redis_prefix)
+    events = _events_file(tmp_path / "events.avro")
+    against = f"models:/{model_name}@champion"
+
+    def gate(version: str, report: Path) -> int:
+        done = cli(
+            "models",
+            "gate",
+            f"models:/{model_name}/{version}",
+            "--against",
+            against,
+            "--file",
+            str(events),
+            "--report",
+            str(report),
+            env=env,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        return done.returncode
+
+    assert gate(retrain, tmp_path / "pass.json") == 0
+    assert gate(worse, tmp_path / "fail.json") == 1
+    failed = json.loads((tmp_path / "fail.json").read_text())
+    reasons = {c["name"] for c in failed["checks"] if not c["passed"]}
+    assert not failed["passed"]
+    assert {"roc_auc", "pr_auc", "decision_agreement"} <= reasons
+    assert failed["candidate"]["version"] == worse
+    assert failed["events"] == 10_000
+
+    def promote(version: str, report: Path) -> tuple[int, str]:
+        done = cli(
+            "models",
+            "promote",
+            f"models:/{model_name}/{version}",
+            "--alias",
+            "champion",
+            "--require-gate",
+            str(report),
+            env=env,
+        )
+        return done.returncode, done.stderr
+
+    code, err = promote(worse, tmp_path / "fail.json")
+    assert code == 2
+    assert "it failed" in err
+    code, err = promote(worse, tmp_path / "pass.json")  # a passed report, another candidate
+    assert code == 2
+    assert f"made for {model_name}@{retrain}" in err
+    code, err = promote(retrain, tmp_path / "pass.json")
+    assert code == 0, err
+    code, err = promote(retrain, tmp_path / "pass.json")  # the champion it was gated against moved
+    assert code == 2
+    assert "is now" in err
