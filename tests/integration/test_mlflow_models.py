@@ -269,3 +269,47 @@ def test_the_gate_passes_an_equal_retrain_fails_shuffled_labels_and_guards_promo
     code, err = promote(retrain, tmp_path / "pass.json")  # the champion it was gated against moved
     assert code == 2
     assert "is now" in err
+
+
+def test_the_gate_replays_a_topic_from_its_start_up_to_max_events(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    load_synthetic_features(redis_url, redis_prefix)
+    send_synthetic(
+        topic=topics["input_topic"],
+        bootstrap_servers=kafka_bootstrap,
+        count=3000,
+        n_cards=3000,
+        n_merchants=300,
+        event_seed=5,
+    )
+    env = mlflow_env(
+        "http://unused.invalid",
+        tmp_path,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        kafka_bootstrap_servers=kafka_bootstrap,
+    )
+    report = tmp_path / "gate.json"
+    done = cli(
+        "models",
+        "gate",
+        "fraud-gbt@1",
+        "--against",
+        "fraud-gbt@champion",
+        "--topic",
+        topics["input_topic"],
+        "--max-events",
+        "2500",
+        "--report",
+        str(report),
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdict = json.loads(report.read_text())
+    assert verdict["events"] == 2500
+    assert verdict["champion"]["version"] == "2"  # the file registry's champion alias
