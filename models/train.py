@@ -145,12 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y, t_ms = build_dataset(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
-    y_fit = y.copy()
-    if args.shuffle_labels:
-        y_fit[train] = np.random.default_rng([args.seed, 7]).permutation(y[train])
-    params, onnx_model, scores = fit_and_export(
-        args, f"{args.name}-{version}", x, y_fit, train, test
-    )
+    labels, graph = training_labels(args, y, train), f"{args.name}-{version}"
+    params, onnx_model, scores = fit_and_export(args, graph, x, labels, train, test)
     onnx_bytes = onnx_model.SerializeToString()
     thresholds = pick_thresholds(y[test], scores, args)
     metrics = evaluate(y, scores, train, test, thresholds)
@@ -186,12 +182,27 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.register is not None:
-        from streamer.model.mlflow_publish import register
-
-        registered = register(version_dir, name=args.register or args.name)
-        summary["registered"] = f"models:/{registered.name}/{registered.version}"
+        summary["registered"] = register_in_mlflow(version_dir, args.register or args.name)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def training_labels(args: argparse.Namespace, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The labels the model learns from: the true ones, or (--shuffle-labels) the training
+    rows' labels shuffled, while held-out metrics keep the true ones."""
+    if not args.shuffle_labels:
+        return y
+    shuffled = y.copy()
+    shuffled[train] = np.random.default_rng([args.seed, 7]).permutation(y[train])
+    return shuffled
+
+
+def register_in_mlflow(version_dir: Path, name: str) -> str:
+    """A new MLflow model version of ``version_dir`` (needs the mlflow extra)."""
+    from streamer.model.mlflow_publish import register
+
+    registered = register(version_dir, name=name)
+    return f"models:/{registered.name}/{registered.version}"
 
 
 def fit_and_export(

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer.cli.common import ConfigFile, ModelsDir, clients
+from streamer.clients import Clients
 from streamer.model.gate import Bounds, GateReport
 
 _DEFAULT = Bounds()
@@ -43,21 +44,10 @@ def gate(
     config: ConfigFile = None,
 ) -> None:
     """Score the same events with both versions; pass only if every check holds."""
-    from streamer.model import gate_replay
-    from streamer.model.gate import report as verdict
-    from streamer.model.registry import load_model
-
     if (file is None) == (topic is None):
         raise typer.BadParameter("give exactly one of --file or --topic", param_hint="--file")
     need = ("kafka_bootstrap_servers",) if topic else ()
     factory = clients(config, models_dir=models_dir, require=need)
-    directory = factory.settings.models.models_dir
-    new, old = load_model(candidate, directory), load_model(against, directory)
-    if file is not None:
-        events = gate_replay.file_events(file)
-    else:
-        events = gate_replay.topic_events(factory, topic or "", max_events)
-    runs = gate_replay.replay_both(factory, new, old, events)
     bounds = Bounds(
         roc_auc_drop=roc_auc_drop,
         pr_auc_drop=pr_auc_drop,
@@ -66,7 +56,7 @@ def gate(
         decline_rate_change=decline_rate_change,
         p99_batch_ms=p99_batch_ms,
     )
-    result = verdict((candidate, new), (against, old), runs, bounds)
+    result = _verdict(factory, (candidate, against), (file, topic, max_events), bounds)
     Console(width=130).print(_table(result))
     if report is not None:
         result.write(report)
@@ -74,6 +64,28 @@ def gate(
         typer.echo(f"gate FAILED: {'; '.join(result.failures())}", err=True)
         raise SystemExit(1)  # not typer.Exit: main() runs click non-standalone and drops it
     typer.echo("gate passed", err=True)
+
+
+def _verdict(
+    factory: Clients,
+    specs: tuple[str, str],
+    source: tuple[Path | None, str | None, int],
+    bounds: Bounds,
+) -> GateReport:
+    from streamer.model import gate_replay
+    from streamer.model.gate import report
+    from streamer.model.registry import load_model
+
+    directory = factory.settings.models.models_dir
+    new, old = (load_model(spec, directory) for spec in specs)
+    file, topic, max_events = source
+    events = (
+        gate_replay.file_events(file)
+        if file is not None
+        else gate_replay.topic_events(factory, topic or "", max_events)
+    )
+    runs = gate_replay.replay_both(factory, new, old, events)
+    return report((specs[0], new), (specs[1], old), runs, bounds)
 
 
 def _table(result: GateReport) -> Table:
