@@ -18,7 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streamer/ streamer/
 RUN pip install --upgrade pip \
- && pip install ".[serve]" \
+ && pip install ".[serve,mlflow]" \
  && pip check \
  && streamer version
 

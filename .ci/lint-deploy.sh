@@ -28,9 +28,10 @@ step "docker-compose.yml: Compose Specification schema, then docker compose's ow
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 "$venv/bin/docker-compose" -f docker-compose.yml config --quiet && echo "docker compose config: ok"
 
-step ".github/workflows/ci.yml: actionlint and the GitHub workflow schema"
-"$actionlint" .github/workflows/ci.yml && echo "actionlint: ok"
-"$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+step ".github/workflows/{ci,models}.yml: actionlint and the GitHub workflow schema"
+"$actionlint" .github/workflows/ci.yml .github/workflows/models.yml && echo "actionlint: ok"
+"$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows \
+  .github/workflows/ci.yml .github/workflows/models.yml
 
 step "tests/deploy: CRDs, rendered settings, dashboard, Dockerfile, .dockerignore"
 "$venv/bin/python" -m pytest -q tests/deploy

@@ -72,6 +72,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decline-precision", type=float, default=0.90)
     parser.add_argument("--review-recall", type=float, default=0.80)
     parser.add_argument("--review-budget", type=float, default=0.03)
+    parser.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        help="train on shuffled labels (held-out metrics use the true ones): a deliberately "
+        "useless model, to see the promotion gate refuse it",
+    )
+    parser.add_argument(
+        "--register",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="also register the new version in MLflow (MLFLOW_TRACKING_URI), under NAME "
+        "(default: --name); needs the mlflow extra",
+    )
     return parser.parse_args(argv)
 
 
@@ -130,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y, t_ms = build_dataset(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
-    params, onnx_model, scores = fit_and_export(args, f"{args.name}-{version}", x, y, train, test)
+    labels, graph = training_labels(args, y, train), f"{args.name}-{version}"
+    params, onnx_model, scores = fit_and_export(args, graph, x, labels, train, test)
     onnx_bytes = onnx_model.SerializeToString()
     thresholds = pick_thresholds(y[test], scores, args)
     metrics = evaluate(y, scores, train, test, thresholds)
@@ -165,8 +181,28 @@ def main(argv: list[str] | None = None) -> int:
         "onnx_bytes": len(onnx_bytes),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if args.register is not None:
+        summary["registered"] = register_in_mlflow(version_dir, args.register or args.name)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def training_labels(args: argparse.Namespace, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The labels the model learns from: the true ones, or (--shuffle-labels) the training
+    rows' labels shuffled, while held-out metrics keep the true ones."""
+    if not args.shuffle_labels:
+        return y
+    shuffled = y.copy()
+    shuffled[train] = np.random.default_rng([args.seed, 7]).permutation(y[train])
+    return shuffled
+
+
+def register_in_mlflow(version_dir: Path, name: str) -> str:
+    """A new MLflow model version of ``version_dir`` (needs the mlflow extra)."""
+    from streamer.model.mlflow_publish import register
+
+    registered = register(version_dir, name=name)
+    return f"models:/{registered.name}/{registered.version}"
 
 
 def fit_and_export(
@@ -287,6 +323,7 @@ def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
             "review_recall": args.review_recall,
             "review_budget": args.review_budget,
         },
+        **({"shuffled_labels": True} if args.shuffle_labels else {}),
     }
 
 

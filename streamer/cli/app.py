@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         STATE["debug"] = True
     try:
-        app(args, standalone_mode=False)
+        code = app(args, standalone_mode=False)
     except StreamerError as exc:
         if STATE["debug"]:
             raise
@@ -90,3 +90,5 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:  # usage errors: click's own message, exit 2
         exc.show()  # type: ignore[attr-defined]  # every click exception can show itself
         sys.exit(getattr(exc, "exit_code", 2))
+    if isinstance(code, int) and code:  # a command's ``raise typer.Exit(n)``
+        sys.exit(code)

@@ -1,17 +1,26 @@
-"""``streamer models list|verify``: the file model registry."""
+"""``streamer models list|verify|promote|register|gate``: the file registry and MLflow.
+
+Specs starting with ``models:/`` (``models:/fraud-gbt@champion``, ``models:/fraud-gbt/3``)
+are MLflow's (``MLFLOW_TRACKING_URI``); everything else is the file registry's."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from streamer.cli.common import ModelsDir, settings
+from streamer.cli.gate import gate
 from streamer.model.aliases import AliasChange
 
-models_app = typer.Typer(help="The model registry in STREAMER_MODELS_DIR.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry in STREAMER_MODELS_DIR, or MLflow (models:/…).",
+    no_args_is_help=True,
+)
+models_app.command("gate")(gate)
 
 
 @models_app.command("list")
@@ -69,20 +78,78 @@ def _history(name: str, changes: Sequence[AliasChange]) -> Table:
 
 @models_app.command("promote")
 def promote(
-    spec: Annotated[str, typer.Argument(help="name@version (or name@alias) to point at")],
+    spec: Annotated[str, typer.Argument(help="name@version, or models:/name/version")],
     alias: Annotated[str, typer.Option("--alias", "-a", help="champion, challenger, …")],
     reason: Annotated[str, typer.Option(help="Why; kept in the alias history.")] = "",
+    require_gate: Annotated[
+        Path | None,
+        typer.Option(
+            help="A gate report that must have passed for this exact candidate "
+            "and the champion it was gated against."
+        ),
+    ] = None,
     models_dir: ModelsDir = None,
 ) -> None:
     """Move an alias to a verified version; running streamers follow it within seconds."""
     from streamer.model.promotion import promote as move
 
     directory = settings(models_dir=models_dir).models_dir
-    change = move(directory, spec, alias=alias, reason=reason)
-    if change.from_version == change.to_version:
-        typer.echo(f"{alias} already points at {change.to_version}; nothing recorded", err=True)
+    if require_gate is not None:
+        _check_gate(require_gate, spec, directory)
+    if spec.startswith("models:/"):
+        from streamer.model.mlflow_publish import promote as move_mlflow
+
+        before, after = move_mlflow(spec, alias=alias, reason=reason)
+    else:
+        change = move(directory, spec, alias=alias, reason=reason)
+        before, after = change.from_version, change.to_version
+    if before == after:
+        typer.echo(f"{alias} already points at {after}; nothing recorded", err=True)
         return
-    typer.echo(f"{alias}: {change.from_version or '(new)'} -> {change.to_version}", err=True)
+    typer.echo(f"{alias}: {before or '(new)'} -> {after}", err=True)
+
+
+def _check_gate(path: Path, spec: str, directory: Path) -> None:
+    """Refuse unless ``path`` is a passed report for ``spec`` against the champion as it is
+    now (name, version and sha256 of both: a champion moved since the gate voids it)."""
+    from streamer.errors import ModelError
+    from streamer.model.gate import GateReport, ModelRef
+    from streamer.model.registry import load_model
+
+    report = GateReport.read(path)
+    candidate = ModelRef.of(spec, load_model(spec, directory))
+    champion = ModelRef.of(report.champion.spec, load_model(report.champion.spec, directory))
+    problem = None
+    if not report.passed:
+        problem = f"it failed ({'; '.join(report.failures())})"
+    elif not report.candidate.same_version(candidate):
+        problem = f"it was made for {report.candidate.name}@{report.candidate.version}"
+    elif not report.champion.same_version(champion):
+        problem = (
+            f"it was made against {report.champion.name}@{report.champion.version}, "
+            f"and {report.champion.spec} is now {champion.version}"
+        )
+    if problem:
+        raise ModelError(
+            f"gate report {path} does not allow promoting {spec}: {problem}; "
+            "run `streamer models gate` again"
+        )
+
+
+@models_app.command("register")
+def register(
+    directory: Annotated[Path, typer.Argument(help="a version folder, e.g. models/fraud-gbt/3")],
+    name: Annotated[str | None, typer.Option(help="registered model name [metadata's]")] = None,
+    force: Annotated[
+        bool, typer.Option(help="register even an exact duplicate of a registered version")
+    ] = False,
+) -> None:
+    """Log a verified version folder to MLflow as a NEW model version (MLFLOW_TRACKING_URI)."""
+    from streamer.model.mlflow_publish import register as publish
+
+    done = publish(directory, name=name, force=force)
+    typer.echo(f"models:/{done.name}/{done.version}")
+    typer.echo(f"registered (sha256 {done.sha256[:12]}…, run {done.run_id})", err=True)
 
 
 @models_app.command("verify")

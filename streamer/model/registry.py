@@ -67,6 +67,8 @@ def _fail(spec: str, problem: str, todo: str) -> ModelError:
 
 def is_path_spec(spec: str) -> bool:
     """A spec naming a file or folder, not a registry entry (nothing to follow)."""
+    if spec.startswith("models:/"):  # MLflow: a registry entry
+        return False
     return "/" in spec or "\\" in spec or spec.endswith(".onnx") or Path(spec).is_file()
 
 
@@ -139,7 +141,12 @@ def read_metadata(path: Path, spec: str | None = None) -> ModelMetadata:
 
 
 def load_model(spec: str, models_dir: Path) -> LoadedModel:
-    """Resolve, read and verify a model; ``ModelError`` (one line) when it must not be used."""
+    """Resolve, read and verify a model; ``ModelError`` (one line) when it must not be used.
+    ``models:/name@alias`` and ``models:/name/version`` come from MLflow (``mlflow_registry``)."""
+    if spec.startswith("models:/"):
+        from streamer.model import mlflow_registry
+
+        return mlflow_registry.load(spec)
     path = resolve(spec, models_dir)
     meta = read_metadata(path, spec)
     data = path.read_bytes()

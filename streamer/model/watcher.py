@@ -151,9 +151,8 @@ class ModelWatcher:
     def _prepare(self, version: str | None) -> Outcome:
         if version is None:
             return Refused(None, self._problem or f"{self.spec} does not resolve")
-        name = self.spec.partition("@")[0]
         try:
-            model = load_model(f"{name}@{version}", self.models_dir)
+            model = self._load(version)
         except ModelError as exc:
             return Refused(version, str(exc))
         scorer = Scorer(model, intra_op_threads=self._threads)
@@ -162,6 +161,10 @@ class ModelWatcher:
         if not np.all((warm >= 0.0) & (warm <= 1.0)):
             return Refused(version, "warm-up scores are not probabilities in [0, 1]")
         return Ready(version, model, scorer)
+
+    def _load(self, version: str) -> LoadedModel:
+        """Load and verify one version (the MLflow watcher loads from MLflow instead)."""
+        return load_model(f"{self.spec.partition('@')[0]}@{version}", self.models_dir)
 
     def run_once(self) -> Outcome | None:
         """``load_candidate`` under its other name: one synchronous watch cycle."""

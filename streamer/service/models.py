@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from streamer.model.mlflow_watcher import watcher_for
 from streamer.model.registry import is_path_spec, load_model
 from streamer.model.scorer import Scorer
 from streamer.model.watcher import ModelWatcher, Ready, Refused
@@ -53,7 +54,7 @@ class ModelSwitch:
         ):
             if spec and current is not None and not is_path_spec(spec):
                 version = current.path.parent.name
-                watcher = ModelWatcher(
+                watcher = watcher_for(
                     spec, models_dir, interval_s=interval_s, current_version=version
                 )
                 self._watchers.append((watcher, is_shadow))

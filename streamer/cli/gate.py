@@ -1,0 +1,102 @@
+"""``streamer models gate``: may a candidate version replace the champion?
+
+Replays the same events through both versions on the stream's own feature path, prints
+a table of the checks for people, writes the JSON report for machines (and for
+``streamer models promote --require-gate``), and exits 0 on pass, 1 on fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamer.cli.common import ConfigFile, ModelsDir, clients
+from streamer.clients import Clients
+from streamer.model.gate import Bounds, GateReport
+
+_DEFAULT = Bounds()
+
+
+def gate(
+    candidate: Annotated[str, typer.Argument(help="fraud-gbt@3 or models:/fraud-gbt/3")],
+    against: Annotated[
+        str, typer.Option("--against", help="the champion: fraud-gbt@champion, models:/…")
+    ],
+    file: Annotated[Path | None, typer.Option("--file", help="Avro file of events")] = None,
+    topic: Annotated[str | None, typer.Option("--topic", help="replay from its start")] = None,
+    max_events: Annotated[int, typer.Option("--max-events", min=1)] = 20_000,
+    report: Annotated[Path | None, typer.Option("--report", help="write the JSON here")] = None,
+    roc_auc_drop: Annotated[float, typer.Option(min=0)] = _DEFAULT.roc_auc_drop,
+    pr_auc_drop: Annotated[float, typer.Option(min=0)] = _DEFAULT.pr_auc_drop,
+    min_agreement: Annotated[float, typer.Option(min=0, max=1)] = _DEFAULT.min_agreement,
+    review_rate_change: Annotated[
+        float, typer.Option(min=0, help="relative to the champion's rate")
+    ] = _DEFAULT.review_rate_change,
+    decline_rate_change: Annotated[
+        float, typer.Option(min=0, help="relative to the champion's rate")
+    ] = _DEFAULT.decline_rate_change,
+    p99_batch_ms: Annotated[float, typer.Option(min=0)] = _DEFAULT.p99_batch_ms,
+    models_dir: ModelsDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Score the same events with both versions; pass only if every check holds."""
+    if (file is None) == (topic is None):
+        raise typer.BadParameter("give exactly one of --file or --topic", param_hint="--file")
+    need = ("kafka_bootstrap_servers",) if topic else ()
+    factory = clients(config, models_dir=models_dir, require=need)
+    bounds = Bounds(
+        roc_auc_drop=roc_auc_drop,
+        pr_auc_drop=pr_auc_drop,
+        min_agreement=min_agreement,
+        review_rate_change=review_rate_change,
+        decline_rate_change=decline_rate_change,
+        p99_batch_ms=p99_batch_ms,
+    )
+    result = _verdict(factory, (candidate, against), (file, topic, max_events), bounds)
+    Console(width=130).print(_table(result))
+    if report is not None:
+        result.write(report)
+    if not result.passed:
+        typer.echo(f"gate FAILED: {'; '.join(result.failures())}", err=True)
+        raise SystemExit(1)  # not typer.Exit: main() runs click non-standalone and drops it
+    typer.echo("gate passed", err=True)
+
+
+def _verdict(
+    factory: Clients,
+    specs: tuple[str, str],
+    source: tuple[Path | None, str | None, int],
+    bounds: Bounds,
+) -> GateReport:
+    from streamer.model import gate_replay
+    from streamer.model.gate import report
+    from streamer.model.registry import load_model
+
+    directory = factory.settings.models.models_dir
+    new, old = (load_model(spec, directory) for spec in specs)
+    file, topic, max_events = source
+    events = (
+        gate_replay.file_events(file)
+        if file is not None
+        else gate_replay.topic_events(factory, topic or "", max_events)
+    )
+    runs = gate_replay.replay_both(factory, new, old, events)
+    return report((specs[0], new), (specs[1], old), runs, bounds)
+
+
+def _table(result: GateReport) -> Table:
+    cand, champ = result.candidate, result.champion
+    table = Table(
+        title=f"{cand.name}@{cand.version} vs {champ.name}@{champ.version} "
+        f"on {result.events} events: {'PASS' if result.passed else 'FAIL'}"
+    )
+    for column in ("check", "result", "value", "bound", "why"):
+        table.add_column(column)
+    for check in result.checks:
+        mark = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
+        table.add_row(check.name, mark, str(check.value), check.bound, check.detail)
+    return table
