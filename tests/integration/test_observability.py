@@ -145,8 +145,8 @@ def test_traces_over_otlp_http_and_metrics_match_what_was_sent(
     )
     assert samples["streamer_feature_status_total", (("status", "COMPLETE"),)] == 300
     assert samples["streamer_end_to_end_latency_seconds_count", ()] == 300
-    assert samples["streamer_score_count", ()] == 300
-    default = resolve("fraud-gbt", REPO / "models").parent.name  # the highest version
+    default = resolve("fraud-gbt@champion", REPO / "models").parent.name  # the default model
+    assert samples["streamer_score_count", (("model_version", default),)] == 300
     assert samples["streamer_model_info", (("name", "fraud-gbt"), ("version", default))] == 1
     assert samples["streamer_events_in_flight", ()] == 0
     assert _total(samples, "streamer_batch_size_sum") == 307
