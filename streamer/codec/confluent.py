@@ -40,6 +40,10 @@ class _Lookups(Protocol):
 
     def get_latest_version(self, subject_name: str) -> Any: ...
 
+    def get_versions(self, subject_name: str) -> list[int]: ...
+
+    def get_version(self, subject_name: str, version: int) -> Any: ...
+
 
 def subject_name(strategy: SubjectStrategy, topic: str, schema: Schema) -> str:
     """The subject a message value of ``schema`` on ``topic`` is registered under."""
@@ -108,17 +112,40 @@ class RegistryEncoder(Encoder):
         return RegistrySchema(schema_json(self._schema), "AVRO")
 
     def _lookup(self) -> int:
+        """Our schema's id under the subject. Registries compare the text (Apicurio keeps
+        it as registered, docs and whitespace included), so when the exact text is not
+        found, the subject's versions are compared by Avro fingerprint (canonical form)."""
         try:
             found = self._lookups.lookup_schema(self._subject, self._wire_schema())
+            return int(found.schema_id)
+        except Exception as exc:
+            if getattr(exc, "http_status_code", None) != 404:
+                raise
+        schema_id = self._same_schema_id()
+        if schema_id is None:
+            raise DependencyError(
+                f"schema {self._schema['name']} is not registered under subject "
+                f"{self._subject!r} and STREAMER_SCHEMA_REGISTRY_AUTO_REGISTER is off: "
+                "register it there, or turn auto-registration on"
+            )
+        return schema_id
+
+    def _same_schema_id(self) -> int | None:
+        try:
+            versions = self._lookups.get_versions(self._subject)
         except Exception as exc:
             if getattr(exc, "http_status_code", None) == 404:
-                raise DependencyError(
-                    f"the output schema is not registered under subject {self._subject!r} and "
-                    "STREAMER_SCHEMA_REGISTRY_AUTO_REGISTER is off: register "
-                    "schemas/scored_event.avsc there, or turn auto-registration on"
-                ) from None
+                return None
             raise
-        return int(found.schema_id)
+        ours = fingerprint(self._schema)
+        for version in sorted(versions, reverse=True):
+            registered = self._lookups.get_version(self._subject, version)
+            text = registered.schema.schema_str
+            if getattr(registered.schema, "schema_type", "AVRO") in (None, "AVRO") and (
+                _fingerprint_or_none(text) == ours
+            ):
+                return int(registered.schema_id)
+        return None
 
     def _latest(self) -> int:
         try:
@@ -157,6 +184,13 @@ class RegistryEncoder(Encoder):
             return encode({**defaults, **record}, header)
 
         return with_defaults
+
+
+def _fingerprint_or_none(text: str) -> bytes | None:
+    try:
+        return fingerprint(parse(text))
+    except Exception:  # noqa: BLE001 - whatever else the subject holds is not ours
+        return None
 
 
 def _missing_defaults(writer: Schema, ours: Schema) -> dict[str, Any]:

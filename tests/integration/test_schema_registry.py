@@ -25,6 +25,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_writer
 
 from streamer.dev.devstack.schema_registry import SchemaRegistry
+from streamer.testing import sample_event as base_event
 from tests.fixtures.events import CURRENT_SCHEMA, V1_SCHEMA, V3_SCHEMA
 from tests.integration.streamer_proc import (
     committed,
@@ -36,7 +37,6 @@ from tests.integration.streamer_proc import (
     wait_caught_up,
     wait_until,
 )
-from tests.unit.fakes import base_event
 
 DECISIONS = {"APPROVE", "REVIEW", "DECLINE"}
 NEGATIVE_TTL_S = 10.0  # ConfluentDecoder remembers an unknown id this long (its default)
