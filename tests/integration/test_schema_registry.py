@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_writer
 
+from streamer.config.settings import Settings
 from streamer.dev.devstack.schema_registry import SchemaRegistry
 from streamer.testing import sample_event as base_event
 from tests.fixtures.events import CURRENT_SCHEMA, V1_SCHEMA, V3_SCHEMA
@@ -39,7 +40,8 @@ from tests.integration.streamer_proc import (
 )
 
 DECISIONS = {"APPROVE", "REVIEW", "DECLINE"}
-NEGATIVE_TTL_S = 10.0  # ConfluentDecoder remembers an unknown id this long (its default)
+# The running streamer remembers an unknown schema id this long (the setting's default).
+NEGATIVE_TTL_S = float(Settings.model_fields["schema_registry_unknown_id_ttl_s"].default)
 
 
 def _events(tag: str, n: int) -> list[dict[str, Any]]:
