@@ -42,7 +42,9 @@ def registry_client_config(
 ) -> dict[str, Any]:
     """The ``SchemaRegistryClient`` configuration; ``ConfigError`` names what to change.
 
-    ``basic.auth.credentials.source``: ``USER_INFO`` (``basic.auth.user.info``), ``URL``
+    ``STREAMER_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO`` (a Secret on Kubernetes) is
+    ``basic.auth.user.info``. ``basic.auth.credentials.source``: ``USER_INFO``
+    (``basic.auth.user.info``), ``URL``
     (``https://user:password@host``) or ``SASL_INHERIT`` (Kafka's ``sasl.username`` and
     ``sasl.password``), as with Confluent's Java serializers.
     """
@@ -50,6 +52,13 @@ def registry_client_config(
     for name, setting in _SETTINGS_INSTEAD.items():
         if name in props:
             raise ConfigError(f"{PROPERTIES}: {name} is a setting here; use {setting}")
+    if registry.user_info is not None:
+        if "basic.auth.user.info" in props:
+            raise ConfigError(
+                f"basic.auth.user.info is set twice ({PROPERTIES} and "
+                "STREAMER_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO): keep one"
+            )
+        props["basic.auth.user.info"] = registry.user_info.get_secret_value()
     for name in _NUMERIC & props.keys():
         props[name] = _number(name, props[name])
     source = str(props.pop("basic.auth.credentials.source", "")).upper()

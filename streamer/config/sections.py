@@ -55,6 +55,7 @@ class RegistrySettings:
 
     url: str
     properties: dict[str, str]
+    user_info: SecretStr | None = None
     auto_register: bool = True
     use_latest: bool = False
     subject_strategy: SubjectStrategy = "topic"

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="registry client properties: basic.auth.*, ssl.ca.location, ssl.*.location",
     )
+    schema_registry_basic_auth_user_info: SecretStr | None = Field(
+        None, description="user:password for the registry's basic auth (from a Secret)"
+    )
     schema_registry_auto_register: bool = Field(
         True, description="register the output schema; off: it must be registered already"
     )
@@ -176,6 +179,9 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["redis_url"] = redact_url(self.redis_url.get_secret_value())
         data["redis_password"] = MASK if self.redis_password else None
+        data["schema_registry_basic_auth_user_info"] = (
+            MASK if self.schema_registry_basic_auth_user_info else None
+        )
         for key in (
             "kafka_properties",
             "consumer_properties",
@@ -232,6 +238,7 @@ class Settings(BaseSettings):
         return RegistrySettings(
             self.schema_registry_url,
             dict(self.schema_registry_properties),
+            user_info=self.schema_registry_basic_auth_user_info,
             auto_register=self.schema_registry_auto_register,
             use_latest=self.schema_registry_use_latest,
             subject_strategy=self.schema_registry_subject_strategy,
