@@ -22,6 +22,7 @@ from redis import Redis
 
 from streamer.config.loader import property_origin
 from streamer.config.redaction import redact_url
+from streamer.config.registry import registry_client_config
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError
 from streamer.features.redis_client import make_redis_client
@@ -98,18 +99,20 @@ class Clients:
         )
 
     def schema_registry(self) -> Any | None:
-        """A ``SchemaRegistryClient`` when a registry URL is set, else None."""
+        """A ``SchemaRegistryClient`` when a registry URL is set, else None (auth and TLS
+        from ``STREAMER_SCHEMA_REGISTRY_PROPERTIES``, see ``config.registry``)."""
         registry = self.settings.registry
         if not registry.url:
             return None
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
+        config = registry_client_config(registry, self.settings.kafka.properties)
         try:
-            return SchemaRegistryClient({"url": registry.url, **registry.properties})
+            return SchemaRegistryClient(config)
         except (ValueError, TypeError) as exc:
             raise ConfigError(
                 f"STREAMER_SCHEMA_REGISTRY_PROPERTIES / STREAMER_SCHEMA_REGISTRY_URL "
-                f"({redact_url(registry.url)}): {exc}"
+                f"({redact_url(registry.url)}): {redact_url(str(exc))}"
             ) from None
 
     def _kafka(self, config: Config, overrides: dict[str, Any]) -> Config:

@@ -67,7 +67,7 @@ def consume(
     config: ConfigFile = None,
 ) -> None:
     """Tail a topic, decoded, one JSON object per line (for people, and for jq)."""
-    from streamer.service.checks import check_kafka
+    from streamer.service.checks import check_kafka, check_schema_registry
 
     factory = clients(
         config,
@@ -81,7 +81,9 @@ def consume(
     if not target:
         raise typer.BadParameter("give --topic or set STREAMER_OUTPUT_TOPIC", param_hint="--topic")
     check_kafka(factory.admin(), s, {"--topic": target}, errors=factory.errors)
-    decoder = _decoder(s.output_format, _reader(schema), factory.schema_registry(), s)
+    registry = factory.schema_registry()
+    check_schema_registry(s, registry)
+    decoder = _decoder(s.output_format, _reader(schema), registry, s)
     consumer = factory.operator_consumer(
         "tail", **{"auto.offset.reset": "earliest" if from_beginning else "latest"}
     )
@@ -96,7 +98,13 @@ def _decoder(fmt: WireFormat, reader: Schema | None, registry: Any, s: Any) -> A
         from streamer.codec.schemas import scored_schema
 
         reader = scored_schema()
-    return make_decoder(fmt, reader_schema=reader, registry=registry, max_bytes=s.max_message_bytes)
+    return make_decoder(
+        fmt,
+        reader_schema=reader,
+        registry=registry,
+        max_bytes=s.max_message_bytes,
+        unknown_id_ttl_s=s.schema_registry_unknown_id_ttl_s,
+    )
 
 
 def _tail(consumer: Any, decoder: Any, count: int) -> int:

@@ -40,9 +40,9 @@ def produce(
 ) -> None:
     """Send synthetic TransactionEvents (keyed by card id) with W3C traceparent headers."""
     from streamer.codec.schemas import transaction_schema
-    from streamer.codec.wire import make_encoder
     from streamer.dev.generator import produce_synthetic
-    from streamer.service.checks import check_kafka
+    from streamer.service.assembly import topic_encoder
+    from streamer.service.checks import check_kafka, check_output_schema, check_schema_registry
 
     factory = clients(
         config,
@@ -56,12 +56,10 @@ def produce(
     if not target:
         raise typer.BadParameter("give --topic or set STREAMER_INPUT_TOPIC", param_hint="--topic")
     check_kafka(factory.admin(), s, {"--topic": target}, errors=factory.errors)
-    encoder = make_encoder(
-        s.input_format,
-        schema=transaction_schema(),
-        registry=factory.schema_registry(),
-        subject=f"{target}-value",
-    )
+    registry = factory.schema_registry()
+    check_schema_registry(s, registry)
+    encoder = topic_encoder(s, registry, s.input_format, target, transaction_schema())
+    check_output_schema(encoder)
     sent = produce_synthetic(
         factory.producer(**{"linger.ms": 10}),
         encoder,

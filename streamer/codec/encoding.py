@@ -12,14 +12,13 @@ from typing import Any
 
 from streamer.codec.codegen import EncodeFn, encoder_for
 from streamer.codec.framing import (
-    CONFLUENT_MAGIC,
     SINGLE_OBJECT_MAGIC,
     SchemaRegistry,
+    SerializerOptions,
     WireFormat,
-    redact,
 )
-from streamer.codec.schemas import Schema, fingerprint, schema_json, without_logical_types
-from streamer.errors import ConfigError, DependencyError
+from streamer.codec.schemas import Schema, fingerprint, without_logical_types
+from streamer.errors import ConfigError
 
 
 class Encoder:
@@ -40,6 +39,12 @@ class Encoder:
             return self._encode(record, header)
         except (KeyError, AttributeError, struct.error) as exc:
             raise _not_fitting(exc) from exc
+
+    def prepare(self) -> None:
+        """Make the framing header now rather than on first use (a start-up check: a
+        registry that refuses the schema stops start-up, not the first batch)."""
+        if self._header is None:
+            self._header = self._make_header()
 
     def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """``encode`` applied to each record, in order (one call for a batch: cheaper)."""
@@ -66,11 +71,14 @@ def make_encoder(
     schema: Schema,
     registry: SchemaRegistry | None = None,
     subject: str | None = None,
+    options: SerializerOptions | None = None,
 ) -> Encoder:
     """An encoder writing ``schema`` records in ``fmt``.
 
-    ``confluent`` registers the schema under ``subject`` on first use (no network in the
-    constructor) and caches the id. Raises ``ConfigError`` for missing settings.
+    ``confluent`` finds the schema id under ``subject`` on first use (no network in the
+    constructor; ``prepare`` does it now), by ``options`` (default: register it, like
+    confluent-kafka's serializer; see ``codec.confluent``). Raises ``ConfigError`` for
+    missing settings.
     """
     if fmt == "raw":
         return Encoder(schema, lambda: b"")
@@ -80,20 +88,7 @@ def make_encoder(
     if fmt == "confluent":
         if registry is None or not subject:
             raise ConfigError("the confluent wire format needs a schema registry and a subject")
-        return Encoder(schema, lambda: _register(registry, subject, schema))
+        from streamer.codec.confluent import RegistryEncoder  # it subclasses Encoder
+
+        return RegistryEncoder(schema, registry, subject, options or SerializerOptions())
     raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
-
-
-def _register(registry: SchemaRegistry, subject: str, schema: Schema) -> bytes:
-    # Imported on first registration: the registry client pulls in an HTTP stack that the
-    # raw and single-object framings never need.
-    from confluent_kafka.schema_registry import Schema as RegistrySchema
-
-    try:
-        schema_id = registry.register_schema(subject, RegistrySchema(schema_json(schema), "AVRO"))
-    except Exception as exc:
-        message = redact(str(exc))
-        raise DependencyError(
-            f"cannot register the schema under subject {subject!r}: {message}"
-        ) from exc
-    return CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")

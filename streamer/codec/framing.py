@@ -4,6 +4,7 @@ schema registry they talk to, and the redaction of registry credentials from mes
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 WireFormat = Literal["confluent", "single-object", "raw"]
@@ -19,6 +20,16 @@ class SchemaRegistry(Protocol):
 
     def register_schema(self, subject_name: str, schema: Any) -> int:
         """Register ``schema`` under ``subject_name``; return its id."""
+
+
+@dataclass(frozen=True)
+class SerializerOptions:
+    """How the confluent framing finds the output schema's id (``codec.confluent``):
+    ``auto.register.schemas`` and ``use.latest.version``, as confluent-kafka names them.
+    With ``use_latest`` the subject's latest version is used and nothing is registered."""
+
+    auto_register: bool = True
+    use_latest: bool = False
 
 
 _USERINFO = re.compile(r"//[^/@\s]+@")  # credentials in registry URLs must not reach logs

@@ -34,6 +34,7 @@ from streamer.codec.framing import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MAGIC,
     SchemaRegistry,
+    SerializerOptions,
     WireFormat,
     redact,
 )
@@ -175,7 +176,9 @@ class ConfluentDecoder(Decoder):
 
     Failed lookups are remembered for a short while so that a batch full of one bad id
     (or a dead registry) costs one request, not one per message: unknown ids for
-    ``negative_ttl`` seconds, registry outages for ``unavailable_ttl``.
+    ``negative_ttl`` seconds, registry outages for ``unavailable_ttl``. Keep
+    ``negative_ttl`` short: a message replayed within it after its schema was registered
+    is dead-lettered again (``STREAMER_SCHEMA_REGISTRY_UNKNOWN_ID_TTL_S``, default 1 s).
     """
 
     def __init__(
@@ -184,7 +187,7 @@ class ConfluentDecoder(Decoder):
         registry: SchemaRegistry,
         max_bytes: int,
         *,
-        negative_ttl: float = 10.0,
+        negative_ttl: float = 1.0,
         unavailable_ttl: float = 1.0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -257,11 +260,14 @@ def make_decoder(
     registry: SchemaRegistry | None = None,
     schemas_dir: Path | None = None,
     max_bytes: int = 1_000_000,
+    unknown_id_ttl_s: float = 1.0,
 ) -> Decoder:
     """A decoder for ``fmt`` producing ``reader_schema`` records.
 
     ``writer_schema`` (raw only) defaults to the reader schema; ``registry`` is required
-    for ``confluent``; ``schemas_dir`` (single-object only) defaults to ``SCHEMAS_DIR``.
+    for ``confluent``; ``schemas_dir`` (single-object only) defaults to ``SCHEMAS_DIR``;
+    ``unknown_id_ttl_s`` (confluent only): how long an unknown schema id is answered
+    from memory.
     Raises ``ConfigError`` for a missing collaborator or an unknown format.
     """
     if fmt == "raw":
@@ -271,7 +277,7 @@ def make_decoder(
     if fmt == "confluent":
         if registry is None:
             raise ConfigError("the confluent wire format needs a schema registry (url)")
-        return ConfluentDecoder(reader_schema, registry, max_bytes)
+        return ConfluentDecoder(reader_schema, registry, max_bytes, negative_ttl=unknown_id_ttl_s)
     raise ConfigError(f"unknown wire format {fmt!r}; use confluent, single-object or raw")
 
 
@@ -286,6 +292,7 @@ __all__ = [
     "Encoder",
     "RawDecoder",
     "SchemaRegistry",
+    "SerializerOptions",
     "SingleObjectDecoder",
     "WireFormat",
     "is_retriable",

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
+
+SubjectStrategy = Literal["topic", "record", "topic_record"]
+"""Confluent's subject name strategies: ``<topic>-value``, ``<record full name>``,
+``<topic>-<record full name>``."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,16 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class RegistrySettings:
-    """The schema registry (Confluent framing): URL and client properties (auth, TLS)."""
+    """The schema registry (Confluent framing): URL, client properties (auth, TLS), and
+    the serializer options users of confluent-kafka's serializers know."""
 
     url: str
     properties: dict[str, str]
+    user_info: SecretStr | None = None
+    auto_register: bool = True
+    use_latest: bool = False
+    subject_strategy: SubjectStrategy = "topic"
+    unknown_id_ttl_s: float = 1.0
 
 
 @dataclass(frozen=True)

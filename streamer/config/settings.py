@@ -27,6 +27,7 @@ from streamer.config.sections import (
     ModelSettings,
     RedisSettings,
     RegistrySettings,
+    SubjectStrategy,
     TopicSettings,
 )
 
@@ -65,7 +66,25 @@ class Settings(BaseSettings):
     output_format: WireFormat = "single-object"
     input_writer_schema: Path | None = Field(None, description="writer schema for raw input")
     schema_registry_url: str = ""
-    schema_registry_properties: dict[str, str] = Field(default_factory=dict)
+    schema_registry_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="registry client properties: basic.auth.*, ssl.ca.location, ssl.*.location",
+    )
+    schema_registry_basic_auth_user_info: SecretStr | None = Field(
+        None, description="user:password for the registry's basic auth (from a Secret)"
+    )
+    schema_registry_auto_register: bool = Field(
+        True, description="register the output schema; off: it must be registered already"
+    )
+    schema_registry_use_latest: bool = Field(
+        False, description="write with the subject's latest registered version"
+    )
+    schema_registry_subject_strategy: SubjectStrategy = Field(
+        "topic", description="subject: <topic>-value, <record name>, or <topic>-<record name>"
+    )
+    schema_registry_unknown_id_ttl_s: float = Field(
+        1.0, ge=0, description="an unknown schema id is dead-lettered without asking again"
+    )
     max_message_bytes: int = Field(1_000_000, gt=0)
 
     # Redis feature cache
@@ -162,6 +181,9 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["redis_url"] = redact_url(self.redis_url.get_secret_value())
         data["redis_password"] = MASK if self.redis_password else None
+        data["schema_registry_basic_auth_user_info"] = (
+            MASK if self.schema_registry_basic_auth_user_info else None
+        )
         for key in (
             "kafka_properties",
             "consumer_properties",
@@ -215,7 +237,15 @@ class Settings(BaseSettings):
 
     @property
     def registry(self) -> RegistrySettings:
-        return RegistrySettings(self.schema_registry_url, dict(self.schema_registry_properties))
+        return RegistrySettings(
+            self.schema_registry_url,
+            dict(self.schema_registry_properties),
+            user_info=self.schema_registry_basic_auth_user_info,
+            auto_register=self.schema_registry_auto_register,
+            use_latest=self.schema_registry_use_latest,
+            subject_strategy=self.schema_registry_subject_strategy,
+            unknown_id_ttl_s=self.schema_registry_unknown_id_ttl_s,
+        )
 
     @property
     def models(self) -> ModelSettings:

@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from streamer import __version__
 from streamer.clients import Clients
-from streamer.codec.schemas import load_schema, scored_schema, transaction_schema
-from streamer.codec.wire import make_decoder, make_encoder
+from streamer.codec.confluent import subject_name
+from streamer.codec.schemas import Schema, load_schema, scored_schema, transaction_schema
+from streamer.codec.wire import SerializerOptions, WireFormat, make_decoder, make_encoder
 from streamer.config.settings import Settings
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
@@ -86,16 +87,32 @@ def decoder(settings: Settings, registry: Any | None) -> Decoder:
         writer_schema=writer,
         registry=registry,
         max_bytes=settings.max_message_bytes,
+        unknown_id_ttl_s=settings.registry.unknown_id_ttl_s,
     )
 
 
 def encoder(settings: Settings, registry: Any | None) -> Encoder:
-    """The ScoredEvent encoder for the output topic."""
+    """The ScoredEvent encoder for the output topic (subject and serializer options from
+    the ``STREAMER_SCHEMA_REGISTRY_*`` settings)."""
+    return topic_encoder(settings, registry, settings.output_format, settings.output_topic)
+
+
+def topic_encoder(
+    settings: Settings,
+    registry: Any | None,
+    fmt: WireFormat,
+    topic: str,
+    schema: Schema | None = None,
+) -> Encoder:
+    """An encoder of ``schema`` (default: ScoredEvent) records for ``topic`` in ``fmt``."""
+    schema = schema or scored_schema()
+    r = settings.registry
     return make_encoder(
-        settings.output_format,
-        schema=scored_schema(),
+        fmt,
+        schema=schema,
         registry=registry,
-        subject=f"{settings.output_topic}-value",
+        subject=subject_name(r.subject_strategy, topic, schema),
+        options=SerializerOptions(auto_register=r.auto_register, use_latest=r.use_latest),
     )
 
 

@@ -93,13 +93,37 @@ def check_topics(
 
 
 def check_schema_registry(settings: Settings, registry: object | None) -> None:
-    """With the confluent framing, the schema registry answers before we consume anything."""
+    """With the confluent framing, the schema registry answers before we consume anything,
+    and accepts our credentials (a refusal is reported as such, never with the password)."""
     if registry is None:
         return
+    where = redact_url(settings.schema_registry_url)
     try:
         registry.get_subjects()  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - any failure to answer is "unavailable"
+        status = getattr(exc, "http_status_code", None)
+        if status in (401, 403):
+            raise DependencyError(
+                f"the schema registry at {where} refused authentication (HTTP {status}); "
+                "check basic.auth.user.info in STREAMER_SCHEMA_REGISTRY_PROPERTIES"
+            ) from None
         raise DependencyError(
-            f"cannot reach the schema registry at {redact_url(settings.schema_registry_url)} "
-            f"({type(exc).__name__}); check STREAMER_SCHEMA_REGISTRY_URL"
+            f"cannot reach the schema registry at {where} ({_reason(exc)}); check "
+            "STREAMER_SCHEMA_REGISTRY_URL and the TLS settings in "
+            "STREAMER_SCHEMA_REGISTRY_PROPERTIES"
         ) from None
+
+
+def check_output_schema(encoder: object) -> None:
+    """With the confluent framing, the output schema's id is found now (registered, looked
+    up or the latest version): a subject without it stops start-up (exit 3), naming it."""
+    prepare = getattr(encoder, "prepare", None)
+    if prepare is not None:
+        prepare()
+
+
+def _reason(exc: Exception) -> str:
+    text = redact_url(f"{type(exc).__name__}: {exc}")
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in type(exc).__name__:
+        return f"TLS: {text[:200]}"
+    return type(exc).__name__

@@ -22,7 +22,7 @@ from streamer.features.redis_client import RedisCredentialsError, check_redis, r
 from streamer.observability.health import OpsServer, Probes
 from streamer.observability.tracing import provider_from_env
 from streamer.service.assembly import Service, build
-from streamer.service.checks import check_schema_registry, check_topics
+from streamer.service.checks import check_output_schema, check_schema_registry, check_topics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         clients=clients,
     )
     check_schema_registry(settings, service.schema_registry)
+    check_output_schema(service.loop.encoder)
     if service.transactions is not None:
         service.transactions.init()
     ops = ops_server(settings, service)

@@ -24,6 +24,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_writer
 
+from streamer.codec.schemas import schema_json, scored_schema
+from streamer.config.settings import Settings
 from streamer.dev.devstack.schema_registry import SchemaRegistry
 from streamer.testing import sample_event as base_event
 from tests.fixtures.events import CURRENT_SCHEMA, V1_SCHEMA, V3_SCHEMA
@@ -39,7 +41,8 @@ from tests.integration.streamer_proc import (
 )
 
 DECISIONS = {"APPROVE", "REVIEW", "DECLINE"}
-NEGATIVE_TTL_S = 10.0  # ConfluentDecoder remembers an unknown id this long (its default)
+# The running streamer remembers an unknown schema id this long (the setting's default).
+NEGATIVE_TTL_S = float(Settings.model_fields["schema_registry_unknown_id_ttl_s"].default)
 
 
 def _events(tag: str, n: int) -> list[dict[str, Any]]:
@@ -196,6 +199,9 @@ def test_unknown_schema_id_is_dead_lettered_then_replayed_after_registration(
     # A v3 producer wrote with a schema id this registry has not issued yet (registered in
     # another environment, or the registry lost it). The doc makes the content new here.
     v3 = json.loads(V3_SCHEMA.read_text()) | {"doc": f"v3 for test {unique}"}
+    # The streamer registers its output schema at start-up: do it first, with the same
+    # text, so that it takes no id between the prediction and the registration below.
+    client.register_schema(f"{out}-value", Schema(schema_json(scored_schema()), "AVRO"))
     future_id = _next_schema_id(client, unique)
     event = base_event(transaction_id=f"unknown-{unique}", event_time=int(time.time() * 1000))
     _produce(kafka_bootstrap, topic, [(b"card-000001", _confluent_frame(v3, future_id, event))])

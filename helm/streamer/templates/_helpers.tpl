@@ -70,6 +70,7 @@ kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instan
 {{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) }}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret: the name of a Secret with the SASL username and password." }}
 {{- end }}
+{{- include "streamer.validateRegistry" . }}
 {{- $reserved := splitList " " (include "streamer.reservedSettings" .) }}
 {{- range $key, $_ := .Values.settings }}
 {{- if has $key $reserved }}
@@ -77,6 +78,23 @@ kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instan
 {{- end }}
 {{- end }}
 {{- include "streamer.refuseSecrets" . }}
+{{- end }}
+
+{{/* The schema registry: its URL in one place, its credentials only from a Secret. */}}
+{{- define "streamer.validateRegistry" -}}
+{{- $registry := .Values.schemaRegistry }}
+{{- if and $registry.url (hasKey .Values.settings "schema_registry_url") }}
+{{- fail "schemaRegistry.url and settings.schema_registry_url are both set: keep schemaRegistry.url." }}
+{{- end }}
+{{- if regexMatch "://[^/@]*:[^/@]*@" $registry.url }}
+{{- fail "schemaRegistry.url holds a password: keep the URL without credentials and set schemaRegistry.existingSecret (a Secret with user:password)." }}
+{{- end }}
+{{- if and $registry.existingSecret (not (or $registry.url (hasKey .Values.settings "schema_registry_url"))) }}
+{{- fail "schemaRegistry.existingSecret is set but there is no registry URL: set schemaRegistry.url." }}
+{{- end }}
+{{- if hasKey .Values.settings "schema_registry_basic_auth_user_info" }}
+{{- fail "settings.schema_registry_basic_auth_user_info would be stored in a plain ConfigMap: put user:password in a Secret and set schemaRegistry.existingSecret." }}
+{{- end }}
 {{- end }}
 
 {{/* Names that hold secrets: librdkafka's sensitive properties and any name with one of
