@@ -80,6 +80,7 @@ def _streamer(extra_env: dict[str, str], processes: int = 1, workers: int = 1) -
             subprocess.Popen(
                 [sys.executable, "-m", "streamer", "run"],
                 env={**env, "STREAMER_METRICS_PORT": str(first + i * workers)},
+                cwd=source,  # ``-m`` puts the cwd first on sys.path, before PYTHONPATH
             )
             for i in range(processes)
         ]
