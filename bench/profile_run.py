@@ -4,7 +4,7 @@
 fresh topic, starts ``streamer run`` (from ``--source``, default this checkout) under
 ``py-spy record`` (sampling, 100 Hz, native frames off), stops it once every event was
 scored, and prints the functions with the most samples, self and inclusive. The raw
-collapsed stacks stay in ``bench/results/profile-<tag>.txt`` (open in speedscope).
+collapsed stacks stay in ``build/profiles/profile-<tag>.txt`` (open in speedscope).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     tag = uuid.uuid4().hex[:6]
-    out_file = REPO / "bench" / "results" / f"profile-{tag}.txt"
+    out_file = REPO / "build" / "profiles" / f"profile-{tag}.txt"
     with acquire() as stack:
         load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
         admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
