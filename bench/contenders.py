@@ -21,6 +21,7 @@ from typing import Any
 from streamer.dev.devstack.stack import Endpoints
 
 BENCH = Path(__file__).resolve().parent
+OVERRIDES: dict[str, str] = {}  # ``--set NAME=VALUE``: for every streamer contender
 
 
 @dataclass
@@ -70,6 +71,7 @@ def _streamer(extra_env: dict[str, str], processes: int = 1, workers: int = 1) -
                 "STREAMER_MODELS_DIR": str(source / "models"),
                 "PYTHONPATH": str(source),
                 **extra_env,
+                **OVERRIDES,
             }
         )
         if workers > 1:

@@ -38,6 +38,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import contenders  # noqa: E402
 import procstat  # noqa: E402
 import redis  # noqa: E402
 import stages  # noqa: E402
@@ -64,6 +65,8 @@ class Phases:
         self.producer = Producer(
             {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "compression.type": "lz4"}
         )
+        # At a fixed rate each event is sent at once: the upstream's linger is not ours.
+        self.live_producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 0})
         consumer = Consumer(
             {
                 "bootstrap.servers": stack.kafka_bootstrap,
@@ -93,6 +96,10 @@ class Phases:
             len(backlog), 600, self.launched.procs, times=False, on_first=on_first
         )
         cpu = self._cpu()
+        threads: dict[str, float] = {}
+        for proc in self.launched.procs:
+            for name, seconds in procstat.thread_cpu(proc.pid).items():
+                threads[name] = round(threads.get(name, 0.0) + seconds, 2)
         appended = np.array([r[0] for r in rows], dtype=np.float64)
         span_s = (appended.max() - appended.min()) / 1000 if appended.size > 1 else float("nan")
         total_s = (appended.max() - started_ms) / 1000 if appended.size else float("nan")
@@ -104,13 +111,14 @@ class Phases:
             "cpu_s_total": cpu,
             "cpu_us_per_event": 1e6 * cpu / max(len(rows), 1),
             "cpu_us_per_event_steady": 1e6 * (cpu - first.get("cpu", 0.0)) / max(len(rows), 1),
+            "cpu_s_by_thread": threads,
             "complete": len(rows) >= len(backlog),
         }
 
     def fixed_rate(self, events: list[dict[str, Any]], rate: float) -> dict[str, Any]:
         """End-to-end latency and its breakdown at ``rate`` events/s."""
         before = self._scrape()
-        send(self.producer, self.input, events, rate, self.contender.sampled)
+        send(self.live_producer, self.input, events, rate, self.contender.sampled)
         rows: list[Row] = self.collector.collect(len(events), 120, self.launched.procs, times=True)
         after = self._scrape()
         breakdown = stages.per_event(rows)
@@ -224,9 +232,11 @@ def main() -> int:
     parser.add_argument("--half-rate", type=float, default=0.0, help="default: half the first")
     parser.add_argument("--only", action="append", help="only these contenders (name prefix)")
     parser.add_argument("--exact", action="store_true", help="--only names are whole names")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for streamers")
     parser.add_argument("--source", type=Path, default=REPO, help="the streamer tree to run")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
+    contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
     population = make_population(7)
     backlog = generate_events(population, args.events, seed=101, start_ms=0)
     steady = generate_events(population, int(args.rate * args.seconds), seed=202, start_ms=0)
@@ -266,6 +276,7 @@ def main() -> int:
                 "source": str(args.source),
                 "loadavg_before": load,
                 "loadavg_after": os.getloadavg(),
+                "overrides": contenders.OVERRIDES,
                 "events": args.events,
                 "results": results,
             },

@@ -51,3 +51,19 @@ def peak_rss_mb(pid: int) -> list[float]:
             if line.startswith("VmHWM:"):
                 peaks.append(int(line.split()[1]) / 1024)
     return peaks
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (librdkafka's ``rdk:*`` threads, Python's main thread…)
+    over ``pid`` and its live descendants: whose CPU it is, Python's or the client's."""
+    by_name: dict[str, float] = {}
+    for member in family(pid):
+        for task in Path(f"/proc/{member}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            key = name.split("/")[0] if name.startswith("rdk:") else name
+            by_name[key] = by_name.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return by_name
