@@ -57,6 +57,10 @@ def _free(port: int) -> bool:
 def _streamer(extra_env: dict[str, str], processes: int = 1, workers: int = 1) -> Launcher:
     def launch(stack: Endpoints, inp: str, out: str, group: str, source: Path) -> Launched:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER_", "OTEL_"))}
+        # Bytecode cached as in an installed package or image (this VM sets
+        # PYTHONDONTWRITEBYTECODE: every start would compile all modules), outside the tree.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(BENCH.parent / "build" / "pycache")
         env.update(
             {
                 "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
