@@ -71,7 +71,7 @@ def send(
 
 class Collector:
     """Reads a contender's output topic; decodes the times only when asked (the fixed-rate
-    phases): decoding every backlog output would take CPU from the contender."""
+    phases), and only after the phase: decoding while it runs takes CPU from the contender."""
 
     def __init__(self, consumer: Consumer, schema_dirs: list[Path]) -> None:
         self._consumer = consumer
@@ -89,20 +89,21 @@ class Collector:
         times: bool,
         on_first: Callable[[], None] | None = None,
     ) -> list[Row]:
-        out: list[Row] = []
+        raw: list[tuple[int, bytes | None]] = []
         deadline = time.monotonic() + timeout
         while (
-            len(out) < expected
+            len(raw) < expected
             and time.monotonic() < deadline
             and all(p.poll() is None for p in procs)
         ):
             for msg in self._consumer.consume(2000, 0.2):
                 if msg.error():
                     continue
-                if not out and on_first is not None:
+                if not raw and on_first is not None:
                     on_first()
-                out.append((msg.timestamp()[1], *self._times(msg.value(), times)))
-        return out
+                raw.append((msg.timestamp()[1], msg.value() if times else None))
+        # Decoded once the phase is over: decoding while it runs takes CPU from the contender.
+        return [(appended, *self._times(value, times)) for appended, value in raw]
 
     def _times(self, value: bytes | None, times: bool) -> tuple[int, int, int]:
         if not times or not value or value[2:10] not in self._schemas:
