@@ -1,302 +1,225 @@
 """``make bench``: streamer against a raw passthrough and a naive per-event scorer.
 
-All three run on the local stack (real broker, real Redis), one after the other, on the
-same events. Each contender gets its own input topic holding the same pre-encoded backlog,
-then the same events again at a steady rate:
+All contenders run on the local stack (real broker, real Redis), one after the other, on
+the same events. Each gets its own input topic holding the same pre-encoded backlog,
+then the same events again at fixed rates:
 
-- throughput: backlog events / time between the first and last output appended;
-- end-to-end latency: output append time (LogAppendTime, i.e. broker acknowledgement)
-  minus the event time stamped when the event was sent, for the steady-rate events;
-- CPU per event: the contender's CPU time (``/proc``) from its first output to the last
-  output of the backlog, over the events in between (start-up excluded).
+- throughput: backlog events / time between the first and last output appended (steady),
+  and / time from process start to the last output (start-up cost included);
+- CPU per event (the processes' user + system time while draining) and peak RSS per
+  process, read from /proc (``procstat.py``);
+- end-to-end latency at each fixed rate (1,000/s, and half the first contender's steady
+  rate): output append time (LogAppendTime, i.e. broker acknowledgement) minus the event
+  time stamped when the event was sent, with a per-stage breakdown (``stages.py``).
 
-Prints a table with ratios to streamer and writes JSON (bench/results/pipeline.json).
+``--source DIR`` runs another checkout's ``streamer`` (the before numbers) with the same
+flags. Prints tables and writes JSON (bench/results/pipeline.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import random
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-from fastavro import schemaless_reader
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import contenders  # noqa: E402
+import procstat  # noqa: E402
 import redis  # noqa: E402
+import stages  # noqa: E402
+from contenders import CONTENDERS, Contender, Launched  # noqa: E402
+from phases import Collector, Row, send, topics  # noqa: E402
 
-from bench.procstat import cpu_seconds  # noqa: E402
-from streamer.codec.schemas import known_schemas, transaction_schema, without_logical_types  # noqa: E402
-from streamer.codec.wire import make_encoder  # noqa: E402
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
-from streamer.dev.generator import traceparent  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
 from streamer.features.loader import load_command  # noqa: E402
 
-console = Console()
-Procs = list[subprocess.Popen[bytes]]
-Launcher = Callable[[Endpoints, str, str, str], Procs]
+console = Console(width=180)
 
 
-def _streamer(extra_env: dict[str, str], processes: int = 1) -> Launcher:
-    def launch(stack: Endpoints, inp: str, out: str, group: str) -> Procs:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER_", "OTEL_"))}
-        env.update(
+class Phases:
+    """One contender's run: its topics, clients and processes, phase after phase."""
+
+    def __init__(self, stack: Endpoints, contender: Contender, source: Path) -> None:
+        self.stack, self.contender, self.source = stack, contender, source
+        admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+        self.tag = uuid.uuid4().hex[:6]
+        self.input, self.output = f"bench-{self.tag}-in", f"bench-{self.tag}-out"
+        topics(admin, [self.input, self.input + ".dlq"], 3)
+        topics(admin, [self.output], 3, log_append=True)
+        self.producer = Producer(
+            {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "compression.type": "lz4"}
+        )
+        # At a fixed rate each event is sent at once: the upstream's linger is not ours.
+        self.live_producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 0})
+        consumer = Consumer(
             {
-                "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-                "STREAMER_REDIS_URL": stack.redis_url,
-                "STREAMER_INPUT_TOPIC": inp,
-                "STREAMER_OUTPUT_TOPIC": out,
-                "STREAMER_DLQ_TOPIC": inp + ".dlq",
-                "STREAMER_GROUP_ID": group,
-                "STREAMER_INPUT_FORMAT": "single-object",
-                "STREAMER_OUTPUT_FORMAT": "single-object",
-                "STREAMER_LOG_LEVEL": "WARNING",
-                "STREAMER_MODELS_DIR": str(REPO / "models"),
-                "STREAMER_METRICS_PORT": "0",
-                "PYTHONPATH": str(REPO),
-                **extra_env,
+                "bootstrap.servers": stack.kafka_bootstrap,
+                "group.id": f"bench-read-{self.tag}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
             }
         )
-        return [  # each its own static member id: the same id would fence the other
-            subprocess.Popen(
-                [sys.executable, "-m", "streamer", "run"],
-                env={**env, "STREAMER_GROUP_INSTANCE_ID": f"{group}-{i}"},
-            )
-            for i in range(processes)
-        ]
+        consumer.subscribe([self.output])
+        self.consumer = consumer
+        self.collector = Collector(consumer, [REPO / "schemas", source / "schemas"])
+        self.launched = Launched([])
 
-    return launch
+    def drain(self, backlog: list[dict[str, Any]]) -> dict[str, Any]:
+        """Throughput, start-up cost, CPU per event and RSS while draining ``backlog``."""
+        send(self.producer, self.input, backlog, sampled=self.contender.sampled)
+        started_ms = time.time_ns() / 1e6
+        self.launched = self.contender.make()(
+            self.stack, self.input, self.output, f"bench-{self.tag}", self.source
+        )
+        first: dict[str, float] = {}
 
+        def on_first() -> None:
+            first["ms"], first["cpu"] = time.time_ns() / 1e6, self._cpu()
 
-def _script(name: str, *extra: str) -> Launcher:
-    def launch(stack: Endpoints, inp: str, out: str, group: str) -> Procs:
-        args = [
-            "--bootstrap",
-            stack.kafka_bootstrap,
-            "--input",
-            inp,
-            "--output",
-            out,
-            "--group",
-            group,
-        ]
-        if name == "naive.py":
-            args += ["--redis-url", stack.redis_url]
-        return [
-            subprocess.Popen(
-                [sys.executable, str(REPO / "bench" / name), *args, *extra],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        ]
-
-    return launch
-
-
-def _otlp_sink() -> str:
-    """An OTLP/HTTP endpoint that accepts and discards spans: the exporter's cost only."""
-
-    class Sink(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
-
-
-def _traced() -> Launcher:
-    return _streamer(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": _otlp_sink(),
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # the upstream's decision rules
+        rows = self.collector.collect(
+            len(backlog), 600, self.launched.procs, times=False, on_first=on_first
+        )
+        cpu = self._cpu()
+        threads: dict[str, float] = {}
+        for proc in self.launched.procs:
+            for name, seconds in procstat.thread_cpu(proc.pid).items():
+                threads[name] = round(threads.get(name, 0.0) + seconds, 2)
+        appended = np.array([r[0] for r in rows], dtype=np.float64)
+        span_s = (appended.max() - appended.min()) / 1000 if appended.size > 1 else float("nan")
+        total_s = (appended.max() - started_ms) / 1000 if appended.size else float("nan")
+        return {
+            "events": len(rows),
+            "events_per_s": len(rows) / span_s if span_s > 0 else float("nan"),
+            "events_per_s_from_start": len(rows) / total_s if total_s > 0 else float("nan"),
+            "first_output_s": (first.get("ms", float("nan")) - started_ms) / 1000,
+            "cpu_s_total": cpu,
+            "cpu_us_per_event": 1e6 * cpu / max(len(rows), 1),
+            "cpu_us_per_event_steady": 1e6 * (cpu - first.get("cpu", 0.0)) / max(len(rows), 1),
+            "cpu_s_by_thread": threads,
+            "complete": len(rows) >= len(backlog),
         }
-    )
 
+    def fixed_rate(self, events: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+        """End-to-end latency and its breakdown at ``rate`` events/s."""
+        before = self._scrape()
+        send(self.live_producer, self.input, events, rate, self.contender.sampled)
+        rows: list[Row] = self.collector.collect(len(events), 120, self.launched.procs, times=True)
+        after = self._scrape()
+        breakdown = stages.per_event(rows)
+        end_to_end = breakdown.get("end to end", {})
+        return {
+            "rate": rate,
+            "events": len(rows),
+            "p50_ms": end_to_end.get("p50_ms", float("nan")),
+            "p99_ms": end_to_end.get("p99_ms", float("nan")),
+            "per_event": breakdown,
+            "per_batch": stages.per_batch(before, after),
+            "complete": len(rows) >= len(events),
+        }
 
-# name -> (launcher factory, share of input events whose traceparent says "sampled")
-CONTENDERS: dict[str, tuple[Callable[[], Launcher], float]] = {
-    "streamer": (lambda: _streamer({}), 1.0),
-    "streamer, tracing on, 10% sampled upstream": (_traced, 0.1),
-    "streamer, tracing on, all sampled": (_traced, 1.0),
-    # The cost of a challenger scored beside the champion on the same features.
-    "streamer, shadow model": (lambda: _streamer({"STREAMER_SHADOW_MODEL": "fraud-gbt@1"}), 1.0),
-    "streamer, 2 processes": (lambda: _streamer({}, processes=2), 1.0),
-    "streamer, exactly-once": (
-        lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}),
-        1.0,
-    ),
-    "passthrough (ceiling)": (lambda: _script("passthrough.py"), 1.0),
-    "naive per-event": (lambda: _script("naive.py"), 1.0),
-}
+    def stop(self) -> list[float]:
+        """Peak RSS (MB) of each process (read before it exits), then stop everything."""
+        rss = [mb for p in self.launched.procs for mb in procstat.peak_rss_mb(p.pid)]
+        for proc in self.launched.procs:
+            proc.terminate()
+        for proc in self.launched.procs:
+            proc.wait(60)
+        self.consumer.close()
+        return rss
 
+    def _cpu(self) -> float:
+        return sum(procstat.cpu_seconds(p.pid) for p in self.launched.procs)
 
-def _topics(
-    admin: AdminClient, names: list[str], partitions: int, log_append: bool = False
-) -> None:
-    config = {"message.timestamp.type": "LogAppendTime"} if log_append else {}
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config) for n in names]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
-
-
-def _send(
-    producer: Producer,
-    topic: str,
-    events: list[dict[str, Any]],
-    rate: float = 0.0,
-    sampled: float = 1.0,
-) -> None:
-    encoder = make_encoder("single-object", schema=transaction_schema())
-    chooser = random.Random(42)
-    started = time.monotonic()
-    for i, event in enumerate(events):
-        if rate:
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        stamped = {**event, "event_time": time.time_ns() // 1_000_000}
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    encoder.encode(stamped),
-                    event["card_id"],
-                    headers=[("traceparent", traceparent(chooser.random() < sampled))],
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(60)
-
-
-def _collect(
-    consumer: Consumer,
-    expected: int,
-    timeout: float,
-    procs: Procs,
-    *,
-    event_times: bool,
-    cpu: list[tuple[int, float]] | None = None,
-) -> list[tuple[int, int]]:
-    """(append time, event time or 0) of outputs until ``expected`` arrived.
-
-    Event times are decoded only when asked (the latency phase): decoding every backlog
-    output here would take CPU from the contender on this 2-core machine. ``cpu`` gets
-    (outputs so far, the contender's CPU seconds) at the first consume that returned
-    outputs and at the end.
-    """
-    schemas = {fp: without_logical_types(schema) for fp, schema in known_schemas().items()}
-    out: list[tuple[int, int]] = []
-    deadline = time.monotonic() + timeout
-    while (
-        len(out) < expected and time.monotonic() < deadline and all(p.poll() is None for p in procs)
-    ):
-        for msg in consumer.consume(2000, 0.2):
-            if msg.error():
-                continue
-            event_time = 0
-            if event_times:
-                value = msg.value()
-                record = schemaless_reader(io.BytesIO(value[10:]), schemas[value[2:10]], None)
-                event_time = int(record["event_time"])
-            out.append((msg.timestamp()[1], event_time))
-        if cpu is not None and not cpu and out:
-            cpu.append((len(out), cpu_seconds(procs)))
-    if cpu is not None:
-        cpu.append((len(out), cpu_seconds(procs)))
-    return out
+    def _scrape(self) -> tuple[stages.Histograms, dict[str, float]]:
+        merged: tuple[stages.Histograms, dict[str, float]] = ({}, {})
+        for port in self.launched.ports:
+            buckets, sums = stages.scrape(port)
+            for stage, counts in buckets.items():
+                into = merged[0].setdefault(stage, {})
+                for bound, count in counts.items():
+                    into[bound] = into.get(bound, 0.0) + count
+            for stage, total in sums.items():
+                merged[1][stage] = merged[1].get(stage, 0.0) + total
+        return merged
 
 
 def run_contender(
     name: str,
-    launch: Launcher,
+    contender: Contender,
     stack: Endpoints,
     backlog: list[dict[str, Any]],
-    steady: list[dict[str, Any]],
-    rate: float,
-    sampled: float = 1.0,
+    steady: tuple[float, list[dict[str, Any]]],
+    half: Callable[[float], tuple[float, list[dict[str, Any]]]],
+    source: Path,
 ) -> dict[str, Any]:
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    tag = uuid.uuid4().hex[:6]
-    inp, out = f"bench-{tag}-in", f"bench-{tag}-out"
-    _topics(admin, [inp, inp + ".dlq"], 3)
-    _topics(admin, [out], 3, log_append=True)
-    producer = Producer(
-        {"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "compression.type": "lz4"}
-    )
-    _send(producer, inp, backlog, sampled=sampled)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": f"bench-read-{tag}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([out])
+    """Drain, then the fixed rates: ``steady``, and ``half(own max)`` unless skipped."""
+    phases = Phases(stack, contender, source)
     console.print(f"[bold]{name}[/]: draining a backlog of {len(backlog):,} events…")
-    procs = launch(stack, inp, out, f"bench-{tag}")
     try:
-        cpu: list[tuple[int, float]] = []
-        drained = _collect(consumer, len(backlog), 600, procs, event_times=False, cpu=cpu)
-        console.print(f"[bold]{name}[/]: {len(steady):,} events at {rate:,.0f}/s for latency…")
-        _send(producer, inp, steady, rate, sampled)
-        live = _collect(consumer, len(steady), 120, procs, event_times=True)
+        result: dict[str, Any] = {"contender": name, **phases.drain(backlog), "rates": []}
+        rates = [steady]
+        if contender.half_rate and result["complete"]:
+            rates.append(half(result["events_per_s"]))
+        for rate, events in rates:
+            console.print(f"[bold]{name}[/]: {len(events):,} events at {rate:,.0f}/s…")
+            result["rates"].append(phases.fixed_rate(events, rate))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(60)
-        consumer.close()
-    appended = np.array([a for a, _ in drained], dtype=np.float64)
-    latency = np.array([a - e for a, e in live], dtype=np.float64)
-    span_s = (appended.max() - appended.min()) / 1000.0 if appended.size > 1 else float("nan")
-    return {
-        "contender": name,
-        "events": len(drained),
-        "events_per_s": len(drained) / span_s if span_s > 0 else float("nan"),
-        "cpu_us_per_event": _per_event_us(cpu),
-        "latency_events": len(live),
-        "latency_p50_ms": float(np.percentile(latency, 50)) if latency.size else float("nan"),
-        "latency_p99_ms": float(np.percentile(latency, 99)) if latency.size else float("nan"),
-        "complete": len(drained) >= len(backlog) and len(live) >= len(steady),
-    }
+        result["peak_rss_mb"] = phases.stop()
+    result["complete"] = result["complete"] and all(r["complete"] for r in result["rates"])
+    return result
 
 
-def _per_event_us(cpu: list[tuple[int, float]]) -> float:
-    """CPU microseconds per event between the first and the last CPU reading."""
-    if len(cpu) < 2 or cpu[1][0] <= cpu[0][0]:
-        return float("nan")
-    (n0, s0), (n1, s1) = cpu[0], cpu[-1]
-    return 1e6 * (s1 - s0) / (n1 - n0)
+def _report(results: list[dict[str, Any]], title: str) -> None:
+    base = next((r for r in results if r["contender"] == "streamer"), results[0])
+    table = Table(title=title)
+    columns = ("contender", "events/s", "vs streamer", "from start", "first out s", "CPU µs/ev")
+    for column in (*columns, "RSS MB", "p50 / p99 ms at each rate", "complete"):
+        table.add_column(column, justify="left" if column == "contender" else "right")
+    for r in results:
+        r["throughput_vs_streamer"] = r["events_per_s"] / base["events_per_s"]
+        latency = "; ".join(
+            f"{x['rate']:,.0f}/s: {x['p50_ms']:.0f} / {x['p99_ms']:.0f}" for x in r["rates"]
+        )
+        table.add_row(
+            r["contender"],
+            f"{r['events_per_s']:,.0f}",
+            f"{r['throughput_vs_streamer']:.2f}x",
+            f"{r['events_per_s_from_start']:,.0f}",
+            f"{r['first_output_s']:.2f}",
+            f"{r['cpu_us_per_event']:.0f}",
+            "/".join(f"{mb:.0f}" for mb in r["peak_rss_mb"]),
+            latency,
+            "yes" if r["complete"] else "NO",
+        )
+    console.print(table)
+    for r in results:
+        for x in r["rates"]:
+            stages_table = Table(title=f"{r['contender']} at {x['rate']:,.0f}/s")
+            for column in ("span", "p50 ms", "p99 ms"):
+                stages_table.add_column(column)
+            for span, v in {**x["per_event"], **_batch_rows(x["per_batch"])}.items():
+                stages_table.add_row(span, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+            console.print(stages_table)
+
+
+def _batch_rows(per_batch: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {f"{stage} (per batch, mean {v['mean_ms']:.2f})": v for stage, v in per_batch.items()}
 
 
 def main() -> int:
@@ -305,66 +228,56 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=50_000, help="backlog size per contender")
     parser.add_argument("--rate", type=float, default=1_000.0, help="steady rate for latency")
-    parser.add_argument("--seconds", type=float, default=10.0, help="steady-rate duration")
-    parser.add_argument(
-        "--only", action="append", help="run only these contenders (by name prefix)"
-    )
-    parser.add_argument("--exact", action="store_true", help="--only names are exact, not prefixes")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each rate")
+    parser.add_argument("--half-rate", type=float, default=0.0, help="default: half the first")
+    parser.add_argument("--only", action="append", help="only these contenders (name prefix)")
+    parser.add_argument("--exact", action="store_true", help="--only names are whole names")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for streamers")
+    parser.add_argument("--source", type=Path, default=REPO, help="the streamer tree to run")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
+    contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
     population = make_population(7)
     backlog = generate_events(population, args.events, seed=101, start_ms=0)
     steady = generate_events(population, int(args.rate * args.seconds), seed=202, start_ms=0)
-    contenders = {
+    chosen = {
         n: c
         for n, c in CONTENDERS.items()
-        if not args.only or any(n == o or (not args.exact and n.startswith(o)) for o in args.only)
+        if not args.only or any(n == o if args.exact else n.startswith(o) for o in args.only)
     }
-    results = []
+    results: list[dict[str, Any]] = []
+    load = os.getloadavg()
     with acquire() as stack:
         load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
-        for name, (make_launcher, sampled) in contenders.items():
+        fixed: list[float] = [args.half_rate] if args.half_rate else []
+
+        def half(own_max: float) -> tuple[float, list[dict[str, Any]]]:
+            """Half the first contender's maximum, the same rate for all that follow."""
+            fixed.append(fixed[0] if fixed else own_max / 2)
+            count = int(fixed[0] * args.seconds)
+            return fixed[0], generate_events(population, count, seed=303, start_ms=0)
+
+        for name, contender in chosen.items():
             results.append(
-                run_contender(name, make_launcher(), stack, backlog, steady, args.rate, sampled)
+                run_contender(
+                    name, contender, stack, backlog, (args.rate, steady), half, args.source
+                )
             )
-    base = next((r for r in results if r["contender"] == "streamer"), results[0])
-    for r in results:
-        if "tracing on" in r["contender"]:
-            r["tracing_cost_pct"] = 100 * (1 - r["events_per_s"] / base["events_per_s"])
-    table = Table(
-        title=f"{args.events:,}-event backlog; latency at {args.rate:,.0f} events/s "
-        f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on the same machine)"
+    title = (
+        f"{args.events:,}-event backlog, {args.source}; load before {load[0]:.1f} "
+        f"({platform.machine()}, {os.cpu_count()} cores, broker and Redis on this machine)"
     )
-    columns = (
-        "contender",
-        "events/s",
-        "vs streamer",
-        "CPU µs/event",
-        "p50 ms",
-        "p99 ms",
-        "complete",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "contender" else "right")
-    for r in results:
-        r["throughput_vs_streamer"] = r["events_per_s"] / base["events_per_s"]
-        table.add_row(
-            r["contender"],
-            f"{r['events_per_s']:,.0f}",
-            f"{r['throughput_vs_streamer']:.2f}x",
-            f"{r['cpu_us_per_event']:.1f}",
-            f"{r['latency_p50_ms']:.1f}",
-            f"{r['latency_p99_ms']:.1f}",
-            "yes" if r["complete"] else "NO",
-        )
-    console.print(table)
+    _report(results, title)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
             {
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "source": str(args.source),
+                "loadavg_before": load,
+                "loadavg_after": os.getloadavg(),
+                "overrides": contenders.OVERRIDES,
                 "events": args.events,
-                "rate": args.rate,
                 "results": results,
             },
             indent=2,

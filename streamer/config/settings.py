@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         0.0, ge=0, description="size batches for this p99 (0: fixed max_batch_size/max_wait_ms)"
     )
 
+    # Processes
+    workers: int = Field(
+        1, ge=1, le=256, description="stream processes in one group, supervised by one command"
+    )
+
     # Operations
     metrics_port: int = Field(9464, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

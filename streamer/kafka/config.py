@@ -33,7 +33,10 @@ _EOS_TRANSACTION_TIMEOUT_MS = 30_000
 _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 5,
+    # 1 ms, not 5: a micro-batch is produced in one burst, so linger only delays its last
+    # record's send; measured here at 1,000 events/s, the publish-to-acknowledgement median
+    # fell from 9 to 4-5 ms with drain throughput and CPU per event unchanged (bench/).
+    "linger.ms": 1,
     "compression.type": "lz4",
     "delivery.timeout.ms": 120_000,
     # Headroom above the largest accepted input (STREAMER_MAX_MESSAGE_BYTES, 1,000,000) for

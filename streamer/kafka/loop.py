@@ -197,24 +197,18 @@ class StreamLoop:
 
     def _send_all(self, batch: Batch, result: Scored) -> None:
         """Queue every scored record; its trace headers continue its input's trace."""
-        messages = [batch.messages[r] for r in result.rows]
+        rows, records, positions = result.rows, result.records, batch.positions
+        messages = [batch.messages[r] for r in rows]
         headers = self.observer.output_headers(messages) or [trace_headers(m) for m in messages]
-        send, topic, positions = self.publisher.send, self.topics.output, batch.positions
-        payloads = self.encoder.encode_many(result.records)
-        for row, record, payload, output_headers in zip(
-            result.rows, result.records, payloads, headers, strict=True
-        ):
-            source, offset = positions[row]
-            send(
-                topic,
-                record["card_id"],
-                payload,
-                source,
-                offset,
-                headers=output_headers,
-                event_time=record["event_time"],
-                origin=batch.messages[row],
-            )
+        self.publisher.send_many(
+            self.topics.output,
+            [record["card_id"] for record in records],
+            self.encoder.encode_many(records),
+            [positions[r] for r in rows],
+            headers,
+            [record["event_time"] for record in records],
+            messages,
+        )
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         self.publisher.send_dead_letter(msg, rejection)

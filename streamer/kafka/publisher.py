@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
@@ -117,6 +118,37 @@ class Publisher:
         """
         self._produce(topic, key, value, headers, 0, _Output(source, offset, event_time, origin))
 
+    def send_many(
+        self,
+        topic: str,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        positions: Sequence[tuple[TopicPartition, int]],
+        headers: Sequence[Headers | None],
+        event_times: Sequence[int],
+        origins: Sequence[Message],
+    ) -> None:
+        """Queue a batch of scored events (aligned sequences), as ``send`` would each one.
+
+        The hot path: one ``functools.partial`` of plain values per output (no record
+        object), and the slow path (a full queue, a refusal) only when it happens.
+        """
+        produce, delivered = self._producer.produce, self._scored_delivered
+        for key, value, (source, offset), output_headers, event_time, origin in zip(
+            keys, values, positions, headers, event_times, origins, strict=True
+        ):
+            try:
+                produce(
+                    topic,
+                    value,
+                    key,
+                    on_delivery=partial(delivered, source, offset, event_time, origin),
+                    headers=cast(ProducerHeaders, output_headers),  # list is invariant
+                )
+            except (BufferError, KafkaException):  # full queue or refused: the careful path
+                output = _Output(source, offset, event_time, origin)
+                self._produce(topic, key, value, output_headers, 0, output)
+
     def send_dead_letter(self, msg: Message, rejection: Rejection, budget: int = 0) -> None:
         """Queue ``msg`` with why it failed (cut to ``budget`` bytes when given)."""
         target = self._dead_letters
@@ -170,6 +202,25 @@ class Publisher:
                 error = exc.args[0] if exc.args else KafkaError(KafkaError._INVALID_ARG)
                 self._delivered(output, error, None)
                 return
+
+    def _scored_delivered(
+        self,
+        source: TopicPartition,
+        offset: int,
+        event_time: int,
+        origin: Message,
+        err: KafkaError | None,
+        msg: Message | None,
+    ) -> None:
+        """``_delivered`` for a scored event from ``send_many``, without an ``_Output``."""
+        if err is None:
+            self.delivered += 1
+            self._refused_since = None
+            self._tracker.ack(source, offset)
+            if event_time:
+                self._latencies.append(time.time_ns() // 1_000_000 - event_time)
+            return
+        self._delivered(_Output(source, offset, event_time, origin), err, msg)
 
     def _delivered(self, output: _Output, err: KafkaError | None, msg: Message | None) -> None:
         if err is None:

@@ -21,6 +21,7 @@ from streamer.errors import ConfigError, DependencyError
 from streamer.features.redis_client import RedisCredentialsError, check_redis, reachable
 from streamer.observability.health import OpsServer, Probes
 from streamer.observability.tracing import provider_from_env
+from streamer.service import heap
 from streamer.service.assembly import Service, build
 from streamer.service.checks import check_output_schema, check_schema_registry, check_topics
 
@@ -129,6 +130,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         settings.processing_guarantee,
     )
     service.models.start()
+    heap.settle()  # after start-up: the collector never walks what it built again
     try:
         service.loop.run(stop)
     finally:

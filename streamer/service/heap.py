@@ -1,0 +1,30 @@
+"""Keep the garbage collector out of the stream's latency tail.
+
+By the time the loop starts, the process holds some 70,000 long-lived objects (modules,
+pydantic models, the ONNX session, OpenTelemetry, numpy). CPython's full collection walks
+all of them: measured here at 10-300 ms per pass on a loaded 2-core VM, a pause every
+event in the batches around it pays. ``gc.freeze()`` moves them to a permanent
+generation the collector never walks again.
+
+On the stream, nearly every object dies young by reference counting (event and record
+dicts, headers, delivery callbacks), and a generation-0 pass costs in proportion to the
+young objects still alive, not to those allocated. So a high generation-0 threshold means
+fewer passes at no extra cost each: one every ~50,000 net allocations (about a 500-event
+batch) instead of every 700. Cycles are still collected; memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import gc
+
+GEN0_THRESHOLD = 50_000
+
+
+def settle() -> None:
+    """Collect once, freeze what start-up built, and raise the generation-0 threshold.
+
+    Call after start-up (clients, model and telemetry built), before the loop runs."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
