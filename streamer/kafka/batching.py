@@ -10,8 +10,10 @@ target ``T`` the sizer keeps an estimate of what a batch costs, ``fixed + per_ev
   lone event is not held longer than the target allows.
 
 The other half of ``T`` is for the broker's acknowledgement and the producer's linger.
-At high rates batches fill before the wait ends and grow toward the size bound: throughput
-wins; at low rates the wait is short: the tail wins. Pure: the loop reports, then asks.
+At high rates batches fill before the wait ends; a full batch means a backlog, and then the
+next batch may use the whole size bound (waiting in the queue costs more than a big
+batch): throughput wins. At low rates the wait is short: the tail wins. Pure: the loop
+reports, then asks.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ class LatencyTargetSizer:
         self._target_s = target_ms / 1000.0
         self._max, self._min = max_size, min_size
         self._samples: deque[tuple[int, float]] = deque(maxlen=history)
+        self._behind = False
 
-    def report(self, events: int, seconds: float) -> None:
-        """A batch of ``events`` took ``seconds`` from consume to the last produce call."""
+    def report(self, events: int, seconds: float, *, full: bool = False) -> None:
+        """A batch of ``events`` took ``seconds`` from consume to the last produce call;
+        ``full``: it was as large as asked (more is waiting)."""
+        self._behind = full
         if events > 0 and seconds >= 0:
             self._samples.append((events, seconds))
 
@@ -67,7 +72,7 @@ class LatencyTargetSizer:
         fixed, per_event = self.cost()
         budget = self._target_s / 2
         size = int((budget - fixed) / per_event) if budget > fixed else self._min
-        size = min(max(size, self._min), self._max)
+        size = self._max if self._behind else min(max(size, self._min), self._max)
         typical = fixed + per_event * min(size, self._typical())
         wait = max(self._target_s / 4 - typical, 0.0)
         return BatchBounds(size, wait)

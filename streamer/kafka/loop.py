@@ -127,7 +127,9 @@ class StreamLoop:
                 started = time.perf_counter()
                 self.process(messages)
                 if self.sizer is not None:
-                    self.sizer.report(len(messages), time.perf_counter() - started)
+                    self.sizer.report(
+                        len(messages), time.perf_counter() - started, full=len(messages) >= size
+                    )
             self.publisher.poll(0)
         self.commits.tick()
         latencies = self.publisher.take_latencies_ms()

@@ -47,3 +47,12 @@ def test_sizes_stay_within_bounds() -> None:
 def test_a_target_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         LatencyTargetSizer(0)
+
+
+def test_a_backlog_lets_batches_grow_to_the_size_bound() -> None:
+    sizer = _fed(20, 0.002, 30e-6, max_size=5000)
+    small = sizer.bounds().size
+    sizer.report(small, 0.002 + 30e-6 * small, full=True)
+    assert sizer.bounds().size == 5000
+    sizer.report(10, 0.0025)
+    assert sizer.bounds().size < 5000
