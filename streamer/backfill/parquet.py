@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streamer.backfill.records import Conformer
-from streamer.codec.schemas import Schema, transaction_schema
+from streamer.codec.schemas import Schema, scored_schema, transaction_schema
 from streamer.codec.schemas import without_logical_types as plain
 from streamer.errors import ConfigError
 
@@ -59,6 +59,17 @@ def arrow_schema(schema: Schema) -> Any:
     return pa.schema([_arrow_field(f) for f in schema["fields"]])
 
 
+def _enum_names() -> set[str]:
+    """Full and short names of the ScoredEvent's enums, for fields that refer to them."""
+    names: set[str] = set()
+    for field in scored_schema()["fields"]:
+        avro = field["type"]
+        if isinstance(avro, dict) and avro.get("type") == "enum":
+            full = str(avro["name"])
+            names |= {full, full.rsplit(".", 1)[-1]}
+    return names
+
+
 def _arrow_field(field: dict[str, Any]) -> Any:
     avro = field["type"]
     nullable = isinstance(avro, list) and "null" in avro
@@ -69,6 +80,8 @@ def _arrow_field(field: dict[str, Any]) -> Any:
         arrow = pa.timestamp("ms", tz="UTC")
     elif isinstance(avro, dict) and avro.get("type") == "enum":
         arrow = pa.string()
+    elif isinstance(avro, str) and avro in _enum_names():
+        arrow = pa.string()  # a reference to an enum defined earlier (shadow_decision)
     elif isinstance(avro, str) and avro in _primitives():
         arrow = _primitives()[avro]
     else:

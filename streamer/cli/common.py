@@ -74,9 +74,15 @@ def clients(config: Path | None = None, **flags: Any) -> Clients:
     from streamer.observability import logs
 
     loaded = settings(config, **flags)
-    logs.configure(loaded.log_level, json=loaded.log_format == "json")
+    # An operator command speaks in its own lines; the log shows only what went wrong.
+    level = "DEBUG" if STATE["debug"] else max(loaded.log_level, "WARNING", key=_severity)
+    logs.configure(level, json=loaded.log_format == "json")
     quiet_librdkafka(not STATE["debug"])
     return Clients(loaded)
+
+
+def _severity(level: str) -> int:
+    return logging.getLevelName(level) if isinstance(logging.getLevelName(level), int) else 0
 
 
 def quiet_librdkafka(quiet: bool = True) -> None:

@@ -77,6 +77,8 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for chatty in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     librdkafka = logging.getLogger("librdkafka")
     librdkafka.setLevel(max(logging.WARNING, root.level))
     if not any(isinstance(f, Deduplicate) for f in librdkafka.filters):

@@ -32,9 +32,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_inspect_counts_reasons_and_replay_sends_originals_back(bed: Bed) -> None:
     inp, out, dlq = (
-        bed.make_topic("in", partitions=1),
-        bed.make_topic("out"),
-        bed.make_topic("in.dlq", partitions=1),
+        bed.make_topic("single-in", partitions=1),
+        bed.make_topic("single-out"),
+        bed.make_topic("single-in.dlq", partitions=1),
     )
     replayed = bed.make_topic("replayed", partitions=1)
     producer = Producer({"bootstrap.servers": bed.kafka})

@@ -107,6 +107,7 @@ def test_auto_register_off_needs_the_schema_under_the_strategy_subject(
 
     refused = _produce_cli(kafka_bootstrap, schema_registry_url, topic, 5, **settings)
     assert refused.returncode == 3, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     [line] = refused.stderr.strip().splitlines()
     assert f"subject {subjects[strategy]!r}" in line, line
     assert "AUTO_REGISTER" in line, line
