@@ -89,20 +89,15 @@ def provider_from_env(
 
 
 def trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
-    """A message's W3C trace headers (``traceparent``, ``tracestate``), to pass on as they are."""
-    try:
-        raw = msg.headers()
-    except (SystemError, UnicodeDecodeError, ValueError, TypeError):
-        return None  # a header name that is not UTF-8: unreadable, see ``read_headers``
-    if not raw:
+    """A message's W3C trace headers (``traceparent``, ``tracestate``), to pass on as they are.
+
+    Read through ``read_headers``: ``Message.headers()`` can hand back a list with a NULL
+    slot for a header name that is not UTF-8, and touching it crashes the process.
+    """
+    headers = read_headers(msg)
+    if not headers:
         return None
-    pairs = raw if isinstance(raw, list) else read_headers(msg) or []  # dict: hand-made
-    # Per event on the hot path: filter first, convert only what is kept.
-    kept = [
-        (k, v if isinstance(v, bytes) else v.encode())
-        for k, v in pairs
-        if k in _TRACE_HEADERS and v
-    ]
+    kept = [(k, v) for k, v in headers if k in _TRACE_HEADERS and v]
     return kept or None
 
 
