@@ -46,6 +46,7 @@ PERMANENT = frozenset(
 )
 """Errors that reprocessing the same record cannot fix."""
 SMALLEST_LETTER = 1024
+SMALLEST_RETRIES = 8  # sends of the smallest letter before the partition is rewound
 
 
 class DeadLetterRefusedError(StreamerError):
@@ -72,6 +73,7 @@ class _Output:
     origin: Message | None = None  # the input of a scored event
     rejection: Rejection | None = None  # set for a dead letter
     budget: int = 0  # a cut-down dead letter: the size it was cut to
+    attempts: int = 0  # sends of a smallest-size dead letter so far
 
 
 class Publisher:
@@ -149,7 +151,9 @@ class Publisher:
                 output = _Output(source, offset, event_time, origin)
                 self._produce(topic, key, value, output_headers, 0, output)
 
-    def send_dead_letter(self, msg: Message, rejection: Rejection, budget: int = 0) -> None:
+    def send_dead_letter(
+        self, msg: Message, rejection: Rejection, budget: int = 0, attempts: int = 0
+    ) -> None:
         """Queue ``msg`` with why it failed (cut to ``budget`` bytes when given)."""
         target = self._dead_letters
         if target is None:
@@ -160,7 +164,10 @@ class Publisher:
         if budget:
             key, value, headers = truncated(key, value, headers, budget)
         source = (msg.topic() or "", msg.partition() or 0)
-        output = _Output(source, msg.offset() or 0, origin=msg, rejection=rejection, budget=budget)
+        output = _Output(
+            source, msg.offset() or 0, origin=msg, rejection=rejection, budget=budget,
+            attempts=attempts,
+        )  # fmt: skip
         self._produce(target.topic, key, value, headers, max(timestamp, 0), output)
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -254,6 +261,14 @@ class Publisher:
             self.send_dead_letter(output.origin, reason)
             return
         budget = output.budget // 4 if output.budget else self._max_bytes
+        if budget < SMALLEST_LETTER and output.attempts < SMALLEST_RETRIES:
+            # The broker limits a record *batch*: a letter that fits alone can be refused
+            # beside others. Send the smallest again, alone, after a short pause.
+            time.sleep(0.05 * (output.attempts + 1))
+            self.send_dead_letter(
+                output.origin, output.rejection, SMALLEST_LETTER, output.attempts + 1
+            )
+            return
         if budget >= SMALLEST_LETTER:
             self.send_dead_letter(output.origin, output.rejection, budget)
             return
