@@ -91,3 +91,23 @@ def quiet_librdkafka(quiet: bool = True) -> None:
     logger.propagate = not quiet
     if quiet and not logger.handlers:
         logger.addHandler(logging.NullHandler())
+
+
+def topic_command(
+    config: Path | None, topic: str | None, default: str, **flags: Any
+) -> tuple[Clients, str, Any]:
+    """``produce``/``consume``: the clients, the topic (``--topic`` or the setting named by
+    ``default``), checked to exist, and the schema registry client (checked when set)."""
+    from streamer.service.checks import check_kafka, check_schema_registry
+
+    factory = clients(config, require=("kafka_bootstrap_servers",), **flags)
+    s = factory.settings
+    target = topic or str(getattr(s, default))
+    if not target:
+        raise typer.BadParameter(
+            f"give --topic or set STREAMER_{default.upper()}", param_hint="--topic"
+        )
+    check_kafka(factory.admin(), s, {"--topic": target}, errors=factory.errors)
+    registry = factory.schema_registry()
+    check_schema_registry(s, registry)
+    return factory, target, registry

@@ -13,7 +13,13 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from streamer.cli.common import Bootstrap, ConfigFile, RegistryUrl, WireFormatOption, clients
+from streamer.cli.common import (
+    Bootstrap,
+    ConfigFile,
+    RegistryUrl,
+    WireFormatOption,
+    topic_command,
+)
 from streamer.codec.schemas import Schema, known_schemas, load_schema
 from streamer.codec.wire import SINGLE_OBJECT_MAGIC, WireFormat, make_decoder
 from streamer.errors import Rejection
@@ -67,22 +73,15 @@ def consume(
     config: ConfigFile = None,
 ) -> None:
     """Tail a topic, decoded, one JSON object per line (for people, and for jq)."""
-    from streamer.service.checks import check_kafka, check_schema_registry
-
-    factory = clients(
+    factory, target, registry = topic_command(
         config,
+        topic,
+        "output_topic",
         kafka_bootstrap_servers=bootstrap_servers,
         schema_registry_url=schema_registry_url,
         output_format=fmt,
-        require=("kafka_bootstrap_servers",),
     )
     s = factory.settings
-    target = topic or s.output_topic
-    if not target:
-        raise typer.BadParameter("give --topic or set STREAMER_OUTPUT_TOPIC", param_hint="--topic")
-    check_kafka(factory.admin(), s, {"--topic": target}, errors=factory.errors)
-    registry = factory.schema_registry()
-    check_schema_registry(s, registry)
     decoder = _decoder(s.output_format, _reader(schema), registry, s)
     consumer = factory.operator_consumer(
         "tail", **{"auto.offset.reset": "earliest" if from_beginning else "latest"}

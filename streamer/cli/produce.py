@@ -14,7 +14,7 @@ from streamer.cli.common import (
     RegistryUrl,
     Seed,
     WireFormatOption,
-    clients,
+    topic_command,
 )
 
 
@@ -42,22 +42,17 @@ def produce(
     from streamer.codec.schemas import transaction_schema
     from streamer.dev.generator import produce_synthetic
     from streamer.service.assembly import topic_encoder
-    from streamer.service.checks import check_kafka, check_output_schema, check_schema_registry
+    from streamer.service.checks import check_output_schema
 
-    factory = clients(
+    factory, target, registry = topic_command(
         config,
+        topic,
+        "input_topic",
         kafka_bootstrap_servers=bootstrap_servers,
         schema_registry_url=schema_registry_url,
         input_format=fmt,
-        require=("kafka_bootstrap_servers",),
     )
     s = factory.settings
-    target = topic or s.input_topic
-    if not target:
-        raise typer.BadParameter("give --topic or set STREAMER_INPUT_TOPIC", param_hint="--topic")
-    check_kafka(factory.admin(), s, {"--topic": target}, errors=factory.errors)
-    registry = factory.schema_registry()
-    check_schema_registry(s, registry)
     encoder = topic_encoder(s, registry, s.input_format, target, transaction_schema())
     check_output_schema(encoder)
     sent = produce_synthetic(

@@ -20,17 +20,16 @@ from streamer import service
 from streamer.clients import Clients
 from streamer.config.settings import Settings
 from streamer.features.cache import FeatureCache, reachable
-from streamer.model.scorer import Scorer
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
 from streamer.observability.drift import DriftMonitor
 from streamer.observability.metrics import Telemetry
-from streamer.observability.model_collector import ModelCollector, ModelSources
+from streamer.observability.model_collector import ModelCollector
 from streamer.scoring.kernel import Scored, ScoringKernel
 from streamer.serve.batcher import Batcher
 from streamer.serve.batching import Event
 from streamer.serve.metrics import HttpMetrics
 from streamer.serve.publish import AuditPublisher
-from streamer.service.models import ModelSwitch, load_shadow
+from streamer.service.models import ModelSwitch, model_sources, scoring_kernel
 
 NO_SOURCE = (-1, -1)
 """(partition, offset) of a scored record that came over HTTP, not from a topic."""
@@ -107,22 +106,7 @@ def build_runtime(settings: Settings, options: ServeOptions) -> Runtime:
     model = service.load(settings)
     cache = service.feature_cache(clients, model)
     telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
-    kernel = ScoringKernel(
-        model,
-        cache,
-        scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
-        observer=telemetry,
-    )
-    m = settings.models
-    if m.shadow_spec:
-        kernel.use_shadow(load_shadow(m.shadow_spec, m.models_dir, m.onnx_threads))
-    switch = ModelSwitch(
-        kernel,
-        m.models_dir,
-        model_spec=m.spec,
-        shadow_spec=m.shadow_spec,
-        interval_s=m.watch_interval_s,
-    )
+    kernel, switch = scoring_kernel(settings, model, cache, telemetry)
     publisher = AuditPublisher.from_settings(clients) if options.publish else None
     built: list[Runtime] = []  # the runtime owns the batcher; metrics read it once built
     sources = Sources(
@@ -135,17 +119,9 @@ def build_runtime(settings: Settings, options: ServeOptions) -> Runtime:
         outputs_refused=lambda: publisher.refused if publisher else 0,
         rewinds=lambda: 0,
     )
-    model_sources = ModelSources(
-        model=lambda: (kernel.stamp.name, kernel.stamp.version),
-        shadow=lambda: (
-            (kernel.shadow.stamp.name, kernel.shadow.stamp.version) if kernel.shadow else None
-        ),
-        swaps=lambda: switch.swaps,
-        refused=lambda: dict(switch.refused),
-        shadow_failures=lambda: kernel.shadow_failures,
-    )
     registry = registry_for(
-        StreamerCollector(telemetry, sources), ModelCollector(telemetry, model_sources)
+        StreamerCollector(telemetry, sources),
+        ModelCollector(telemetry, model_sources(kernel, switch)),
     )
     http = HttpMetrics(registry)
     runtime = Runtime(

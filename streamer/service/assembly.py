@@ -31,16 +31,15 @@ from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import DeadLetterTopic, Publisher
 from streamer.kafka.transactions import Transactions
 from streamer.model.registry import LoadedModel, load_model
-from streamer.model.scorer import Scorer
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
 from streamer.observability.drift import DriftMonitor
 from streamer.observability.metrics import Telemetry
-from streamer.observability.model_collector import ModelCollector, ModelSources
+from streamer.observability.model_collector import ModelCollector
 from streamer.observability.observer import Observer, Observers
 from streamer.observability.progress import ProgressLog
 from streamer.observability.tracing import TracingObserver
 from streamer.scoring.kernel import ScoringKernel
-from streamer.service.models import ModelSwitch, load_shadow
+from streamer.service.models import ModelSwitch, model_sources, scoring_kernel
 
 
 @dataclass
@@ -165,22 +164,7 @@ def build(
     observer = Observers(observers)
     registry = clients.schema_registry()
     cache = feature_cache(clients, model)
-    kernel = ScoringKernel(
-        model,
-        cache,
-        scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
-        observer=observer,
-    )
-    m = settings.models
-    if m.shadow_spec:
-        kernel.use_shadow(load_shadow(m.shadow_spec, m.models_dir, m.onnx_threads))
-    switch = ModelSwitch(
-        kernel,
-        m.models_dir,
-        model_spec=m.spec,
-        shadow_spec=m.shadow_spec,
-        interval_s=m.watch_interval_s,
-    )
+    kernel, switch = scoring_kernel(settings, model, cache, observer)
     producer, consumer = clients.producer(), clients.consumer()
     tracker = OffsetTracker()
     publisher = Publisher(
@@ -218,17 +202,9 @@ def build(
         outputs_refused=lambda: publisher.refused,
         rewinds=lambda: loop.commits.rewinds,
     )
-    model_sources = ModelSources(
-        model=lambda: (kernel.stamp.name, kernel.stamp.version),
-        shadow=lambda: (
-            (kernel.shadow.stamp.name, kernel.shadow.stamp.version) if kernel.shadow else None
-        ),
-        swaps=lambda: switch.swaps,
-        refused=lambda: dict(switch.refused),
-        shadow_failures=lambda: kernel.shadow_failures,
-    )
     metrics = registry_for(
-        StreamerCollector(telemetry, sources), ModelCollector(telemetry, model_sources)
+        StreamerCollector(telemetry, sources),
+        ModelCollector(telemetry, model_sources(kernel, switch)),
     )
     return Service(
         loop,

@@ -14,11 +14,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from streamer.config.settings import Settings
+from streamer.model.metadata import LoadedModel
 from streamer.model.mlflow_watcher import watcher_for
 from streamer.model.registry import is_path_spec, load_model
 from streamer.model.scorer import Scorer
 from streamer.model.watcher import ModelWatcher, Ready, Refused
-from streamer.scoring.kernel import ScoringKernel, ShadowModel
+from streamer.observability.model_collector import ModelSources
+from streamer.observability.observer import Observer
+from streamer.scoring.kernel import FeatureSource, ScoringKernel, ShadowModel
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +111,40 @@ class ModelSwitch:
             refused.version,
             refused.reason,
         )
+
+
+def scoring_kernel(
+    settings: Settings, model: LoadedModel, features: FeatureSource, observer: Observer
+) -> tuple[ScoringKernel, ModelSwitch]:
+    """The kernel every deployment scores with (the stream, ``serve``): the model, its
+    shadow when one is set, and the switch that keeps both on what their specs name."""
+    kernel = ScoringKernel(
+        model,
+        features,
+        scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
+        observer=observer,
+    )
+    m = settings.models
+    if m.shadow_spec:
+        kernel.use_shadow(load_shadow(m.shadow_spec, m.models_dir, m.onnx_threads))
+    switch = ModelSwitch(
+        kernel,
+        m.models_dir,
+        model_spec=m.spec,
+        shadow_spec=m.shadow_spec,
+        interval_s=m.watch_interval_s,
+    )
+    return kernel, switch
+
+
+def model_sources(kernel: ScoringKernel, switch: ModelSwitch) -> ModelSources:
+    """What the model metrics read at scrape time."""
+    return ModelSources(
+        model=lambda: (kernel.stamp.name, kernel.stamp.version),
+        shadow=lambda: (
+            (kernel.shadow.stamp.name, kernel.shadow.stamp.version) if kernel.shadow else None
+        ),
+        swaps=lambda: switch.swaps,
+        refused=lambda: dict(switch.refused),
+        shadow_failures=lambda: kernel.shadow_failures,
+    )
