@@ -156,7 +156,7 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
             redis_breaker_cooldown_s="1",
             **topics,
         )
-        rate, seconds = 400, 24
+        rate, seconds = 400, 30  # well past Redis's return: events after it
         events = generate_events(make_population(7, 3000, 300), rate * seconds, seed=9, start_ms=0)
         encoder = make_encoder("single-object", schema=transaction_schema())
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})

@@ -199,14 +199,15 @@ def test_unknown_schema_id_is_dead_lettered_then_replayed_after_registration(
     # A v3 producer wrote with a schema id this registry has not issued yet (registered in
     # another environment, or the registry lost it). The doc makes the content new here.
     v3 = json.loads(V3_SCHEMA.read_text()) | {"doc": f"v3 for test {unique}"}
-    # The streamer registers its output schema at start-up: do it first, with the same
-    # text, so that it takes no id between the prediction and the registration below.
+    # The streamer registers its output schema at start-up: let it finish starting before
+    # the prediction, so that it takes no id between the prediction and the registration.
     client.register_schema(f"{out}-value", Schema(schema_json(scored_schema()), "AVRO"))
+    proc = _start(tmp_path, run_settings, schema_registry_url)
+    log = tmp_path / "streamer.log"
+    wait_until(lambda: "assigned" in log.read_text(), 60, "the streamer consuming", proc)
     future_id = _next_schema_id(client, unique)
     event = base_event(transaction_id=f"unknown-{unique}", event_time=int(time.time() * 1000))
     _produce(kafka_bootstrap, topic, [(b"card-000001", _confluent_frame(v3, future_id, event))])
-
-    proc = _start(tmp_path, run_settings, schema_registry_url)
     try:
         wait_until(lambda: _dlq_size(kafka_bootstrap, dlq) == 1, 60, "a dead letter", proc)
         missed_at = time.monotonic()
