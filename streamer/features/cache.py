@@ -26,13 +26,10 @@ from streamer.features.redis_client import (
     REDIS_ERRORS,
     ErrorKind,
     classify,
-    make_redis_client,
     reachable,
 )
 
-# make_redis_client and reachable moved to redis_client; still importable from here.
-__all__ = ["FEATURE_STATUSES", "CacheStats", "FeatureCache", "Features", "feature_status",
-           "make_redis_client", "reachable"]  # fmt: skip
+__all__ = ["FEATURE_STATUSES", "CacheStats", "FeatureCache", "Features", "feature_status"]
 
 log = logging.getLogger(__name__)
 

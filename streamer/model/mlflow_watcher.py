@@ -12,6 +12,7 @@ once, like an alias that no longer resolves, and the current model keeps scoring
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from streamer.errors import StreamerError
 from streamer.model import mlflow_registry
@@ -23,25 +24,11 @@ class MlflowWatcher(ModelWatcher):
     """A ``ModelWatcher`` whose spec is ``models:/name@alias`` (or a fixed version)."""
 
     def __init__(
-        self,
-        spec: str,
-        models_dir: Path,
-        *,
-        interval_s: float = 5.0,
-        current_version: str | None = None,
-        warm_rows: int = 256,
-        intra_op_threads: int = 1,
+        self, spec: str, models_dir: Path, *, current_version: str | None = None, **options: Any
     ) -> None:
         self._parsed = mlflow_registry.parse_spec(spec)
         current = current_version or mlflow_registry.resolve_version(spec)
-        super().__init__(
-            spec,
-            models_dir,
-            interval_s=interval_s,
-            current_version=current,
-            warm_rows=warm_rows,
-            intra_op_threads=intra_op_threads,
-        )
+        super().__init__(spec, models_dir, current_version=current, **options)
 
     def _poll_locked(self) -> bool:
         try:

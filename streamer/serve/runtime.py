@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 from streamer import service
 from streamer.clients import Clients
 from streamer.config.settings import Settings
-from streamer.features.cache import FeatureCache, reachable
+from streamer.features.cache import FeatureCache
+from streamer.features.redis_client import reachable
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
 from streamer.observability.drift import DriftMonitor
 from streamer.observability.metrics import Telemetry

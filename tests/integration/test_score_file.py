@@ -211,7 +211,8 @@ def test_redis_lost_midway_leaves_no_output_behind(
     from streamer import ScoringKernel, load_model
     from streamer.backfill import score_file
     from streamer.features.breaker import CircuitBreaker
-    from streamer.features.cache import FeatureCache, make_redis_client
+    from streamer.features.cache import FeatureCache
+    from streamer.features.redis_client import make_redis_client
 
     model = load_model("fraud-gbt", REPO / "models")
 
