@@ -11,16 +11,20 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# A C compiler for the Avro codec's C part (streamer/codec/_native.c); only this stage has it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # pyproject.toml and README.md (its readme) first: dependency changes rebuild this layer.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY streamer/ streamer/
 RUN pip install --upgrade pip \
  && pip install ".[serve,mlflow]" \
  && pip check \
- && streamer version
+ && streamer version | tee /dev/stderr | grep -q "Avro codec C)"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=dev

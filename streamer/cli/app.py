@@ -62,11 +62,16 @@ def version() -> None:
 
     import confluent_kafka
 
+    from streamer.codec import native
+
+    codec = (
+        "C" if native.available() else "Python only: streamer was installed without a C compiler"
+    )
     typer.echo(
         f"streamer {__version__} (confluent-kafka {installed('confluent-kafka')}, "
         f"librdkafka {confluent_kafka.libversion()[0]}, "
         f"onnxruntime {installed('onnxruntime')}, fastavro {installed('fastavro')}, "
-        f"python {sys.version.split()[0]})"
+        f"python {sys.version.split()[0]}, Avro codec {codec})"
     )
 
 

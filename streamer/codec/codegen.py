@@ -3,7 +3,8 @@
 ``reader_for(writer, reader)`` and ``encoder_for(schema)`` turn the source written by
 ``decoder_gen.py`` / ``encoder_gen.py`` into functions with ``compile()``, once per schema
 pair (cached by the schemas' full JSON, defaults and aliases included, since they change
-the result). The source is kept on the function (``__source__``) for whoever debugs it.
+the result). The source is kept on the function (``__source__``) for whoever debugs it. Where the C
+codec applies (``native.py``), it is returned in front of the generated function.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from copy import deepcopy
 from functools import lru_cache
 from typing import Any
 
-from streamer.codec import runtime
+from streamer.codec import native, runtime
 from streamer.codec.decoder_gen import DecoderSource
 from streamer.codec.encoder_gen import EncoderSource
 from streamer.codec.schemas import Schema, schema_json
@@ -61,7 +62,7 @@ def _reader(_writer_json: str, _reader_json: str, writer: _Key, reader: _Key) ->
     source = generator.source()
     name = f"<avro decoder {writer.schema['name']} -> {reader.schema['name']}>"
     function: ReadFn = _compile(source, name, generator.constants)["decode"]
-    return function
+    return native.decoder(writer.schema, reader.schema, function)
 
 
 @lru_cache(maxsize=64)
@@ -70,7 +71,7 @@ def _encoder(_schema_json: str, schema: _Key) -> EncodeFn:
     source = generator.source()
     name = f"<avro encoder {schema.schema['name']}>"
     function: EncodeFn = _compile(source, name, generator.constants)["encode"]
-    return function
+    return native.encoder(schema.schema, function)
 
 
 def _compile(source: str, filename: str, constants: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def _compile(source: str, filename: str, constants: dict[str, Any]) -> dict[str,
 
 def source_of(function: Callable[..., Any]) -> str:
     """The generated source of a codec function (for debugging and tests)."""
-    return str(getattr(function, "__source__", ""))
+    generated = getattr(function, "fallback", function)  # the C codec in front of it
+    return str(getattr(generated, "__source__", ""))
 
 
 __all__ = ["EncodeFn", "ReadFn", "encoder_for", "reader_for", "source_of"]

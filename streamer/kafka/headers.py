@@ -33,8 +33,7 @@ _REMEMBERED = 100_000  # unreadable records remembered (a tuple each), oldest fo
 
 def read_headers(msg: Message) -> Headers | None:
     """(name, bytes) pairs, None values as empty bytes; None when the client cannot read them."""
-    position = (msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1])
-    if position in _UNREADABLE:
+    if _UNREADABLE and _position(msg) in _UNREADABLE:  # none so far: nothing to look up
         return None
     try:
         raw = msg.headers() or []
@@ -44,9 +43,13 @@ def read_headers(msg: Message) -> Headers | None:
     except (SystemError, UnicodeDecodeError, ValueError, TypeError):
         broken = True
     if broken:  # a NULL slot in the list: never touch it
-        _remember(position)
+        _remember(_position(msg))
         return None
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
+
+
+def _position(msg: Message) -> _Position:
+    return (msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1])
 
 
 def _remember(position: _Position) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from string import ascii_uppercase
 from typing import Any
 
 from streamer.errors import Rejection
@@ -25,12 +26,50 @@ _IDS = ("transaction_id", "card_id", "merchant_id")
 _OPTIONAL_IDS = ("terminal_id", "acquirer_id", "device_id")
 
 
+_ALPHA2 = frozenset(a + b for a in ascii_uppercase for b in ascii_uppercase)
+_MAX_MINOR = {c: MAX_AMOUNT_MAJOR * 10 ** currency_exponent(c) for c in KNOWN_CURRENCIES}
+"""The largest amount in minor units per currency: ``amount_minor / 10**exponent`` at most
+``MAX_AMOUNT_MAJOR``, as an exact integer bound."""
+
+
 def _reject(error_class: str, message: str) -> Rejection:
     return Rejection(error_class, message, "validate")
 
 
 def validate(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
     """None when the event is fit to score, else why not."""
+    try:
+        if _plausible(event, now_ms):
+            return None
+    except (KeyError, TypeError):
+        pass
+    return _problem(event, now_ms)
+
+
+def _plausible(e: Mapping[str, Any], now_ms: int) -> bool:
+    """Every check at once, for the events that pass them all (nearly every one): one
+    expression costs a third of ``_problem``'s walk. True only where ``_problem`` finds
+    nothing; anything else (a failed check, an unusual type) is left to ``_problem``."""
+    amount, terminal, acquirer, device = (
+        e["amount_minor"], e.get("terminal_id"), e.get("acquirer_id"), e.get("device_id")
+    )  # fmt: skip
+    return bool(
+        0 < len(e["transaction_id"]) <= MAX_ID_LENGTH
+        and 0 < len(e["card_id"]) <= MAX_ID_LENGTH
+        and 0 < len(e["merchant_id"]) <= MAX_ID_LENGTH
+        and (terminal is None or len(terminal) <= MAX_ID_LENGTH)
+        and (acquirer is None or len(acquirer) <= MAX_ID_LENGTH)
+        and (device is None or len(device) <= MAX_ID_LENGTH)
+        and amount.__class__ is int
+        and 0 < amount <= _MAX_MINOR.get(e["currency"], 0)
+        and MIN_EVENT_TIME_MS <= e["event_time"] <= now_ms + MAX_FUTURE_MS
+        and 0 <= e["mcc"] <= 9999
+        and e["merchant_country"] in _ALPHA2
+    )
+
+
+def _problem(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
+    """The first check ``event`` fails, in a fixed order, or None."""
     for field in _IDS:
         if not event[field]:
             return _reject("MissingId", f"{field} is empty")

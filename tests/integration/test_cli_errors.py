@@ -326,6 +326,7 @@ def test_version_prints_full_versions() -> None:
     assert result.returncode == 0
     for library in ("confluent-kafka", "librdkafka", "onnxruntime", "fastavro", "python"):
         assert re.search(rf"{library} \d+\.\d+\.\d+", result.stdout), result.stdout
+    assert "Avro codec C)" in result.stdout  # `make setup` built the C codec
 
 
 def test_models_list_shows_a_tampered_models_problem(tmp_path: Path) -> None:

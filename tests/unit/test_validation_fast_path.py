@@ -1,0 +1,79 @@
+"""``validate`` answers most events with one expression (``_plausible``) and the rest with
+the check-by-check walk (``_problem``). The shortcut must never pass an event the walk
+rejects: drawn here around every bound the checks have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.features.reference import KNOWN_CURRENCIES
+from streamer.scoring.validation import (
+    MAX_FUTURE_MS,
+    MAX_ID_LENGTH,
+    MIN_EVENT_TIME_MS,
+    _problem,
+    validate,
+)
+from streamer.testing import sample_event
+
+NOW = 1_764_000_000_000
+
+
+def _ids() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.text(min_size=0, max_size=3),
+        st.integers(MAX_ID_LENGTH - 1, MAX_ID_LENGTH + 1).map(lambda n: "x" * n),
+        st.none(),
+        st.integers(),
+    )
+
+
+EVENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "transaction_id": _ids(),
+    "card_id": _ids(),
+    "merchant_id": _ids(),
+    "terminal_id": _ids(),
+    "acquirer_id": _ids(),
+    "device_id": _ids(),
+    "currency": st.sampled_from([*sorted(KNOWN_CURRENCIES)[:5], "JPY", "BHD", "XXX", "", "eur"]),
+    "amount_minor": st.one_of(
+        st.integers(-2, 3),
+        st.sampled_from([10**9, 10**10 - 1, 10**10, 10**10 + 1, 10**11, 2**63 - 1]),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+    ),
+    "event_time": st.one_of(
+        st.sampled_from(
+            [MIN_EVENT_TIME_MS - 1, MIN_EVENT_TIME_MS, NOW, NOW + MAX_FUTURE_MS]
+            + [NOW + MAX_FUTURE_MS + 1, 0, -1]
+        ),
+        st.integers(),
+    ),
+    "mcc": st.one_of(st.sampled_from([-1, 0, 5411, 9999, 10_000]), st.integers()),
+    "merchant_country": st.sampled_from(["DE", "de", "D", "DEU", "D1", "ÄÖ", "", "ZZ", "Dé"]),
+}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(sorted(EVENT_FIELDS)), st.none(), max_size=4).flatmap(
+        lambda keys: st.fixed_dictionaries({k: EVENT_FIELDS[k] for k in keys})
+    ),
+    dropped=st.sets(st.sampled_from(["terminal_id", "acquirer_id", "device_id"])),
+)
+def test_the_shortcut_agrees_with_the_checks(changes: dict[str, Any], dropped: set[str]) -> None:
+    event = sample_event(**changes)
+    for field in dropped:
+        event.pop(field)
+    try:
+        expected = _problem(event, NOW)
+    except (TypeError, KeyError, AttributeError) as exc:  # the walk itself fails on it
+        try:
+            validate(event, NOW)
+        except type(exc):
+            return
+        raise AssertionError("validate answered what the walk raises on") from exc
+    assert validate(event, NOW) == expected
