@@ -1,7 +1,8 @@
 """Publishing: scored events and dead letters, asynchronously; delivery reports drive commits.
 
-Each output carries its input's topic-partition and offset to its delivery report, so a
-broker acknowledgement marks exactly that input done in the ``OffsetTracker``.
+Each output's delivery report finds its input's topic-partition and offset (a scored
+event by its bytes, a dead letter through its callback), so a broker acknowledgement
+marks exactly that input done in the ``OffsetTracker``.
 
 A failure is either retriable (a timeout, a broker restarting: the input is reprocessed,
 its partition rewound) or permanent for that record (too large, invalid, refused by the
@@ -76,6 +77,40 @@ class _Output:
     attempts: int = 0  # sends of a smallest-size dead letter so far
 
 
+_Scored = tuple[TopicPartition, int, int, Message]  # source, offset, event time, input
+
+
+class _Pending:
+    """Scored events queued and not yet reported on, by their bytes.
+
+    A scored event's bytes name its input (source partition and offset, times), so they
+    identify it among those queued; the same bytes twice (one input scored twice within a
+    millisecond, after a rewind) are the same input, so either report may take either.
+    """
+
+    def __init__(self) -> None:
+        self._one: dict[bytes, _Scored] = {}
+        self._more: dict[bytes, list[_Scored]] = {}  # the same bytes queued again
+
+    def __len__(self) -> int:
+        return len(self._one) + sum(len(more) for more in self._more.values())
+
+    def add(self, value: bytes, scored: _Scored) -> None:
+        if self._one.setdefault(value, scored) is not scored:
+            self._more.setdefault(value, []).append(scored)
+
+    def take(self, value: bytes | None) -> _Scored | None:
+        if value is None:
+            return None
+        if self._more and value in self._more:
+            more = self._more[value]
+            scored = more.pop()
+            if not more:
+                del self._more[value]
+            return scored
+        return self._one.pop(value, None)
+
+
 class Publisher:
     """Wraps one ``Producer``; acknowledgements and failures go to the offset tracker."""
 
@@ -101,6 +136,7 @@ class Publisher:
         self.refused = 0
         self.fatal: StreamerError | None = None
         self._latencies: list[int] = []
+        self._pending = _Pending()
 
     def send(
         self,
@@ -132,10 +168,12 @@ class Publisher:
     ) -> None:
         """Queue a batch of scored events (aligned sequences), as ``send`` would each one.
 
-        The hot path: one ``functools.partial`` of plain values per output (no record
-        object), and the slow path (a full queue, a refusal) only when it happens.
+        The hot path: every output shares one delivery callback (a ``functools.partial``
+        per output cost more than the rest of its delivery report), which finds what it
+        reports on by the output's bytes (``_Pending``); the slow path (a full queue, a
+        refusal) only when it happens.
         """
-        produce, delivered = self._producer.produce, self._scored_delivered
+        produce, delivered, pending = self._producer.produce, self._on_scored, self._pending
         for key, value, (source, offset), output_headers, event_time, origin in zip(
             keys, values, positions, headers, event_times, origins, strict=True
         ):
@@ -144,12 +182,14 @@ class Publisher:
                     topic,
                     value,
                     key,
-                    on_delivery=partial(delivered, source, offset, event_time, origin),
+                    on_delivery=delivered,
                     headers=cast(ProducerHeaders, output_headers),  # list is invariant
                 )
             except (BufferError, KafkaException):  # full queue or refused: the careful path
                 output = _Output(source, offset, event_time, origin)
                 self._produce(topic, key, value, output_headers, 0, output)
+                continue
+            pending.add(value, (source, offset, event_time, origin))
 
     def send_dead_letter(
         self, msg: Message, rejection: Rejection, budget: int = 0, attempts: int = 0
@@ -176,6 +216,11 @@ class Publisher:
     def flush(self, timeout: float) -> int:
         """Wait for outstanding deliveries; returns how many are still unacknowledged."""
         return int(self._producer.flush(timeout))
+
+    @property
+    def unreported(self) -> int:
+        """Scored events queued by ``send_many`` whose delivery report has not come yet."""
+        return len(self._pending)
 
     def take_latencies_ms(self) -> list[int]:
         """Event time to acknowledgement of the outputs acknowledged since the last call."""
@@ -210,16 +255,13 @@ class Publisher:
                 self._delivered(output, error, None)
                 return
 
-    def _scored_delivered(
-        self,
-        source: TopicPartition,
-        offset: int,
-        event_time: int,
-        origin: Message,
-        err: KafkaError | None,
-        msg: Message | None,
-    ) -> None:
-        """``_delivered`` for a scored event from ``send_many``, without an ``_Output``."""
+    def _on_scored(self, err: KafkaError | None, msg: Message) -> None:
+        """The delivery report of a scored event queued by ``send_many``."""
+        found = self._pending.take(msg.value())
+        if found is None:  # cannot happen: every such output was registered when queued
+            log.error("delivery report for an output never queued: %s", err and err.str())
+            return
+        source, offset, event_time, origin = found
         if err is None:
             self.delivered += 1
             self._refused_since = None

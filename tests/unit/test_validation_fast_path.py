@@ -31,6 +31,7 @@ def _ids() -> st.SearchStrategy[Any]:
     )
 
 
+EDGE_TIMES = (MIN_EVENT_TIME_MS - 1, MIN_EVENT_TIME_MS, 0, -1, NOW, NOW + MAX_FUTURE_MS)
 EVENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "transaction_id": _ids(),
     "card_id": _ids(),
@@ -46,10 +47,7 @@ EVENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
         st.booleans(),
     ),
     "event_time": st.one_of(
-        st.sampled_from(
-            [MIN_EVENT_TIME_MS - 1, MIN_EVENT_TIME_MS, NOW, NOW + MAX_FUTURE_MS]
-            + [NOW + MAX_FUTURE_MS + 1, 0, -1]
-        ),
+        st.sampled_from([*EDGE_TIMES, NOW + MAX_FUTURE_MS + 1]),
         st.integers(),
     ),
     "mcc": st.one_of(st.sampled_from([-1, 0, 5411, 9999, 10_000]), st.integers()),
