@@ -56,33 +56,84 @@ def requests(n: int, port: int) -> list[bytes]:
     return out
 
 
-async def _exchange(conn: Any, request: bytes) -> tuple[float, float]:
+IDLE_S = 2.0
+"""A pooled connection idle longer than this is closed, not reused: under any server's
+keep-alive timeout (uvicorn's default is 5 s), so the client never races the server's close."""
+
+
+class Pool:
+    """Keep-alive connections to one port: the most recently used first, none idle too long.
+
+    A reused connection can still have been closed by the server (a restart, a limit); a
+    request that got no byte of response on it is sent once more on a fresh connection,
+    as HTTP clients do for a stale pooled connection.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: list[tuple[Any, float]] = []
+        self.opened = 0
+        self.retried = 0
+
+    async def _connect(self) -> Any:
+        self.opened += 1
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def _take(self) -> tuple[Any, bool]:
+        while self.idle:
+            conn, since = self.idle.pop()
+            if time.perf_counter() - since < IDLE_S and not conn[0].at_eof():
+                return conn, True
+            conn[1].close()
+        return await self._connect(), False
+
+    async def exchange(self, request: bytes) -> tuple[float, float]:
+        conn, reused = await self._take()
+        started = time.perf_counter()
+        try:
+            head, body_read = await _exchange(conn, request)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            conn[1].close()
+            if not reused:
+                raise
+            self.retried += 1
+            conn = await self._connect()
+            head, body_read = await _exchange(conn, request)
+        client_ms = (time.perf_counter() - started) * 1000
+        self.idle.append((conn, time.perf_counter()))
+        server = re.search(rb"server-timing: app;dur=([\d.]+)", head, re.I)
+        assert b" 200 " in head.split(b"\r\n", 1)[0], head + body_read
+        return client_ms, float(server.group(1)) if server else float("nan")
+
+    async def fill(self, n: int) -> None:
+        for _ in range(n):
+            self.idle.append((await self._connect(), time.perf_counter()))
+
+    def close(self) -> None:
+        for conn, _ in self.idle:
+            conn[1].close()
+        self.idle.clear()
+
+
+async def _exchange(conn: Any, request: bytes) -> tuple[bytes, bytes]:
     reader, writer = conn
-    started = time.perf_counter()
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
-    await reader.readexactly(length)
-    client_ms = (time.perf_counter() - started) * 1000
-    server = re.search(rb"server-timing: app;dur=([\d.]+)", head, re.I)
-    assert b" 200 " in head.split(b"\r\n", 1)[0], head
-    return client_ms, float(server.group(1)) if server else float("nan")
+    return head, await reader.readexactly(length)
 
 
 async def open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
     """Poisson arrivals at ``rate``/s; a pool of keep-alive connections grows as needed."""
     reqs = requests(int(rate * seconds), port)
-    idle: list[Any] = []
+    pool = Pool(port)
     results: list[tuple[float, float]] = []
     late = 0
 
     async def one(request: bytes) -> None:
-        conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
-        results.append(await _exchange(conn, request))
-        idle.append(conn)
+        results.append(await pool.exchange(request))
 
-    for _ in range(8):
-        idle.append(await asyncio.open_connection("127.0.0.1", port))
+    await pool.fill(8)
     tasks = []
     rng = random.Random(1)
     start = time.perf_counter()
@@ -97,6 +148,7 @@ async def open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
         tasks.append(asyncio.create_task(one(request)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
+    pool.close()
     client = np.array([r[0] for r in results])
     server = np.array([r[1] for r in results])
     pct = lambda a, q: round(float(np.percentile(a, q)), 3)  # noqa: E731
@@ -104,6 +156,8 @@ async def open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
         "requests": len(results),
         "achieved_rps": round(len(results) / elapsed, 1),
         "sent_late_over_5ms": late,
+        "connections_opened": pool.opened,
+        "resent_on_closed_connection": pool.retried,
         "server_ms": {"p50": pct(server, 50), "p99": pct(server, 99), "max": pct(server, 100)},
         "client_ms": {"p50": pct(client, 50), "p99": pct(client, 99), "max": pct(client, 100)},
     }
