@@ -6,6 +6,9 @@
 2. Closed loop with ``wrk`` (Debian's package) at ``--connections``: the maximum sustained
    requests/s of one worker, batching on (``--batch-wait-ms 2``) against off (``--max-batch 1``).
 
+Both phases also report the server's CPU per request (from /proc) and its mean kernel batch
+(from its ``streamer_batch_size`` metric): on one GIL, latency follows that CPU.
+
 Usage: python bench/serve.py [--redis-url URL] [--rate 500] [--seconds 20]
 (or REDIS_URL; `make dev-up && source .dev/env` starts one). JSON to --out.
 """
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from streamer.dev import synth  # noqa: E402
 from streamer.dev.devstack.processes import free_port  # noqa: E402
 from streamer.features.loader import load_feature_set, synthetic_features  # noqa: E402
@@ -181,10 +186,37 @@ def wrk(port: int, body: bytes, connections: int, seconds: int) -> dict[str, Any
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", out))
     non2xx = int(re.search(r"non2xx=(\d+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non_2xx": non2xx}
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "requests": done, "p50": lat.get("50"), "p99": lat.get("99"),
+            "non_2xx": non2xx}  # fmt: skip
 
 
-def serve(stack: ExitStack, redis_url: str, *args: str) -> int:
+def _batches(port: int) -> tuple[float, float]:
+    """The server's kernel calls and events so far (``streamer_batch_size`` count, sum)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found = dict(re.findall(r"^streamer_batch_size_(count|sum) ([\d.e+]+)$", text, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+def run_open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
+    return asyncio.run(open_loop(port, rate, seconds))
+
+
+def measured(port: int, pid: int, run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``run(*args)``'s figures plus the server's CPU per request and its mean kernel batch."""
+    cpu_before, (calls_before, events_before) = cpu_seconds(pid), _batches(port)
+    result = run(*args)
+    cpu = cpu_seconds(pid) - cpu_before
+    calls, events = _batches(port)
+    calls, events = calls - calls_before, events - events_before
+    result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result["requests"], 1), 3)
+    result["mean_batch"] = round(events / calls, 2) if calls else None
+    return result
+
+
+def serve(stack: ExitStack, redis_url: str, *args: str) -> tuple[int, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env |= {"STREAMER_REDIS_URL": redis_url, "STREAMER_REDIS_KEY_PREFIX": PREFIX,
@@ -198,7 +230,7 @@ def serve(stack: ExitStack, redis_url: str, *args: str) -> int:
             import httpx
 
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return port
+                return port, proc.pid
         except httpx.TransportError:
             time.sleep(0.2)
     raise SystemExit("streamer serve did not start")
@@ -221,18 +253,23 @@ def main() -> None:
         client = redis.Redis.from_url(redis_url)
         load_feature_set(client, PREFIX, synthetic_features(7, int(time.time() * 1000)))
         body = requests(1, 0)[0].split(b"\r\n\r\n", 1)[1]
-        report: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
-                                  "load_average": os.getloadavg()}  # fmt: skip
+        report: dict[str, Any] = {
+            "at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
+            "command": " ".join(["python", *sys.argv]),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        }
         for name, flags in (("batching_on", ()), ("batching_off", ("--max-batch", "1"))):
-            port = serve(stack, redis_url, *flags)
+            port, pid = serve(stack, redis_url, *flags)
             report[name] = {
-                "open_loop": asyncio.run(open_loop(port, args.rate, args.seconds)),
-                "wrk": wrk(port, body, args.connections, int(args.seconds)),
+                "open_loop": measured(port, pid, run_open_loop, port, args.rate, args.seconds),
+                "wrk": measured(port, pid, wrk, port, body, args.connections, int(args.seconds)),
             }
             print(name, json.dumps(report[name]), flush=True)
         keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
+    report["load_average_end"] = os.getloadavg()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
