@@ -12,24 +12,23 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from opentelemetry.trace import Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
 from streamer import __version__
 from streamer.errors import Rejection
 from streamer.model.registry import list_models
 from streamer.serve import auth, responses
-from streamer.serve.middleware import BodyLimit, Telemetry
+from streamer.serve.middleware import BodyLimit, DirectRoute, Telemetry
 from streamer.serve.runtime import Runtime
 from streamer.serve.schema import to_event, transaction_request
 from streamer.serve.tracing import trace_tag
@@ -79,8 +78,12 @@ def create_app(runtime: Runtime, tracer: Tracer | None = None) -> FastAPI:
         # double them and cost a provider lookup per request even when off.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    _scoring_routes(app, runtime)
+    score = _scoring_routes(app, runtime)
     _operations_routes(app, runtime)
+    # Innermost first. /v1/score goes past FastAPI's routing (DirectRoute): the hot path;
+    # its FastAPI route documents it.
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/score")
+    app.add_middleware(DirectRoute, route=route, endpoint=score)
     app.add_middleware(BodyLimit, limit=runtime.options.max_body_bytes)
     app.add_middleware(Telemetry, metrics=runtime.http, tracer=tracer)
     return app
@@ -106,7 +109,8 @@ def _denied(runtime: Runtime, request: Request) -> Response | None:
     return response
 
 
-def _scoring_routes(app: FastAPI, runtime: Runtime) -> None:
+def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    """The scoring routes on ``app``; returns the /v1/score endpoint for ``DirectRoute``."""
     event_model = transaction_request()
     batch_model = _batch_model(event_model, runtime.options.max_request_events)
     one = TypeAdapter(event_model)
@@ -134,12 +138,6 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> None:
         decided("rejected" if isinstance(outcome, Rejection) else outcome["decision"])
         return responses.outcome_response(outcome, rid, redis_required=redis_required)
 
-    # FastAPI's route above documents /v1/score (OpenAPI, /docs); this plain Starlette
-    # route, matched first, serves it with the same function minus FastAPI's per-request
-    # endpoint machinery (dependency solving, exit stacks), which cost about as much
-    # Python time as the route's own work (see "Performance" in the README).
-    app.router.routes.insert(0, _PlainRoute("/v1/score", score, methods=["POST"]))
-
     @app.post("/v1/score:batch", responses=_ERRORS, openapi_extra=_body(batch_model))
     async def score_batch(request: Request) -> Response:
         """Score up to --max-request-events events; one result per event, in order."""
@@ -163,6 +161,8 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> None:
                 decided(outcome["decision"])
                 results.append({"status": "scored", **responses.scored_body(outcome)})
         return responses.json({"request_id": rid, "results": results}, 200, rid)
+
+    return score
 
 
 def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
@@ -224,17 +224,6 @@ def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
     async def metrics() -> Response:
         """Prometheus text: the stream's kernel metrics plus HTTP request metrics."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class _PlainRoute(Route):
-    """A Starlette route that names itself in the scope, as FastAPI's routes do: the
-    telemetry middleware labels metrics and spans with ``scope["route"].path``."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match != Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
 
 
 def _batch_model(event_model: type[BaseModel], limit: int) -> type[BaseModel]:

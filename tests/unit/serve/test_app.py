@@ -21,7 +21,9 @@ def app() -> FastAPI:
     return create_app(build_runtime(settings, ServeOptions()))
 
 
-def _call(app: FastAPI, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+def _call(
+    app: FastAPI, method: str, path: str, body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -39,7 +41,7 @@ def _call(app: FastAPI, method: str, path: str) -> tuple[int, dict[str, str], by
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -68,3 +70,20 @@ def test_requests_are_labelled_with_their_route(app: FastAPI) -> None:
     served = 'http_route="/v1/score"' in metrics and 'http_response_status_code="405"' in metrics
     assert served, "the plain route in front of FastAPI's must name itself"
     assert 'http_response_status_code="405",http_route="unmatched"' not in metrics
+
+
+def test_score_route_answers_past_fastapi_routing_with_its_telemetry(app: FastAPI) -> None:
+    status, headers, body = _call(app, "POST", "/v1/score", b'{"transaction_id": ')
+    assert status == 422
+    assert body.startswith(b'{"error_class":"InvalidJson"')
+    assert headers["x-request-id"]
+    assert headers["server-timing"].startswith("app;dur=")
+    metrics = _call(app, "GET", "/metrics")[2].decode()
+    assert 'http_response_status_code="422",http_route="/v1/score"' in metrics
+    assert 'streamer_serve_decisions_total{decision="rejected"}' in metrics
+
+
+def test_score_route_keeps_the_body_limit(app: FastAPI) -> None:
+    status, headers, body = _call(app, "POST", "/v1/score", b"x" * 1_000_001)
+    assert (status, headers["connection"]) == (413, "close")
+    assert b"Oversized" in body
