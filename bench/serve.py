@@ -4,7 +4,8 @@
    on raw keep-alive connections, requests pre-serialized): client latency and the server's
    own (its ``Server-Timing: app;dur=`` header) percentiles.
 2. Closed loop with ``wrk`` (Debian's package) at ``--connections``: the maximum sustained
-   requests/s of one worker, batching on (``--batch-wait-ms 2``) against off (``--max-batch 1``).
+   requests/s of one worker, batching on (``--batch-wait-ms 2``) against off (``--max-batch 1``),
+   and batching with no window (``--batch-wait-ms 0``: a batch is what queued meanwhile).
 
 Both phases also report the server's CPU per request (from /proc) and its mean kernel batch
 (from its ``streamer_batch_size`` metric): on one GIL, latency follows that CPU.
@@ -43,6 +44,11 @@ from streamer.dev.devstack.processes import free_port  # noqa: E402
 from streamer.features.loader import load_feature_set, synthetic_features  # noqa: E402
 
 PREFIX = "bench-serve:"
+CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("batching_on", ()),  # the defaults: a 2 ms window, up to 256 events
+    ("batching_no_window", ("--batch-wait-ms", "0")),  # only what queued while it scored
+    ("batching_off", ("--max-batch", "1")),
+)
 
 
 def requests(n: int, port: int) -> list[bytes]:
@@ -259,7 +265,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }
-        for name, flags in (("batching_on", ()), ("batching_off", ("--max-batch", "1"))):
+        for name, flags in CONFIGS:
             port, pid = serve(stack, redis_url, *flags)
             report[name] = {
                 "open_loop": measured(port, pid, run_open_loop, port, args.rate, args.seconds),
