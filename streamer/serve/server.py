@@ -27,6 +27,7 @@ from streamer.errors import ConfigError
 from streamer.observability.tracing import provider_from_env
 from streamer.serve.app import create_app
 from streamer.serve.runtime import ServeOptions, build_runtime
+from streamer.service import heap
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
         options.publish,
         len(options.api_keys),
     )
+    heap.settle()  # as the stream does: no full collection walks the start-up heap again
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
