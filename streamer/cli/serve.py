@@ -37,6 +37,14 @@ def serve(
     graceful_timeout_s: Annotated[
         float, typer.Option(min=0, help="How long SIGTERM waits for in-flight requests.")
     ] = 30.0,
+    keep_alive_s: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="How long an idle keep-alive connection stays open; keep it above the "
+            "idle timeout of the callers' connection pools and load balancers.",
+        ),
+    ] = 75,
     config: ConfigFile = None,
 ) -> None:
     """Score over HTTP (FastAPI) with the stream's kernel, features, model and thresholds."""
@@ -63,5 +71,6 @@ def serve(
         publish=publish,
         api_keys=read_api_keys(api_keys_file) if api_keys_file else frozenset(),
         graceful_timeout_s=graceful_timeout_s,
+        keep_alive_s=keep_alive_s,
     )
     run_server(loaded, options)

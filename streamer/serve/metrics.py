@@ -49,7 +49,26 @@ class HttpMetrics:
             registry=registry,
         )
 
+        # Labelled children by label values: ``labels()`` costs more than the observation.
+        self._observed: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        self._decided: dict[str, Counter] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.duration.labels(method, route, code).observe(seconds)
-        self.requests.labels(route, code).inc()
+        """One request answered: its duration and its status."""
+        key = (method, route, status)
+        children = self._observed.get(key)
+        if children is None:
+            code = str(status)
+            children = self._observed[key] = (
+                self.duration.labels(method, route, code),
+                self.requests.labels(route, code),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
+
+    def decided(self, decision: str) -> None:
+        """One event answered with ``decision`` (or ``rejected``)."""
+        child = self._decided.get(decision)
+        if child is None:
+            child = self._decided[decision] = self.decisions.labels(decision)
+        child.inc()

@@ -1,5 +1,5 @@
-"""ASGI middleware around the API: telemetry (server span, metrics, Server-Timing) and the
-request body limit.
+"""ASGI middleware around the API: telemetry (server span, metrics, Server-Timing), the
+request body limit, and the direct path of the scoring route.
 
 Written as plain ASGI rather than taken from opentelemetry-instrumentation-asgi: that
 package still emits the old HTTP attribute names unless an opt-in variable is set, and
@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.requests import Request
+from starlette.responses import Response
 
 from streamer.serve.metrics import HttpMetrics
 
@@ -170,3 +172,34 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class DirectRoute:
+    """Hands ``POST <route.path>`` straight to its endpoint, past the routing underneath.
+
+    Inside the telemetry and body limit, so those still apply; FastAPI's exception
+    middleware, exit stacks, router and endpoint wrapper are skipped: on the scoring route
+    they cost about as much Python time per request as the route's own work, on a process
+    whose one GIL both HTTP and scoring share. The endpoint takes a ``Request`` and returns
+    a ``Response`` (no dependencies, no exceptions of FastAPI's kind); the FastAPI route of
+    the same path documents it in the OpenAPI schema and is the one named in the scope.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        route: Any,
+        endpoint: Callable[[Request], Awaitable[Response]],
+    ) -> None:
+        self.app = app
+        self.route = route
+        self.path = str(route.path)
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path and scope["method"] == "POST":
+            scope["route"] = self.route
+            response = await self.endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

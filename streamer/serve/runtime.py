@@ -50,6 +50,7 @@ class ServeOptions:
     api_keys: frozenset[str] = field(default_factory=frozenset)
     graceful_timeout_s: float = 30.0
     probe_stale_s: float = 30.0
+    keep_alive_s: int = 75
 
 
 @dataclass

@@ -90,7 +90,7 @@ def transaction_request() -> type[BaseModel]:
 
 def to_event(request: BaseModel) -> dict[str, Any]:
     """The decoded-Avro dict the kernel scores: every field, timestamps as epoch ms."""
-    event = dict(request)
+    event = dict(vars(request))  # the fields (extra="forbid"), without BaseModel.__iter__
     for name, value in event.items():
         if isinstance(value, datetime):
             event[name] = _epoch_ms(value)

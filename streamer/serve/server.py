@@ -5,6 +5,12 @@ The socket is bound here, before uvicorn starts, so a port in use is one clear l
 in-flight requests finish (up to ``graceful_timeout_s``), then the lifespan drains the
 batcher and flushes the audit producer. Scale with processes (pods), not threads: the
 kernel is GIL-bound.
+
+Idle keep-alive connections stay open for ``keep_alive_s`` (75 s), not uvicorn's 5 s: an
+authorization gateway keeps a pool of connections, and when the server closes one just as
+the caller reuses it, that authorization fails (the caller sees the connection close
+before any response). Closing first is the caller's job, so the server's timeout must
+outlast the pools' and load balancers' idle timeouts (commonly 60 s), as nginx's 75 s does.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import socket
 
 import uvicorn
+from fastapi import FastAPI
 
 from streamer import __version__
 from streamer.config.settings import Settings
@@ -20,6 +27,7 @@ from streamer.errors import ConfigError
 from streamer.observability.tracing import provider_from_env
 from streamer.serve.app import create_app
 from streamer.serve.runtime import ServeOptions, build_runtime
+from streamer.service import heap
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: FastAPI, options: ServeOptions) -> uvicorn.Config:
+    """How uvicorn runs the API: our logging, no access log, the keep-alive and grace periods."""
+    return uvicorn.Config(
+        app,
+        log_config=None,  # our structured logging (observability.logs) stays in charge
+        access_log=False,
+        timeout_graceful_shutdown=int(options.graceful_timeout_s),
+        timeout_keep_alive=options.keep_alive_s,
+        server_header=False,
+        lifespan="on",
+    )
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Build the runtime from settings and serve until SIGTERM/SIGINT."""
     runtime = build_runtime(settings, options)
@@ -48,14 +69,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     tracer = provider.get_tracer("streamer.serve", __version__) if provider else None
     app = create_app(runtime, tracer)
     sock = bind(options.host, options.port)
-    config = uvicorn.Config(
-        app,
-        log_config=None,  # our structured logging (observability.logs) stays in charge
-        access_log=False,
-        timeout_graceful_shutdown=int(options.graceful_timeout_s),
-        server_header=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, options)
     log.info(
         "serving %s@%s on %s:%d (batch window %s ms, max batch %d, publish %s, api keys %d)",
         runtime.kernel.stamp.name,
@@ -67,6 +81,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
         options.publish,
         len(options.api_keys),
     )
+    heap.settle()  # as the stream does: no full collection walks the start-up heap again
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
