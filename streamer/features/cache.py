@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import redis
 
 from streamer.features.breaker import CircuitBreaker
@@ -116,10 +117,8 @@ class FeatureCache:
     def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features:
         """Features for each event; never raises for a Redis problem (degrades instead)."""
         n = len(card_ids)
-        cards, card_inverse = np.unique(np.asarray(card_ids, dtype=object), return_inverse=True)
-        merchants, merchant_inverse = np.unique(
-            np.asarray(merchant_ids, dtype=object), return_inverse=True
-        )
+        cards, card_inverse = _distinct(card_ids)
+        merchants, merchant_inverse = _distinct(merchant_ids)
         blobs = self._mget(cards, merchants)
         if blobs is None:
             self.stats.lookups["card", "degraded"] += len(cards)
@@ -164,7 +163,7 @@ class FeatureCache:
         self._recovered()
         return True
 
-    def _mget(self, cards: np.ndarray, merchants: np.ndarray) -> list[bytes | None] | None:
+    def _mget(self, cards: Sequence[str], merchants: Sequence[str]) -> list[bytes | None] | None:
         if not self.breaker.allow():
             return None
         keys = [card_key(self._prefix, c) for c in cards]
@@ -214,3 +213,11 @@ class FeatureCache:
     def ping(self) -> bool:
         """True when Redis answers now (for start-up checks)."""
         return reachable(self._client)
+
+
+def _distinct(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp]]:
+    """The distinct ids in first-seen order, and each id's index among them (one Redis key
+    per distinct id; a dict beats ``np.unique``'s sort of Python strings at any size)."""
+    index: dict[str, int] = {}
+    inverse = [index.setdefault(i, len(index)) for i in ids]
+    return list(index), np.asarray(inverse, dtype=np.intp)

@@ -138,3 +138,38 @@ def test_monitor_keeps_one_window_per_version(v2: ModelMetadata) -> None:
 def test_bad_window_settings_are_refused(v2: ModelMetadata, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="window"):
         WindowedDrift(v2, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("window", [{"window_s": 60.0}, {"window_s": None, "window_events": 400}])
+def test_small_batches_binned_together_read_as_if_binned_one_by_one(
+    v2: ModelMetadata, window: dict[str, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 1-7 rows wait to be binned together; the clock moves while they wait,
+    across sub-buckets and past the window, and every reading matches binning each at once."""
+    import streamer.observability.drift as drift_module
+
+    rng = np.random.default_rng(11)
+    batches = []
+    for _ in range(600):
+        n = int(rng.integers(1, 8))
+        times = (14 * HOUR_MS + rng.integers(0, 8 * HOUR_MS, n)).astype(np.int64)
+        batches.append((times, rng.random(n), rng.random((n, len(v2.feature_names))) * 50))
+
+    def readings(flush_rows: int) -> list[tuple[dict[str, float], int]]:
+        monkeypatch.setattr(drift_module, "FLUSH_ROWS", flush_rows)
+        clock = [0.0]
+        drift = WindowedDrift(v2, now=lambda: clock[0], min_events=10, **window)  # type: ignore[arg-type]
+        out = []
+        for i, batch in enumerate(batches):
+            drift.observe(*batch)
+            clock[0] += 0.7
+            if i % 37 == 0:
+                reading = drift.read()
+                out.append((reading.psi, reading.events))
+        return out
+
+    together, one_by_one = readings(256), readings(1)
+    assert [events for _, events in together] == [events for _, events in one_by_one]
+    for (a, _), (b, _) in zip(together, one_by_one, strict=True):
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
