@@ -88,6 +88,9 @@ def sample_scored(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "processing_latency_ms": 4.0,
             "source_partition": i % 12,
             "source_offset": 1_000_000 + i,
+            "shadow_score": None,
+            "shadow_decision": None,
+            "shadow_model_version": None,
         }
         for i, e in enumerate(events)
     ]
