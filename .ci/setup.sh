@@ -52,11 +52,17 @@ system_packages() {
   command -v mvn >/dev/null || missing+=(maven)
   # kcat sends header names that are not UTF-8 (the hostile-message tests need it).
   command -v kcat >/dev/null || missing+=(kcat)
+  # A C compiler for the Avro codec's C part (streamer/codec/_native.c), built by pip.
+  command -v cc >/dev/null || missing+=(gcc libc6-dev)
   local py
   if ! py="$(python_for_venv)"; then
     missing+=(python3 python3-venv)
   elif ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
+  fi
+  if [[ -n "${py:-}" ]] && ! "$py" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+    missing+=(python3-dev)  # the C codec includes Python.h
   fi
   if [[ "${SETUP_SKIP_GO_TOOLS:-}" != 1 ]] && ! find_go && ! command -v go >/dev/null; then
     missing+=(golang-go)
@@ -76,7 +82,8 @@ python_env() {
   local py stamp want
   py="$(python_for_venv)" || die "Python >= 3.11 is needed (python3 --version is older)"
   stamp="$venv/.setup-stamp"
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
+  # What the install builds from: the C codec is compiled by pip, so its source counts too.
+  want="$(cat pyproject.toml setup.py streamer/codec/_native.c | sha256sum | cut -d' ' -f1) [$extras]"
   if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
