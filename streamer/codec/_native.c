@@ -584,6 +584,109 @@ static PyObject *codec_encode(PyObject *obj, PyObject *const *args, size_t nargs
     return out != NULL ? out : call_fallback(self, args, nargsf, kwnames);
 }
 
+/* The value of field ``j`` in row ``i``: a list holds one per row, a 1-tuple one for all. */
+static inline PyObject *column_value(PyObject *column, Py_ssize_t i) {
+    return PyList_CheckExact(column) ? PyList_GET_ITEM(column, i) : PyTuple_GET_ITEM(column, 0);
+}
+
+/* Row ``i`` as the dict the generated encoder takes (for the fallback). */
+static PyObject *row_dict(const Node *root, PyObject *columns, Py_ssize_t i) {
+    PyObject *row = _PyDict_NewPresized(root->n);
+    if (row == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < root->n; j++) {
+        if (PyDict_SetItem(row, root->names[j], column_value(PyTuple_GET_ITEM(columns, j), i)) < 0) {
+            Py_DECREF(row);
+            return NULL;
+        }
+    }
+    return row;
+}
+
+/* encode_columns(columns, n, header) -> [header + record's Avro binary for each row]
+ *
+ * ``columns`` holds one entry per field of the top record, in its order: a list of ``n``
+ * values or a 1-tuple of the value of every row. A row the C code does not answer is
+ * built as a dict and given to the generated encoder (which may raise). */
+static PyObject *codec_encode_columns(PyObject *obj, PyObject *const *args, Py_ssize_t nargs) {
+    Codec *self = (Codec *)obj;
+    const Node *root = self->root;
+    if (nargs != 3 || self->vectorcall != codec_encode || root->kind != K_RECORD ||
+        !PyTuple_CheckExact(args[0]) ||
+        PyTuple_GET_SIZE(args[0]) != root->n || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_columns(columns: tuple, n: int, header: bytes) of a record codec");
+        return NULL;
+    }
+    PyObject *columns = args[0], *header = args[2];
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n must not be negative");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < root->n; j++) {
+        PyObject *column = PyTuple_GET_ITEM(columns, j);
+        int ok = PyList_CheckExact(column) ? PyList_GET_SIZE(column) == n
+                                           : PyTuple_CheckExact(column) && PyTuple_GET_SIZE(column) == 1;
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "column %zd is neither a list of %zd values nor a 1-tuple", j, n);
+            return NULL;
+        }
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    Buffer b;
+    b.p = b.inline_;
+    b.cap = sizeof b.inline_;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *bytes = NULL;
+        b.len = 0;
+        int failed = put(&b, PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header)) < 0;
+        for (Py_ssize_t j = 0; j < root->n && !failed; j++) {
+            failed = encode_node(root->kids[j], column_value(PyTuple_GET_ITEM(columns, j), i), &b) < 0;
+        }
+        if (!failed) {
+            bytes = PyBytes_FromStringAndSize(b.p, b.len);
+        } else {
+            PyErr_Clear();
+            PyObject *row = row_dict(root, columns, i);
+            if (row != NULL) {
+                PyObject *call[2] = {row, header};
+                bytes = PyObject_Vectorcall(self->fallback, call, 2, NULL);
+                Py_DECREF(row);
+            }
+        }
+        if (bytes == NULL) {
+            if (b.p != b.inline_) PyMem_Free(b.p);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, bytes);
+    }
+    if (b.p != b.inline_) PyMem_Free(b.p);
+    return out;
+}
+
+/* The top record's field names (None for a codec of another type). */
+static PyObject *codec_fields(PyObject *obj, void *closure) {
+    const Node *root = ((Codec *)obj)->root;
+    if (root->kind != K_RECORD) Py_RETURN_NONE;
+    PyObject *names = PyTuple_New(root->n);
+    if (names == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < root->n; j++) PyTuple_SET_ITEM(names, j, Py_NewRef(root->names[j]));
+    return names;
+}
+
+static PyMethodDef codec_methods[] = {
+    {"encode_columns", (PyCFunction)(void (*)(void))codec_encode_columns, METH_FASTCALL,
+     "encode_columns(columns, n, header) -> list of bytes (an encoder of a record)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef codec_getset[] = {
+    {"fields", codec_fields, NULL, "the top record's field names, in order", NULL},
+    {NULL},
+};
+
 static void codec_dealloc(PyObject *obj) {
     Codec *self = (Codec *)obj;
     node_free(self->root);
@@ -607,6 +710,8 @@ static PyTypeObject CodecType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "An Avro decoder or encoder for one schema; see the module docstring.",
     .tp_members = codec_members,
+    .tp_methods = codec_methods,
+    .tp_getset = codec_getset,
 };
 
 static PyObject *codec_new(PyObject *spec, PyObject *fallback, vectorcallfunc call) {

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from streamer.codec.codegen import EncodeFn, encoder_for
+from streamer.codec.columns import Column, records_of
 from streamer.codec.framing import (
     SINGLE_OBJECT_MAGIC,
     SchemaRegistry,
@@ -56,6 +57,24 @@ class Encoder:
             return [encode(record, header) for record in records]
         except (KeyError, AttributeError, struct.error) as exc:
             raise _not_fitting(exc) from exc
+
+    def encode_columns(self, columns: Mapping[str, Column], n: int) -> list[bytes]:
+        """``encode_many`` of ``n`` records given as columns (a list holds one value per
+        record, a 1-tuple one for all): the C encoder reads them with no dict per record."""
+        encode = self._encode
+        fields: tuple[str, ...] | None = getattr(encode, "fields", None)
+        if fields is None or not columns.keys() >= set(fields):
+            return self.encode_many(records_of(columns, n))
+        header = self._header
+        if header is None:
+            header = self._header = self._make_header()
+        try:
+            out: list[bytes] = encode.encode_columns(  # type: ignore[attr-defined]
+                tuple(columns[name] for name in fields), n, header
+            )
+        except (KeyError, AttributeError, struct.error) as exc:
+            raise _not_fitting(exc) from exc
+        return out
 
 
 def _not_fitting(exc: Exception) -> Exception:

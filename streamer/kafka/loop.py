@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streamer.codec.columns import Column
 from streamer.errors import ConfigError, Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
 from streamer.kafka.batching import LatencyTargetSizer
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 class Encoder(Protocol):
     def encode(self, record: dict[str, Any]) -> bytes: ...
     def encode_many(self, records: list[dict[str, Any]]) -> list[bytes]: ...
+    def encode_columns(self, columns: Mapping[str, Column], n: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -199,16 +201,16 @@ class StreamLoop:
 
     def _send_all(self, batch: Batch, result: Scored) -> None:
         """Queue every scored record; its trace headers continue its input's trace."""
-        rows, records, positions = result.rows, result.records, batch.positions
+        rows, columns, positions = result.rows, result.columns, batch.positions
         messages = [batch.messages[r] for r in rows]
         headers = self.observer.output_headers(messages) or [trace_headers(m) for m in messages]
         self.publisher.send_many(
             self.topics.output,
-            [record["card_id"] for record in records],
-            self.encoder.encode_many(records),
+            columns["card_id"],
+            self.encoder.encode_columns(columns, len(rows)),
             [positions[r] for r in rows],
             headers,
-            [record["event_time"] for record in records],
+            columns["event_time"],
             messages,
         )
 

@@ -142,7 +142,7 @@ class Telemetry(Observer):
         version = result.model.version
         self._scored(version, result.scores, result.decision_counts())
         self.feature_status.update(result.status_counts())
-        times = result.event_times_ms() if result.records else None
+        times = result.event_times_ms() if result.rows else None
         if times is not None and result.loaded is not None and result.matrix is not None:
             self.drift.observe(result.loaded.metadata, times, result.scores, result.matrix)
         shadow = result.shadow

@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from streamer.codec.columns import Column, records_of
 from streamer.errors import Rejection
 from streamer.features.cache import DEGRADED, FEATURE_STATUSES, Features
 from streamer.features.engineering import assemble, event_columns
@@ -27,7 +29,7 @@ from streamer.model.scorer import Scorer
 from streamer.observability.observer import Observer
 from streamer.scoring.containment import StageError, run_contained
 from streamer.scoring.decisions import DECISIONS, counts, decide
-from streamer.scoring.records import ModelStamp, ShadowResult, scored_records
+from streamer.scoring.records import ModelStamp, ShadowResult, scored_columns
 from streamer.scoring.validation import validate
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,13 @@ class ShadowModel:
 class Scored:
     """What the kernel made of a batch: the scored rows and why the others were not scored.
 
-    ``rows`` index the events given to ``ScoringKernel.score``; ``records``, ``scores``,
-    ``decisions`` and ``statuses`` are aligned with ``rows``.
+    ``rows`` index the events given to ``ScoringKernel.score``; ``columns`` (the scored
+    events, see ``records.scored_columns``), ``scores``, ``decisions`` and ``statuses`` are
+    aligned with ``rows``; ``records`` are the scored events as dicts, made when asked for.
     """
 
     rows: list[int]
-    records: list[dict[str, Any]]
+    columns: dict[str, Column]
     rejected: list[tuple[int, Rejection]]
     scores: npt.NDArray[np.float64]
     decisions: npt.NDArray[np.int8]
@@ -83,8 +86,12 @@ class Scored:
     matrix: npt.NDArray[np.float32] | None = None  # the model's input, aligned with rows
     loaded: LoadedModel | None = None  # the model that scored (its metadata: references)
 
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        return records_of(self.columns, len(self.rows))
+
     def event_times_ms(self) -> npt.NDArray[np.int64]:
-        return np.fromiter((r["event_time"] for r in self.records), np.int64, len(self.records))
+        return np.asarray(self.columns["event_time"], dtype=np.int64)
 
     @property
     def degraded(self) -> bool:
@@ -175,7 +182,7 @@ class ScoringKernel:
         matrix, shadow_matrix = matrices.joined()
         shadowed = self._shadow(shadow, shadow_matrix, len(rows)) if shadow and rows else None
         now = self.clock()
-        records = scored_records(
+        columns = scored_columns(
             [events[r] for r in rows],
             scores=scores,
             decisions=decisions,
@@ -190,7 +197,7 @@ class ScoringKernel:
         )
         result = Scored(
             rows,
-            records,
+            columns,
             rejected,
             scores,
             decisions,

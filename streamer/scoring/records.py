@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
+from streamer.codec.columns import Column, records_of
 from streamer.features.cache import FEATURE_STATUSES
 from streamer.model.registry import ModelMetadata
 from streamer.scoring.decisions import DECISIONS
@@ -30,7 +32,7 @@ class ModelStamp:
         return cls(metadata.name, metadata.version, thresholds.review, thresholds.decline)
 
 
-def scored_records(
+def scored_columns(
     events: Sequence[Mapping[str, Any]],
     *,
     scores: np.ndarray,
@@ -43,55 +45,54 @@ def scored_records(
     scored_ms: int,
     publish_ms: int,
     shadow: ShadowResult | None = None,
-) -> list[dict[str, Any]]:
-    """One ScoredEvent dict per input event, in input order (shadow fields null unless
-    a shadow model scored the batch; a NaN shadow score means the shadow failed)."""
-    latency = float(publish_ms - received_ms)
-    records = [
-        {
-            "transaction_id": event["transaction_id"],
-            "card_id": event["card_id"],
-            "merchant_id": event["merchant_id"],
-            "amount_minor": event["amount_minor"],
-            "currency": event["currency"],
-            "score": score,
-            "decision": DECISIONS[decision],
-            "review_threshold": model.review_threshold,
-            "decline_threshold": model.decline_threshold,
-            "model_name": model.name,
-            "model_version": model.version,
-            "feature_status": FEATURE_STATUSES[status],
-            "event_time": event["event_time"],
-            "received_time": received_ms,
-            "scored_time": scored_ms,
-            "publish_time": publish_ms,
-            "processing_latency_ms": latency,
-            "source_partition": partition,
-            "source_offset": offset,
-            "shadow_score": None,
-            "shadow_decision": None,
-            "shadow_model_version": None,
-        }
-        for event, score, decision, status, partition, offset in zip(
-            events,
-            scores.tolist(),
-            decisions.tolist(),
-            statuses.tolist(),
-            partitions,
-            offsets,
-            strict=True,
-        )
-    ]
+) -> dict[str, Column]:
+    """The ScoredEvents of a batch as columns, in the schema's field order (shadow fields
+    null unless a shadow model scored the batch; a NaN shadow score means it failed).
+
+    Columns rather than a dict per event (``codec.columns``): the encoder writes them
+    straight to Avro, and ``records_of`` makes the dicts where they are wanted.
+    """
+    columns: dict[str, Column] = {
+        "transaction_id": list(map(itemgetter("transaction_id"), events)),
+        "card_id": list(map(itemgetter("card_id"), events)),
+        "merchant_id": list(map(itemgetter("merchant_id"), events)),
+        "amount_minor": list(map(itemgetter("amount_minor"), events)),
+        "currency": list(map(itemgetter("currency"), events)),
+        "score": scores.tolist(),
+        "decision": [DECISIONS[d] for d in decisions.tolist()],
+        "review_threshold": (model.review_threshold,),
+        "decline_threshold": (model.decline_threshold,),
+        "model_name": (model.name,),
+        "model_version": (model.version,),
+        "feature_status": [FEATURE_STATUSES[s] for s in statuses.tolist()],
+        "event_time": list(map(itemgetter("event_time"), events)),
+        "received_time": (received_ms,),
+        "scored_time": (scored_ms,),
+        "publish_time": (publish_ms,),
+        "processing_latency_ms": (float(publish_ms - received_ms),),
+        "source_partition": list(partitions),
+        "source_offset": list(offsets),
+        "shadow_score": (None,),
+        "shadow_decision": (None,),
+        "shadow_model_version": (None,),
+    }
     if shadow is not None:
         version = shadow.model.version
-        for record, score, decision in zip(
-            records, shadow.scores.tolist(), shadow.decisions.tolist(), strict=True
-        ):
-            if not math.isnan(score):  # the shadow scored this row
-                record["shadow_score"] = score
-                record["shadow_decision"] = DECISIONS[decision]
-                record["shadow_model_version"] = version
-    return records
+        pairs = list(zip(shadow.scores.tolist(), shadow.decisions.tolist(), strict=True))
+        scored = [not math.isnan(score) for score, _ in pairs]  # the shadow scored this row
+        columns["shadow_score"] = [
+            p[0] if ok else None for p, ok in zip(pairs, scored, strict=True)
+        ]
+        columns["shadow_decision"] = [
+            DECISIONS[p[1]] if ok else None for p, ok in zip(pairs, scored, strict=True)
+        ]
+        columns["shadow_model_version"] = [version if ok else None for ok in scored]
+    return columns
+
+
+def scored_records(events: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    """One ScoredEvent dict per input event, in input order (``scored_columns``' arguments)."""
+    return records_of(scored_columns(events, **kwargs), len(events))
 
 
 @dataclass(frozen=True)
