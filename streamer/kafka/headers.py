@@ -31,8 +31,12 @@ _UNREADABLE: OrderedDict[_Position, None] = OrderedDict()
 _REMEMBERED = 100_000  # unreadable records remembered (a tuple each), oldest forgotten first
 
 
-def read_headers(msg: Message) -> Headers | None:
-    """(name, bytes) pairs, None values as empty bytes; None when the client cannot read them."""
+def read_headers(msg: Message, only: frozenset[str] | None = None) -> Headers | None:
+    """(name, bytes) pairs, None values as empty bytes; None when the client cannot read them.
+
+    ``only``: just the headers of these names with a non-empty value (one pass, no copy of
+    the others: the trace headers of every message are read this way).
+    """
     if _UNREADABLE and _position(msg) in _UNREADABLE:  # none so far: nothing to look up
         return None
     try:
@@ -45,6 +49,8 @@ def read_headers(msg: Message) -> Headers | None:
     if broken:  # a NULL slot in the list: never touch it
         _remember(_position(msg))
         return None
+    if only is not None:
+        return [(k, v.encode() if isinstance(v, str) else v) for k, v in items if k in only and v]
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
 
 

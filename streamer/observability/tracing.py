@@ -37,7 +37,7 @@ from streamer.kafka.headers import read_headers
 from streamer.observability.observer import Headers, Observer
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-_TRACE_HEADERS = ("traceparent", "tracestate")
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 
 
 def exporter_from_env(environ: dict[str, str] | None = None) -> SpanExporter | None:
@@ -94,11 +94,7 @@ def trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
     Read through ``read_headers``: ``Message.headers()`` can hand back a list with a NULL
     slot for a header name that is not UTF-8, and touching it crashes the process.
     """
-    headers = read_headers(msg)
-    if not headers:
-        return None
-    kept = [(k, v) for k, v in headers if k in _TRACE_HEADERS and v]
-    return kept or None
+    return read_headers(msg, _TRACE_HEADERS) or None
 
 
 def upstream_context(msg: Message) -> Context | None:
