@@ -13,6 +13,7 @@ import numpy as np
 import redis
 from common import clients, parse_args, produce, stop_on_sigterm
 
+from streamer.codec.columns import records_of
 from streamer.codec.schemas import scored_schema, transaction_schema
 from streamer.codec.wire import make_decoder, make_encoder
 from streamer.features.cache import feature_status
@@ -21,7 +22,7 @@ from streamer.features.layout import card_key, merchant_key
 from streamer.model.registry import load_model
 from streamer.model.scorer import Scorer
 from streamer.scoring.decisions import decide
-from streamer.scoring.records import ModelStamp, scored_records
+from streamer.scoring.records import ModelStamp, scored_columns
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -56,7 +57,7 @@ def main() -> None:
         row = assemble(event_columns([event]), card[None, :], merchant[None, :], meta.feature_names)
         scores = scorer.score(row)
         now = time.time_ns() // 1_000_000
-        (record,) = scored_records(
+        columns = scored_columns(
             [event],
             scores=scores,
             decisions=decide(scores, meta.thresholds.review, meta.thresholds.decline),
@@ -72,6 +73,7 @@ def main() -> None:
             scored_ms=now,
             publish_ms=now,
         )
+        (record,) = records_of(columns, 1)  # per event, as a naive app would
         produce(producer, args.output, encoder.encode(record), event["card_id"])
         producer.poll(0)
     producer.flush(30)

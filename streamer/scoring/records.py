@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.codec.columns import Column, records_of
+from streamer.codec.columns import Column
 from streamer.features.cache import FEATURE_STATUSES
 from streamer.model.registry import ModelMetadata
 from streamer.scoring.decisions import DECISIONS
@@ -88,11 +88,6 @@ def scored_columns(
         ]
         columns["shadow_model_version"] = [version if ok else None for ok in scored]
     return columns
-
-
-def scored_records(events: Sequence[Mapping[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
-    """One ScoredEvent dict per input event, in input order (``scored_columns``' arguments)."""
-    return records_of(scored_columns(events, **kwargs), len(events))
 
 
 @dataclass(frozen=True)
