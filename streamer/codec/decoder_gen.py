@@ -16,21 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from streamer.codec.resolution import Resolver, kind, short_name
+from streamer.codec.source import SourceWriter
 
 _SCALARS = (str, int, float, bool, type(None))
 
 
-class DecoderSource:
+class DecoderSource(SourceWriter):
     """Writes the decoder of ``writer`` resolved to ``reader``; see ``source()``."""
 
     def __init__(self, writer: dict[str, Any], reader: dict[str, Any]) -> None:
         self._resolver = Resolver(writer, reader)
         self._writer, self._reader = writer, reader
-        self.constants: dict[str, Any] = {}
+        super().__init__()
         self._functions: dict[tuple[int, int], str] = {}
         self._pending: list[tuple[str, Any, Any]] = []
-        self._lines: list[str] = []
-        self._counter = 0
 
     def source(self) -> str:
         """Module source defining ``decode(data, pos) -> (record, pos)``."""
@@ -43,15 +42,6 @@ class DecoderSource:
             return "\n".join([*self._lines, f"decode = {top}", ""])
         message = f"writer {self._writer['name']} cannot be read as {self._reader['name']}"
         return "\n".join([*self._lines, f"    raise IncompatibleError({message!r})", ""])
-
-    def _name(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}{self._counter}"
-
-    def _constant(self, value: Any) -> str:
-        name = self._name("K")
-        self.constants[name] = value
-        return name
 
     def _record_function(self, writer: Any, reader: Any | None) -> str:
         key = (id(writer), id(reader))

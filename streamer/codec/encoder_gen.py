@@ -13,6 +13,7 @@ from typing import Any
 
 from streamer.codec.resolution import Resolver, kind, short_name
 from streamer.codec.runtime import write_long
+from streamer.codec.source import SourceWriter
 
 _CHECKS = {
     "null": "{v} is None",
@@ -30,17 +31,15 @@ _CHECKS = {
 """How a union picks its branch for a value: the first branch whose check holds."""
 
 
-class EncoderSource:
+class EncoderSource(SourceWriter):
     """Writes the encoder of ``schema``; see ``source()``."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._names = Resolver(schema, schema)
         self._schema = schema
-        self.constants: dict[str, Any] = {}
+        super().__init__()
         self._functions: dict[int, str] = {}
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._lines: list[str] = []
-        self._counter = 0
 
     def source(self) -> str:
         """Module source defining ``encode(record, header) -> bytes``."""
@@ -49,15 +48,6 @@ class EncoderSource:
         while self._pending:
             self._emit_record(*self._pending.pop())
         return "\n".join(self._lines)
-
-    def _name(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}{self._counter}"
-
-    def _constant(self, value: Any) -> str:
-        name = self._name("K")
-        self.constants[name] = value
-        return name
 
     def _record_function(self, schema: dict[str, Any]) -> str:
         if id(schema) not in self._functions:

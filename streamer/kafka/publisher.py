@@ -138,24 +138,6 @@ class Publisher:
         self._latencies: list[int] = []
         self._pending = _Pending()
 
-    def send(
-        self,
-        topic: str,
-        key: bytes | str | None,
-        value: bytes | None,
-        source: TopicPartition,
-        offset: int,
-        headers: Headers | None = None,
-        event_time: int = 0,
-        origin: Message | None = None,
-    ) -> None:
-        """Queue a scored event; blocks (serving delivery reports) while the queue is full.
-
-        ``event_time`` (epoch ms) gives the end-to-end latency on acknowledgement;
-        ``origin``, its input, is dead-lettered if the broker refuses the output for good.
-        """
-        self._produce(topic, key, value, headers, 0, _Output(source, offset, event_time, origin))
-
     def send_many(
         self,
         topic: str,
@@ -166,7 +148,10 @@ class Publisher:
         event_times: Sequence[int],
         origins: Sequence[Message],
     ) -> None:
-        """Queue a batch of scored events (aligned sequences), as ``send`` would each one.
+        """Queue a batch of scored events (aligned sequences); blocks (serving delivery
+        reports) while the queue is full. ``event_times`` (epoch ms) give the end-to-end
+        latency on acknowledgement; an ``origins`` input is dead-lettered if the broker
+        refuses its output for good.
 
         The hot path: every output shares one delivery callback (a ``functools.partial``
         per output cost more than the rest of its delivery report), which finds what it

@@ -66,9 +66,6 @@ class BatchHistogram:
         self._lock = threading.Lock()
 
     def observe(self, values: npt.ArrayLike) -> None:
-        if isinstance(values, tuple) and len(values) == 1:  # one timing: skip numpy's overhead
-            self._observe_one(float(values[0]))
-            return
         array = np.asarray(values, dtype=np.float64).ravel()
         if array.size == 0:
             return
@@ -79,7 +76,9 @@ class BatchHistogram:
             self.counts += binned
             self.total += float(array.sum())
 
-    def _observe_one(self, value: float) -> None:
+    def observe_one(self, value: float) -> None:
+        """``observe`` of one value (a stage's time, a batch's size), without numpy's
+        per-call overhead."""
         # bisect_left is searchsorted(side="left"); NaN compares false, so place it apart.
         slot = bisect_left(self._bounds, value) if value == value else len(self._bounds)  # noqa: PLR0124
         with self._lock:
@@ -129,14 +128,14 @@ class Telemetry(Observer):
 
     @contextmanager
     def batch(self, messages: Sequence[Message]) -> Iterator[None]:
-        self.batch_size.observe((len(messages),))
+        self.batch_size.observe_one(len(messages))
         yield
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        self.stages[name].observe((time.perf_counter() - started,))
+        self.stages[name].observe_one(time.perf_counter() - started)
 
     def scored(self, result: Scored) -> None:
         version = result.model.version

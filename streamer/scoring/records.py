@@ -15,6 +15,9 @@ from streamer.features.cache import FEATURE_STATUSES
 from streamer.model.registry import ModelMetadata
 from streamer.scoring.decisions import DECISIONS
 
+_DECISION_NAMES = np.array(DECISIONS, dtype=object)  # codes to names for a whole batch at once
+_STATUS_NAMES = np.array(FEATURE_STATUSES, dtype=object)
+
 
 @dataclass(frozen=True)
 class ModelStamp:
@@ -59,12 +62,12 @@ def scored_columns(
         "amount_minor": list(map(itemgetter("amount_minor"), events)),
         "currency": list(map(itemgetter("currency"), events)),
         "score": scores.tolist(),
-        "decision": [DECISIONS[d] for d in decisions.tolist()],
+        "decision": _DECISION_NAMES[decisions].tolist(),
         "review_threshold": (model.review_threshold,),
         "decline_threshold": (model.decline_threshold,),
         "model_name": (model.name,),
         "model_version": (model.version,),
-        "feature_status": [FEATURE_STATUSES[s] for s in statuses.tolist()],
+        "feature_status": _STATUS_NAMES[statuses].tolist(),
         "event_time": list(map(itemgetter("event_time"), events)),
         "received_time": (received_ms,),
         "scored_time": (scored_ms,),

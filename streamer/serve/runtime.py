@@ -76,7 +76,7 @@ class Runtime:
 
     def score(self, events: list[Event], tags: Sequence[Any]) -> Scored:
         """One kernel call for merged requests (on the batcher's worker thread)."""
-        self.telemetry.batch_size.observe((len(events),))
+        self.telemetry.batch_size.observe_one(len(events))
         scored = self.kernel.score(events, [NO_SOURCE] * len(events))
         if self.publisher is not None:
             self.publisher.publish(scored, [tags[row] for row in scored.rows])
