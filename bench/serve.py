@@ -1,26 +1,26 @@
 """Benchmark of ``streamer serve``: a real HTTP load against one worker and the real Redis.
 
-1. Open loop at ``--rate`` single-event requests/s (Poisson arrivals from an asyncio client
-   on raw keep-alive connections, requests pre-serialized): client latency and the server's
+1. Open loop at ``--rate`` single-event requests/s: Poisson arrivals from ``bench/loadgen``
+   (Go, standard library only, so the client adds little delay of its own on these shared
+   cores) over keep-alive connections: client latency (send to last byte) and the server's
    own (its ``Server-Timing: app;dur=`` header) percentiles.
 2. Closed loop with ``wrk`` (Debian's package) at ``--connections``: the maximum sustained
-   requests/s of one worker, batching on (``--batch-wait-ms 2``) against off (``--max-batch 1``),
-   and batching with no window (``--batch-wait-ms 0``: a batch is what queued meanwhile).
+   requests/s of one worker, batching on (the defaults: a batch is what queued while the
+   last one was scored) against off (``--max-batch 1``), and with a 2 ms window
+   (``--batch-wait-ms 2``: each batch also held open for later requests).
 
 Both phases also report the server's CPU per request (from /proc) and its mean kernel batch
 (from its ``streamer_batch_size`` metric): on one GIL, latency follows that CPU.
 
 Usage: python bench/serve.py [--redis-url URL] [--rate 500] [--seconds 20]
-(or REDIS_URL; `make dev-up && source .dev/env` starts one). JSON to --out.
+(or REDIS_URL; needs Go and wrk; `make dev-up && source .dev/env` starts one). JSON to --out.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -32,7 +32,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,133 +44,37 @@ from streamer.features.loader import load_feature_set, synthetic_features  # noq
 
 PREFIX = "bench-serve:"
 CONFIGS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("batching_on", ()),  # the defaults: a 2 ms window, up to 256 events
-    ("batching_no_window", ("--batch-wait-ms", "0")),  # only what queued while it scored
+    ("batching_on", ()),  # the defaults: what queued while the last batch scored, up to 256
+    ("batching_window_2ms", ("--batch-wait-ms", "2")),  # each batch also held open 2 ms
     ("batching_off", ("--max-batch", "1")),
 )
 
 
-def requests(n: int, port: int) -> list[bytes]:
-    """``n`` pre-serialized POST /v1/score requests of synthetic events."""
+def bodies(n: int) -> list[bytes]:
+    """``n`` single-event request bodies of synthetic events (JSON)."""
     now = int(time.time() * 1000)
     pop = synth.make_population(7, n_cards=5000, n_merchants=500)
     events = synth.generate_events(pop, n, seed=3, start_ms=now - 60_000, rate_per_s=n / 50)
-    out = []
-    for event in events:
-        body = json.dumps(event).encode()
-        head = (
-            f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        out.append(head.encode() + body)
+    return [json.dumps(event).encode() for event in events]
+
+
+def loadgen() -> Path:
+    """The Go open-loop load generator (``bench/loadgen``, standard library only), built."""
+    out = REPO / "build" / "loadgen"
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=REPO / "bench/loadgen", check=True)
     return out
 
 
-IDLE_S = 2.0
-"""A pooled connection idle longer than this is closed, not reused: under any server's
-keep-alive timeout (uvicorn's default is 5 s), so the client never races the server's close."""
-
-
-class Pool:
-    """Keep-alive connections to one port: the most recently used first, none idle too long.
-
-    A reused connection can still have been closed by the server (a restart, a limit); a
-    request that got no byte of response on it is sent once more on a fresh connection,
-    as HTTP clients do for a stale pooled connection.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.idle: list[tuple[Any, float]] = []
-        self.opened = 0
-        self.retried = 0
-
-    async def _connect(self) -> Any:
-        self.opened += 1
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def _take(self) -> tuple[Any, bool]:
-        while self.idle:
-            conn, since = self.idle.pop()
-            if time.perf_counter() - since < IDLE_S and not conn[0].at_eof():
-                return conn, True
-            conn[1].close()
-        return await self._connect(), False
-
-    async def exchange(self, request: bytes) -> tuple[float, float]:
-        conn, reused = await self._take()
-        started = time.perf_counter()
-        try:
-            head, body_read = await _exchange(conn, request)
-        except (asyncio.IncompleteReadError, ConnectionResetError):
-            conn[1].close()
-            if not reused:
-                raise
-            self.retried += 1
-            conn = await self._connect()
-            head, body_read = await _exchange(conn, request)
-        client_ms = (time.perf_counter() - started) * 1000
-        self.idle.append((conn, time.perf_counter()))
-        server = re.search(rb"server-timing: app;dur=([\d.]+)", head, re.I)
-        assert b" 200 " in head.split(b"\r\n", 1)[0], head + body_read
-        return client_ms, float(server.group(1)) if server else float("nan")
-
-    async def fill(self, n: int) -> None:
-        for _ in range(n):
-            self.idle.append((await self._connect(), time.perf_counter()))
-
-    def close(self) -> None:
-        for conn, _ in self.idle:
-            conn[1].close()
-        self.idle.clear()
-
-
-async def _exchange(conn: Any, request: bytes) -> tuple[bytes, bytes]:
-    reader, writer = conn
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
-    return head, await reader.readexactly(length)
-
-
-async def open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
-    """Poisson arrivals at ``rate``/s; a pool of keep-alive connections grows as needed."""
-    reqs = requests(int(rate * seconds), port)
-    pool = Pool(port)
-    results: list[tuple[float, float]] = []
-    late = 0
-
-    async def one(request: bytes) -> None:
-        results.append(await pool.exchange(request))
-
-    await pool.fill(8)
-    tasks = []
-    rng = random.Random(1)
-    start = time.perf_counter()
-    due = 0.0
-    for request in reqs:
-        due += rng.expovariate(rate)
-        wait = start + due - time.perf_counter()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        elif wait < -0.005:
-            late += 1
-        tasks.append(asyncio.create_task(one(request)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    pool.close()
-    client = np.array([r[0] for r in results])
-    server = np.array([r[1] for r in results])
-    pct = lambda a, q: round(float(np.percentile(a, q)), 3)  # noqa: E731
-    return {
-        "requests": len(results),
-        "achieved_rps": round(len(results) / elapsed, 1),
-        "sent_late_over_5ms": late,
-        "connections_opened": pool.opened,
-        "resent_on_closed_connection": pool.retried,
-        "server_ms": {"p50": pct(server, 50), "p99": pct(server, 99), "max": pct(server, 100)},
-        "client_ms": {"p50": pct(client, 50), "p99": pct(client, 99), "max": pct(client, 100)},
-    }
+def open_loop(port: int, rate: float, seconds: float, binary: Path) -> dict[str, Any]:
+    """Poisson arrivals at ``rate``/s from the Go load generator: client and server latency."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as file:
+        file.write(b"\n".join(bodies(int(rate * seconds))))
+        file.flush()
+        url = f"http://127.0.0.1:{port}/v1/score"
+        args = ["-url", url, "-bodies", file.name, "-rate", str(rate), "-seconds", str(seconds)]
+        out = subprocess.run([str(binary), *args], capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
 def wrk(port: int, body: bytes, connections: int, seconds: int) -> dict[str, Any]:
@@ -204,10 +107,6 @@ def _batches(port: int) -> tuple[float, float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = dict(re.findall(r"^streamer_batch_size_(count|sum) ([\d.e+]+)$", text, re.M))
     return float(found.get("count", 0)), float(found.get("sum", 0))
-
-
-def run_open_loop(port: int, rate: float, seconds: float) -> dict[str, Any]:
-    return asyncio.run(open_loop(port, rate, seconds))
 
 
 def measured(port: int, pid: int, run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -252,13 +151,16 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/serve.py needs wrk: sudo apt-get install wrk")
+    if shutil.which("go") is None:
+        raise SystemExit("bench/serve.py needs Go (https://go.dev/dl) for its load generator")
+    binary = loadgen()
     with ExitStack() as stack:
         redis_url = args.redis_url
         if not redis_url:
             raise SystemExit("give --redis-url or REDIS_URL (make dev-up; source .dev/env)")
         client = redis.Redis.from_url(redis_url)
         load_feature_set(client, PREFIX, synthetic_features(7, int(time.time() * 1000)))
-        body = requests(1, 0)[0].split(b"\r\n\r\n", 1)[1]
+        body = bodies(1)[0]
         report: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
             "command": " ".join(["python", *sys.argv]),
@@ -268,7 +170,7 @@ def main() -> None:
         for name, flags in CONFIGS:
             port, pid = serve(stack, redis_url, *flags)
             report[name] = {
-                "open_loop": measured(port, pid, run_open_loop, port, args.rate, args.seconds),
+                "open_loop": measured(port, pid, open_loop, port, args.rate, args.seconds, binary),
                 "wrk": measured(port, pid, wrk, port, body, args.connections, int(args.seconds)),
             }
             print(name, json.dumps(report[name]), flush=True)

@@ -16,8 +16,13 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8080,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(min=0, max=5000, help="Window in which concurrent requests share a batch."),
-    ] = 2.0,
+        typer.Option(
+            min=0,
+            max=5000,
+            help="Hold a batch open this long for later requests (0: a batch is what queued "
+            "while the last one was scored).",
+        ),
+    ] = 0.0,
     max_batch: Annotated[
         int, typer.Option(min=1, max=100_000, help="Events per kernel call (1: batching off).")
     ] = 256,

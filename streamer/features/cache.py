@@ -27,6 +27,7 @@ from streamer.features.redis_client import (
     REDIS_ERRORS,
     ErrorKind,
     classify,
+    mget_of,
     reachable,
 )
 
@@ -98,6 +99,7 @@ class FeatureCache:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._mget_keys = mget_of(client)
         self._prefix = prefix
         self._card_defaults = card_defaults
         self._merchant_defaults = merchant_defaults
@@ -170,7 +172,7 @@ class FeatureCache:
         keys += [merchant_key(self._prefix, m) for m in merchants]
         start = self._now()
         try:
-            blobs: list[bytes | None] = self._client.mget(keys)  # type: ignore[assignment]
+            blobs = self._mget_keys(keys)
         except REDIS_ERRORS as exc:
             left = self._budget - (self._now() - start)
             if classify(exc) != "outage" or left < self._attempt_s:
@@ -178,7 +180,7 @@ class FeatureCache:
                 return None
             self.stats.retries += 1
             try:
-                blobs = self._client.mget(keys)  # type: ignore[assignment]
+                blobs = self._mget_keys(keys)
             except REDIS_ERRORS as again:
                 self._failed(again)
                 return None

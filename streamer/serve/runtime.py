@@ -42,14 +42,13 @@ class ServeOptions:
 
     host: str = "0.0.0.0"
     port: int = 8080
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
     max_batch: int = 256
     max_request_events: int = 100
     max_body_bytes: int = 1_000_000
     publish: bool = False
     api_keys: frozenset[str] = field(default_factory=frozenset)
     graceful_timeout_s: float = 30.0
-    probe_stale_s: float = 30.0
     keep_alive_s: int = 75
 
 
@@ -75,7 +74,7 @@ class Runtime:
         )
 
     def score(self, events: list[Event], tags: Sequence[Any]) -> Scored:
-        """One kernel call for merged requests (on the batcher's worker thread)."""
+        """One kernel call for merged requests (on the event loop, from the batcher)."""
         self.telemetry.batch_size.observe_one(len(events))
         scored = self.kernel.score(events, [NO_SOURCE] * len(events))
         if self.publisher is not None:

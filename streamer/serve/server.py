@@ -1,4 +1,4 @@
-"""Running the API under uvicorn: one process, one event loop, one scoring worker thread.
+"""Running the API under uvicorn: one process, one event loop, the kernel on that loop.
 
 The socket is bound here, before uvicorn starts, so a port in use is one clear line (exit
 2) instead of uvicorn's log and exit. SIGTERM/SIGINT stop accepting connections, let

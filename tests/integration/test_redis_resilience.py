@@ -123,6 +123,25 @@ def test_one_slow_reply_is_retried_within_the_budget(own_redis: RedisServer) -> 
     assert cache.stats.errors == 0
 
 
+def test_a_connection_closed_by_redis_costs_one_retry_not_a_degraded_batch(
+    own_redis: RedisServer,
+) -> None:
+    """The cache keeps one connection (``HeldMget``); Redis may close it (timeout, restart,
+    CLIENT KILL). The next fetch finds it dead, connects again and is still complete."""
+    write_features(own_redis)
+    cache = make_cache(own_redis.url)
+    assert cache.fetch(["c1"], ["m1"]).status()[0] == COMPLETE
+    admin = redis.Redis(**own_redis.client_kwargs())
+    killed = admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    admin.close()
+    assert killed >= 1
+    for _ in range(3):
+        features = cache.fetch(["c1"], ["m1"])
+        assert features.status()[0] == COMPLETE
+    assert cache.stats.retries == 1
+    assert cache.stats.errors == 0
+
+
 def test_a_slow_reply_beyond_the_budget_degrades_the_batch(own_redis: RedisServer) -> None:
     write_features(own_redis)
     cache = make_cache(own_redis.url, timeout_ms=250, budget_s=0.3)  # no room for a second try

@@ -86,7 +86,10 @@ def test_api_and_stream_give_the_same_answers(
         stream.update({r["transaction_id"]: r for r in scored.records})
         stream.update({chunk[row]["transaction_id"]: rej for row, rej in scored.rejected})
 
-    with serving(tmp_path, redis_url=redis_url, redis_key_prefix=redis_prefix) as server:
+    # A 5 ms window: with none, this one Python client is slower than the server and
+    # rarely has two requests queued at once, so batches would seldom merge.
+    window = ("--batch-wait-ms", "5")
+    with serving(tmp_path, *window, redis_url=redis_url, redis_key_prefix=redis_prefix) as server:
         answers = asyncio.run(_post_all(server.url, events))
         metrics = httpx.get(f"{server.url}/metrics").text
 

@@ -75,6 +75,54 @@ def test_concurrent_requests_share_one_kernel_call(kernel: ScoringKernel) -> Non
     assert [o["transaction_id"] for o in outcomes] == [f"t{i}" for i in range(40)]
 
 
+def test_with_no_window_a_lone_request_goes_at_once_and_those_queued_meanwhile_share_the_next(
+    kernel: ScoringKernel,
+) -> None:
+    recorder = Recorder(kernel)
+    arriving: list[asyncio.Task[Any]] = []
+
+    async def scenario() -> None:
+        def score(events: list[Any], tags: list[Any]) -> Any:
+            if not arriving:  # five requests arrive while the first batch is scored
+                arriving.extend(
+                    asyncio.create_task(batcher.submit([sample_event()])) for _ in range(5)
+                )
+            return recorder(events, tags)
+
+        batcher = Batcher(score, wait_ms=0, max_batch=256)
+        batcher.start()
+        await batcher.submit([sample_event()])
+        await asyncio.gather(*arriving)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.calls == [1, 5]
+
+
+def test_answered_requests_resume_before_the_next_batch_is_scored(kernel: ScoringKernel) -> None:
+    """Batches run on the event loop: between two, the loop lets the answered requests go."""
+    responded: list[int] = []
+    seen_at_each_batch: list[list[int]] = []
+
+    def score(events: list[Any], tags: list[Any]) -> Any:
+        seen_at_each_batch.append(list(responded))
+        return kernel.score(events, [(-1, -1)] * len(events))
+
+    async def scenario() -> None:
+        batcher = Batcher(score, wait_ms=0, max_batch=1)
+        batcher.start()
+
+        async def client(i: int) -> None:
+            await batcher.submit([sample_event(transaction_id=f"t{i}")])
+            responded.append(i)
+
+        await asyncio.gather(*(client(i) for i in range(3)))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert seen_at_each_batch == [[], [0], [0, 1]]
+
+
 @pytest.mark.parametrize(("max_batch", "calls"), [(1, [1] * 10), (4, [4, 4, 2]), (10, [10])])
 def test_max_batch_caps_each_call(kernel: ScoringKernel, max_batch: int, calls: list[int]) -> None:
     recorder = Recorder(kernel)

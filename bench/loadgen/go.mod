@@ -1,0 +1,3 @@
+module streamer/bench/loadgen
+
+go 1.22
