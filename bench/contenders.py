@@ -82,10 +82,16 @@ def _streamer(extra_env: dict[str, str], processes: int = 1, workers: int = 1) -
             env["STREAMER_WORKERS"] = str(workers)
         first = free_ports(processes * workers)
         ports = [first + i for i in range(processes * workers)]
+        # Processes started by hand on one host need their own static member ids, as pods
+        # have (the default is the host name: the second would fence the first).
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "streamer", "run"],
-                env={**env, "STREAMER_METRICS_PORT": str(first + i * workers)},
+                env={
+                    **env,
+                    "STREAMER_METRICS_PORT": str(first + i * workers),
+                    "STREAMER_GROUP_INSTANCE_ID": f"bench-{group}-{i}",
+                },
                 cwd=source,  # ``-m`` puts the cwd first on sys.path, before PYTHONPATH
             )
             for i in range(processes)

@@ -12,7 +12,7 @@
 Both phases also report the server's CPU per request (from /proc) and its mean kernel batch
 (from its ``streamer_batch_size`` metric): on one GIL, latency follows that CPU.
 
-Usage: python bench/serve.py [--redis-url URL] [--rate 500] [--seconds 20]
+Usage: python bench/serve.py [--redis-url URL] [--rate 500] [--seconds 20] [--source DIR]
 (or REDIS_URL; needs Go and wrk; `make dev-up && source .dev/env` starts one). JSON to --out.
 """
 
@@ -121,11 +121,12 @@ def measured(port: int, pid: int, run: Callable[..., dict[str, Any]], *args: Any
     return result
 
 
-def serve(stack: ExitStack, redis_url: str, *args: str) -> tuple[int, int]:
+def serve(stack: ExitStack, redis_url: str, source: Path, *args: str) -> tuple[int, int]:
+    """``streamer serve ARGS`` from the checkout ``source``: its port and pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env |= {"STREAMER_REDIS_URL": redis_url, "STREAMER_REDIS_KEY_PREFIX": PREFIX,
-            "STREAMER_MODELS_DIR": str(REPO / "models"), "PYTHONPATH": str(REPO)}  # fmt: skip
+            "STREAMER_MODELS_DIR": str(REPO / "models"), "PYTHONPATH": str(source)}  # fmt: skip
     cmd = [sys.executable, "-m", "streamer", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([*cmd, *args], env=env, stderr=subprocess.DEVNULL)
     stack.callback(lambda: (proc.terminate(), proc.wait(30)))
@@ -148,6 +149,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/serve.json")
+    parser.add_argument(
+        "--source", type=Path, default=REPO, help="serve from this checkout (a before/after pair)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/serve.py needs wrk: sudo apt-get install wrk")
@@ -164,11 +168,12 @@ def main() -> None:
         report: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
             "command": " ".join(["python", *sys.argv]),
+            "source": str(args.source.resolve()),
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
         }
         for name, flags in CONFIGS:
-            port, pid = serve(stack, redis_url, *flags)
+            port, pid = serve(stack, redis_url, args.source.resolve(), *flags)
             report[name] = {
                 "open_loop": measured(port, pid, open_loop, port, args.rate, args.seconds, binary),
                 "wrk": measured(port, pid, wrk, port, body, args.connections, int(args.seconds)),
