@@ -128,7 +128,8 @@ def serve(stack: ExitStack, redis_url: str, source: Path, *args: str) -> tuple[i
     env |= {"STREAMER_REDIS_URL": redis_url, "STREAMER_REDIS_KEY_PREFIX": PREFIX,
             "STREAMER_MODELS_DIR": str(REPO / "models"), "PYTHONPATH": str(source)}  # fmt: skip
     cmd = [sys.executable, "-m", "streamer", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen([*cmd, *args], env=env, stderr=subprocess.DEVNULL)
+    # cwd: ``-m`` puts the working directory first on sys.path, before PYTHONPATH.
+    proc = subprocess.Popen([*cmd, *args], env=env, cwd=source, stderr=subprocess.DEVNULL)
     stack.callback(lambda: (proc.terminate(), proc.wait(30)))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
