@@ -1,8 +1,8 @@
 """Profile ``streamer run`` draining a backlog with py-spy, and print the top of it.
 
-``python bench/profile_run.py [--events 60000] [--source DIR]``: writes a backlog to a
+``python bench/profile_run.py [--events 60000] [--rate 100] [--source DIR]``: writes a backlog to a
 fresh topic, starts ``streamer run`` (from ``--source``, default this checkout) under
-``py-spy record`` (sampling, 100 Hz, native frames off), stops it once every event was
+``py-spy record`` (sampling, ``--rate`` 100 Hz, native frames off), stops it once every event was
 scored, and prints the functions with the most samples, self and inclusive. The raw
 collapsed stacks stay in ``build/profiles/profile-<tag>.txt`` (open in speedscope).
 """
@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--source", type=Path, default=REPO)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     tag = uuid.uuid4().hex[:6]
@@ -85,7 +86,7 @@ def main() -> int:
             "PYTHONPATH": str(args.source),
         }
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        command = [spy, "record", "--format", "raw", "--rate", "100", "-o", str(out_file)]
+        command = [spy, "record", "--format", "raw", "--rate", str(args.rate), "-o", str(out_file)]
         proc = subprocess.Popen(  # cwd: ``-m`` puts it first on sys.path, before PYTHONPATH
             [*command, "--", sys.executable, "-m", "streamer", "run"], env=env, cwd=args.source
         )
