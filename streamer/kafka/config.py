@@ -29,6 +29,11 @@ _CONSUMER_FIXED: dict[str, str | int | float | bool] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
 }
+# An input is committed only after its output's delivery report: with reports for failures
+# only, no input would ever be acknowledged, so none would be committed.
+_PRODUCER_FIXED: dict[str, str | int | float | bool] = {
+    "delivery.report.only.error": False,
+}
 _EOS_TRANSACTION_TIMEOUT_MS = 30_000
 _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
     "enable.idempotence": True,
@@ -64,6 +69,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, str | int | float | bool]
         **_PRODUCER_DEFAULTS,
         **kafka.properties,
         **kafka.producer_properties,
+        **_PRODUCER_FIXED,
     }
     if kafka.transactional_id:
         config["transactional.id"] = kafka.transactional_id

@@ -71,7 +71,13 @@ def test_yaml_file_below_environment(env: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_at_least_once_settings_cannot_be_overridden(env: pytest.MonkeyPatch) -> None:
     env.setenv("STREAMER_CONSUMER_PROPERTIES", '{"enable.auto.commit": "true"}')
-    assert consumer_config(load_settings().kafka)["enable.auto.commit"] is False
+    env.setenv("STREAMER_PRODUCER_PROPERTIES", '{"delivery.report.only.error": "true"}')
+    env.setenv("STREAMER_KAFKA_PROPERTIES", '{"enable.auto.offset.store": "true"}')
+    kafka = load_settings().kafka
+    assert consumer_config(kafka)["enable.auto.commit"] is False
+    assert consumer_config(kafka)["enable.auto.offset.store"] is False
+    # Success reports are what acknowledge an input: without them nothing is committed.
+    assert producer_config(kafka)["delivery.report.only.error"] is False
 
 
 @pytest.mark.parametrize(
