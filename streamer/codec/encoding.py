@@ -33,9 +33,7 @@ class Encoder:
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """The framed bytes; raises ``ValueError``/``TypeError`` for a record not fitting
         the schema, ``DependencyError`` when the registry cannot register the schema."""
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
+        header = self._framing()  # first: making it may change the encoder (use-latest)
         try:
             return self._encode(record, header)
         except (KeyError, AttributeError, struct.error) as exc:
@@ -44,14 +42,11 @@ class Encoder:
     def prepare(self) -> None:
         """Make the framing header now rather than on first use (a start-up check: a
         registry that refuses the schema stops start-up, not the first batch)."""
-        if self._header is None:
-            self._header = self._make_header()
+        self._framing()
 
     def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """``encode`` applied to each record, in order (one call for a batch: cheaper)."""
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
+        header = self._framing()
         encode = self._encode
         try:
             return [encode(record, header) for record in records]
@@ -61,13 +56,11 @@ class Encoder:
     def encode_columns(self, columns: Mapping[str, Column], n: int) -> list[bytes]:
         """``encode_many`` of ``n`` records given as columns (a list holds one value per
         record, a 1-tuple one for all): the C encoder reads them with no dict per record."""
+        header = self._framing()
         encode = self._encode
         fields: tuple[str, ...] | None = getattr(encode, "fields", None)
         if fields is None or not columns.keys() >= set(fields):
             return self.encode_many(records_of(columns, n))
-        header = self._header
-        if header is None:
-            header = self._header = self._make_header()
         try:
             out: list[bytes] = encode.encode_columns(  # type: ignore[attr-defined]
                 tuple(columns[name] for name in fields), n, header
@@ -75,6 +68,14 @@ class Encoder:
         except (KeyError, AttributeError, struct.error) as exc:
             raise _not_fitting(exc) from exc
         return out
+
+    def _framing(self) -> bytes:
+        """The framing header, made on first use. Call it before reading ``_encode``: a
+        registry's latest version, found on first use, brings its own encoder."""
+        header = self._header
+        if header is None:
+            header = self._header = self._make_header()
+        return header
 
 
 def _not_fitting(exc: Exception) -> Exception:

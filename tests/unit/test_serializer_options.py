@@ -105,6 +105,30 @@ def test_use_latest_writes_with_a_newer_version_filling_its_defaults(
     assert sorted(client.get_versions("payments-value")) == [1, 2]  # use-latest registers nothing
 
 
+@pytest.mark.parametrize("call", ["encode", "encode_many", "encode_columns"])
+def test_use_latest_first_use_writes_the_latest_version_by_every_call(
+    client: SchemaRegistryClient, call: str
+) -> None:
+    """The latest version is found on first use and brings its own encoder: the first
+    payload, whichever call makes it, must already be written with that version."""
+    _register(client, "payments-value", _ours())
+    newer = _ours()
+    newer["fields"].append({"name": "tier", "type": "int", "default": 3})
+    latest_id = _register(client, "payments-value", newer)
+    enc = RegistryEncoder(SCHEMA, client, "payments-value", SerializerOptions(use_latest=True))
+    columns = {name: [value] for name, value in ONLINE.items()}
+    payload = {
+        "encode": lambda: enc.encode(ONLINE),
+        "encode_many": lambda: enc.encode_many([ONLINE])[0],
+        "encode_columns": lambda: enc.encode_columns(columns, 1)[0],
+    }[call]()
+    assert payload[:5] == b"\x00" + latest_id.to_bytes(4, "big")
+    decoded = schemaless_reader(BytesIO(payload[5:]), parse_schema(newer), None)
+    assert isinstance(decoded, dict)
+    assert decoded["tier"] == 3
+    assert decoded["transaction_id"] == ONLINE["transaction_id"]
+
+
 def test_use_latest_with_our_own_schema_latest_uses_its_id(client: SchemaRegistryClient) -> None:
     first = _register(client, "payments-value", _ours())
     enc = RegistryEncoder(SCHEMA, client, "payments-value", SerializerOptions(use_latest=True))
