@@ -248,21 +248,21 @@ class Publisher:
             return
         source, offset, event_time, origin = found
         if err is None:
-            self.delivered += 1
-            self._refused_since = None
-            self._tracker.ack(source, offset)
-            if event_time:
-                self._latencies.append(time.time_ns() // 1_000_000 - event_time)
+            self._acknowledged(source, offset, event_time)
             return
         self._delivered(_Output(source, offset, event_time, origin), err, msg)
 
+    def _acknowledged(self, source: TopicPartition, offset: int, event_time: int) -> None:
+        """The broker has an output: its input is done (and its latency known)."""
+        self.delivered += 1
+        self._refused_since = None
+        self._tracker.ack(source, offset)
+        if event_time:
+            self._latencies.append(time.time_ns() // 1_000_000 - event_time)
+
     def _delivered(self, output: _Output, err: KafkaError | None, msg: Message | None) -> None:
         if err is None:
-            self.delivered += 1
-            self._refused_since = None
-            self._tracker.ack(output.source, output.offset)
-            if output.event_time:
-                self._latencies.append(time.time_ns() // 1_000_000 - output.event_time)
+            self._acknowledged(output.source, output.offset, output.event_time)
             if output.rejection is not None:
                 self._observer.dead_lettered(output.rejection)
             return

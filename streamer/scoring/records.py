@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -80,16 +79,12 @@ def scored_columns(
         "shadow_model_version": (None,),
     }
     if shadow is not None:
+        failed = np.isnan(shadow.scores).tolist()  # the shadow did not score these rows
+        values, names = shadow.scores.tolist(), _DECISION_NAMES[shadow.decisions].tolist()
         version = shadow.model.version
-        pairs = list(zip(shadow.scores.tolist(), shadow.decisions.tolist(), strict=True))
-        scored = [not math.isnan(score) for score, _ in pairs]  # the shadow scored this row
-        columns["shadow_score"] = [
-            p[0] if ok else None for p, ok in zip(pairs, scored, strict=True)
-        ]
-        columns["shadow_decision"] = [
-            DECISIONS[p[1]] if ok else None for p, ok in zip(pairs, scored, strict=True)
-        ]
-        columns["shadow_model_version"] = [version if ok else None for ok in scored]
+        columns["shadow_score"] = [None if f else v for f, v in zip(failed, values, strict=True)]
+        columns["shadow_decision"] = [None if f else d for f, d in zip(failed, names, strict=True)]
+        columns["shadow_model_version"] = [None if f else version for f in failed]
     return columns
 
 

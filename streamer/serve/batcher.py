@@ -49,7 +49,6 @@ class Batcher:
         self._held: _Pending | None = None
         self._task: asyncio.Task[None] | None = None
         self.queued_events = 0
-        self.batches = 0
 
     def start(self) -> None:
         """Start collecting (call from the event loop that will submit)."""
@@ -114,7 +113,6 @@ class Batcher:
         events, sizes = merge([p.events for p in batch])
         tags = [p.tag for p in batch for _ in p.events]
         self.queued_events -= len(events)
-        self.batches += 1
         try:
             results = split(self._score(events, tags), sizes)
         except Exception as exc:  # noqa: BLE001  # a bug: fail these requests, keep serving
