@@ -666,6 +666,61 @@ static PyObject *codec_encode_columns(PyObject *obj, PyObject *const *args, Py_s
     return out;
 }
 
+/* decode_columns(payloads: list, prefix: bytes, max_bytes: int) -> tuple of lists | None
+ *
+ * A batch of payloads as columns: one list per field of the top record, in its order,
+ * one value per payload. Only when every payload is plain: bytes, at most ``max_bytes``
+ * long, starting with ``prefix`` (the framing header) and holding exactly one datum the
+ * C code decodes. Otherwise None and nothing else: the caller then decodes the payloads
+ * one by one (``decode``), which judges the others. No dict is made per record. */
+static PyObject *codec_decode_columns(PyObject *obj, PyObject *const *args, Py_ssize_t nargs) {
+    Codec *self = (Codec *)obj;
+    const Node *root = self->root;
+    if (nargs != 3 || self->vectorcall != codec_decode || root->kind != K_RECORD ||
+        !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decode_columns(payloads: list, prefix: bytes, max_bytes: int) of a record decoder");
+        return NULL;
+    }
+    PyObject *payloads = args[0];
+    const char *prefix = PyBytes_AS_STRING(args[1]);
+    Py_ssize_t prefix_size = PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[2]);
+    if (max_bytes == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    PyObject *columns = PyTuple_New(root->n);
+    if (columns == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < root->n; j++) {
+        PyObject *column = PyList_New(count); /* items NULL until set; freed safely */
+        if (column == NULL) {
+            Py_DECREF(columns);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(columns, j, column);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) { /* no Python code runs: the list stays as is */
+        PyObject *payload = PyList_GET_ITEM(payloads, i);
+        if (!PyBytes_CheckExact(payload)) goto not_plain;
+        Py_ssize_t size = PyBytes_GET_SIZE(payload);
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(payload);
+        if (size == 0 || size > max_bytes || size < prefix_size ||
+            memcmp(data, prefix, (size_t)prefix_size) != 0)
+            goto not_plain;
+        Reader r = {data + prefix_size, data + size};
+        for (Py_ssize_t j = 0; j < root->n; j++) {
+            PyObject *value = decode_node(root->kids[j], &r);
+            if (value == NULL) goto not_plain;
+            PyList_SET_ITEM(PyTuple_GET_ITEM(columns, j), i, value);
+        }
+        if (r.p != r.end) goto not_plain;
+    }
+    return columns;
+not_plain:
+    PyErr_Clear();
+    Py_DECREF(columns);
+    Py_RETURN_NONE;
+}
+
 /* The top record's field names (None for a codec of another type). */
 static PyObject *codec_fields(PyObject *obj, void *closure) {
     const Node *root = ((Codec *)obj)->root;
@@ -677,6 +732,8 @@ static PyObject *codec_fields(PyObject *obj, void *closure) {
 }
 
 static PyMethodDef codec_methods[] = {
+    {"decode_columns", (PyCFunction)(void (*)(void))codec_decode_columns, METH_FASTCALL,
+     "decode_columns(payloads, prefix, max_bytes) -> tuple of lists or None (a record decoder)"},
     {"encode_columns", (PyCFunction)(void (*)(void))codec_encode_columns, METH_FASTCALL,
      "encode_columns(columns, n, header) -> list of bytes (an encoder of a record)"},
     {NULL, NULL, 0, NULL},

@@ -17,17 +17,23 @@ The Avro binary itself is read and written by functions generated for each schem
 test_codec_differential.py``) in about half the time, and reject bytes that fastavro
 accepts silently (over-long varints, boolean bytes other than 0/1, negative enum and union
 indexes). ``bench/codec.py`` compares the two.
+
+``Decoder.decode_columns`` decodes a whole batch into columns (``codec.columns.Records``)
+with the C decoder, no dict per record, when every payload is a plain datum of the reader
+schema under one header: the stream's hot path. Anything else (an old writer schema, a
+bad payload, a registry lookup to make) is left to ``decode``, one payload at a time.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from streamer.codec.codegen import ReadFn, reader_for
+from streamer.codec.columns import Records
 from streamer.codec.diagnose import diagnose
 from streamer.codec.encoding import Encoder, make_encoder
 from streamer.codec.framing import (
@@ -96,6 +102,22 @@ class _Resolved:
             return _reject("TrailingBytes", f"{len(payload) - end} bytes left after the record")
         return record
 
+    def read_columns(
+        self, payloads: list[bytes | None], header: bytes, max_bytes: int
+    ) -> Records | None:
+        """``payloads`` (each ``header`` + a datum) as columns, when the C decoder reads
+        every one of them; None otherwise (``read`` them one by one)."""
+        if self._refusal is not None:
+            return None
+        decode_columns = getattr(self._read, "decode_columns", None)
+        if decode_columns is None:  # not the C decoder: Avro resolution, or no C at all
+            return None
+        columns = decode_columns(payloads, header, max_bytes)
+        if columns is None:
+            return None
+        names = self._read.fields  # type: ignore[attr-defined]  # the C decoder's
+        return Records(dict(zip(names, columns, strict=True)), len(payloads))
+
     def _explain(self, payload: bytes, start: int, exc: Exception) -> Rejection:
         try:
             found = diagnose(self.writer, payload, start)
@@ -127,8 +149,25 @@ class Decoder(ABC):
         decode = self.decode
         return [decode(payload) for payload in payloads]
 
+    def decode_columns(self, payloads: Sequence[bytes | None]) -> Records | None:
+        """All of ``payloads`` as columns when each is a plain datum of the reader schema
+        under the first one's header (the C decoder's fast path); None when any is not, or
+        no such path is known yet: then ``decode`` each, which judges every payload."""
+        first = payloads[0] if payloads else None
+        if not first or len(first) > self._max_bytes:
+            return None
+        found = self._columnar(first)
+        if found is None:
+            return None
+        header, resolved = found
+        return resolved.read_columns(list(payloads), header, self._max_bytes)
+
     @abstractmethod
     def _decode(self, payload: bytes) -> Decoded: ...
+
+    def _columnar(self, payload: bytes) -> tuple[bytes, _Resolved] | None:
+        """The header of ``payload`` and its writer schema, when both are known already."""
+        return None
 
 
 class RawDecoder(Decoder):
@@ -140,6 +179,9 @@ class RawDecoder(Decoder):
 
     def _decode(self, payload: bytes) -> Decoded:
         return self._resolved.read(payload, 0)
+
+    def _columnar(self, payload: bytes) -> tuple[bytes, _Resolved] | None:
+        return b"", self._resolved
 
 
 class SingleObjectDecoder(Decoder):
@@ -161,14 +203,26 @@ class SingleObjectDecoder(Decoder):
         if len(payload) < 10:
             return _reject("Truncated", "payload ends inside the single-object header")
         key = payload[2:10]
+        resolved = self._resolved_for(key)
+        if resolved is None:
+            where = self._schemas_dir or "the schemas directory"
+            return _reject("UnknownFingerprint", f"no schema in {where} has {key.hex()}")
+        return resolved.read(payload, 10)
+
+    def _resolved_for(self, key: bytes) -> _Resolved | None:
         resolved = self._resolved.get(key)
         if resolved is None:
             writer = self._writers.get(key)
             if writer is None:
-                where = self._schemas_dir or "the schemas directory"
-                return _reject("UnknownFingerprint", f"no schema in {where} has {key.hex()}")
+                return None
             resolved = self._resolved[key] = _Resolved(writer, self._reader)
-        return resolved.read(payload, 10)
+        return resolved
+
+    def _columnar(self, payload: bytes) -> tuple[bytes, _Resolved] | None:
+        if payload[:2] != SINGLE_OBJECT_MAGIC or len(payload) < 10:
+            return None
+        resolved = self._resolved_for(payload[2:10])
+        return None if resolved is None else (payload[:10], resolved)
 
 
 class ConfluentDecoder(Decoder):
@@ -211,6 +265,12 @@ class ConfluentDecoder(Decoder):
         if isinstance(resolved, Rejection):
             return resolved
         return resolved.read(payload, 5)
+
+    def _columnar(self, payload: bytes) -> tuple[bytes, _Resolved] | None:
+        if payload[0] != 0 or len(payload) < 5:
+            return None
+        resolved = self._by_id.get(int.from_bytes(payload[1:5], "big"))
+        return (payload[:5], resolved) if isinstance(resolved, _Resolved) else None
 
     def _lookup(self, schema_id: int) -> _Resolved | Rejection:
         miss = self._misses.get(schema_id)

@@ -168,8 +168,8 @@ class FeatureCache:
     def _mget(self, cards: Sequence[str], merchants: Sequence[str]) -> list[bytes | None] | None:
         if not self.breaker.allow():
             return None
-        keys = [card_key(self._prefix, c) for c in cards]
-        keys += [merchant_key(self._prefix, m) for m in merchants]
+        keys = list(map(card_key(self._prefix, "").__add__, cards))
+        keys += map(merchant_key(self._prefix, "").__add__, merchants)
         start = self._now()
         try:
             blobs = self._mget_keys(keys)
@@ -220,6 +220,6 @@ class FeatureCache:
 def _distinct(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp]]:
     """The distinct ids in first-seen order, and each id's index among them (one Redis key
     per distinct id; a dict beats ``np.unique``'s sort of Python strings at any size)."""
-    index: dict[str, int] = {}
-    inverse = [index.setdefault(i, len(index)) for i in ids]
-    return list(index), np.asarray(inverse, dtype=np.intp)
+    distinct = list(dict.fromkeys(ids))
+    index = {key: i for i, key in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, ids), np.intp, len(ids))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import is_not
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from streamer.codec.columns import column_of, optional_column_of
 from streamer.features.layout import CARD_FIELDS, CARD_INDEX, MERCHANT_FIELDS, MERCHANT_INDEX
 from streamer.features.reference import (
     CHANNEL_CODES,
@@ -50,33 +52,36 @@ class EventColumns:
 
 
 def event_columns(events: Sequence[Mapping[str, Any]]) -> EventColumns:
-    """Columns from decoded TransactionEvent dicts (``event_time`` as epoch millis).
+    """Columns from decoded TransactionEvents (``event_time`` as epoch millis): dicts, or
+    ``Records`` already held as columns (the stream's batches; nothing per event then).
 
-    One pass per field (``map(itemgetter)`` where a plain lookup does): per-event numpy
-    calls cost ~4x more (FIELD_NOTES).
+    One C-level pass per field (``column_of`` and ``map``): per-event numpy calls cost ~4x
+    more (FIELD_NOTES).
     Unknown channel or entry-mode symbols map to UNKNOWN; unknown currencies to exponent 2.
     """
     n = len(events)
-    minor = np.fromiter(map(itemgetter("amount_minor"), events), np.float64, count=n)
-    per_major = MINOR_PER_MAJOR.get
-    scale = np.fromiter((per_major(e["currency"], 100.0) for e in events), np.float64, count=n)
-    unknown_channel = CHANNEL_CODES["UNKNOWN"]
-    unknown_entry = ENTRY_CODES["UNKNOWN"]
+    minor = np.fromiter(column_of(events, "amount_minor"), np.float64, count=n)
+    per_major = map(MINOR_PER_MAJOR.get, column_of(events, "currency"), repeat(100.0, n))
+    channels = map(
+        CHANNEL_CODES.get, column_of(events, "channel"), repeat(CHANNEL_CODES["UNKNOWN"])
+    )
+    entry_modes = map(
+        ENTRY_CODES.get, column_of(events, "entry_mode"), repeat(ENTRY_CODES["UNKNOWN"])
+    )
+    devices = map(is_not, optional_column_of(events, "device_id"), repeat(None, n))
     return EventColumns(
-        amount=minor / scale,
-        event_time_ms=np.fromiter(map(itemgetter("event_time"), events), np.int64, count=n),
-        mcc=np.fromiter(map(itemgetter("mcc"), events), np.int32, count=n),
-        merchant_country=country_codes(list(map(itemgetter("merchant_country"), events))),
-        channel=np.fromiter(
-            (CHANNEL_CODES.get(e["channel"], unknown_channel) for e in events), np.int8, n
+        amount=minor / np.fromiter(per_major, np.float64, count=n),
+        event_time_ms=np.fromiter(column_of(events, "event_time"), np.int64, count=n),
+        mcc=np.fromiter(column_of(events, "mcc"), np.int32, count=n),
+        merchant_country=country_codes(column_of(events, "merchant_country")),
+        channel=np.fromiter(channels, np.int8, n),
+        entry_mode=np.fromiter(entry_modes, np.int8, n),
+        card_present=np.fromiter(column_of(events, "card_present"), np.bool_, count=n),
+        three_ds=np.fromiter(
+            map(THREE_DS_CODES.__getitem__, optional_column_of(events, "three_ds")), np.int8, n
         ),
-        entry_mode=np.fromiter(
-            (ENTRY_CODES.get(e["entry_mode"], unknown_entry) for e in events), np.int8, n
-        ),
-        card_present=np.fromiter(map(itemgetter("card_present"), events), np.bool_, count=n),
-        three_ds=np.fromiter((THREE_DS_CODES[e.get("three_ds")] for e in events), np.int8, n),
-        has_device=np.fromiter((e.get("device_id") is not None for e in events), np.bool_, n),
-        is_recurring=np.fromiter((e.get("is_recurring", False) for e in events), np.bool_, n),
+        has_device=np.fromiter(devices, np.bool_, n),
+        is_recurring=np.fromiter(optional_column_of(events, "is_recurring", False), np.bool_, n),
     )
 
 

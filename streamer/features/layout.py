@@ -138,10 +138,11 @@ def unpack_rows(
     width = int(defaults.shape[0])
     size = width * _F8.itemsize
     n = len(blobs)
-    found_list = [b is not None and len(b) == size for b in blobs]
-    if n and all(found_list):  # the common case: no masks, one copy
+    if n and None not in blobs and set(map(len, blobs)) == {size}:  # type: ignore[arg-type]
+        # the common case, checked without Python per blob: no masks, one copy
         values = np.frombuffer(b"".join(blobs), dtype=_F8).reshape(n, width)  # type: ignore[arg-type]
         return np.where(np.isnan(values), defaults, values), np.ones(n, dtype=np.bool_)
+    found_list = [b is not None and len(b) == size for b in blobs]
     found = np.array(found_list, dtype=np.bool_)
     out = np.empty((n, width), dtype=np.float64)
     out[:] = defaults

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -157,8 +158,11 @@ class HeldMget:
 
     redis-py's own call path (pool checkout and release, retry wrapper, event hooks) costs
     ~60 µs of CPU a call on redis-py 8.1, more than the command itself (~40 µs), and the
-    scoring API pays it per request. A failed call closes the connection and raises as the
-    client would; the next call connects again (with AUTH and TLS, from the pool's settings).
+    scoring API pays it per request. The command is packed by hiredis directly: redis-py's
+    packer first walks every key in Python (~1.5 µs per event at the stream's 500-event
+    batches). Keys are ``str``, sent as UTF-8 (redis-py's default). A failed call closes
+    the connection and raises as the client would; the next call connects again (with
+    AUTH and TLS, from the pool's settings).
     Not thread-safe: one feature cache, one scoring thread.
     """
 
@@ -171,7 +175,7 @@ class HeldMget:
         if conn is None:  # the pool connects it (and raises when Redis is down)
             conn = self._conn = self._pool.get_connection()
         try:
-            conn.send_command("MGET", *keys)
+            conn.send_packed_command([hiredis.pack_command(("MGET", *keys))])  # type: ignore[arg-type]
             values: list[bytes | None] = conn.read_response()
         except BaseException:
             conn.disconnect()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +30,8 @@ def country_code(alpha2: str | None) -> float:
 
 def country_codes(alpha2s: Sequence[str | None]) -> npt.NDArray[np.float64]:
     """``country_code`` of many codes at once (one dict look-up per code, no numpy per code)."""
-    get = _COUNTRY_CODES.get
-    return np.fromiter((get(c, 0.0) for c in alpha2s), dtype=np.float64, count=len(alpha2s))  # type: ignore[arg-type]
+    codes = map(_COUNTRY_CODES.get, alpha2s, repeat(0.0))  # type: ignore[arg-type]
+    return np.fromiter(codes, dtype=np.float64, count=len(alpha2s))
 
 
 # ISO 4217 active codes; exponents are 2 unless listed below.

@@ -2,16 +2,20 @@
 
 Pure: decoding results only; no Kafka I/O, no Redis. Validation and scoring happen in the
 scoring kernel; the loop acts on what both return.
+
+A batch whose every payload is plain is decoded in one call into columns
+(``Decoder.decode_columns``, no dict per event); any other batch one message at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
 
+from streamer.codec.columns import Records
 from streamer.codec.wire import is_retriable
 from streamer.errors import Rejection
 
@@ -22,12 +26,15 @@ class Decoder(Protocol):
     def decode(self, payload: bytes | None) -> dict[str, Any] | Rejection: ...
 
 
+DecodeColumns = Callable[[Sequence[bytes | None]], Records | None]
+
+
 @dataclass
 class Batch:
     """A micro-batch after decoding, in consumption order."""
 
     messages: list[Message] = field(default_factory=list)  # decoded
-    events: list[dict[str, Any]] = field(default_factory=list)  # aligned with ``messages``
+    events: Sequence[dict[str, Any]] = field(default_factory=list)  # aligned with ``messages``
     positions: list[tuple[TopicPartition, int]] = field(default_factory=list)  # aligned too
     rejected: list[tuple[Message, Rejection]] = field(default_factory=list)
     offsets: dict[TopicPartition, list[int]] = field(default_factory=dict)  # every consumed one
@@ -48,10 +55,49 @@ def sort_batch(messages: Sequence[Message], decoder: Decoder) -> Batch:
     """Decode every message. A partition whose message could not be decoded
     for a reason that is not the message's fault (the schema registry is unreachable) is
     cut at that message: it and the rest of that partition are to be read again."""
+    decode_columns: DecodeColumns | None = getattr(decoder, "decode_columns", None)
+    if decode_columns is not None:
+        batch = _as_columns(messages, decode_columns)
+        if batch is not None:
+            return batch
+    return _one_by_one(messages, decoder)
+
+
+def _as_columns(messages: Sequence[Message], decode_columns: DecodeColumns) -> Batch | None:
+    """The batch decoded in one call, when every message is plain; else None."""
+    batch = Batch()
+    offsets, decoded_messages, positions = batch.offsets, batch.messages, batch.positions
+    values: list[bytes | None] = []
+    for msg in messages:
+        error = msg.error()
+        if error is not None:
+            batch.errors.append(error)
+            continue
+        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+        seen = offsets.get(tp)
+        if seen is None:
+            offsets[tp] = [offset]
+        else:
+            seen.append(offset)
+        decoded_messages.append(msg)
+        positions.append((tp, offset))
+        values.append(msg.value())
+    if not values:
+        return batch
+    events = decode_columns(values)
+    if events is None:
+        return None
+    batch.events = events
+    return batch
+
+
+def _one_by_one(messages: Sequence[Message], decoder: Decoder) -> Batch:
     batch = Batch()
     # Per message on the hot path: bound methods and attributes looked up once.
     decode, offsets, reread = decoder.decode, batch.offsets, batch.reread
-    decoded_messages, events, positions = batch.messages, batch.events, batch.positions
+    decoded_messages, positions = batch.messages, batch.positions
+    events: list[dict[str, Any]] = []
+    batch.events = events
     for msg in messages:
         error = msg.error()
         if error is not None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamer.codec.columns import Column, records_of
+from streamer.codec.columns import Column, Records, column_of, records_of, take
 from streamer.errors import Rejection
 from streamer.features.cache import DEGRADED, FEATURE_STATUSES, Features
 from streamer.features.engineering import assemble, event_columns
@@ -30,7 +30,7 @@ from streamer.observability.observer import Observer
 from streamer.scoring.containment import StageError, run_contained
 from streamer.scoring.decisions import DECISIONS, counts, decide
 from streamer.scoring.records import ModelStamp, ShadowResult, scored_columns
-from streamer.scoring.validation import validate
+from streamer.scoring.validation import all_plausible, validate
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class ScoringKernel:
         shadow, matrices = self.shadow, _Matrices()
 
         def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-            chosen = [events[valid[i]] for i in subset.tolist()]
+            chosen = take(events, [valid[i] for i in subset.tolist()])
             scores, statuses, matrix, shadow_matrix = self._features_and_scores(chosen, shadow)
             matrices.add(subset, matrix, shadow_matrix)
             return scores, statuses
@@ -183,7 +183,7 @@ class ScoringKernel:
         shadowed = self._shadow(shadow, shadow_matrix, len(rows)) if shadow and rows else None
         now = self.clock()
         columns = scored_columns(
-            [events[r] for r in rows],
+            take(events, rows),
             scores=scores,
             decisions=decisions,
             statuses=statuses,
@@ -215,7 +215,7 @@ class ScoringKernel:
         self.shadow = shadow
 
     def _features_and_scores(
-        self, events: list[Event], shadow: ShadowModel | None
+        self, events: Sequence[Event], shadow: ShadowModel | None
     ) -> tuple[
         npt.NDArray[np.float64],
         npt.NDArray[np.int8],
@@ -228,7 +228,7 @@ class ScoringKernel:
         with self.observer.stage("enrich"):
             try:
                 features = self.features.fetch(
-                    [e["card_id"] for e in events], [e["merchant_id"] for e in events]
+                    column_of(events, "card_id"), column_of(events, "merchant_id")
                 )
                 columns = event_columns(events)
                 matrix = assemble(columns, features.card, features.merchant, self._feature_names)
@@ -305,7 +305,11 @@ def _assemble_or_none(
 
 
 def _validated(events: Sequence[Event], now: int) -> tuple[list[int], list[tuple[int, Rejection]]]:
-    """Rows fit to score, and the others with the reason."""
+    """Rows fit to score, and the others with the reason. Events held as columns are
+    checked a column at a time; only a batch with a doubtful event is walked event by
+    event (``validate``, which alone says why an event is rejected)."""
+    if isinstance(events, Records) and all_plausible(events.columns, len(events), now):
+        return list(range(len(events))), []
     valid: list[int] = []
     rejected: list[tuple[int, Rejection]] = []
     for row, event in enumerate(events):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-from streamer.codec.columns import Column
+from streamer.codec.columns import Column, column_of
 from streamer.features.cache import FEATURE_STATUSES
 from streamer.model.registry import ModelMetadata
 from streamer.scoring.decisions import DECISIONS
@@ -52,14 +51,15 @@ def scored_columns(
     null unless a shadow model scored the batch; a NaN shadow score means it failed).
 
     Columns rather than a dict per event (``codec.columns``): the encoder writes them
-    straight to Avro, and ``records_of`` makes the dicts where they are wanted.
+    straight to Avro, and ``records_of`` makes the dicts where they are wanted. Of events
+    held as ``Records``, the columns copied from them are theirs, shared: read-only.
     """
     columns: dict[str, Column] = {
-        "transaction_id": list(map(itemgetter("transaction_id"), events)),
-        "card_id": list(map(itemgetter("card_id"), events)),
-        "merchant_id": list(map(itemgetter("merchant_id"), events)),
-        "amount_minor": list(map(itemgetter("amount_minor"), events)),
-        "currency": list(map(itemgetter("currency"), events)),
+        "transaction_id": column_of(events, "transaction_id"),
+        "card_id": column_of(events, "card_id"),
+        "merchant_id": column_of(events, "merchant_id"),
+        "amount_minor": column_of(events, "amount_minor"),
+        "currency": column_of(events, "currency"),
         "score": scores.tolist(),
         "decision": _DECISION_NAMES[decisions].tolist(),
         "review_threshold": (model.review_threshold,),
@@ -67,7 +67,7 @@ def scored_columns(
         "model_name": (model.name,),
         "model_version": (model.version,),
         "feature_status": _STATUS_NAMES[statuses].tolist(),
-        "event_time": list(map(itemgetter("event_time"), events)),
+        "event_time": column_of(events, "event_time"),
         "received_time": (received_ms,),
         "scored_time": (scored_ms,),
         "publish_time": (publish_ms,),

@@ -11,9 +11,12 @@ any real one (``MAX_ID_LENGTH``: an id is copied into the scored event and its k
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 from string import ascii_uppercase
 from typing import Any
+
+import numpy as np
 
 from streamer.errors import Rejection
 from streamer.features.reference import KNOWN_CURRENCIES, currency_exponent
@@ -30,6 +33,9 @@ _ALPHA2 = frozenset(a + b for a in ascii_uppercase for b in ascii_uppercase)
 _MAX_MINOR = {c: MAX_AMOUNT_MAJOR * 10 ** currency_exponent(c) for c in KNOWN_CURRENCIES}
 """The largest amount in minor units per currency: ``amount_minor / 10**exponent`` at most
 ``MAX_AMOUNT_MAJOR``, as an exact integer bound."""
+
+
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 def _reject(error_class: str, message: str) -> Rejection:
@@ -66,6 +72,43 @@ def _plausible(e: Mapping[str, Any], now_ms: int) -> bool:
         and 0 <= e["mcc"] <= 9999
         and e["merchant_country"] in _ALPHA2
     )
+
+
+def all_plausible(columns: Mapping[str, Sequence[Any]], n: int, now_ms: int) -> bool:
+    """Whether every one of ``n`` events, given as columns, passes every check: the checks
+    of ``_plausible`` a column at a time (C-level passes and numpy, no per-event Python).
+    True only where ``_problem`` finds nothing for each event; anything else (a failed
+    check, a missing column, an unusual type) is False, and each event is then validated
+    alone."""
+    if n == 0:
+        return True
+    try:
+        for name in _IDS:
+            ids = columns[name]
+            if not all(ids) or max(map(len, ids)) > MAX_ID_LENGTH:
+                return False
+        optional = [columns.get(name, ()) for name in _OPTIONAL_IDS]
+        if not set(map(type, chain.from_iterable(optional))) <= _TEXT_OR_NONE:
+            return False
+        if max(map(len, filter(None, chain.from_iterable(optional))), default=0) > MAX_ID_LENGTH:
+            return False
+        amounts, times, mccs = columns["amount_minor"], columns["event_time"], columns["mcc"]
+        if not {*map(type, amounts), *map(type, times), *map(type, mccs)} <= {int}:
+            return False
+        limits = map(_MAX_MINOR.get, columns["currency"], repeat(0, n))
+        amount = np.array(amounts, dtype=np.int64)
+        time_ms, mcc = np.array(times, dtype=np.int64), np.array(mccs, dtype=np.int64)
+        return bool(
+            (amount > 0).all()
+            and (amount <= np.fromiter(limits, np.int64, n)).all()
+            and time_ms.min() >= MIN_EVENT_TIME_MS
+            and time_ms.max() <= now_ms + MAX_FUTURE_MS
+            and mcc.min() >= 0
+            and mcc.max() <= 9999
+            and set(columns["merchant_country"]) <= _ALPHA2
+        )
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False
 
 
 def _problem(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
