@@ -128,7 +128,10 @@ def sample_event(**overrides: Any) -> dict[str, Any]:
 
 
 class FakeProducer:
-    """Queues produced records; ``poll``/``flush`` deliver them, or fail chosen values."""
+    """Queues produced records; ``poll``/``flush`` deliver them, or fail chosen values.
+
+    Reports failures only, as the stream's producer is configured (``STREAM_PRODUCER``);
+    ``len()`` counts what is queued and not yet answered, as librdkafka's does."""
 
     def __init__(self) -> None:
         self.queued: list[tuple[str, bytes | None, Any, Callable[..., None], Any]] = []
@@ -161,8 +164,10 @@ class FakeProducer:
                 callback(KafkaError(KafkaError._MSG_TIMED_OUT), msg)
             else:
                 self.delivered.append((topic, value, key, headers))
-                callback(None, msg)
         return len(queued)
+
+    def __len__(self) -> int:
+        return len(self.queued)
 
     def flush(self, timeout: float = 0) -> int:
         self.poll()

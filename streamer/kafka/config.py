@@ -29,8 +29,9 @@ _CONSUMER_FIXED: dict[str, str | int | float | bool] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
 }
-# An input is committed only after its output's delivery report: with reports for failures
-# only, no input would ever be acknowledged, so none would be committed.
+# What a producer does on a success report (count it, acknowledge an input) must not be
+# switched off by a setting: the stream's publisher alone reads silence as success, and
+# turns failure-only reports on for its own producer (``publisher.STREAM_PRODUCER``).
 _PRODUCER_FIXED: dict[str, str | int | float | bool] = {
     "delivery.report.only.error": False,
 }

@@ -40,7 +40,9 @@ def read_headers(msg: Message, only: frozenset[str] | None = None) -> Headers | 
     if _UNREADABLE and _position(msg) in _UNREADABLE:  # none so far: nothing to look up
         return None
     try:
-        raw = msg.headers() or []
+        raw = msg.headers()
+        if raw is None:  # no headers (most messages): nothing to check
+            return []
         items = list(raw.items()) if isinstance(raw, dict) else raw
         # Also surfaces the decoding error the client may leave pending with the list.
         broken = len(gc.get_referents(*items)) != 2 * len(items)

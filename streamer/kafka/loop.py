@@ -90,6 +90,7 @@ class StreamLoop:
     max_wait_ms: int = 50
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
+    settle_after_s: float = 0.005  # while outputs are in flight: see ``_consume``
     sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
     redis_gate: Callable[[], bool] | None = None  # STREAMER_REDIS_REQUIRED: is Redis usable?
     _paused: bool = False
@@ -124,7 +125,7 @@ class StreamLoop:
             if self.redis_gate is not None:
                 self._follow_redis(self.redis_gate())
             size, wait = self._bounds()
-            messages = self.consumer.consume(size, wait)
+            messages = self._consume(size, wait)
             if messages:
                 started = time.perf_counter()
                 self.process(messages)
@@ -140,6 +141,22 @@ class StreamLoop:
         lag = self._lag_monitor().due()
         if lag is not None:
             self.observer.lag(lag)
+
+    def _consume(self, size: int, wait: float) -> list[Message]:
+        """Up to ``size`` messages within ``wait`` seconds. While outputs are in flight, the
+        wait is split: the broker's silence is read as acknowledgement only between polls
+        (``Publisher.poll``), so the outputs of a quiet stream are settled (their latency
+        taken, their inputs made committable) ``settle_after_s`` after they were queued,
+        not a whole batch wait later; the batch is the same one."""
+        if not self.publisher.unreported or wait <= self.settle_after_s:
+            return self.consumer.consume(size, wait)
+        deadline = time.monotonic() + wait
+        messages = self.consumer.consume(size, self.settle_after_s)
+        self.publisher.poll(0)
+        left = deadline - time.monotonic()
+        if len(messages) < size and left > 0:
+            messages += self.consumer.consume(size - len(messages), left)
+        return messages
 
     def _bounds(self) -> tuple[int, float]:
         if self.sizer is None:

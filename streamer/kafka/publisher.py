@@ -1,8 +1,16 @@
-"""Publishing: scored events and dead letters, asynchronously; delivery reports drive commits.
+"""Publishing: scored events and dead letters, asynchronously; the broker's answers drive
+commits.
 
-Each output's delivery report finds its input's topic-partition and offset (a scored
-event by its bytes, a dead letter through its callback), so a broker acknowledgement
-marks exactly that input done in the ``OffsetTracker``.
+Every output queued is remembered (a scored event by its bytes, a dead letter with its
+callback) until the broker answered for it, and then marks exactly its input done in the
+``OffsetTracker``, or failed. The stream's producer reports failures only
+(``delivery.report.only.error``, ``STREAM_PRODUCER``): a report per acknowledged output
+cost more CPU than scoring the event. Success is then known in bulk: when the producer
+holds nothing (``len(producer) == 0``: no message queued or in flight and no report left
+to serve) after its reports were served, every output still remembered was acknowledged
+(``_settle``). That moment comes before each batch is produced (the previous batch was
+acknowledged while this one was scored), at each poll and flush. Success reports, where a
+producer sends them, acknowledge their output at once, so either configuration is exact.
 
 A failure is either retriable (a timeout, a broker restarting: the input is reprocessed,
 its partition rewound) or permanent for that record (too large, invalid, refused by the
@@ -46,6 +54,8 @@ PERMANENT = frozenset(
     }
 )
 """Errors that reprocessing the same record cannot fix."""
+STREAM_PRODUCER = {"delivery.report.only.error": True}
+"""The stream's producer settings beyond ``producer_config``: failure reports only."""
 SMALLEST_LETTER = 1024
 SMALLEST_RETRIES = 8  # sends of the smallest letter before the partition is rewound
 
@@ -99,6 +109,14 @@ class _Pending:
         if self._one.setdefault(value, scored) is not scored:
             self._more.setdefault(value, []).append(scored)
 
+    def take_all(self) -> list[_Scored]:
+        """Everything registered (and nothing is any more)."""
+        taken = list(self._one.values())
+        for more in self._more.values():
+            taken += more
+        self._one, self._more = {}, {}
+        return taken
+
     def take(self, value: bytes | None) -> _Scored | None:
         if value is None:
             return None
@@ -137,6 +155,7 @@ class Publisher:
         self.fatal: StreamerError | None = None
         self._latencies: list[int] = []
         self._pending = _Pending()
+        self._careful: dict[int, _Output] = {}  # by id: queued by ``_produce``, unanswered
 
     def send_many(
         self,
@@ -156,8 +175,10 @@ class Publisher:
         The hot path: every output shares one delivery callback (a ``functools.partial``
         per output cost more than the rest of its delivery report), which finds what it
         reports on by the output's bytes (``_Pending``); the slow path (a full queue, a
-        refusal) only when it happens.
+        refusal) only when it happens. First, what the broker acknowledged since the last
+        call is settled, if all of it was (``poll``).
         """
+        self.poll(0)
         produce, delivered, pending = self._producer.produce, self._on_scored, self._pending
         for key, value, (source, offset), output_headers, event_time, origin in zip(
             keys, values, positions, headers, event_times, origins, strict=True
@@ -196,16 +217,23 @@ class Publisher:
         self._produce(target.topic, key, value, headers, max(timestamp, 0), output)
 
     def poll(self, timeout: float = 0.0) -> int:
-        return int(self._producer.poll(timeout))
+        """Serve delivery reports (waiting up to ``timeout``); settle when all is answered."""
+        served = int(self._producer.poll(timeout))
+        if (self._pending or self._careful) and len(self._producer) == 0:
+            self._settle()
+        return served
 
     def flush(self, timeout: float) -> int:
         """Wait for outstanding deliveries; returns how many are still unacknowledged."""
-        return int(self._producer.flush(timeout))
+        left = int(self._producer.flush(timeout))
+        if left == 0:
+            self._settle()
+        return left
 
     @property
     def unreported(self) -> int:
-        """Scored events queued by ``send_many`` whose delivery report has not come yet."""
-        return len(self._pending)
+        """Outputs queued whose acknowledgement or failure is not known yet."""
+        return len(self._pending) + len(self._careful)
 
     def take_latencies_ms(self) -> list[int]:
         """Event time to acknowledgement of the outputs acknowledged since the last call."""
@@ -221,7 +249,7 @@ class Publisher:
         timestamp: int,
         output: _Output,
     ) -> None:
-        callback = partial(self._delivered, output)
+        callback = partial(self._answered, output)
         while True:
             try:
                 self._producer.produce(
@@ -232,6 +260,7 @@ class Publisher:
                     headers=cast(ProducerHeaders, headers),  # list is invariant; bytes are fine
                     timestamp=timestamp,  # 0: now, librdkafka's default
                 )
+                self._careful[id(output)] = output
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -239,6 +268,26 @@ class Publisher:
                 error = exc.args[0] if exc.args else KafkaError(KafkaError._INVALID_ARG)
                 self._delivered(output, error, None)
                 return
+
+    def _settle(self) -> None:
+        """The producer holds nothing and every report was served: each output still
+        unanswered was acknowledged (a failure would have been reported)."""
+        scored, careful = self._pending.take_all(), self._careful
+        self._careful = {}
+        if scored:
+            ack, now = self._tracker.ack, time.time_ns() // 1_000_000
+            for source, offset, _, _ in scored:
+                ack(source, offset)
+            self._latencies += [now - t for _, _, t, _ in scored if t]
+            self.delivered += len(scored)
+            self._refused_since = None
+        for output in careful.values():
+            self._delivered(output, None, None)
+
+    def _answered(self, output: _Output, err: KafkaError | None, msg: Message | None) -> None:
+        """The delivery report of an output queued by ``_produce``."""
+        if self._careful.pop(id(output), None) is not None:
+            self._delivered(output, err, msg)
 
     def _on_scored(self, err: KafkaError | None, msg: Message) -> None:
         """The delivery report of a scored event queued by ``send_many``."""

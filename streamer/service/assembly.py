@@ -28,7 +28,7 @@ from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
 from streamer.kafka.config import producer_config
 from streamer.kafka.loop import Encoder, LoopStats, StatsObserver, StreamLoop, Topics
 from streamer.kafka.offsets import OffsetTracker
-from streamer.kafka.publisher import DeadLetterTopic, Publisher
+from streamer.kafka.publisher import STREAM_PRODUCER, DeadLetterTopic, Publisher
 from streamer.kafka.transactions import Transactions
 from streamer.model.registry import LoadedModel, load_model
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
@@ -165,7 +165,7 @@ def build(
     registry = clients.schema_registry()
     cache = feature_cache(clients, model)
     kernel, switch = scoring_kernel(settings, model, cache, observer)
-    producer, consumer = clients.producer(), clients.consumer()
+    producer, consumer = clients.producer(**STREAM_PRODUCER), clients.consumer()
     tracker = OffsetTracker()
     publisher = Publisher(
         producer,

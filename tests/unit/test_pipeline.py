@@ -59,13 +59,13 @@ def test_valid_events_are_scored_and_poison_is_dead_lettered_in_the_same_batch(b
 
 
 def test_nothing_is_committed_before_the_broker_acknowledges(build: Any) -> None:
-    pipeline, consumer, producer = build([])
+    pipeline, consumer, _ = build([])
     pipeline.process(
         [make_message(0, avro_raw(make_event(0))), make_message(1, avro_raw(make_event(1)))]
     )
     pipeline.commits.tick()
     assert consumer.commits == []
-    producer.poll()
+    pipeline.publisher.poll()  # the broker answers; the loop serves reports, settles
     pipeline.commits.tick()
     assert consumer.commits == [[TopicPartition(TOPIC, 0, 2)]]
 
@@ -194,3 +194,33 @@ def test_out_of_domain_values_are_dead_lettered_at_validate(
     assert dead["streamer.error.class"] == error_class.encode()
     assert dead["streamer.error.stage"] == b"validate"
     assert [t for t, *_ in producer.delivered].count("scored") == 1
+
+
+def test_a_quiet_stream_settles_its_outputs_within_the_batch_wait(build: Any) -> None:
+    """With failure reports only, outputs are settled between polls: while some are in
+    flight the consume wait is split around one, and the batch stays one batch."""
+    first = [make_message(0, avro_raw(make_event(0)))]
+    later = [[make_message(1, avro_raw(make_event(1)))], [make_message(2, avro_raw(make_event(2)))]]
+    pipeline, consumer, _ = build(later)
+    waits: list[float] = []
+    consume = consumer.consume
+
+    def recording(size: int, timeout: float) -> Any:
+        waits.append(timeout)
+        return consume(size, timeout)
+
+    consumer.consume = recording  # type: ignore[method-assign]
+    pipeline.process(first)  # queued, not answered: in flight
+    assert pipeline.publisher.unreported == 1
+
+    messages = pipeline._consume(500, 0.05)
+
+    assert [m.offset() for m in messages] == [1, 2]  # both consumes make one batch
+    assert waits[0] == pipeline.settle_after_s
+    assert 0 < waits[1] <= 0.05  # what is left of the wait
+    assert pipeline.publisher.unreported == 0  # settled between the two
+    pipeline.commits.tick()
+    assert consumer.commits == [[TopicPartition(TOPIC, 0, 1)]]
+    waits.clear()
+    pipeline._consume(500, 0.05)  # nothing in flight: one wait, whole
+    assert waits == [0.05]
