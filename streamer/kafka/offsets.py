@@ -10,8 +10,9 @@ is never acknowledged holds back the commit of everything after it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import takewhile
 
 TopicPartition = tuple[str, int]
 
@@ -22,7 +23,7 @@ class _PartitionState:
     acked: dict[int, bool] = field(default_factory=dict)
     committable: int | None = None  # one past the last acknowledged prefix offset
     committed: int | None = None  # what was last handed to the consumer's commit
-    failed: int | None = None  # lowest offset whose output could not be delivered
+    failed: set[int] = field(default_factory=set)  # offsets whose output failed, since
 
 
 class OffsetTracker:
@@ -52,30 +53,43 @@ class OffsetTracker:
             return  # partition revoked or rewound since: nothing to do
         state.acked[offset] = True
         self._pending -= 1
-        order, acked = state.order, state.acked
-        while order and acked[order[0]]:
-            done = order.popleft()
-            del acked[done]
-            state.committable = done + 1
+        _advance(state)
+
+    def ack_all(self, tp: TopicPartition, offsets: Sequence[int]) -> None:
+        """``ack`` of each of ``offsets`` (of one partition), in C-level passes when every
+        one is registered and unacknowledged (the rule); one by one otherwise."""
+        state = self._parts.get(tp)
+        if state is None:
+            return
+        acked, fresh = state.acked, dict.fromkeys(offsets, True)  # an offset twice: once
+        if list(map(acked.get, fresh)).count(False) != len(fresh):  # some stale: one by one
+            for offset in fresh:
+                self.ack(tp, offset)
+            return
+        acked.update(fresh)
+        self._pending -= len(fresh)
+        _advance(state)
 
     def fail(self, tp: TopicPartition, offset: int) -> None:
         """The output for ``offset`` could not be delivered: it must be processed again."""
         state = self._parts.get(tp)
         if state is None or offset not in state.acked:
             return
-        if state.failed is None or offset < state.failed:
-            state.failed = offset
+        state.failed.add(offset)
 
     def take_failures(self) -> dict[TopicPartition, int]:
         """Partitions to rewind, and where to; their state past that offset is forgotten."""
         rewinds: dict[TopicPartition, int] = {}
         for tp, state in self._parts.items():
-            failed, state.failed = state.failed, None
-            if failed is None or (state.committable is not None and failed < state.committable):
-                # Nothing failed, or a stale report (from before a rewind) for an offset whose
-                # output was acknowledged since: rewinding behind the commit would only
-                # duplicate outputs and leave re-read offsets under the committable one.
+            failures, state.failed = state.failed, set()
+            # A report can be stale (from before a rewind, about an older output of an
+            # offset consumed again since): an offset whose output was acknowledged since,
+            # or committed past, needs nothing. Rewinding behind the commit would only
+            # duplicate outputs; and a stale failure must not hide a real one behind it.
+            redo = [o for o in failures if state.acked.get(o) is False]
+            if not redo:
                 continue
+            failed = min(redo)
             rewinds[tp] = failed
             kept = [o for o in state.order if o < failed]
             self._pending -= sum(1 for o in state.order if o >= failed and not state.acked[o])
@@ -102,3 +116,14 @@ class OffsetTracker:
             state = self._parts.pop(tp, None)
             if state is not None:
                 self._pending -= sum(1 for done in state.acked.values() if not done)
+
+
+def _advance(state: _PartitionState) -> None:
+    """Move the committable offset past the acknowledged prefix of what was consumed."""
+    order, acked = state.order, state.acked
+    done = len(list(takewhile(acked.__getitem__, order)))
+    if done:
+        prefix = [order.popleft() for _ in range(done)]
+        for offset in prefix:
+            del acked[offset]
+        state.committable = prefix[-1] + 1

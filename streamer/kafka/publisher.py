@@ -26,10 +26,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
 from typing import cast
 
+import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamer.errors import Rejection, StreamerError
@@ -90,43 +93,77 @@ class _Output:
 _Scored = tuple[TopicPartition, int, int, Message]  # source, offset, event time, input
 
 
-class _Pending:
-    """Scored events queued and not yet reported on, by their bytes.
+@dataclass(slots=True)
+class _Queued:
+    """The scored events of one ``send_many`` call, row by row; ``answered`` rows are known
+    failed or went the careful path (``_Output``), the others are waiting."""
 
-    A scored event's bytes name its input (source partition and offset, times), so they
-    identify it among those queued; the same bytes twice (one input scored twice within a
-    millisecond, after a rewind) are the same input, so either report may take either.
+    values: Sequence[bytes]
+    positions: Sequence[tuple[TopicPartition, int]]
+    event_times: Sequence[int]
+    origins: Sequence[Message]
+    answered: set[int] = field(default_factory=set)
+
+    def waiting(self) -> Sequence[int]:
+        rows = range(len(self.values))
+        return rows if not self.answered else [r for r in rows if r not in self.answered]
+
+
+class _Pending:
+    """Scored events queued and not yet answered for, batch by batch (no work per event).
+
+    A failure report names its output only by its bytes, which name its input (source
+    partition and offset, times); on the first one since the last settle, the batches are
+    indexed by bytes (failures are rare). The same bytes twice (one input scored twice
+    within a millisecond, after a rewind) are the same input, so a report may take either.
     """
 
     def __init__(self) -> None:
-        self._one: dict[bytes, _Scored] = {}
-        self._more: dict[bytes, list[_Scored]] = {}  # the same bytes queued again
+        self._batches: list[_Queued] = []
+        self._index: dict[bytes, list[tuple[_Queued, int]]] | None = None
+        self._waiting = 0
 
     def __len__(self) -> int:
-        return len(self._one) + sum(len(more) for more in self._more.values())
+        return self._waiting
 
-    def add(self, value: bytes, scored: _Scored) -> None:
-        if self._one.setdefault(value, scored) is not scored:
-            self._more.setdefault(value, []).append(scored)
+    def add(self, queued: _Queued) -> None:
+        self._batches.append(queued)
+        self._waiting += len(queued.values) - len(queued.answered)
+        if self._index is not None:
+            self._index_rows(queued)
 
-    def take_all(self) -> list[_Scored]:
-        """Everything registered (and nothing is any more)."""
-        taken = list(self._one.values())
-        for more in self._more.values():
-            taken += more
-        self._one, self._more = {}, {}
-        return taken
+    def answer(self, queued: _Queued, row: int) -> None:
+        """``row`` of ``queued`` is no longer waiting (its failure is being handled)."""
+        if row not in queued.answered:
+            queued.answered.add(row)
+            self._waiting -= 1
 
     def take(self, value: bytes | None) -> _Scored | None:
+        """The waiting scored event with these bytes, now answered (None: none waits)."""
         if value is None:
             return None
-        if self._more and value in self._more:
-            more = self._more[value]
-            scored = more.pop()
-            if not more:
-                del self._more[value]
-            return scored
-        return self._one.pop(value, None)
+        if self._index is None:
+            self._index = {}
+            for queued in self._batches:
+                self._index_rows(queued)
+        rows = self._index.get(value, [])
+        while rows:
+            queued, row = rows.pop()
+            if row not in queued.answered:
+                self.answer(queued, row)
+                (source, offset), event_time = queued.positions[row], queued.event_times[row]
+                return source, offset, event_time, queued.origins[row]
+        return None
+
+    def take_all(self) -> list[_Queued]:
+        """Every batch (and nothing waits any more)."""
+        taken, self._batches, self._index, self._waiting = self._batches, [], None, 0
+        return taken
+
+    def _index_rows(self, queued: _Queued) -> None:
+        assert self._index is not None
+        for row, value in enumerate(queued.values):
+            self._index.setdefault(value, []).append((queued, row))
 
 
 class Publisher:
@@ -178,11 +215,13 @@ class Publisher:
         refusal) only when it happens. First, what the broker acknowledged since the last
         call is settled, if all of it was (``poll``).
         """
+        if not len(keys) == len(values) == len(positions) == len(event_times) == len(origins):
+            raise ValueError("send_many takes aligned sequences")
         self.poll(0)
-        produce, delivered, pending = self._producer.produce, self._on_scored, self._pending
-        for key, value, (source, offset), output_headers, event_time, origin in zip(
-            keys, values, positions, headers, event_times, origins, strict=True
-        ):
+        queued = _Queued(values, positions, event_times, origins)
+        self._pending.add(queued)  # first: a report served while producing must find it
+        produce, delivered = self._producer.produce, self._on_scored
+        for row, (key, value, output_headers) in enumerate(zip(keys, values, headers, strict=True)):
             try:
                 produce(
                     topic,
@@ -192,10 +231,10 @@ class Publisher:
                     headers=cast(ProducerHeaders, output_headers),  # list is invariant
                 )
             except (BufferError, KafkaException):  # full queue or refused: the careful path
-                output = _Output(source, offset, event_time, origin)
+                self._pending.answer(queued, row)
+                (source, offset), event_time = positions[row], event_times[row]
+                output = _Output(source, offset, event_time, origins[row])
                 self._produce(topic, key, value, output_headers, 0, output)
-                continue
-            pending.add(value, (source, offset, event_time, origin))
 
     def send_dead_letter(
         self, msg: Message, rejection: Rejection, budget: int = 0, attempts: int = 0
@@ -272,14 +311,21 @@ class Publisher:
     def _settle(self) -> None:
         """The producer holds nothing and every report was served: each output still
         unanswered was acknowledged (a failure would have been reported)."""
-        scored, careful = self._pending.take_all(), self._careful
+        batches, careful = self._pending.take_all(), self._careful
         self._careful = {}
-        if scored:
-            ack, now = self._tracker.ack, time.time_ns() // 1_000_000
-            for source, offset, _, _ in scored:
-                ack(source, offset)
-            self._latencies += [now - t for _, _, t, _ in scored if t]
-            self.delivered += len(scored)
+        now = time.time_ns() // 1_000_000
+        for queued in batches:
+            rows = queued.waiting()
+            if not rows:
+                continue
+            positions = queued.positions
+            if len(rows) < len(positions):
+                positions = list(map(positions.__getitem__, rows))
+            for tp, run in groupby(positions, key=itemgetter(0)):  # a partition's runs
+                self._tracker.ack_all(tp, list(map(itemgetter(1), run)))
+            times = np.asarray(queued.event_times, dtype=np.int64)[np.asarray(rows)]
+            self._latencies += (now - times[times != 0]).tolist()
+            self.delivered += len(rows)
             self._refused_since = None
         for output in careful.values():
             self._delivered(output, None, None)

@@ -93,3 +93,31 @@ def test_a_stale_failure_never_rewinds_behind_the_commit() -> None:
     assert tracker.committable(TP) == 2
     assert tracker.take_failures() == {}
     assert tracker.pending == 0
+
+
+def test_a_stale_failure_does_not_hide_a_real_one_behind_it() -> None:
+    """Found by the state machine: only the lowest failed offset was kept, so a stale report
+    (from before a rewind) for an offset acknowledged since hid a real failure after it, and
+    the partition's commit stalled there for good."""
+    tracker = OffsetTracker()
+    tracker.register(TP, [0, 1])
+    tracker.fail(TP, 1)  # the current output of 1 failed
+    tracker.fail(TP, 0)  # a late report about an older output of 0
+    tracker.ack(TP, 0)  # 0's current output is on the broker
+    assert tracker.take_failures() == {TP: 1}
+    tracker.register(TP, [1])
+    tracker.ack(TP, 1)
+    assert tracker.committable(TP) == 2
+
+
+def test_acknowledging_many_at_once_equals_one_by_one() -> None:
+    one, many = OffsetTracker(), OffsetTracker()
+    for tracker in (one, many):
+        tracker.register(TP, [0, 1, 2, 3, 5, 6])
+    for offset in (1, 0, 3, 3):
+        one.ack(TP, offset)
+    many.ack_all(TP, [1, 0, 3, 3])  # in any order, one offset twice
+    many.ack_all(("other", 0), [0])  # a partition not held: nothing
+    assert (many.committable(TP), many.pending) == (one.committable(TP), one.pending) == (2, 3)
+    many.ack_all(TP, [2, 5, 1])  # 1 acknowledged already: one by one
+    assert (many.committable(TP), many.pending) == (6, 1)

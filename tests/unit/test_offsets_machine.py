@@ -93,6 +93,24 @@ class OffsetTrackerMachine(RuleBasedStateMachine):
             if d.offset in part.live:
                 part.failed.add(d.offset)
 
+    @precondition(lambda self: self.in_flight)
+    @rule(tp=partitions, picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=8))
+    def report_many(self, tp: TopicPartition, picks: list[int]) -> None:
+        """Several outputs of one partition known acknowledged at once (``ack_all``, as the
+        publisher settles a batch), stale ones and one offset twice included."""
+        mine = [d for d in self.in_flight if d.tp == tp]
+        if not mine:
+            return
+        chosen = [mine[p % len(mine)] for p in picks]  # may pick one delivery twice
+        taken = {id(d) for d in chosen}
+        self.in_flight = [d for d in self.in_flight if id(d) not in taken]
+        self.tracker.ack_all(tp, [d.offset for d in chosen])
+        part = self.parts[tp]
+        for d in chosen:
+            part.outputs.add(d.offset)
+            if d.offset in part.live:
+                part.live[d.offset] = (part.live[d.offset][0], True)
+
     @rule()
     def rewind(self) -> None:
         """The loop takes the failures and seeks each partition back."""
