@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import concat
 
 import numpy as np
 import numpy.typing as npt
@@ -168,8 +170,8 @@ class FeatureCache:
     def _mget(self, cards: Sequence[str], merchants: Sequence[str]) -> list[bytes | None] | None:
         if not self.breaker.allow():
             return None
-        keys = list(map(card_key(self._prefix, "").__add__, cards))
-        keys += map(merchant_key(self._prefix, "").__add__, merchants)
+        keys = _keys(card_key(self._prefix, ""), cards)
+        keys += _keys(merchant_key(self._prefix, ""), merchants)
         start = self._now()
         try:
             blobs = self._mget_keys(keys)
@@ -215,6 +217,12 @@ class FeatureCache:
     def ping(self) -> bool:
         """True when Redis answers now (for start-up checks)."""
         return reachable(self._client)
+
+
+def _keys(prefix: str, ids: Sequence[str]) -> list[str]:
+    """``prefix + id`` for each id in one C-level pass (``concat`` raises for an id that is
+    not text, where ``str.__add__`` would hand back ``NotImplemented`` as a key)."""
+    return list(map(concat, repeat(prefix), ids))  # type: ignore[arg-type]
 
 
 def _distinct(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp]]:
