@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
+from streamer.clients import Clients
 from streamer.config.loader import load_settings
 from streamer.config.redaction import redact_url
 from streamer.errors import ConfigError
 from streamer.kafka.config import consumer_config, producer_config
+from streamer.service.assembly import build
 
 REQUIRED = {
     "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "broker:9092",
@@ -76,8 +79,24 @@ def test_at_least_once_settings_cannot_be_overridden(env: pytest.MonkeyPatch) ->
     kafka = load_settings().kafka
     assert consumer_config(kafka)["enable.auto.commit"] is False
     assert consumer_config(kafka)["enable.auto.offset.store"] is False
-    # Success reports are what acknowledge an input: without them nothing is committed.
+    # Other producers count success reports (the API's --publish, dlq replay, produce);
+    # only the stream's own producer reads silence as success (``STREAM_PRODUCER``).
     assert producer_config(kafka)["delivery.report.only.error"] is False
+
+
+def test_the_streams_own_producer_reports_failures_only(env: pytest.MonkeyPatch) -> None:
+    env.setenv("STREAMER_INPUT_FORMAT", "raw")
+    env.setenv("STREAMER_MODELS_DIR", str(Path(__file__).resolve().parents[2] / "models"))
+    made: list[dict[str, object]] = []
+
+    class Recording(Clients):
+        def producer(self, **overrides: object) -> Producer:
+            made.append(overrides)
+            return super().producer(**overrides)
+
+    settings = load_settings()
+    build(settings, clients=Recording(settings))
+    assert made == [{"delivery.report.only.error": True}]
 
 
 @pytest.mark.parametrize(
