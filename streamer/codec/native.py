@@ -16,7 +16,9 @@ datum, a value of an unusual type, a NaN, a number out of range) to the generate
 it wraps, which alone decides every edge case; so both agree by construction wherever the
 C code answers, which ``tests/unit/test_native_codec.py`` checks on generated and fuzzed
 data. It decodes only a writer schema read as itself (the current schema, the hot path);
-Avro resolution (older writer schemas) stays with the generated decoder.
+Avro resolution (older writer schemas) stays with the generated decoder. A record
+decoder also decodes a whole batch into columns, a list per field, or declines the batch
+(``decode_columns``, behind ``wire.Decoder.decode_columns``).
 """
 
 from __future__ import annotations
