@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message
@@ -55,55 +57,37 @@ def sort_batch(messages: Sequence[Message], decoder: Decoder) -> Batch:
     """Decode every message. A partition whose message could not be decoded
     for a reason that is not the message's fault (the schema registry is unreachable) is
     cut at that message: it and the rest of that partition are to be read again."""
-    decode_columns: DecodeColumns | None = getattr(decoder, "decode_columns", None)
-    if decode_columns is not None:
-        batch = _as_columns(messages, decode_columns)
-        if batch is not None:
-            return batch
-    return _one_by_one(messages, decoder)
-
-
-def _as_columns(messages: Sequence[Message], decode_columns: DecodeColumns) -> Batch | None:
-    """The batch decoded in one call, when every message is plain; else None."""
     batch = Batch()
-    offsets, decoded_messages, positions = batch.offsets, batch.messages, batch.positions
-    values: list[bytes | None] = []
+    consumed: list[Message] = []
     for msg in messages:
         error = msg.error()
-        if error is not None:
-            batch.errors.append(error)
-            continue
-        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
-        seen = offsets.get(tp)
-        if seen is None:
-            offsets[tp] = [offset]
+        if error is None:
+            consumed.append(msg)
         else:
-            seen.append(offset)
-        decoded_messages.append(msg)
-        positions.append((tp, offset))
-        values.append(msg.value())
-    if not values:
-        return batch
-    events = decode_columns(values)
+            batch.errors.append(error)
+    positions = list(map(position, consumed))
+    decode_columns: DecodeColumns | None = getattr(decoder, "decode_columns", None)
+    events = decode_columns([m.value() for m in consumed]) if decode_columns else None
     if events is None:
-        return None
-    batch.events = events
+        return _one_by_one(batch, consumed, positions, decoder)
+    batch.messages, batch.events, batch.positions = consumed, events, positions
+    for tp, run in groupby(positions, key=itemgetter(0)):  # a partition's runs, per batch
+        batch.offsets.setdefault(tp, []).extend(map(itemgetter(1), run))
     return batch
 
 
-def _one_by_one(messages: Sequence[Message], decoder: Decoder) -> Batch:
-    batch = Batch()
+def _one_by_one(
+    batch: Batch,
+    consumed: list[Message],
+    positions: list[tuple[TopicPartition, int]],
+    decoder: Decoder,
+) -> Batch:
     # Per message on the hot path: bound methods and attributes looked up once.
     decode, offsets, reread = decoder.decode, batch.offsets, batch.reread
-    decoded_messages, positions = batch.messages, batch.positions
+    decoded_messages, decoded_positions = batch.messages, batch.positions
     events: list[dict[str, Any]] = []
     batch.events = events
-    for msg in messages:
-        error = msg.error()
-        if error is not None:
-            batch.errors.append(error)
-            continue
-        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+    for msg, (tp, offset) in zip(consumed, positions, strict=True):
         if tp in reread:
             continue
         seen = offsets.get(tp)
@@ -115,7 +99,7 @@ def _one_by_one(messages: Sequence[Message], decoder: Decoder) -> Batch:
         if not isinstance(decoded, Rejection):
             decoded_messages.append(msg)
             events.append(decoded)
-            positions.append((tp, offset))
+            decoded_positions.append((tp, offset))
         elif is_retriable(decoded):
             reread[tp] = offset
         else:
