@@ -2,7 +2,10 @@
 
 Consumed, scored and dead-lettered since the last line, the total lag, and the p99
 end-to-end latency of the interval (from the latency histogram's buckets: an upper bound).
-Driven by the loop's lag reports (every couple of seconds), so it needs no thread.
+When the p99 lies above the last bucket (the first line after start-up often does: events
+that waited in the topic while the stream was down), the line says ``p99 > 30000 ms``, the
+only thing the buckets know, never ``<= inf``. Driven by the loop's lag reports (every
+couple of seconds), so it needs no thread.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ def p99_upper_bound(bounds: np.ndarray, counts: np.ndarray) -> float | None:
         return None
     index = int(np.searchsorted(np.cumsum(counts), 0.99 * total))
     return float(bounds[index]) if index < bounds.size else float("inf")
+
+
+def describe_p99(bounds: np.ndarray, p99: float | None) -> tuple[str, dict[str, float | None]]:
+    """The p99 words of a progress line and its structured fields (finite numbers only:
+    JSON has no infinity)."""
+    if p99 is None:
+        return "n/a", {"p99_ms": None}
+    if p99 == float("inf"):
+        above = float(bounds[-1]) * 1000
+        return f"> {above:.0f} ms", {"p99_ms": None, "p99_above_ms": above}
+    return f"<= {p99 * 1000:.0f} ms", {"p99_ms": p99 * 1000}
 
 
 class ProgressLog(Observer):
@@ -57,6 +71,7 @@ class ProgressLog(Observer):
         counts = self._latency.counts.copy()
         p99 = p99_upper_bound(self._latency.bounds, counts - self._last_counts)
         self._last, self._last_counts = now, counts
+        words, fields = describe_p99(self._latency.bounds, p99)
         log.info(
             "progress: %d consumed, %d scored, %d dead-lettered in %.0fs; lag %d; p99 %s",
             consumed,
@@ -64,12 +79,12 @@ class ProgressLog(Observer):
             dead,
             self._interval_s,
             sum(lag.values()),
-            "n/a" if p99 is None else f"<= {p99 * 1000:.0f} ms",
+            words,
             extra={
                 "consumed": consumed,
                 "scored": scored,
                 "dead_lettered": dead,
                 "lag": sum(lag.values()),
-                "p99_ms": None if p99 is None else p99 * 1000,
+                **fields,
             },
         )
