@@ -43,11 +43,19 @@ class Settings(BaseSettings):
     )
 
     # Kafka
-    kafka_bootstrap_servers: str = Field("", description="host:port[,host:port]")
-    input_topic: str = ""
-    output_topic: str = ""
+    kafka_bootstrap_servers: str = Field("", description="Kafka brokers: host:port[,host:port]")
+    input_topic: str = Field(
+        "", description="topic of the transaction events the stream reads (required by run)"
+    )
+    output_topic: str = Field(
+        "", description="topic the scored events are written to (required by run)"
+    )
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
-    group_id: str = Field("streamer", min_length=1)
+    group_id: str = Field(
+        "streamer",
+        min_length=1,
+        description="consumer group shared by every instance of the stream",
+    )
     group_instance_id: str = Field(
         "auto",
         description="static group membership id: auto (the host name; the chart sets the pod"
@@ -56,16 +64,34 @@ class Settings(BaseSettings):
     kafka_properties: dict[str, str] = Field(
         default_factory=dict, description="librdkafka properties for consumer and producer"
     )
-    consumer_properties: dict[str, str] = Field(default_factory=dict)
-    producer_properties: dict[str, str] = Field(default_factory=dict)
-    processing_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    consumer_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for the consumer only, e.g. session.timeout.ms",
+    )
+    producer_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties for the producer only, e.g. linger.ms",
+    )
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = Field(
+        "at-least-once",
+        description="at-least-once, or exactly-once through a Kafka transaction per micro-batch",
+    )
     transactional_id: str = Field("", description="exactly-once; default streamer-<group>-<host>")
 
     # Wire formats
-    input_format: WireFormat = "single-object"
-    output_format: WireFormat = "single-object"
+    input_format: WireFormat = Field(
+        "single-object",
+        description="wire format of the input: single-object, confluent (registry) or raw Avro",
+    )
+    output_format: WireFormat = Field(
+        "single-object",
+        description="wire format of the scored events: single-object, confluent or raw Avro",
+    )
     input_writer_schema: Path | None = Field(None, description="writer schema for raw input")
-    schema_registry_url: str = ""
+    schema_registry_url: str = Field(
+        "",
+        description="schema registry URL, without credentials; required for the confluent format",
+    )
     schema_registry_properties: dict[str, str] = Field(
         default_factory=dict,
         description="registry client properties: basic.auth.*, ssl.ca.location, ssl.*.location",
@@ -85,24 +111,41 @@ class Settings(BaseSettings):
     schema_registry_unknown_id_ttl_s: float = Field(
         1.0, ge=0, description="an unknown schema id is dead-lettered without asking again"
     )
-    max_message_bytes: int = Field(1_000_000, gt=0)
+    max_message_bytes: int = Field(
+        1_000_000, gt=0, description="a larger input message is dead-lettered (Oversized)"
+    )
 
     # Redis feature cache
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    redis_password: SecretStr | None = None
-    redis_username: str | None = None
-    redis_key_prefix: str = ""
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis URL of the feature cache: redis://, rediss:// (TLS) or unix://",
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (AUTH); from a Secret on Kubernetes"
+    )
+    redis_username: str | None = Field(
+        None, description="Redis ACL user name; none: the default user"
+    )
+    redis_key_prefix: str = Field("", description="prefix of every feature key in Redis")
     redis_timeout_ms: float = Field(100.0, gt=0, description="socket timeout per round trip")
-    redis_breaker_failures: int = Field(3, ge=1)
+    redis_breaker_failures: int = Field(
+        3, ge=1, description="consecutive failed round trips that open the circuit breaker"
+    )
     redis_breaker_cooldown_s: float = Field(
         0.25, gt=0, description="while the breaker is open, Redis is probed this often"
     )
     redis_budget_ms: float = Field(
         250.0, gt=0, description="a timed-out round trip is retried once within this budget"
     )
-    redis_ssl_ca_certs: Path | None = None
-    redis_ssl_certfile: Path | None = None
-    redis_ssl_keyfile: Path | None = None
+    redis_ssl_ca_certs: Path | None = Field(
+        None, description="CA bundle that verifies the Redis server's certificate (rediss://)"
+    )
+    redis_ssl_certfile: Path | None = Field(
+        None, description="client certificate for Redis mutual TLS"
+    )
+    redis_ssl_keyfile: Path | None = Field(
+        None, description="private key of the Redis client certificate"
+    )
     redis_required: bool = Field(False, description="pause consumption while Redis is down")
 
     # Model
@@ -110,16 +153,25 @@ class Settings(BaseSettings):
         "fraud-gbt@champion", min_length=1, description="path, name, name@version or name@alias"
     )
     shadow_model: str = Field("", description="scored beside the model, never deciding")
-    models_dir: Path = Path("models")
+    models_dir: Path = Field(
+        Path("models"),
+        description="directory of the file model registry: <name>/<version>/ folders",
+    )
     model_watch_interval_s: float = Field(
         5.0, ge=0, description="how often the model specs are checked for a new version; 0: off"
     )
     drift_window_s: float = Field(600.0, gt=0, description="drift PSI over this window")
-    onnx_threads: int = Field(1, ge=1, le=64)
+    onnx_threads: int = Field(
+        1, ge=1, le=64, description="ONNX Runtime intra-op threads; scale with processes instead"
+    )
 
     # Batching
-    max_batch_size: int = Field(500, ge=1, le=100_000)
-    max_wait_ms: int = Field(10, ge=0, le=60_000)
+    max_batch_size: int = Field(
+        500, ge=1, le=100_000, description="most messages in one micro-batch"
+    )
+    max_wait_ms: int = Field(
+        10, ge=0, le=60_000, description="longest wait for a micro-batch to fill, in ms"
+    )
     max_in_flight: int = Field(20_000, ge=1, description="unacknowledged outputs before pausing")
     latency_target_ms: float = Field(
         0.0, ge=0, description="size batches for this p99 (0: fixed max_batch_size/max_wait_ms)"
@@ -131,11 +183,21 @@ class Settings(BaseSettings):
     )
 
     # Operations
-    metrics_port: int = Field(9464, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0: off"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level of streamer and librdkafka"
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json (one object per line) or console (for a person at a terminal)"
+    )
     progress_interval_s: float = Field(30.0, ge=0, description="INFO progress line; 0: off")
-    drain_timeout_s: float = Field(30.0, gt=0)
+    drain_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long a stop or a rebalance waits for outputs to be acknowledged",
+    )
 
     @field_validator("redis_url")
     @classmethod
