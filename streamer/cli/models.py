@@ -122,13 +122,10 @@ def _check_gate(path: Path, spec: str, directory: Path) -> None:
     problem = None
     if not report.passed:
         problem = f"it failed ({'; '.join(report.failures())})"
-    elif not report.candidate.same_version(candidate):
-        problem = f"it was made for {report.candidate.name}@{report.candidate.version}"
-    elif not report.champion.same_version(champion):
-        problem = (
-            f"it was made against {report.champion.name}@{report.champion.version}, "
-            f"and {report.champion.spec} is now {champion.version}"
-        )
+    elif (why := report.candidate.mismatch(candidate)) is not None:
+        problem = why
+    elif (why := report.champion.mismatch(champion)) is not None:
+        problem = f"the champion changed since: {why}"
     if problem:
         raise ModelError(
             f"gate report {path} does not allow promoting {spec}: {problem}; "

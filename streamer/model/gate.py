@@ -15,14 +15,21 @@ Checks, each with a bound a team can change:
   champion's share (with a small absolute floor);
 - latency: the p99 time of the model run for one batch (the features are the same for
   both versions; timing them too would only add Redis noise).
+
+Every check carries its bound twice: ``bound`` in words for people, and ``limit`` (a number)
+with ``limit_kind`` (``min``: value >= limit, ``max``: value <= limit, ``max_abs``: |value|
+<= limit) for machines. The report's ``rates`` holds each side's absolute REVIEW and DECLINE
+shares, since a relative change alone hides whether 0.2% became 0.3% or 20% became 30%.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +67,8 @@ class Replay:
 
 
 class ModelRef(BaseModel):
-    """Which exact version a report speaks of."""
+    """Which exact model a report speaks of: its name and version, and the sha256 of the
+    ONNX bytes that were actually loaded and scored (not a version number a cache trusted)."""
 
     model_config = ConfigDict(frozen=True)
     spec: str
@@ -71,10 +79,22 @@ class ModelRef(BaseModel):
     @classmethod
     def of(cls, spec: str, model: LoadedModel) -> ModelRef:
         meta = model.metadata
-        return cls(spec=spec, name=meta.name, version=meta.version, sha256=meta.sha256)
+        scored = hashlib.sha256(model.onnx_bytes).hexdigest()
+        return cls(spec=spec, name=meta.name, version=meta.version, sha256=scored)
 
     def same_version(self, other: ModelRef) -> bool:
         return (self.name, self.version, self.sha256) == (other.name, other.version, other.sha256)
+
+    def mismatch(self, other: ModelRef) -> str | None:
+        """Why ``other`` (the model as it is now) is not the one this report scored."""
+        if (self.name, self.version) != (other.name, other.version):
+            return (
+                f"it was made for {self.name}@{self.version}, "
+                f"and {other.spec} is now {other.name}@{other.version}"
+            )
+        if self.sha256 != other.sha256:
+            return f"it scored sha256 {self.sha256}, and {other.spec} is now sha256 {other.sha256}"
+        return None
 
 
 class Check(BaseModel):
@@ -86,6 +106,28 @@ class Check(BaseModel):
     value: float | str
     bound: str
     detail: str = ""
+    limit: float | None = None  # the bound as a number (None: no number, e.g. signature)
+    limit_kind: Literal["min", "max", "max_abs"] | None = None
+
+
+class Shares(BaseModel):
+    """Absolute shares of events given each flagging decision (0.061 is 6.1%)."""
+
+    model_config = ConfigDict(frozen=True)
+    review: float
+    decline: float
+
+    @classmethod
+    def of(cls, run: Replay) -> Shares:
+        return cls(review=round(run.rate("REVIEW"), 6), decline=round(run.rate("DECLINE"), 6))
+
+
+class Rates(BaseModel):
+    """Both sides' shares over the same replayed events."""
+
+    model_config = ConfigDict(frozen=True)
+    candidate: Shares
+    champion: Shares
 
 
 class GateReport(BaseModel):
@@ -98,6 +140,7 @@ class GateReport(BaseModel):
     candidate: ModelRef
     champion: ModelRef
     checks: tuple[Check, ...]
+    rates: Rates | None = None  # None only in reports written before it was recorded
 
     def failures(self) -> list[str]:
         return [f"{c.name}: {c.detail or c.value}" for c in self.checks if not c.passed]
@@ -173,7 +216,7 @@ def _metrics(candidate: LoadedModel, champion: LoadedModel, bounds: Bounds) -> l
                 )
             )
             continue
-        passed = new >= old - drop
+        passed = round(new, 6) >= round(old - drop, 6)  # the numbers the report shows
         detail = "" if passed else f"held-out {metric} {new:.4f} vs champion {old:.4f}"
         checks.append(
             Check(
@@ -182,6 +225,8 @@ def _metrics(candidate: LoadedModel, champion: LoadedModel, bounds: Bounds) -> l
                 value=round(new, 6),
                 bound=f">= {old - drop:.4f} (champion {old:.4f} - {drop:g})",
                 detail=detail,
+                limit=round(old - drop, 6),
+                limit_kind="min",
             )
         )
     return checks
@@ -189,7 +234,7 @@ def _metrics(candidate: LoadedModel, champion: LoadedModel, bounds: Bounds) -> l
 
 def _agreement(cand: Replay, champ: Replay, bounds: Bounds) -> Check:
     share = float(np.mean(cand.decisions == champ.decisions)) if len(cand.decisions) else 0.0
-    passed = share >= bounds.min_agreement and len(cand.decisions) > 0
+    passed = round(share, 6) >= bounds.min_agreement and len(cand.decisions) > 0
     detail = "" if passed else f"same decision on {share:.2%} of events"
     return Check(
         name="decision_agreement",
@@ -197,6 +242,8 @@ def _agreement(cand: Replay, champ: Replay, bounds: Bounds) -> Check:
         value=round(share, 6),
         bound=f">= {bounds.min_agreement:g}",
         detail=detail,
+        limit=bounds.min_agreement,
+        limit_kind="min",
     )
 
 
@@ -205,15 +252,23 @@ def _rate(name: str, decision: str, cand: Replay, champ: Replay, bounds: Bounds)
     relative = bounds.review_rate_change if decision == "REVIEW" else bounds.decline_rate_change
     limit = max(relative * old, bounds.rate_floor)
     change = new - old
-    passed = abs(change) <= limit
+    passed = abs(round(change, 6)) <= round(limit, 6)
     detail = "" if passed else f"{decision} rate {new:.2%} vs champion {old:.2%}"
     bound = f"|change| <= {limit:.4f} ({relative:g} x champion)"
-    return Check(name=name, passed=passed, value=round(change, 6), bound=bound, detail=detail)
+    return Check(
+        name=name,
+        passed=passed,
+        value=round(change, 6),
+        bound=bound,
+        detail=detail,
+        limit=round(limit, 6),
+        limit_kind="max_abs",
+    )
 
 
 def _latency(cand: Replay, champ: Replay, bounds: Bounds) -> Check:
     p99 = cand.p99_ms()
-    passed = p99 <= bounds.p99_batch_ms
+    passed = round(p99, 3) <= bounds.p99_batch_ms
     detail = f"champion p99 {champ.p99_ms():.1f} ms over {len(champ.batch_ms)} batches"
     return Check(
         name="p99_batch_ms",
@@ -221,6 +276,8 @@ def _latency(cand: Replay, champ: Replay, bounds: Bounds) -> Check:
         value=round(p99, 3),
         bound=f"<= {bounds.p99_batch_ms:g}",
         detail=detail if not passed else "",
+        limit=bounds.p99_batch_ms,
+        limit_kind="max",
     )
 
 
@@ -240,4 +297,5 @@ def report(
         candidate=ModelRef.of(*candidate),
         champion=ModelRef.of(*champion),
         checks=checks,
+        rates=Rates(candidate=Shares.of(runs[0]), champion=Shares.of(runs[1])),
     )

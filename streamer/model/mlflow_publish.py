@@ -29,7 +29,7 @@ from streamer.model.aliases import ALIAS
 from streamer.model.registry import load_model
 
 EXPERIMENT = "streamer-models"
-SHA_TAG = "streamer.sha256"
+SHA_TAG = reg.SHA_TAG
 META_TAG = "streamer.metadata_sha256"
 
 

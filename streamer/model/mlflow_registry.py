@@ -2,10 +2,20 @@
 
 Teams already run MLflow; its aliases say which version serves. A registered version's
 artifacts are streamer's own files (``model/model.onnx`` + ``model/metadata.json``), so a
-version from MLflow is verified exactly like one from the file registry: it is downloaded
-into a local cache keyed by name and version, then loaded through ``registry.load_model``
-(sha256, ONNX signature, features). The served metadata takes MLflow's name and version,
-so every scored event names the MLflow version that scored it.
+version from MLflow is verified exactly like one from the file registry, and by content:
+
+- ``streamer models register`` records the ONNX file's sha256 as the version's
+  ``streamer.sha256`` tag. A version without it is refused (nothing says what it should be).
+- The local download cache is keyed by tracking server (normalised, without credentials),
+  name, version AND that sha256: two servers (or one restarted, whose numbering starts
+  again at 1) that hold different models under the same ``name/version`` never share an
+  entry.
+- Before any use (start-up, hot swap, shadow, ``serve``, ``score-file``, the gate) the
+  artifact's sha256 must equal the tag. A cached copy that does not is dropped and fetched
+  again; a fresh copy that does not is refused with one line naming both hashes.
+
+The served metadata takes MLflow's name and version, so every scored event names the MLflow
+version that scored it.
 
 MLflow is an optional extra (``streamer[mlflow]``, the skinny client): it is imported on
 first use only, and nothing else in streamer needs it. The client reads its own settings
@@ -18,6 +28,8 @@ data that can always be fetched again.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import shutil
@@ -25,12 +37,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from streamer.errors import DependencyError, ModelError
 from streamer.model.metadata import NAME, LoadedModel
 
+log = logging.getLogger(__name__)
+
 PREFIX = "models:/"
 ARTIFACT_DIR = "model"
+SHA_TAG = "streamer.sha256"
+"""The version tag that records the ONNX file's sha256 (written by ``models register``)."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SPEC = re.compile(
     r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
     r"(?:@(?P<alias>[A-Za-z][\w-]*)|/(?P<version>[0-9]+))"
@@ -118,30 +136,78 @@ def resolve_version(spec: str, mlflow: Any | None = None) -> str:
     return str(found.version)
 
 
-def download(name: str, version: str, mlflow: Any | None = None) -> Path:
-    """The version's folder in the local cache, downloaded once (staging dir + rename)."""
+def server_key(uri: str | None = None) -> str:
+    """The tracking server as a cache folder name: scheme, host, port and path, lower-cased,
+    default ports and credentials dropped (``http://u:p@Host:80/`` -> ``http_host``), with a
+    short digest so two servers never collide however their names are cut."""
+    raw = (uri if uri is not None else os.environ.get("MLFLOW_TRACKING_URI", "")).strip()
+    parts = urlsplit(raw if "://" in raw else f"file://{raw}")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    normal = f"{scheme}://{host}{port}{parts.path.rstrip('/')}"
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", normal.split("://", 1)[1]).strip("_")[:60]
+    digest = hashlib.sha256(normal.encode()).hexdigest()[:12]
+    return f"{scheme}_{slug or 'local'}_{digest}"
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the server records for a version: where its artifacts are, and their sha256."""
+
+    name: str
+    version: str
+    source: str
+    sha256: str
+
+    @property
+    def spec(self) -> str:
+        return f"{PREFIX}{self.name}/{self.version}"
+
+
+def record_of(name: str, version: str, mlflow: Any | None = None) -> VersionRecord:
+    """The version's artifact location and recorded sha256 (one REST call)."""
     if not NAME.fullmatch(name) or not version.isdigit():
         raise ModelError(f"model {name!r} version {version!r}: not an MLflow model version")
-    target = cache_root() / name / version
-    if (target / "model.onnx").is_file() and (target / "metadata.json").is_file():
-        return target
     mlflow = mlflow or client()
     spec = f"{PREFIX}{name}/{version}"
     try:
-        source = mlflow.get_model_version(name, version).source
-        staging = target.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir(parents=True)
-        try:
-            from mlflow.artifacts import download_artifacts
+        found = mlflow.get_model_version(name, version)
+    except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        raise translate(f"model {spec!r}", exc) from None
+    sha = str((found.tags or {}).get(SHA_TAG, ""))
+    if not _SHA256.fullmatch(sha):
+        raise ModelError(
+            f"model {spec!r} at {_redacted_uri()} records no {SHA_TAG} tag, so its artifacts "
+            "cannot be verified; register versions with `streamer models register`"
+        )
+    return VersionRecord(name, version, str(found.source), sha)
 
-            download_artifacts(artifact_uri=source, dst_path=str(staging))
-            _publish(staging, target, spec)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+def cache_dir(record: VersionRecord) -> Path:
+    """Where a version is cached: server / name / version / sha256."""
+    return cache_root() / server_key() / record.name / record.version / record.sha256
+
+
+def download(record: VersionRecord) -> Path:
+    """The version's folder in the local cache, downloaded once (staging dir + rename)."""
+    target = cache_dir(record)
+    if (target / "model.onnx").is_file() and (target / "metadata.json").is_file():
+        return target
+    staging = target.parent / f".staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        from mlflow.artifacts import download_artifacts
+
+        download_artifacts(artifact_uri=record.source, dst_path=str(staging))
+        _publish(staging, target, record.spec)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated at the boundary
-        raise translate(f"model {spec!r}", exc) from None
+        raise translate(f"model {record.spec!r}", exc) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -163,15 +229,36 @@ def load(spec: str, mlflow: Any | None = None) -> LoadedModel:
 
 
 def load_version(name: str, version: str, mlflow: Any | None = None) -> LoadedModel:
-    """A version, verified; a cached copy that fails verification is dropped, so the next
-    try downloads it again (the server's copy may have been fixed)."""
+    """A version, verified by content against the server's record.
+
+    A cached copy that fails verification (tampered with on disk, or written by another
+    model) is dropped and fetched once more; a fresh copy that fails is refused."""
+    record = record_of(name, version, mlflow)
+    for attempt in ("cached", "fresh"):
+        folder = download(record)
+        try:
+            return _verified(folder, record)
+        except ModelError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if attempt == "fresh":
+                raise
+            log.warning("%s; the cache entry was dropped and is fetched again", exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _verified(folder: Path, record: VersionRecord) -> LoadedModel:
     from streamer.model.registry import load_model
 
-    folder = download(name, version, mlflow)
+    onnx = folder / "model.onnx"
+    actual = hashlib.sha256(onnx.read_bytes()).hexdigest()
+    if actual != record.sha256:
+        raise ModelError(
+            f"model {record.spec!r}: artifact sha256 {actual} is not the {record.sha256} "
+            f"that MLflow at {_redacted_uri()} records ({SHA_TAG}); refused"
+        )
     try:
-        model = load_model(str(folder / "model.onnx"), folder.parent)
+        model = load_model(str(onnx), folder.parent)
     except ModelError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ModelError(str(exc).replace(str(folder), f"{PREFIX}{name}/{version}")) from None
-    meta = model.metadata.model_copy(update={"name": name, "version": version})
+        raise ModelError(str(exc).replace(str(folder), record.spec)) from None
+    meta = model.metadata.model_copy(update={"name": record.name, "version": record.version})
     return LoadedModel(metadata=meta, path=model.path, onnx_bytes=model.onnx_bytes)
