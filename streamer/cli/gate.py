@@ -16,7 +16,7 @@ from rich.table import Table
 
 from streamer.cli.common import ConfigFile, ModelsDir, clients
 from streamer.clients import Clients
-from streamer.model.gate import Bounds, GateReport
+from streamer.model.gate import Bounds, GateReport, ModelRef, Rates
 
 _DEFAULT = Bounds()
 
@@ -88,11 +88,29 @@ def _verdict(
     return report((specs[0], new), (specs[1], old), runs, bounds)
 
 
+def named(ref: ModelRef) -> str:
+    """The spec as the user gave it (``models:/fraud-gbt/2``, ``fraud-gbt@champion``), with
+    the version it resolved to when the spec does not already say it."""
+    if ref.spec.endswith((f"/{ref.version}", f"@{ref.version}")):
+        return ref.spec
+    return f"{ref.spec} (version {ref.version})"
+
+
+def _shares(rates: Rates | None) -> str:
+    if rates is None:
+        return ""
+    cand, champ = rates.candidate, rates.champion
+    return (
+        f"REVIEW {cand.review:.2%} vs {champ.review:.2%}, "
+        f"DECLINE {cand.decline:.2%} vs {champ.decline:.2%} (candidate vs champion)"
+    )
+
+
 def _table(result: GateReport) -> Table:
-    cand, champ = result.candidate, result.champion
     table = Table(
-        title=f"{cand.name}@{cand.version} vs {champ.name}@{champ.version} "
-        f"on {result.events} events: {'PASS' if result.passed else 'FAIL'}"
+        title=f"{named(result.candidate)} vs {named(result.champion)} "
+        f"on {result.events} events: {'PASS' if result.passed else 'FAIL'}",
+        caption=_shares(result.rates),
     )
     for column in ("check", "result", "value", "bound", "why"):
         table.add_column(column)
