@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         "", description="topic the scored events are written to (required by run)"
     )
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
+    labels_topic: str = Field(
+        "transactions.labels",
+        description="fraud labels (FraudLabel, framed as STREAMER_INPUT_FORMAT) for the monitor",
+    )
+    label_horizon_days: float = Field(
+        120.0, gt=0, description="the monitor keeps scored events and labels this long in Redis"
+    )
+    monitor_group_id: str = Field(
+        "streamer-monitor", min_length=1, description="consumer group of streamer monitor"
+    )
     group_id: str = Field(
         "streamer",
         min_length=1,
@@ -185,6 +195,12 @@ class Settings(BaseSettings):
     # Operations
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0: off"
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        description="address the /metrics, /healthz and /readyz server binds (IPv4): 0.0.0.0 "
+        "(every interface) so probes and scrapes reach a container; 127.0.0.1 on a shared host",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="log level of streamer and librdkafka"

@@ -72,11 +72,17 @@ def ops_server(settings: Settings, service: Service) -> OpsServer:
     """``/metrics``, ``/healthz`` and ``/readyz``; a busy port is a one-line error."""
     stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
     try:
-        return OpsServer(settings.metrics_port, service.metrics, probes(service, stale_after))
+        return OpsServer(
+            settings.metrics_port,
+            service.metrics,
+            probes(service, stale_after),
+            host=settings.metrics_host,
+        )
     except OSError as exc:
         raise ConfigError(
-            f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}; "
-            "change STREAMER_METRICS_PORT (0 turns the server off)"
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}; change STREAMER_METRICS_HOST or STREAMER_METRICS_PORT "
+            "(port 0 turns the server off)"
         ) from None
 
 
@@ -119,15 +125,19 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     ops = ops_server(settings, service)
     check_feature_cache(settings, service)
     log.info("effective settings", extra={"settings": settings.redacted()})
-    meta = service.model.metadata
+    meta, shadow = service.model.metadata, service.kernel.shadow
+    shadow_name = f"{shadow.stamp.name}@{shadow.stamp.version}" if shadow else "none"
     log.info(
-        "scoring %s -> %s with model %s@%s (group %s, %s)",
+        "scoring %s -> %s with model %s@%s (spec %s), shadow %s (group %s, %s)",
         settings.input_topic,
         settings.output_topic,
         meta.name,
         meta.version,
+        settings.model,
+        f"{shadow_name} (spec {settings.shadow_model})" if shadow else "none",
         settings.group_id,
         settings.processing_guarantee,
+        extra={"model": f"{meta.name}@{meta.version}", "shadow_model": shadow_name},
     )
     service.models.start()
     heap.settle()  # after start-up: the collector never walks what it built again
