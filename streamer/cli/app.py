@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from streamer import __version__
+from streamer.cli.capture import capture
 from streamer.cli.common import STATE
 from streamer.cli.consume import consume
 from streamer.cli.dlq import dlq_app
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.command()(run)
 app.command()(produce)
 app.command()(consume)
+app.command()(capture)
 app.command("score-file")(score_file)
 app.command()(serve)
 app.add_typer(features_app, name="features")
