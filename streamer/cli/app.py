@@ -21,6 +21,7 @@ from streamer.cli.consume import consume
 from streamer.cli.dlq import dlq_app
 from streamer.cli.features import features_app
 from streamer.cli.models import models_app
+from streamer.cli.monitor import monitor_app
 from streamer.cli.produce import produce
 from streamer.cli.run import run
 from streamer.cli.score_file import score_file
@@ -43,6 +44,7 @@ app.command()(serve)
 app.add_typer(features_app, name="features")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(topics_app, name="topics")
 
 

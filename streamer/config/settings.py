@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         "", description="topic the scored events are written to (required by run)"
     )
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
+    labels_topic: str = Field(
+        "transactions.labels",
+        description="fraud labels (FraudLabel, framed as STREAMER_INPUT_FORMAT) for the monitor",
+    )
+    label_horizon_days: float = Field(
+        120.0, gt=0, description="the monitor keeps scored events and labels this long in Redis"
+    )
+    monitor_group_id: str = Field(
+        "streamer-monitor", min_length=1, description="consumer group of streamer monitor"
+    )
     group_id: str = Field(
         "streamer",
         min_length=1,
