@@ -84,6 +84,8 @@ def _arrow_field(field: dict[str, Any]) -> Any:
         arrow = pa.string()  # a reference to an enum defined earlier (shadow_decision)
     elif isinstance(avro, str) and avro in _primitives():
         arrow = _primitives()[avro]
+    elif isinstance(avro, dict) and avro.get("type") == "map" and avro["values"] in _primitives():
+        arrow = pa.map_(pa.string(), _primitives()[avro["values"]])  # logged features
     else:
         raise ConfigError(f"no Parquet column type for field {field['name']} ({avro})")
     return pa.field(field["name"], arrow, nullable=nullable)

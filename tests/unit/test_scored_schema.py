@@ -57,3 +57,20 @@ def test_new_readers_read_old_records() -> None:
         None,
         None,
     )
+
+
+
+V2_FILE = fastavro.schema.load_schema(REPO / "schemas" / "history" / "scored_event.v2.avsc")
+
+
+def test_version_2_readers_read_records_with_logged_features() -> None:
+    new = {**RECORD, "features": {"txn_count_1h": 3.0, "amount": 12.5}}
+    old = _round_trip(new, V2, V2_FILE)
+    assert "features" not in old
+    assert old["source_offset"] == 7
+
+
+def test_logged_features_round_trip_and_default_to_null() -> None:
+    logged = {"txn_count_1h": 3.0, "amount_zscore": -1.25}
+    assert _round_trip({**RECORD, "features": logged}, V2, V2)["features"] == logged
+    assert _round_trip(RECORD, V2_FILE, V2)["features"] is None

@@ -193,6 +193,7 @@ def test_scored_events_round_trip(registry: CountingRegistry) -> None:
         "shadow_score": 0.41,
         "shadow_decision": "APPROVE",
         "shadow_model_version": "4",
+        "features": {"amount": 12.5, "txn_count_1h": 3.0},
     }
     for fmt in FORMATS:
         enc = wire.make_encoder(
