@@ -1,15 +1,25 @@
 """``streamer models list|verify|promote|register|gate``: the file registry and MLflow.
 
 Specs starting with ``models:/`` (``models:/fraud-gbt@champion``, ``models:/fraud-gbt/3``)
-are MLflow's (``MLFLOW_TRACKING_URI``); everything else is the file registry's."""
+are MLflow's (``MLFLOW_TRACKING_URI``); everything else is the file registry's.
+
+Standard output carries what a script reads (``register`` prints only the new URI, so
+``uri=$(streamer models register DIR)`` works); MLflow's own chatter goes to standard error.
+Tables are printed at their natural width when the output is not a terminal, so a pipe or a
+file never gets names cut at 80 columns.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from streamer.cli.common import ModelsDir, settings
@@ -23,11 +33,34 @@ models_app = typer.Typer(
 models_app.command("gate")(gate)
 
 
+def console() -> Console:
+    """A terminal's own width; at natural width (no cut, no wrap) into a pipe or a file."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=100_000, no_color=True)
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Everything written to standard output meanwhile (MLflow's print calls and the log
+    handlers it set up on the file descriptor) goes to standard error instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @models_app.command("list")
 def list_(models_dir: ModelsDir = None) -> None:
-    """Every registered model version with its held-out metrics, thresholds and problems."""
-    from rich.console import Console
-
+    """Every registered model version with its held-out metrics, thresholds and problems;
+    MLflow's versions and aliases too when MLFLOW_TRACKING_URI is set."""
     from streamer.model.aliases import read_aliases
     from streamer.model.registry import list_models
 
@@ -35,7 +68,7 @@ def list_(models_dir: ModelsDir = None) -> None:
     table = Table(title=f"models in {directory}")
     columns = ("model", "aliases", "created", "ROC-AUC", "PR-AUC", "review", "decline", "problem")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "problem")
     entries = list_models(directory)
     for entry in entries:
         meta, aliases = entry.metadata, ", ".join(entry.aliases)
@@ -53,12 +86,38 @@ def list_(models_dir: ModelsDir = None) -> None:
             f"{meta.thresholds.decline:.4f}",
             entry.problem or "",
         )
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for name in sorted({e.name for e in entries}):
         history = read_aliases(directory / name).history
         if history:
-            console.print(_history(name, history))
+            out.print(_history(name, history))
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        out.print(_mlflow_table())
+
+
+def _mlflow_table() -> Table:
+    from streamer.config.redaction import redact_url
+    from streamer.model.mlflow_listing import list_versions
+
+    table = Table(title=f"MLflow at {redact_url(os.environ['MLFLOW_TRACKING_URI'])}")
+    for column in ("model", "aliases", "created", "sha256", "ROC-AUC", "PR-AUC", "from"):
+        table.add_column(column, no_wrap=True)
+    for found in list_versions():
+        table.add_row(
+            found.spec,
+            ", ".join(found.aliases),
+            found.created.isoformat(timespec="seconds"),
+            found.sha256[:12] or "(none: not registered by streamer)",
+            _metric(found.metrics, "roc_auc"),
+            _metric(found.metrics, "pr_auc"),
+            found.source,
+        )
+    return table
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    return f"{metrics[name]:.3f}" if name in metrics else ""
 
 
 def _history(name: str, changes: Sequence[AliasChange]) -> Table:
@@ -144,7 +203,8 @@ def register(
     """Log a verified version folder to MLflow as a NEW model version (MLFLOW_TRACKING_URI)."""
     from streamer.model.mlflow_publish import register as publish
 
-    done = publish(directory, name=name, force=force)
+    with stdout_to_stderr():
+        done = publish(directory, name=name, force=force)
     typer.echo(f"models:/{done.name}/{done.version}")
     typer.echo(f"registered (sha256 {done.sha256[:12]}…, run {done.run_id})", err=True)
 
