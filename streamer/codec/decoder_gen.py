@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamer.codec.primitive_readers import PrimitiveReaders
 from streamer.codec.resolution import Resolver, kind, short_name
-from streamer.codec.source import SourceWriter
 
 _SCALARS = (str, int, float, bool, type(None))
 
 
-class DecoderSource(SourceWriter):
+class DecoderSource(PrimitiveReaders):
     """Writes the decoder of ``writer`` resolved to ``reader``; see ``source()``."""
 
     def __init__(self, writer: dict[str, Any], reader: dict[str, Any]) -> None:
@@ -116,17 +116,6 @@ class DecoderSource(SourceWriter):
         elif promoted == ("bytes", "string"):
             out.append(f"{ind}{var} = {var}.decode()")
 
-    def _varint(self, out: list[str], ind: str, var: str, helper: str = "read_long") -> None:
-        table = "SMALL_LENGTHS" if helper == "read_length" else "SMALL_VALUES"
-        test = f"{var} < 0" if helper == "read_length" else f"{var} is None"
-        out += [
-            f"{ind}{var} = {table}[data[pos]]",
-            f"{ind}if {test}:",
-            f"{ind}    {var}, pos = {helper}(data, pos)",
-            f"{ind}else:",
-            f"{ind}    pos += 1",
-        ]
-
     def _union(self, out: list[str], ind: str, writer: list[Any], reader: Any, var: str) -> None:
         index = self._name("i")
         self._varint(out, ind, index)
@@ -141,45 +130,6 @@ class DecoderSource(SourceWriter):
                     continue
             self._read(out, ind + "    ", branch, target, var)
         out += [f"{ind}else:", f"{ind}    raise InvalidAvroError('union index out of range')"]
-
-    def _null(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        out.append(f"{ind}{var} = None")
-
-    def _boolean(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        out += [f"{ind}{var} = BOOLEANS[data[pos]]", f"{ind}pos += 1"]
-
-    def _int(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        self._varint(out, ind, var, "read_int")
-
-    def _long(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        self._varint(out, ind, var)
-
-    def _float(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        out += [f"{ind}{var} = unpack_float(data, pos)[0]", f"{ind}pos += 4"]
-
-    def _double(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        out += [f"{ind}{var} = unpack_double(data, pos)[0]", f"{ind}pos += 8"]
-
-    def _take(self, out: list[str], ind: str, var: str, length: str, then: str = "") -> None:
-        # No bounds check: a slice past the end is short, and ``pos`` then ends beyond the
-        # payload, which the caller checks once (lengths are never negative, so ``pos``
-        # only grows).
-        out += [
-            f"{ind}end = pos + {length}",
-            f"{ind}{var} = data[pos:end]{then}",
-            f"{ind}pos = end",
-        ]
-
-    def _bytes(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        self._varint(out, ind, var, "read_length")
-        self._take(out, ind, var, var)
-
-    def _string(self, out: list[str], ind: str, _w: Any, _r: Any, var: str) -> None:
-        self._varint(out, ind, var, "read_length")
-        self._take(out, ind, var, var, ".decode()")
-
-    def _fixed(self, out: list[str], ind: str, w: Any, _r: Any, var: str) -> None:
-        self._take(out, ind, var, str(int(w["size"])))
 
     def _enum(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
         r = r or w
