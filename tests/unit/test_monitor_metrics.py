@@ -43,9 +43,7 @@ def _data(seed: int, n: int, ties: int | None) -> tuple[np.ndarray, np.ndarray]:
 def test_aucs_equal_scikit_learn(seed: int, n: int, ties: int | None) -> None:
     y, score = _data(seed, n, ties)
     assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-9)
-    assert average_precision(y, score) == pytest.approx(
-        average_precision_score(y, score), abs=1e-9
-    )
+    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-9)
 
 
 @settings(max_examples=200, deadline=None)
@@ -60,9 +58,7 @@ def test_aucs_equal_scikit_learn_on_any_labelled_sample(rows: list[tuple[bool, i
     y = np.array([r[0] for r in rows])
     score = np.array([r[1] / 20 for r in rows])
     assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-9)
-    assert average_precision(y, score) == pytest.approx(
-        average_precision_score(y, score), abs=1e-9
-    )
+    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-9)
 
 
 def test_undefined_metrics_are_none_not_zero() -> None:
@@ -154,6 +150,7 @@ def test_packed_rows_read_back_exactly() -> None:
     assert (back["amount_minor"], back["currency"]) == (123_456, b"KWD")
     assert (back["score"], back["shadow_score"]) == (0.25, 0.5)
     assert (back["version"], back["shadow_version"]) == (7, 9)
-    assert back["decisions"] & 3 == 1 and (back["decisions"] >> 2) - 1 == 2
+    assert back["decisions"] & 3 == 1
+    assert (back["decisions"] >> 2) - 1 == 2
     assert (back["label_time"], back["label"], back["source"]) == (1_766_000_000_000, 1, 4)
     assert len(joined_array([b"short", pack_scored(row) + pack_label(0, 0, 0)])) == 1
