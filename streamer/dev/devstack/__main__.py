@@ -4,15 +4,19 @@
 server (each skippable: ``--no-kafka``, ``--no-redis``, ``--no-schema-registry``,
 ``--no-mlflow``) that outlive the command, records them in ``.dev/stack.json`` and writes
 ``.dev/env``, which ``source .dev/env`` turns into the variables ``streamer run`` and other
-tools read. Running ``up`` again while the stack answers starts nothing. ``down`` stops
-what ``up`` started and removes its files. ``status`` exits 0 when everything recorded
-runs, 1 otherwise. ``fetch`` only fills the caches (for CI).
+tools read, with the ``bin`` folder of the environment that ran ``up`` (``make dev-up``:
+``.venv/bin``) first on ``PATH``, so ``streamer`` is the command of this checkout. Running
+``up`` again while the stack answers starts nothing. ``down`` stops what ``up`` started and
+removes its files. ``status`` exits 0 when everything recorded runs, 1 otherwise. ``fetch``
+only fills the caches (for CI).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -34,9 +38,15 @@ SERVICES = ("kafka", "redis", "schema-registry", "mlflow")
 Service = KafkaBroker | RedisServer | SchemaRegistry | MlflowServer
 
 
-def env_lines(addresses: dict[str, str]) -> str:
+def scripts_dir() -> str:
+    """The folder of this interpreter's console scripts (``.venv/bin`` under ``make``)."""
+    return os.path.dirname(os.path.abspath(sys.executable))
+
+
+def env_lines(addresses: dict[str, str], bin_dir: str | None = None) -> str:
     """``.dev/env``: exported ``STREAMER_*`` names for streamer, plain names for other tools
-    (kcat, redis-cli, the test harness, MLflow's own client)."""
+    (kcat, redis-cli, the test harness, MLflow's own client), and ``bin_dir`` (when given)
+    first on ``PATH``."""
     names = {
         "kafka": ("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
         "redis": ("STREAMER_REDIS_URL", "REDIS_URL"),
@@ -51,6 +61,8 @@ def env_lines(addresses: dict[str, str]) -> str:
     )
     if plain:
         lines.append(f"export {plain}")
+    if bin_dir:
+        lines.append(f'export PATH={shlex.quote(bin_dir)}:"$PATH"')
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -129,7 +141,7 @@ def up(wanted: list[str]) -> int:
         "logs": {name: str(service.log_path) for name, service in services.items()},
     }
     STATE.write_text(json.dumps(state_doc, indent=2))
-    ENV.write_text(env_lines(addresses))
+    ENV.write_text(env_lines(addresses, scripts_dir()))
     print(f"local stack up in {time.monotonic() - started:.1f}s (logs under {workdir})")
     print(ENV.read_text(), end="")
     return 0
