@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from confluent_kafka import Producer
@@ -67,26 +68,10 @@ def produce_synthetic(
         events = generate_events(population, n, seed=seed_events + sent, start_ms=_now_ms())
         for i, event in enumerate(events):
             if rate > 0:
-                delay = started + (sent + i) / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                _pace(started + (sent + i) / rate)
             event["event_time"] = _now_ms()
-            value = encoder.encode(event)
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value,
-                        event["card_id"],
-                        on_delivery=delivered,
-                        headers=[
-                            ("traceparent", traceparent(chooser.random() < trace_sample_ratio))
-                        ],
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
+            header = traceparent(chooser.random() < trace_sample_ratio)
+            _produce(producer, topic, encoder.encode(event), event["card_id"], header, delivered)
         sent += n
         if bar is not None:
             bar[0].update(bar[1], completed=sent)
@@ -99,6 +84,33 @@ def produce_synthetic(
             f"{len(failures) + left} of {count} events were not delivered to {topic}: {reason}"
         )
     return sent
+
+
+def _pace(due: float) -> None:
+    """Wait until ``due`` (monotonic seconds), when the next event of a paced run is due."""
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: str,
+    trace: bytes,
+    delivered: Callable[[Any, Any], None],
+) -> None:
+    """Queue one event, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(
+                topic, value, key, on_delivery=delivered, headers=[("traceparent", trace)]
+            )
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
 
 
 def _now_ms() -> int:

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from streamer.errors import Rejection
-from streamer.kafka import publisher as publisher_module
 from streamer.kafka.delivery import Output
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import DeadLetterRefusedError, DeadLetterTopic, Publisher
@@ -170,7 +169,7 @@ def test_a_topic_refusing_even_the_smallest_letter_fails_the_input_then_stops_th
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pauses: list[float] = []
-    monkeypatch.setattr(publisher_module.time, "sleep", pauses.append)
+    monkeypatch.setattr("time.sleep", pauses.append)  # the pauses between the smallest
     producer = LimitedProducer({"dlq": 0})
     publisher, tracker, lettered = _publisher(producer, give_up_after_s=0.0)
     publisher.send_dead_letter(_input(b"poison"), Rejection("NotAvro", "bad", "decode"))
