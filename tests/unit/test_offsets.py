@@ -121,3 +121,28 @@ def test_acknowledging_many_at_once_equals_one_by_one() -> None:
     assert (many.committable(TP), many.pending) == (one.committable(TP), one.pending) == (2, 3)
     many.ack_all(TP, [2, 5, 1])  # 1 acknowledged already: one by one
     assert (many.committable(TP), many.pending) == (6, 1)
+
+
+def test_a_repeated_ack_all_held_behind_an_older_offset_counts_once() -> None:
+    """The same run acknowledged twice (a settle served again) while an older offset is
+    still outstanding: the second call changes nothing."""
+    tracker = OffsetTracker()
+    tracker.register(TP, [0, 1, 2])
+    tracker.ack_all(TP, [1, 2])
+    tracker.ack_all(TP, [1, 2])
+    assert (tracker.committable(TP), tracker.pending) == (None, 1)
+    tracker.ack_all(TP, [2, 1, 2])
+    assert (tracker.committable(TP), tracker.pending) == (None, 1)
+    tracker.ack_all(TP, [0])
+    assert (tracker.committable(TP), tracker.pending) == (3, 0)
+    tracker.ack_all(TP, [0, 1, 2])  # committed past already: nothing
+    assert (tracker.committable(TP), tracker.pending) == (3, 0)
+
+
+def test_ack_all_of_an_offset_never_registered_changes_nothing() -> None:
+    tracker = OffsetTracker()
+    tracker.register(TP, [0, 1])
+    tracker.ack_all(TP, [7])
+    assert (tracker.committable(TP), tracker.pending) == (None, 2)
+    tracker.ack_all(TP, [0, 7])  # one stale among fresh ones: the fresh one still counts
+    assert (tracker.committable(TP), tracker.pending) == (1, 1)

@@ -111,6 +111,22 @@ class OffsetTrackerMachine(RuleBasedStateMachine):
             if d.offset in part.live:
                 part.live[d.offset] = (part.live[d.offset][0], True)
 
+    @rule(tp=partitions, picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=8))
+    def report_many_again(self, tp: TopicPartition, picks: list[int]) -> None:
+        """A run of acknowledgements served again (a settle repeated, a report duplicated):
+        offsets with an output already, some held behind an older unacknowledged one, some
+        committed past. Each was counted when it first arrived: only an offset consumed
+        again since (after a rewind or revocation) is newly acknowledged by it."""
+        part = self.parts[tp]
+        done = sorted(part.outputs)
+        if not done:
+            return
+        chosen = [done[p % len(done)] for p in picks]
+        self.tracker.ack_all(tp, chosen)
+        for offset in chosen:
+            if offset in part.live:
+                part.live[offset] = (part.live[offset][0], True)
+
     @rule()
     def rewind(self) -> None:
         """The loop takes the failures and seeks each partition back."""
