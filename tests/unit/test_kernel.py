@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
     return load_model("fraud-gbt", REPO / "models")
-
-
-def test_the_readme_example_runs_verbatim(monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Embedding and testing") :]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
-    monkeypatch.chdir(REPO)
-    exec(compile(code, "README.md", "exec"), {})
 
 
 def test_scores_equal_a_direct_model_run_on_the_same_features(model: LoadedModel) -> None:
