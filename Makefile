@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-streamer
 
-.PHONY: help setup install test test-deploy test-unit test-integration test-faults lint format typecheck dev-up dev-down dev-status demo bench train clean lint-deploy
+.PHONY: help setup install test test-deploy test-unit test-integration test-faults lint format typecheck docs dev-up dev-down dev-status demo bench train clean lint-deploy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,7 @@ setup: ## what tests and demo need: system packages, .venv with all extras, Kafk
 
 test: setup ## everything CI runs: set-up, lint, unit tests, deploy checks, integration tests
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory docs
 	$(PY) -m pytest tests/unit tests/deploy tests/integration -m "not faults"
 	@$(MAKE) --no-print-directory test-faults
 
@@ -49,7 +50,12 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-dev-up: $(STAMP) ## start Kafka, Redis, a schema registry and MLflow; `source .dev/env` (ARGS=--no-mlflow …)
+docs: $(STAMP) ## build the documentation site (mkdocs, strict: broken links and missing pages fail) into build/site
+	@$(VENV)/bin/python -c 'import material' 2>/dev/null || $(PY) -m pip install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+dev-up: ## start Kafka, Redis, a schema registry and MLflow; `source .dev/env` (ARGS=--no-mlflow …)
+	@SETUP_SKIP_GO_TOOLS=1 VENV=$(VENV) .ci/setup.sh
 	$(PY) -m streamer.dev.devstack up $(ARGS)
 
 dev-down: ## stop the local stack started by dev-up

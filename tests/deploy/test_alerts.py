@@ -3,7 +3,7 @@ documents, scoped to this release's pods, with the thresholds the values set.
 
 An alert on a misspelled metric never fires, which looks exactly like "all is well": each
 expression is parsed (promql-parser, the Rust PromQL parser) and its metric names checked
-against the README's metric table.
+against the metric table of docs/operations.md.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_alert_queries_documented_metrics_of_this_release(
     assert selectors, expr
     documented = dash.documented_metrics()
     for selector in selectors:
-        assert selector.name in documented, f"{alert}: {selector.name} is not in the README"
+        assert selector.name in documented, f"{alert}: {selector.name} is not in docs/operations.md"
         labels = {(m.name, m.value) for m in selector.matchers.matchers}
         # The ServiceMonitor scrapes the metrics Service: Prometheus labels job = its name.
         assert {("job", "fraud-streamer-metrics"), ("namespace", "payments")} <= labels, alert

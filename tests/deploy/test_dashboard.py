@@ -23,7 +23,7 @@ def test_metric_names_are_read_from_promql(expr: str, names: set[str]) -> None:
     assert dash.metric_names(expr) == names
 
 
-def test_documented_metrics_are_read_from_the_readme_table() -> None:
+def test_documented_metrics_are_read_from_the_operations_page_table() -> None:
     table = (
         "| `a_total` | counter | `x` | a |\n| `h_seconds` | histogram | | h |\n"
         "| `m_info` | info | `name` | m |\n| not a row |\n"
