@@ -9,12 +9,20 @@ import pytest
 
 from streamer import ScoringKernel, load_model
 from streamer.features.engineering import assemble, event_columns
-from streamer.model.registry import LoadedModel
+from streamer.model.registry import LoadedModel, ModelMetadata
 from streamer.model.scorer import Scorer
 from streamer.scoring.decisions import DECISIONS
 from streamer.testing import InMemoryFeatures, sample_event
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def expected_decision(score: float, metadata: ModelMetadata) -> str:
+    """The decision the model's own thresholds give ``score`` (inclusive; NaN reviewed)."""
+    t = metadata.thresholds
+    if np.isnan(score):
+        return "REVIEW"
+    return "DECLINE" if score >= t.decline else "REVIEW" if score >= t.review else "APPROVE"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,10 @@ def test_scores_equal_a_direct_model_run_on_the_same_features(model: LoadedModel
     statuses = {r["card_id"]: r["feature_status"] for r in scored.records}
     assert statuses["card-1"] == "COMPLETE"
     assert statuses["card-6"] == "PARTIAL"  # card unknown, merchant found
+    t = model.metadata.thresholds
+    for record in scored.records:
+        assert record["decision"] == expected_decision(record["score"], model.metadata)
+        assert (record["review_threshold"], record["decline_threshold"]) == (t.review, t.decline)
 
 
 def test_invalid_events_come_back_as_rejections_with_their_row(model: LoadedModel) -> None:
@@ -66,8 +78,9 @@ def test_an_unavailable_feature_source_degrades_every_event(model: LoadedModel) 
     scored = ScoringKernel(model, features).score([sample_event()] * 3, [(0, i) for i in range(3)])
     assert scored.degraded
     assert scored.status_counts()["DEGRADED"] == 3
-    assert sum(scored.decision_counts().values()) == 3
-    assert set(scored.decision_counts()) == set(DECISIONS)
+    expected = [expected_decision(r["score"], model.metadata) for r in scored.records]
+    assert [r["decision"] for r in scored.records] == expected
+    assert scored.decision_counts() == {name: expected.count(name) for name in DECISIONS}
 
 
 def test_swapping_the_model_takes_effect_on_the_next_batch(model: LoadedModel) -> None:
@@ -82,6 +95,22 @@ def test_swapping_the_model_takes_effect_on_the_next_batch(model: LoadedModel) -
     second = kernel.score([sample_event()], [(0, 1)]).records[0]
     assert first["score"] != 0.99
     assert (second["score"], second["decision"]) == (0.99, "DECLINE")
+
+
+def test_scores_on_the_models_thresholds_are_decided_by_its_metadata(model: LoadedModel) -> None:
+    t = model.metadata.thresholds
+    edges = [0.0, t.review - 1e-9, t.review, t.decline - 1e-9, t.decline, 1.0, float("nan")]
+
+    class Edges:
+        def score(self, matrix: np.ndarray) -> np.ndarray:
+            return np.array(edges[: matrix.shape[0]])
+
+    kernel = ScoringKernel(model, InMemoryFeatures(model))
+    kernel.use(model, Edges())
+    events = [sample_event(transaction_id=f"t{i}") for i in range(len(edges))]
+    scored = kernel.score(events, [(0, i) for i in range(len(edges))])
+    decisions = [r["decision"] for r in scored.records]
+    assert decisions == ["APPROVE", "APPROVE", "REVIEW", "REVIEW", "DECLINE", "DECLINE", "REVIEW"]
 
 
 def _events(n: int) -> list[dict[str, object]]:
@@ -109,7 +138,9 @@ def test_shadow_scores_equal_a_direct_run_of_the_shadow_model(model: LoadedModel
     shadow_scores = [r["shadow_score"] for r in scored.records]
     np.testing.assert_allclose(shadow_scores, direct, atol=1e-6)
     assert {r["shadow_model_version"] for r in scored.records} == {"1"}
-    assert all(r["shadow_decision"] in DECISIONS for r in scored.records)
+    shadow_decisions = [r["shadow_decision"] for r in scored.records]
+    expected = [expected_decision(r["shadow_score"], shadow_model.metadata) for r in scored.records]
+    assert shadow_decisions == expected
 
 
 def test_a_failing_shadow_leaves_the_output_byte_identical(model: LoadedModel) -> None:
