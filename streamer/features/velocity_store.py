@@ -1,0 +1,190 @@
+"""Where card velocity states live: Redis for the stream, a dict for offline work.
+
+Reading is the feature cache's business (the states' keys join its one MGET per batch;
+``velocity_key`` names them and ``velocity.fold`` reads the bytes). Writing is here: one
+pipelined round trip per batch of a compare-and-set script per card, so that a stale
+instance (during a rebalance handover, or after a rewind) can never move a card's state
+backwards. Each script call touches one key, so this works on Redis Cluster.
+
+Keys are ``{prefix}vel:v1:{<card id>}``: the card id is the key's hash tag, so a card's
+key sits in its own slot. Redis Cluster takes the tag from the first ``{`` to the first
+``}`` after it: a card id containing ``}`` is tagged by its part before the ``}`` (cards
+sharing that part share a slot, which changes placement, never correctness), and a key
+prefix must not contain ``{`` (the tag would then come from the prefix, putting every
+card in one slot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hiredis
+import redis
+from redis.exceptions import NoScriptError
+
+from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
+from streamer.features.velocity_state import (
+    HEADER_SIZE,
+    HIGH_OFFSET,
+    LOG_ENTRY_SIZE,
+    TILE_SIZE,
+    VERSION,
+    high_position,
+)
+
+STATE_VERSION = "v1"
+"""Part of every velocity key: a new state encoding gets new keys, so versions never mix."""
+TTL_S = 32 * 86_400
+"""How long a card's state outlives its last write: the 30-day windows plus two days."""
+
+# KEYS[1] the card's key; ARGV[1] the new state; ARGV[2] its TTL in milliseconds.
+# The stored state is kept when it is a well-formed state of the same version whose
+# high_position (u64 little-endian at HIGH_OFFSET) is not lower than the new one's; it is
+# compared byte by byte from the most significant end: exact for every u64, with no Lua
+# number (a double) involved. Anything else stored under the key is overwritten.
+CAS_SCRIPT = f"""
+local old = redis.call('GET', KEYS[1])
+local new = ARGV[1]
+if old and string.byte(old, 1) == {VERSION} and string.len(old) >= {HEADER_SIZE} then
+  local n = string.byte(old, 28) + 256 * string.byte(old, 29)
+  local m = string.byte(old, 30) + 256 * string.byte(old, 31)
+  if string.len(old) == {HEADER_SIZE} + n * {LOG_ENTRY_SIZE} + m * {TILE_SIZE} then
+    for i = {HIGH_OFFSET + 8}, {HIGH_OFFSET + 1}, -1 do
+      local a, b = string.byte(old, i), string.byte(new, i)
+      if a > b then return 0 end
+      if a < b then break end
+      if i == {HIGH_OFFSET + 1} then return 0 end
+    end
+  end
+end
+redis.call('SET', KEYS[1], new, 'PX', ARGV[2])
+return 1
+"""
+CAS_SHA = hashlib.sha1(CAS_SCRIPT.encode()).hexdigest()
+"""The script's id for EVALSHA, computed here: no SCRIPT LOAD round trip."""
+
+
+def velocity_key(prefix: str, card_id: str) -> str:
+    """Redis key of a card's velocity state, hash-tagged by the card id (module doc)."""
+    return f"{prefix}vel:{STATE_VERSION}:{{{card_id}}}"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one batch's write did: states ``written``, ``stale`` ones the store refused
+    (it already held a state at or past their position), and ``failed`` ones that did
+    not reach Redis (``error`` then says why: ``auth``, ``tls`` or ``outage``)."""
+
+    written: int = 0
+    stale: int = 0
+    failed: int = 0
+    error: ErrorKind | None = None
+
+
+def write_states(
+    client: redis.Redis,
+    prefix: str,
+    updates: Mapping[str, bytes],
+    positions: Mapping[str, int],
+    ttl_s: int = TTL_S,
+) -> WriteResult:
+    """Compare-and-set every updated card state in one pipelined round trip.
+
+    Each state is written (with a TTL of ``ttl_s``) only if the stored one is older, by
+    ``high_position``. The script is sent by its SHA1; after a Redis restart or SCRIPT
+    FLUSH the calls Redis answers NOSCRIPT go again, once, as EVAL (a second round trip,
+    which also caches the script). Never raises for a Redis problem: it is classified
+    into the result, and the caller counts it. ``positions`` is checked against the
+    bytes (a mismatch is a caller bug and raises ``ValueError``).
+    """
+    if not updates:
+        return WriteResult()
+    cards = list(updates)
+    for card in cards:
+        if high_position(updates[card]) != positions[card]:
+            raise ValueError(f"state of card {card!r} does not hold position {positions[card]}")
+    ttl_ms = str(int(ttl_s * 1000))
+    calls = [(velocity_key(prefix, card), updates[card], ttl_ms) for card in cards]
+    try:
+        replies = _round_trip(client, [("EVALSHA", CAS_SHA, 1, *call) for call in calls])
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            again = _round_trip(client, [("EVAL", CAS_SCRIPT, 1, *calls[i]) for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+    except REDIS_ERRORS as exc:
+        return WriteResult(failed=len(cards), error=classify(exc))
+    written = sum(1 for r in replies if r == 1)
+    stale = sum(1 for r in replies if r == 0)
+    errors = [r for r in replies if isinstance(r, Exception)]
+    return WriteResult(written, stale, len(errors), classify(errors[0]) if errors else None)
+
+
+def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write on one pooled connection and read every reply;
+    error replies come back as exception values, not raised. hiredis packs the commands
+    (redis-py's packer walks every argument in Python). A connection or timeout failure
+    closes the connection and raises."""
+    pool = client.connection_pool
+    conn: Any = pool.get_connection()
+    try:
+        conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+
+
+class MemoryVelocityStore:
+    """Velocity states in a dict, with the Redis store's compare-and-set semantics: for
+    ``score-file`` and ``features build``, which fold a file in one process."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, bytes] = {}
+
+    def read(self, card_ids: Sequence[str]) -> list[bytes | None]:
+        """Each card's stored state, None when there is none."""
+        return [self.states.get(card) for card in card_ids]
+
+    def write(self, updates: Mapping[str, bytes], positions: Mapping[str, int]) -> WriteResult:
+        """Keep each new state whose position is above the stored one's."""
+        written = stale = 0
+        for card, blob in updates.items():
+            if positions[card] > high_position(self.states.get(card)):
+                self.states[card] = blob
+                written += 1
+            else:
+                stale += 1
+        return WriteResult(written, stale)
+
+
+class RedisVelocityStore:
+    """Velocity states in Redis behind the same two calls as ``MemoryVelocityStore``, for
+    the tools that seed or inspect states outside the stream (the stream's read rides the
+    feature cache's MGET). ``read`` raises the client's errors; ``write`` never does."""
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl_s: int = TTL_S) -> None:
+        self._client, self._prefix, self._ttl_s = client, prefix, ttl_s
+
+    def read(self, card_ids: Sequence[str]) -> list[bytes | None]:
+        """Each card's stored state (one MGET), None when there is none."""
+        if not card_ids:
+            return []
+        keys = [velocity_key(self._prefix, card) for card in card_ids]
+        values: list[Any] = self._client.mget(keys)
+        return values
+
+    def write(self, updates: Mapping[str, bytes], positions: Mapping[str, int]) -> WriteResult:
+        """``write_states`` with this store's prefix and TTL."""
+        return write_states(self._client, self._prefix, updates, positions, self._ttl_s)
