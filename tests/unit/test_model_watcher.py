@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from streamer.model import watcher as watcher_module
 from streamer.model.promotion import promote
-from streamer.model.watcher import ModelWatcher, Ready, Refused
+from streamer.model.watcher import ModelWatcher, Outcome, Ready, Refused
 
 COMMITTED = Path(__file__).parents[2] / "models" / "fraud-gbt" / "1"
 
@@ -25,6 +26,16 @@ def _copy_version(models_dir: Path, version: str) -> Path:
     meta["version"] = version
     (target / "metadata.json").write_text(json.dumps(meta))
     return target
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _tamper(version_dir: Path) -> None:
@@ -131,9 +142,21 @@ def test_thread_delivers_outcomes_and_check_now_skips_the_interval(registry: Pat
         refused.append(outcome)
         got.set()
 
+    cycled = threading.Event()
+    load_candidate = watcher.load_candidate
+
+    def one_cycle() -> Outcome | None:
+        outcome = load_candidate()
+        cycled.set()
+        return outcome
+
+    watcher.load_candidate = one_cycle  # type: ignore[method-assign]
     watcher.start(on_ready=on_ready, on_refused=on_refused)
     try:
-        time.sleep(0.2)  # first cycle ran: nothing new
+        # The first cycle must have run (finding nothing new) before the tampering, or it
+        # would find the tampered version itself and check_now would prove nothing.
+        assert cycled.wait(10)
+        assert (ready, refused) == ([], [])
         _tamper(registry / "fraud-gbt" / "3")
         _point(registry, "champion", "3")
         watcher.check_now()  # like SIGHUP; the 60 s interval would be too late
@@ -161,12 +184,9 @@ def test_a_failing_callback_does_not_end_the_watch(registry: Path) -> None:
     watcher.start(on_ready=explode, on_refused=lambda r: None)
     try:
         promote(registry, "fraud-gbt@2", alias="champion")
-        deadline = time.monotonic() + 10
-        while len(seen) < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert _wait_for(lambda: len(seen) >= 1)
         promote(registry, "fraud-gbt@3", alias="champion")
-        while len(seen) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert _wait_for(lambda: len(seen) >= 2)
         assert seen == ["2", "3"]
     finally:
         watcher.stop()
