@@ -96,9 +96,9 @@ def stream_with(
             proc,
         )
         steady = now_ms()
-        time.sleep(BASELINE_S)
+        time.sleep(BASELINE_S)  # why: a fixed window of steady traffic to compare against
         action(proc)
-        time.sleep(TAIL_S)
+        time.sleep(TAIL_S)  # why: a fixed window of traffic after the action, measured
         sent, stopped = stream.stop(), now_ms()
         wait_caught_up(bootstrap, group, topics["input_topic"], 120, proc)
     finally:

@@ -165,7 +165,7 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
         def send() -> None:
             started = time.monotonic()
             for i, e in enumerate(events):
-                time.sleep(max(0.0, started + i / rate - time.monotonic()))
+                time.sleep(max(0.0, started + i / rate - time.monotonic()))  # why: pacing
                 stamped = {**e, "event_time": time.time_ns() // 1_000_000}
                 sent_at[e["transaction_id"]] = stamped["event_time"]
                 producer.produce(topics["input_topic"], encoder.encode(stamped), e["card_id"])
@@ -174,10 +174,10 @@ def test_redis_down_for_ten_seconds_degrades_then_recovers(
 
         sender = threading.Thread(target=send)
         sender.start()
-        time.sleep(6)
+        time.sleep(6)  # why: the outage sits at 6-16 s of the fixed 30 s stream
         down_at = time.time_ns() // 1_000_000
         server.stop()
-        time.sleep(10)
+        time.sleep(10)  # why: Redis stays down a fixed 10 s, the outage under test
         server.start()
         load_synthetic_features(server.url, "")
         up_at = time.time_ns() // 1_000_000

@@ -63,7 +63,7 @@ def test_every_metric_the_dashboard_queries_is_exported(bed: Bed) -> None:
         deadline = time.monotonic() + 30
         exported = _exported(port)
         while set(used) - exported and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.5)  # why: poll interval of the wait for every gauge above
             exported = _exported(port)
         health, _ = http_get(f"http://127.0.0.1:{port}/healthz")
         ready, ready_body = http_get(f"http://127.0.0.1:{port}/readyz")

@@ -140,6 +140,6 @@ def test_killed_owner_takes_its_services_along(tmp_path: Path) -> None:
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (pid_alive(redis_pid) or pid_alive(broker_pid)):
-        time.sleep(0.1)
+        time.sleep(0.1)  # why: poll interval of the wait for both servers to die
     assert not pid_alive(redis_pid)
     assert not pid_alive(broker_pid)

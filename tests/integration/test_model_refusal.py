@@ -73,7 +73,7 @@ def test_a_corrupted_new_version_is_refused_and_the_old_one_keeps_scoring(
         _corrupt(models_dir / "fraud-gbt" / "2")  # ...and damaged afterwards
         os.kill(proc.pid, signal.SIGHUP)
         wait_until(lambda: _refusals(port) > 0, 15, "the refusal", proc)
-        time.sleep(3.0)  # later polls must not retry the same damaged files
+        time.sleep(3.0)  # why: later polls must not retry the same damaged files
         seen["status"], seen["readyz"] = http_get(f"http://127.0.0.1:{port}/readyz")
         seen["metrics"] = scrape(port)
 
@@ -140,7 +140,7 @@ def test_sighup_never_stops_a_streamer_that_follows_no_alias(
             proc,
         )
         os.kill(proc.pid, signal.SIGHUP)
-        time.sleep(2.0)
+        time.sleep(2.0)  # why: the window in which a SIGHUP would end the process
         alive = proc.poll() is None
         sent = stream.stop()
         if alive:

@@ -93,7 +93,7 @@ def test_sighup_follows_the_alias_at_once(
 
     def flip_then_hup(proc: subprocess.Popen[bytes]) -> None:
         promote(models_dir, "1")
-        time.sleep(2.0)  # the hourly poll below will not see it: only SIGHUP can
+        time.sleep(2.0)  # why: the hourly poll will not see it in 2 s: only SIGHUP can
         swaps = scrape(port)["streamer_model_swaps_total{}"]
         assert swaps == 0, "swapped before SIGHUP: the test would prove nothing"
         hup.append(now_ms())

@@ -52,7 +52,7 @@ def first_complete_after(cache: FeatureCache, limit_s: float = 5.0) -> float:
     while time.monotonic() - start < limit_s:
         if cache.fetch(["c1"], ["m1"]).status()[0] == COMPLETE:
             return time.monotonic() - start
-        time.sleep(0.01)
+        time.sleep(0.01)  # why: one fetch every 10 ms, as batches would
     return float("inf")
 
 
@@ -64,7 +64,7 @@ def take_down(srv: RedisServer, cache: FeatureCache, outage_s: float) -> None:
         began = time.monotonic()
         assert cache.fetch(["c1"], ["m1"]).degraded
         assert time.monotonic() - began < 0.5  # never stalls the loop
-        time.sleep(0.01)
+        time.sleep(0.01)  # why: one fetch every 10 ms, as batches would
     assert cache.breaker.state != "closed"
 
 
@@ -98,7 +98,7 @@ def test_available_notices_recovery_while_consumption_is_paused(own_redis: Redis
     start = time.monotonic()
     while not cache.available():
         assert time.monotonic() - start < 5.0
-        time.sleep(0.05)
+        time.sleep(0.05)  # why: poll interval of the wait for available()
     print(f"\navailable() true {(time.monotonic() - start) * 1000:.0f} ms after Redis returned")
     assert time.monotonic() - start <= 1.0
     assert cache.breaker.state == "closed"

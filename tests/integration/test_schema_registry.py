@@ -217,7 +217,7 @@ def test_unknown_schema_id_is_dead_lettered_then_replayed_after_registration(
 
         registered = client.register_schema(f"{topic}-value", Schema(json.dumps(v3), "AVRO"))
         assert registered == future_id, "the registry did not issue the predicted id"
-        # The running streamer remembers the miss for NEGATIVE_TTL_S; replay after that.
+        # why: the running streamer remembers the miss for NEGATIVE_TTL_S; replay after it.
         time.sleep(max(0.0, NEGATIVE_TTL_S + 0.5 - (time.monotonic() - missed_at)))
         subprocess.run(
             [sys.executable, "-m", "streamer", "dlq", "replay", "-t", dlq, "-b", kafka_bootstrap],
@@ -266,7 +266,7 @@ def test_registry_outage_mid_stream_loses_nothing_and_scoring_resumes(
         own_registry.stop()
         settled = committed(kafka_bootstrap, group, topic, 3)
         _produce(kafka_bootstrap, topic, late)
-        time.sleep(5)  # several batches' worth of lookups against a dead registry
+        time.sleep(5)  # why: several batches' worth of lookups against a dead registry
         assert proc.poll() is None, "streamer exited while the registry was down"
         assert committed(kafka_bootstrap, group, topic, 3) == settled
         own_registry.start()
