@@ -107,6 +107,13 @@ def dedicated_values(chart: Path = CHART) -> dict[str, str]:
     return found
 
 
+def secret_pattern(chart: Path = CHART) -> re.Pattern[str] | None:
+    """The chart's pattern of secret-looking names (refused in plain values), if it has one."""
+    helpers = "".join(p.read_text() for p in sorted((chart / "templates").glob("*.tpl")))
+    found = re.search(r'define "streamer.secretPattern" -?}}\s*(.*?)\s*{{-? end', helpers, re.S)
+    return re.compile(found.group(1)) if found else None
+
+
 def read_comments(chart: Path = CHART) -> dict[str, str]:
     """The comments of ``<chart>/values.yaml`` by key path."""
     return value_comments((chart / "values.yaml").read_text())

@@ -19,7 +19,7 @@ import json
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -52,7 +52,15 @@ class Row:
 def rows(model: type[BaseModel] = Settings, chart: Path = chart_values.CHART) -> list[Row]:
     """Every setting of ``model``, in declaration order."""
     dedicated = chart_values.dedicated_values(chart) if chart.is_dir() else {}
-    return [_row(path, info, dedicated) for path, info in _fields(model, ())]
+    secret = chart_values.secret_pattern(chart) if chart.is_dir() else None
+    found = [_row(path, info, dedicated) for path, info in _fields(model, ())]
+    # The chart refuses secret-looking names in plain values: they come from a Secret.
+    return [
+        replace(row, chart=f"secretEnv.{row.env}")
+        if row.chart.startswith("settings.") and secret and secret.search(row.yaml_key)
+        else row
+        for row in found
+    ]
 
 
 def _fields(

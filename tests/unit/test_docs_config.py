@@ -182,3 +182,18 @@ def test_values_comment_parser() -> None:
         "top.d": "",
         "other": "",
     }
+
+
+class _WithSecrets(BaseModel):
+    api_token: SecretStr | None = Field(None, description="a token")
+    redis_url: str = Field("redis://h", description="has a value of its own in the chart")
+    batch: int = Field(1, description="plain")
+
+
+def test_secret_looking_settings_come_from_a_secret_in_the_chart() -> None:
+    rows = {r.yaml_key: r.chart for r in reference.rows(_WithSecrets, chart=CHART)}
+    assert rows == {
+        "api_token": "secretEnv.STREAMER_API_TOKEN",
+        "redis_url": "redis.url",
+        "batch": "settings.batch",
+    }
