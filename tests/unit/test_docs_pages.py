@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streamer.config.loader import KAFKA_PROP_PREFIX, NOT_SETTINGS, known_names
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -90,3 +92,21 @@ def test_cited_results_files_exist() -> None:
 )
 def test_history_patterns(text: str, found: bool) -> None:
     assert bool(_HISTORY.search(text) or _COMMIT.search(text)) is found
+
+
+# Variables the docs may name that are not settings: the misspelling the configuration page
+# shows being refused, and the schema directory the image sets (read by codec/schemas.py).
+NOT_SETTINGS_NAMED = {"STREAMER_MAX_BATCHSIZE", "STREAMER_SCHEMAS_DIR"}
+
+
+def test_variables_the_docs_name_are_settings() -> None:
+    known = set(known_names()) | NOT_SETTINGS_NAMED
+    stale = {
+        f"{page.name}: {name}"
+        for page in USER_DOCS
+        for name in re.findall(r"\bSTREAMER_[A-Z0-9_]*[A-Z0-9]\b", page.read_text())
+        if name not in known
+        and not name.startswith((KAFKA_PROP_PREFIX, *NOT_SETTINGS))
+        and not any(name.startswith(f"{k}__") for k in known)
+    }
+    assert not stale, f"no such setting (renamed or removed?): {sorted(stale)}"
