@@ -38,6 +38,9 @@ test-integration: $(STAMP) ## integration tests only (real Kafka and Redis)
 test-faults: $(STAMP) ## fault scenarios: kill -9, instances joining and dying, broker restart, wrong SASL password
 	$(PY) -m pytest tests/integration -m faults
 
+mutation: $(STAMP) ## mutation score of the pure core, per module (tests/mutation/modules.toml; slow: not in `make test`)
+	$(PY) tests/mutation/run.py $(ARGS)
+
 lint: $(STAMP) ## ruff and strict mypy
 	$(VENV)/bin/ruff check streamer tests bench models
 	$(VENV)/bin/ruff format --check streamer tests bench models
