@@ -5,7 +5,8 @@ an unknown currency, an event time far in the future or before card payments wer
 digital, an impossible merchant category or country code, an empty id, an id longer than
 any real one (``MAX_ID_LENGTH``: an id is copied into the scored event and its key, so a
 400 KB id would make an output the broker refuses). Each is a ``Rejection`` at stage
-``validate``; the event goes to the dead-letter topic.
+``validate``; the event goes to the dead-letter topic. The limits live in
+``scoring.limits``, which the scoring API's OpenAPI document states too.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ import numpy as np
 
 from streamer.errors import Rejection
 from streamer.features.reference import KNOWN_CURRENCIES, currency_exponent
-
-MAX_AMOUNT_MAJOR = 10_000_000  # ten million in major units: above any single card payment
-MAX_FUTURE_MS = 3_600_000  # clock skew tolerated between producers and us
-MIN_EVENT_TIME_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_ID_LENGTH = 128  # characters; UUIDs are 36, card tokens and terminal ids well under 64
-_IDS = ("transaction_id", "card_id", "merchant_id")
-_OPTIONAL_IDS = ("terminal_id", "acquirer_id", "device_id")
-
+from streamer.scoring.limits import (
+    MAX_AMOUNT_MAJOR,
+    MAX_FUTURE_MS,
+    MAX_ID_LENGTH,
+    MAX_MCC,
+    MIN_EVENT_TIME_MS,
+    MIN_MCC,
+    max_amount_minor,
+)
+from streamer.scoring.limits import OPTIONAL_IDS as _OPTIONAL_IDS
+from streamer.scoring.limits import REQUIRED_IDS as _IDS
 
 _ALPHA2 = frozenset(a + b for a in ascii_uppercase for b in ascii_uppercase)
-_MAX_MINOR = {c: MAX_AMOUNT_MAJOR * 10 ** currency_exponent(c) for c in KNOWN_CURRENCIES}
+_MAX_MINOR = {c: max_amount_minor(c) for c in KNOWN_CURRENCIES}
 """The largest amount in minor units per currency: ``amount_minor / 10**exponent`` at most
 ``MAX_AMOUNT_MAJOR``, as an exact integer bound."""
 
@@ -69,7 +73,7 @@ def _plausible(e: Mapping[str, Any], now_ms: int) -> bool:
         and amount.__class__ is int
         and 0 < amount <= _MAX_MINOR.get(e["currency"], 0)
         and MIN_EVENT_TIME_MS <= e["event_time"] <= now_ms + MAX_FUTURE_MS
-        and 0 <= e["mcc"] <= 9999
+        and MIN_MCC <= e["mcc"] <= MAX_MCC
         and e["merchant_country"] in _ALPHA2
     )
 
@@ -103,8 +107,8 @@ def all_plausible(columns: Mapping[str, Sequence[Any]], n: int, now_ms: int) -> 
             and (amount <= np.fromiter(limits, np.int64, n)).all()
             and time_ms.min() >= MIN_EVENT_TIME_MS
             and time_ms.max() <= now_ms + MAX_FUTURE_MS
-            and mcc.min() >= 0
-            and mcc.max() <= 9999
+            and mcc.min() >= MIN_MCC
+            and mcc.max() <= MAX_MCC
             and set(columns["merchant_country"]) <= _ALPHA2
         )
     except (KeyError, TypeError, ValueError, OverflowError):
@@ -142,7 +146,7 @@ def _problem(event: Mapping[str, Any], now_ms: int) -> Rejection | None:
         )
     if event_time < MIN_EVENT_TIME_MS:
         return _reject("EventTimeOutOfRange", f"event_time {event_time} is before 2000-01-01")
-    if not 0 <= event["mcc"] <= 9999:
+    if not MIN_MCC <= event["mcc"] <= MAX_MCC:
         return _reject("InvalidMcc", f"mcc {event['mcc']} is not a 4-digit merchant category code")
     country = event["merchant_country"]
     if len(country) != 2 or not country.isascii() or not country.isalpha() or not country.isupper():

@@ -19,26 +19,20 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from opentelemetry.trace import Tracer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from streamer import __version__
 from streamer.errors import Rejection
 from streamer.model.registry import list_models
-from streamer.serve import auth, responses
+from streamer.serve import auth, bodies, openapi, responses
 from streamer.serve.middleware import BodyLimit, DirectRoute, Telemetry
 from streamer.serve.runtime import Runtime
-from streamer.serve.schema import to_event, transaction_request
+from streamer.serve.schema import batched_transaction, to_event, transaction_request
 from streamer.serve.tracing import trace_tag
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": responses.ErrorResponse, "description": "missing or unknown API key"},
-    413: {"model": responses.ErrorResponse, "description": "body above --max-body-bytes"},
-    422: {"model": responses.ErrorResponse, "description": "malformed or invalid event"},
-    503: {"model": responses.ErrorResponse, "description": "Redis down, STREAMER_REDIS_REQUIRED"},
-}
 
 
 # Fresh request ids: a random per-process prefix and a counter, as unique as uuid4's hex
@@ -111,7 +105,8 @@ def _denied(runtime: Runtime, request: Request) -> Response | None:
 def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
     """The scoring routes on ``app``; returns the /v1/score endpoint for ``DirectRoute``."""
     event_model = transaction_request()
-    batch_model = _batch_model(event_model, runtime.options.max_request_events)
+    batch_model = _batch_model(batched_transaction(), runtime.options.max_request_events)
+    openapi.add_components(app, {"TransactionEvent": event_model, "ScoreBatchRequest": batch_model})
     one = TypeAdapter(event_model)
     many = TypeAdapter(batch_model)
     redis_required = runtime.settings.redis_required
@@ -119,9 +114,9 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
 
     @app.post(
         "/v1/score",
-        response_model=responses.ScoreResponse,
-        responses=_ERRORS,
-        openapi_extra=_body(event_model),
+        response_model=bodies.ScoreResponse,
+        responses=openapi.scoring_errors(batch=False),
+        openapi_extra=openapi.request_body("TransactionEvent"),
     )
     async def score(request: Request) -> Response:
         """Score one TransactionEvent: score, decision, thresholds, model, feature status."""
@@ -137,7 +132,12 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
         decided("rejected" if isinstance(outcome, Rejection) else outcome["decision"])
         return responses.outcome_response(outcome, rid, redis_required=redis_required)
 
-    @app.post("/v1/score:batch", responses=_ERRORS, openapi_extra=_body(batch_model))
+    @app.post(
+        "/v1/score:batch",
+        response_model=bodies.BatchResponse,
+        responses=openapi.scoring_errors(batch=True),
+        openapi_extra=openapi.request_body("ScoreBatchRequest"),
+    )
     async def score_batch(request: Request) -> Response:
         """Score up to --max-request-events events; one result per event, in order."""
         if denied := _denied(runtime, request):
@@ -165,7 +165,7 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
 
 
 def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=bodies.Models)
     async def models() -> dict[str, Any]:
         """The model serving now (as the stream's ``STREAMER_MODEL`` resolves) and its registry."""
         kernel = runtime.kernel
@@ -195,14 +195,14 @@ def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
             ],
         }
 
-    @app.get("/healthz")
+    @app.get("/healthz", **openapi.probe(bodies.Health, "the batcher is not running"))
     async def healthz() -> Response:
         """200 while the batcher runs. Batches are scored on the event loop, so one stuck
         in the kernel leaves this unanswered: the probe's timeout fails it."""
         ok = runtime.batcher.running
         return responses.json({"status": "ok" if ok else "fail"}, 200 if ok else 503)
 
-    @app.get("/readyz")
+    @app.get("/readyz", **openapi.probe(bodies.Readiness, "not ready: see the checks"))
     async def readyz() -> Response:
         """200 when the model is loaded and the worker runs; Redis down only with
         STREAMER_REDIS_REQUIRED (otherwise answers are DEGRADED, not refused)."""
@@ -217,7 +217,7 @@ def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
         ok = ok and (redis_ok or not runtime.settings.redis_required)
         return responses.json({"status": "ok" if ok else "fail", **checks}, 200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, **openapi.METRICS)
     async def metrics() -> Response:
         """Prometheus text: the stream's kernel metrics plus HTTP request metrics."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
@@ -226,15 +226,7 @@ def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
 def _batch_model(event_model: type[BaseModel], limit: int) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         "ScoreBatchRequest",
+        __config__=ConfigDict(extra="forbid"),
         events=(list[event_model], Field(min_length=1, max_length=limit)),  # type: ignore[valid-type]
     )
     return model
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    if "events" in schema.get("properties", {}):  # inline the event schema into the batch
-        schema["properties"]["events"]["items"] = transaction_request().model_json_schema()
-    content = {"application/json": {"schema": schema}}
-    return {"requestBody": {"required": True, "content": content}}

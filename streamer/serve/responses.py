@@ -4,6 +4,7 @@ A rejected event gets the ``error_class``, ``message`` and ``stage`` the stream 
 put on its dead letter, so one runbook and one dashboard cover both paths. Malformed JSON
 is ``InvalidJson`` and a wrong field type ``InvalidEvent`` (stage ``decode``, the JSON
 counterparts of ``NotAvro`` / ``Truncated``); their messages name the field, never its value.
+The OpenAPI document describes these bodies with the models of ``serve.bodies``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from streamer.errors import Rejection
@@ -25,40 +26,6 @@ DEGRADED_REFUSED = Rejection(
     "retry, or set STREAMER_REDIS_REQUIRED=false to score with defaults (DEGRADED)",
     "enrich",
 )
-
-
-class ScoreResponse(BaseModel):
-    """Documentation of a scored answer (the body is the ScoredEvent record plus ids)."""
-
-    request_id: str
-    transaction_id: str
-    card_id: str
-    merchant_id: str
-    amount_minor: int
-    currency: str
-    score: float
-    decision: str
-    review_threshold: float
-    decline_threshold: float
-    model_name: str
-    model_version: str
-    feature_status: str
-    event_time: int
-    received_time: int
-    scored_time: int
-    processing_latency_ms: float
-    shadow_score: float | None = None
-    shadow_decision: str | None = None
-    shadow_model_version: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    """Why a request or an event was not scored (the dead-letter headers' fields)."""
-
-    error_class: str
-    message: str
-    stage: str
-    request_id: str | None = None
 
 
 def json(body: Any, status: int = 200, request_id: str | None = None) -> Response:

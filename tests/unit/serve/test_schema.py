@@ -1,4 +1,5 @@
-"""The request model is the Avro schema's: same fields, types, defaults and docs."""
+"""The request model is the Avro schema's: same fields, types, defaults and docs; strict
+types on the wire; ``event_time`` as epoch ms or RFC 3339, nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamer.codec.schemas import transaction_schema
-from streamer.serve.schema import to_event, transaction_request
+from streamer.serve.schema import batched_transaction, to_event, transaction_request
 from streamer.testing import sample_event
 
 Model = transaction_request()
@@ -19,8 +20,8 @@ def test_every_avro_field_is_a_request_field_with_its_doc() -> None:
     schema = Model.model_json_schema()
     avro = transaction_schema()["fields"]
     assert list(schema["properties"]) == [f["name"] for f in avro]
-    for field in avro:
-        assert schema["properties"][field["name"]]["description"] == field["doc"]
+    for field in avro:  # the doc, then the rules the document states for the field
+        assert schema["properties"][field["name"]]["description"].startswith(field["doc"])
     required = {f["name"] for f in avro if "default" not in f}
     assert set(schema["required"]) == required
 
@@ -32,6 +33,10 @@ def test_every_avro_field_is_a_request_field_with_its_doc() -> None:
         ("2025-11-24T16:00:00.123Z", 1_764_000_000_123),
         ("2025-11-24T17:00:00.123+01:00", 1_764_000_000_123),
         ("2025-11-24T16:00:00.123999Z", 1_764_000_000_123),  # below a millisecond: dropped
+        ("2025-11-24T16:00:00.123999999Z", 1_764_000_000_123),  # nanoseconds
+        ("2025-11-24T04:30:00.123-11:30", 1_764_000_000_123),
+        (1_764_000_000_123.0, 1_764_000_000_123),  # a whole number is an integer in JSON
+        (1e12, 1_000_000_000_000),
     ],
 )
 def test_event_time_as_epoch_ms_or_iso8601(event_time: Any, epoch_ms: int) -> None:
@@ -46,10 +51,13 @@ def test_event_time_as_epoch_ms_or_iso8601(event_time: Any, epoch_ms: int) -> No
     ("field", "value"),
     [
         ("mcc", "5411"),
-        ("mcc", 54.0),
+        ("mcc", 54.5),
         ("mcc", 2**31),
+        ("mcc", 2.0**31),
         ("amount_minor", 2**63),
         ("amount_minor", True),
+        ("amount_minor", "100"),
+        ("amount_minor", 1e300),
         ("card_present", "true"),
         ("card_present", 1),
         ("channel", "pos"),
@@ -57,12 +65,26 @@ def test_event_time_as_epoch_ms_or_iso8601(event_time: Any, epoch_ms: int) -> No
         ("three_ds", "yes"),
         ("event_time", "2025-11-24T16:00:00"),  # no zone: ambiguous
         ("event_time", "yesterday"),
+        ("event_time", 2.5890419884777833e-42),  # a fraction is no epoch millisecond
+        ("event_time", 1_764_000_000_123.5),
+        ("event_time", "1764000000123"),  # no string of digits as a number
+        ("event_time", True),
+        ("event_time", None),
+        ("event_time", "2025-02-29T16:00:00Z"),  # a day February 2025 does not have
+        ("event_time", "2025-12-31T23:59:60Z"),  # no leap second
+        ("event_time", "2025-11-24t16:00:00z"),
+        ("event_time", "2025-11-24 16:00:00Z"),
+        ("event_time", "2025-11-24T16:00:00+0100"),
+        ("event_time", "0000-01-01T00:00:00Z"),
+        ("event_time", "\uff12\uff10\uff12\uff15-11-24T16:00:00Z"),  # fullwidth digits
+        ("event_time", "2025-11-24T16:00:00.1234567890Z"),  # past nanoseconds
     ],
 )
 def test_wrong_types_are_refused_as_avro_would(field: str, value: Any) -> None:
-    with pytest.raises(ValidationError) as caught:
-        Model.model_validate_json(json.dumps({**sample_event(), field: value}))
-    assert caught.value.errors()[0]["loc"][0] == field
+    for model in (Model, batched_transaction()):
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate_json(json.dumps({**sample_event(), field: value}))
+        assert caught.value.errors()[0]["loc"][0] == field
 
 
 def test_optional_fields_take_the_schema_defaults_and_unknown_fields_are_refused() -> None:
