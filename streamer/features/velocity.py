@@ -17,37 +17,45 @@ batch see each other in order.
   merchant ids among the 24-hour entries.
 - ``txn_count_7d`` and the 30-day amount statistics (mean, population standard deviation,
   max, in major units) count whole UTC days: entries with ``t' <= t`` whose day
-  ``t' // 86_400_000`` is one of the 7 (30) days ending with t's day. Amount statistics
-  over no entry are NaN.
+  ``t' // 86_400_000`` is one of the 7 (30) days ending with t's day. Amounts are kept
+  in thousandths of the major unit and the statistics are computed exactly, rounded
+  once. Over no entry they are NaN.
 - ``last_txn_time`` (epoch seconds) and ``last_country`` (``country_code``): the view
   entry with the greatest (t', position) among those with ``t' <= t``; 0 when none.
 
-State and its guarantees
-------------------------
-A card's state is a log of exact entries, day tiles, and ``high``, the highest position
-applied. An event with ``p <= high`` is a REPLAY (a rewind, a restart, an aborted
-transaction, a second instance): its features come from the view and the state is left
-alone. Otherwise, if its transaction id is in the log it is a DUPLICATE (features from the
-view, state and ``high`` unchanged); else it is added (NEW, or LATE when more than
-``LATENESS_MS`` older than the newest event time in the state).
+Outcomes
+--------
+A card's state is a log of exact entries, day tiles, ``high`` (the highest position seen)
+and ``newest`` (the greatest event time seen). For each event, in order:
 
-After each add, entries leave the log from the front only (lowest position first) into
-their day tile while the front entry is at least ``HORIZON_MS`` (25 h) older than the
-newest event time, or while the log holds more than ``LOG_CAP`` entries; tiles more than 30
-days before the newest day are dropped. Tiles count by day, as the 7- and 30-day windows
-do, so moving an entry into a tile never changes a feature. Hence:
+- REPLAY, ``p <= high`` (a rewind, a restart, an aborted transaction, a second
+  instance): features from the view; the state is left alone.
+- DUPLICATE, its transaction id is in the log: features from the view; no entry is
+  added, but ``high`` and ``newest`` move, so that its own replays are REPLAYs.
+- NEW, or LATE when t is more than ``LATENESS_MS`` (1 h) before ``newest``: features
+  from the view, then the event is added to the log.
 
-- The state after any sequence of batches, replays and rewinds equals the state of one
-  clean in-order fold (an add depends only on the state and the event; replays and
-  duplicates change nothing; eviction runs after each add, not per batch).
-- An event that is not LATE gets exactly the definition above, and a replay of it the
-  same values again, as long as the card's newest event time has not moved more than
-  ``LATENESS_MS`` past it, its log stayed under ``LOG_CAP``, and no event after the rewind
-  point reached a tile. A LATE event's (or such a replay's) 1 h / 24 h windows and last
-  transaction may miss entries already in tiles, and its day windows may count tiled
-  entries stamped after it.
-- Duplicates are recognised while the first occurrence is in the log (at least 25 h of
-  event time, up to ``LOG_CAP`` entries); an older repeat is added as a new event.
+After each non-replay event, entries leave the log from the front only (lowest position
+first) into their day tile while the front entry is at least ``HORIZON_MS`` (25 h) older
+than ``newest`` or the log holds more than ``LOG_CAP`` entries; tiles more than
+``TILE_DAYS`` days before ``newest``'s day are dropped. Tiles count by day, as the 7- and
+30-day windows do, and the latest tiled entry is kept for ``last_*``, so moving an entry
+into a tile changes no feature of an event that is not LATE.
+
+Guarantees
+----------
+- Convergence: a card's state depends only on the card's events up to ``high``, in
+  order, whatever the batches, rewinds, replays, restarts and concurrent instances (an
+  event's effect depends only on the state and the event; replays change nothing). A
+  compare-and-set on ``high`` keeps a stale instance from writing an older state.
+- Exactness: an event that is not LATE gets exactly the definition above, and so does
+  any replay of it while ``newest`` is at most ``LATENESS_MS`` past its time, the card's
+  log never held more than ``LOG_CAP`` entries, and no LATE event of the card came after
+  it. A LATE event's 1 h / 24 h windows and last transaction may miss entries already in
+  tiles, and its day windows may count tiled entries stamped after it.
+- Deduplication: a repeated transaction id is recognised while its first occurrence is
+  in the log (at least 25 h of event time and up to ``LOG_CAP`` entries); an older repeat
+  counts as a new transaction.
 """
 
 from __future__ import annotations
@@ -182,12 +190,13 @@ def fold(
                 continue
             rows[i] = features(state, t)
             h = txn_hash(transaction_ids[i])
-            if h in state.txns:
+            if h in state.txns:  # no entry, but its position and time count as seen
                 outcomes[i] = Outcome.DUPLICATE
-                continue
-            late = state.newest != NO_TIME and t < state.newest - LATENESS_MS
-            outcomes[i] = Outcome.LATE if late else Outcome.NEW
-            add(state, p, t, amts[i], h, merchant_hash(merchant_ids[i]), ctry[i])
+                state.high, state.newest = p, max(state.newest, t)
+            else:
+                late = state.newest != NO_TIME and t < state.newest - LATENESS_MS
+                outcomes[i] = Outcome.LATE if late else Outcome.NEW
+                add(state, p, t, amts[i], h, merchant_hash(merchant_ids[i]), ctry[i])
             evict(state, log_cap)
             changed = True
         if changed:

@@ -165,16 +165,21 @@ def test_events_of_one_card_in_a_batch_see_each_other_in_order() -> None:
     assert batch.positions == {"c": 30}
 
 
-def test_duplicate_adds_nothing_and_keeps_the_position() -> None:
+def test_duplicate_adds_no_entry_and_its_replay_is_a_replay() -> None:
     first = fold_events([ev(0, T0), ev(1, T0 + 1)])
     dup = Event("c", "t0", 20, T0 + 2)
     batch = fold_events([dup], first.updates)
     assert batch.outcomes.tolist() == [Outcome.DUPLICATE]
-    assert batch.updates == {}
-    assert batch.positions == {}
+    assert batch.positions == {"c": 20}
     assert batch.values[0, F["txn_count_1h"]] == 2
-    again = fold_events([dup], first.updates)  # its replay: identical features
+    before, after = unpack(first.updates["c"]), unpack(batch.updates["c"])
+    assert before is not None
+    assert after is not None
+    assert after.times.tolist() == before.times.tolist()  # no entry added
+    again = fold_events([dup], batch.updates)
+    assert again.outcomes.tolist() == [Outcome.REPLAY]
     assert again.values.tobytes() == batch.values.tobytes()
+    assert again.updates == {}
 
 
 def test_replay_gets_the_first_features_and_changes_nothing() -> None:

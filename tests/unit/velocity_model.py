@@ -151,10 +151,11 @@ class TiledModel:
         row = self._features(c, e)
         if e.pos <= c.high:
             return row, Outcome.REPLAY
-        if any(x.txn == e.txn for x in c.log):
-            return row, Outcome.DUPLICATE
-        late = c.newest >= 0 and e.t < c.newest - LATENESS_MS
-        c.log.append(e)
+        outcome = Outcome.DUPLICATE
+        if not any(x.txn == e.txn for x in c.log):
+            late = c.newest >= 0 and e.t < c.newest - LATENESS_MS
+            outcome = Outcome.LATE if late else Outcome.NEW
+            c.log.append(e)
         c.high, c.newest = e.pos, max(c.newest, e.t)
         while c.log and (c.log[0].t <= c.newest - HORIZON_MS or len(c.log) > self.log_cap):
             x = c.log.pop(0)
@@ -162,7 +163,7 @@ class TiledModel:
             if c.tiled_last is None or x.t >= c.tiled_last[0]:
                 c.tiled_last = (x.t, x.country)
         c.tiled = [x for x in c.tiled if x.t // DAY_MS >= c.newest // DAY_MS - TILE_DAYS]
-        return row, Outcome.LATE if late else Outcome.NEW
+        return row, outcome
 
     @staticmethod
     def _features(c: _Card, e: Event) -> list[float]:
