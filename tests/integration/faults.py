@@ -33,7 +33,10 @@ _BASE_PROPERTIES = devkafka.server_properties  # before any test patches it
 
 @dataclass
 class Stream:
-    """Sends ``rate`` valid events per second for ``seconds`` in a thread (event time = now)."""
+    """Sends ``rate`` valid events per second in a thread (event time = now), for ``seconds``
+    at most, or until ``finish_in`` ends it earlier: a scenario starts the stream, waits for
+    a condition (committed progress), acts, and keeps the stream going for a fixed time after
+    the action, however long the wait took."""
 
     bootstrap: str
     topic: str
@@ -42,11 +45,22 @@ class Stream:
     sent: set[str] = field(default_factory=set)
     failed: int = 0
     _thread: threading.Thread | None = None
+    _ends_at: float = float("inf")  # time.monotonic() at which no more events are sent
 
     def start(self) -> Stream:
+        self._ends_at = time.monotonic() + self.seconds
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        """Still sending events."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def finish_in(self, seconds: float) -> None:
+        """Send for ``seconds`` more (never past the ``seconds`` cap), then stop."""
+        self._ends_at = min(self._ends_at, time.monotonic() + seconds)
 
     def join(self) -> None:
         assert self._thread is not None
@@ -61,7 +75,9 @@ class Stream:
         tag = time.monotonic_ns()
         started = time.monotonic()
         for i, event in enumerate(events):
-            time.sleep(max(0.0, started + i / self.rate - time.monotonic()))
+            time.sleep(max(0.0, started + i / self.rate - time.monotonic()))  # why: pacing
+            if time.monotonic() >= self._ends_at:
+                break
             tx = f"fault-{tag}-{i}"
             stamped = {**event, "transaction_id": tx, "event_time": time.time_ns() // 1_000_000}
             producer.produce(
@@ -104,6 +120,15 @@ def logged_at_ms(log: Path, event_prefix: str) -> int:
             if str(entry.get("event", "")).startswith(event_prefix):
                 return int(datetime.fromisoformat(entry["timestamp"]).timestamp() * 1000)
     raise AssertionError(f"{log.name} has no line {event_prefix!r}")
+
+
+def has_logged(log: Path, event_prefix: str) -> bool:
+    """Whether the streamer has logged a line starting with ``event_prefix`` yet."""
+    try:
+        logged_at_ms(log, event_prefix)
+    except (AssertionError, OSError, ValueError):  # not yet, or a line half written
+        return False
+    return True
 
 
 def now_ms() -> int:

@@ -26,6 +26,7 @@ from streamer.dev.devstack.processes import free_port
 from tests.integration.faults import (
     Stream,
     first_output_after,
+    has_logged,
     logged_at_ms,
     lost_and_duplicates,
     now_ms,
@@ -44,6 +45,8 @@ from tests.integration.streamer_proc import (
 
 pytestmark = pytest.mark.faults
 
+PROGRESS = 300  # committed input offsets (about 1 s of the stream): scoring is under way
+
 
 def test_kill_9_and_restart_lose_nothing_and_resume_within_5_s(
     kafka_bootstrap: str, run_settings: dict[str, str], tmp_path: Path
@@ -52,12 +55,20 @@ def test_kill_9_and_restart_lose_nothing_and_resume_within_5_s(
     once. Asserted: from its start-up done (model loaded, checks passed) to scoring again
     ≤ 5 s; the process start itself (imports, model) is printed: it is the host's, not the
     group's (here 2 shared cores), and without static membership the wait was 45 s."""
-    stream = Stream(kafka_bootstrap, run_settings["input_topic"], seconds=14).start()
+    group, topic = run_settings["group_id"], run_settings["input_topic"]
+    stream = Stream(kafka_bootstrap, topic, seconds=120).start()
     first = start_streamer(tmp_path / "first.log", **run_settings)
-    time.sleep(6)
+    wait_until(
+        lambda: committed_total(kafka_bootstrap, group, topic) >= PROGRESS,
+        90,
+        f"the first instance to commit {PROGRESS} offsets before it is killed",
+        first,
+    )
+    assert stream.running, "the kill must land mid-stream"
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed = now_ms()
+    stream.finish_in(8)
     second = start_streamer(tmp_path / "second.log", **run_settings)
     try:
         stream.join()
@@ -82,14 +93,29 @@ def test_two_instances_a_join_and_a_kill_lose_nothing(
     kafka_bootstrap: str, run_settings: dict[str, str], tmp_path: Path
 ) -> None:
     """b joins a's group mid-stream; a is killed for good; b has every partition in ≤ 15 s."""
-    stream = Stream(kafka_bootstrap, run_settings["input_topic"], seconds=24).start()
+    group, topic = run_settings["group_id"], run_settings["input_topic"]
+    stream = Stream(kafka_bootstrap, topic, seconds=180).start()
     a = start_streamer(tmp_path / "a.log", **run_settings, group_instance_id="a")
-    time.sleep(4)
+    wait_until(
+        lambda: committed_total(kafka_bootstrap, group, topic) >= PROGRESS,
+        90,
+        f"a to commit {PROGRESS} offsets before b joins",
+        a,
+    )
     b = start_streamer(tmp_path / "b.log", **run_settings, group_instance_id="b")
-    time.sleep(6)
+    wait_until(lambda: has_logged(tmp_path / "b.log", "assigned "), 90, "b to join the group", b)
+    joined = committed_total(kafka_bootstrap, group, topic)
+    wait_until(
+        lambda: committed_total(kafka_bootstrap, group, topic) >= joined + PROGRESS,
+        60,
+        f"the group to commit {PROGRESS} more offsets after b joined",
+        a,
+    )
+    assert stream.running, "the kill must land mid-stream"
     a.send_signal(signal.SIGKILL)
     a.wait()
     killed = now_ms()
+    stream.finish_in(14)
     try:
         stream.join()
         wait_caught_up(
@@ -141,7 +167,7 @@ def test_broker_killed_and_restarted_loses_nothing(
         )
         os.kill(own_broker.pid, signal.SIGKILL)
         down = time.monotonic()
-        time.sleep(5)
+        time.sleep(5)  # why: the broker stays down a fixed 5 s, the outage under test
         restarted = restart_broker(own_broker)
         print(f"broker down for {time.monotonic() - down:.1f} s")
         stream.join()
