@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from streamer.dev.devstack.processes import free_port
+from tests.fixtures import dashboard as dash
 from tests.integration.monitor_helpers import (
     SHUFFLED,
     V1,
@@ -206,6 +207,10 @@ def test_a_degraded_version_shows_a_recall_drop_for_itself_alone(
         "threshold=review",
         "window=previous",
     ) not in gauges
+
+    # Every monitor metric the dashboard row and the alerts query is exported.
+    used = {n for n in dash.used_metrics() if n.startswith(dash.MONITOR_PREFIX)}
+    assert used | {"streamer_monitor_fraud_events"} <= {key[0] for key in gauges}
 
     result = report(start - HOUR_MS, start + 8 * DAY_MS, **s)
     _assert_agrees(result["versions"], reference(served.scored, served.labels), "champion")

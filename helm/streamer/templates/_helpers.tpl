@@ -56,7 +56,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Settings that have values of their own; refused in .Values.settings. */}}
 {{- define "streamer.reservedSettings" -}}
-kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instance_id kafka_properties redis_url redis_password redis_key_prefix metrics_port drain_timeout_s
+kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instance_id kafka_properties redis_url redis_password redis_key_prefix metrics_port drain_timeout_s labels_topic label_horizon_days monitor_group_id
 {{- end }}
 
 {{/* Fail the render, with a message saying what to change, on contradictory values. */}}
@@ -74,7 +74,7 @@ kafka_bootstrap_servers input_topic output_topic dlq_topic group_id group_instan
 {{- $reserved := splitList " " (include "streamer.reservedSettings" .) }}
 {{- range $key, $_ := .Values.settings }}
 {{- if has $key $reserved }}
-{{- fail (printf "settings.%s has a value of its own in this chart (kafka.*, redis.*, metrics.port, drainTimeoutSeconds; group_instance_id is each pod's name): set it there." $key) }}
+{{- fail (printf "settings.%s has a value of its own in this chart (kafka.*, redis.*, metrics.port, drainTimeoutSeconds, monitor.*; group_instance_id is each pod's name): set it there." $key) }}
 {{- end }}
 {{- end }}
 {{- include "streamer.refuseSecrets" . }}
