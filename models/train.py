@@ -19,6 +19,13 @@ held-out scores and every non-calendar input of the training rows, by UTC hour: 
 ``streamer.model.reference``); write both files; then load them back through
 ``streamer.model.registry`` and ``streamer.model.scorer`` as the service would.
 
+``--history`` (version 3 on): the data are synthetic card histories with velocity attacks
+(``streamer.dev.attacks``: card testing, account takeover, bust-out), and the features of
+every event come from ``streamer.dev.history_features``: the snapshot's static fields and
+the velocity fields folded by ``enrichment.with_velocity`` over the history in file order,
+the definitions the stream and every offline path run. The first ``--warmup-days`` fill
+the state and are not trained on; the hold-out is the last 20% of the rest by event time.
+
 Threshold rule (on held-out data):
 - decline: the lowest score from which precision stays at least ``--decline-precision``
   (0.90) for every higher threshold: declines must be nearly always right.
@@ -34,6 +41,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from streamer import features
-from streamer.dev import synth
+from streamer.dev import attacks, history_features, synth
 from streamer.model.reference import CALENDAR_FEATURES, SCORE_QUANTILES, reference_histogram
 from streamer.model.registry import load_model
 from streamer.model.scorer import Scorer
@@ -62,8 +70,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", default=None, help="default: the next free version")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--cards", type=int, default=20_000)
-    parser.add_argument("--merchants", type=int, default=2_000)
+    parser.add_argument("--cards", type=int, default=None, help="default 20,000 (10,000 --history)")
+    parser.add_argument(
+        "--merchants", type=int, default=None, help="default 2,000 (1,000 --history)"
+    )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="train on synthetic histories with velocity attacks (streamer.dev.attacks), the "
+        "velocity features folded by the stream's own definitions (streamer.dev.history_features)",
+    )
+    parser.add_argument("--days", type=int, default=14, help="--history: days of history")
+    parser.add_argument(
+        "--warmup-days",
+        type=int,
+        default=7,
+        help="--history: leading days folded into the state but not trained or evaluated on",
+    )
     parser.add_argument("--trees", type=int, default=150)
     parser.add_argument("--leaves", type=int, default=31)
     parser.add_argument("--learning-rate", type=float, default=0.05)
@@ -87,7 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also register the new version in MLflow (MLFLOW_TRACKING_URI), under NAME "
         "(default: --name); needs the mlflow extra",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.cards = args.cards or (10_000 if args.history else 20_000)
+    args.merchants = args.merchants or (1_000 if args.history else 2_000)
+    return args
 
 
 def build_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,6 +127,27 @@ def build_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.
     cols = features.event_columns(data.events)
     x = features.assemble(cols, card, merchant, features.FEATURE_NAMES)
     return x, data.labels, cols.event_time_ms
+
+
+def build_history_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X float32, y int8, event time ms) of a synthetic history with attacks, through the
+    stream's feature definitions; a share of cards and merchants is missing from the
+    snapshot (their static fields take the defaults, as the cache serves them; velocity
+    still comes from their own events). Rows of the warm-up days are left out."""
+    pop = synth.make_population(args.seed, n_cards=args.cards, n_merchants=args.merchants)
+    history = attacks.make_history(pop, args.days, seed=args.seed, start_ms=START_MS)
+    cards, merchants = history_features.snapshot_tables(pop, START_MS)
+    rng = np.random.default_rng([args.seed, 99])
+    cards[rng.random(len(cards)) < args.missing_card_rate] = features.CARD_DEFAULTS
+    merchants[rng.random(len(merchants)) < args.missing_merchant_rate] = features.MERCHANT_DEFAULTS
+    card_at = {card: i for i, card in enumerate(pop.card_ids)}
+    merchant_at = {merchant: i for i, merchant in enumerate(pop.merchant_ids)}
+    card_rows = cards[[card_at[e["card_id"]] for e in history.events]]
+    merchant_rows = merchants[[merchant_at[e["merchant_id"]] for e in history.events]]
+    x = history_features.feature_matrix(history.events, card_rows, merchant_rows)
+    t_ms = np.array([e["event_time"] for e in history.events], dtype=np.int64)
+    kept = t_ms >= START_MS + args.warmup_days * 86_400_000
+    return x[kept], history.labels[kept], t_ms[kept]
 
 
 def pick_thresholds(
@@ -142,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out / args.name / version).exists():
         raise SystemExit(f"{args.out / args.name / version} exists and versions are immutable; "
                          "leave --version out to train the next one")  # fmt: skip
-    x, y, t_ms = build_dataset(args)
+    x, y, t_ms = (build_history_dataset if args.history else build_dataset)(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
     labels, graph = training_labels(args, y, train), f"{args.name}-{version}"
@@ -310,8 +357,16 @@ def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
     return {
         "algorithm": "LightGBM gradient-boosted trees",
         "params": params,
-        "data": "streamer.dev.synth",
-        "events": args.events,
+        **(
+            {
+                "data": "streamer.dev.attacks histories; features by streamer.dev.history_features",
+                "days": args.days,
+                "warmup_days": args.warmup_days,
+                "attack_rates": asdict(attacks.AttackRates()),
+            }
+            if args.history
+            else {"data": "streamer.dev.synth", "events": args.events}
+        ),
         "cards": args.cards,
         "merchants": args.merchants,
         "start_ms": START_MS,

@@ -89,11 +89,14 @@ def _part(
     attack: I64,
     index: I64,
     suspicious: bool,
+    online: bool | None = None,
 ) -> Part:
     """A part with channel, 3-D Secure and device drawn as synth draws them (``suspicious``
-    for fraud: card not present, authentication skipped or failed, no device)."""
+    for fraud: authentication skipped or failed, no device; and card not present unless
+    ``online`` says otherwise)."""
     n = card.size
-    channel = synth._channels(rng, pop, merchant, cnp=np.full(n, suspicious))
+    cnp = suspicious if online is None else online
+    channel = synth._channels(rng, pop, merchant, cnp=np.full(n, cnp))
     three_ds = np.where(rng.random(n) < (0.25 if suspicious else 0.72), 1, -1)
     three_ds[rng.random(n) < (0.15 if suspicious else 0.03)] = 0
     three_ds[channel != _ECOM] = -1
@@ -142,6 +145,44 @@ def normal(rng: Rng, pop: synth.Population, days: int, start_ms: int) -> Part:
     )  # fmt: skip
 
 
+def lookalikes(rng: Rng, pop: synth.Population, days: int, start_ms: int) -> Part:
+    """Genuine traffic that looks like an attack to a naive rule: shopping sessions (on
+    1.5% of card-days, 3-8 payments at different merchants of the home country within
+    about an hour and a half) and trips (0.5% of card-days, 2-6 payments of 1.5-3x the
+    usual amounts in one foreign country over the day)."""
+    n_cards = len(pop.card_ids)
+    parts = []
+    for share, low, high, abroad in ((0.015, 3, 9, False), (0.005, 2, 7, True)):
+        picked = np.flatnonzero(rng.random(n_cards * days) < share)
+        sizes = rng.integers(low, high, picked.size)
+        card = np.repeat(picked // days, sizes)
+        session = np.repeat(np.arange(picked.size), sizes)
+        t0 = _times_of_day(rng, picked.size, start_ms + picked % days * DAY_MS)
+        spread = (12 if abroad else 1.5) * HOUR_MS
+        t_ms = np.minimum(
+            t0[session] + rng.integers(0, int(spread), card.size), start_ms + days * DAY_MS - 1
+        )
+        home = pop.card_home[card]
+        merchant = synth._pick_merchants(rng, pop, home, np.full(card.size, abroad))
+        if abroad:  # one foreign country per trip: the trip's first merchant's
+            country = pop.merchant_country[
+                merchant[np.searchsorted(session, np.arange(picked.size))]
+            ]
+            for s, c in enumerate(country.tolist()):
+                pool = np.flatnonzero(pop.merchant_country == c)
+                rows = np.flatnonzero(session == s)
+                merchant[rows] = pool[rng.integers(0, pool.size, rows.size)]
+        amount = _amounts(rng, pop, card, merchant) * (
+            rng.uniform(1.5, 3.0, card.size) if abroad else 1.0
+        )
+        none = np.full(card.size, -1, dtype=np.int64)
+        parts.append(_part(
+            rng, pop, card, merchant, t_ms, amount, kind=NORMAL, attack=none, index=none,
+            suspicious=False,
+        ))  # fmt: skip
+    return join(parts)
+
+
 def other_fraud(rng: Rng, pop: synth.Population, cards: I64, times: I64, first: int) -> Part:
     """Single fraudulent events at ``times`` on ``cards`` with synth's fraud patterns,
     each drawn independently, attack ids from ``first``."""
@@ -164,22 +205,34 @@ def other_fraud(rng: Rng, pop: synth.Population, cards: I64, times: I64, first: 
 def card_testing(
     rng: Rng, pop: synth.Population, card: int, t0: int, attack: int, seen: I64
 ) -> Part:
-    """10-30 tiny online payments (0.5-3 EUR-equivalent) at as many distinct merchants,
-    2-45 s apart (``seen``: unused, as for every drawer but account takeover)."""
+    """10-30 small online payments (1-15 EUR-equivalent, log-uniform) at as many distinct
+    merchants, 2-45 s apart. Each one looks like a genuine small online purchase at home
+    (quiet domestic merchants first; 3-D Secure and device fingerprints as often as
+    genuine ones): only the burst gives them away (``seen``: unused, as for every drawer
+    but account takeover)."""
     k = int(rng.integers(10, 31))
-    online = np.flatnonzero(pop.merchant_online >= 0.3)
-    pool = online if online.size >= k else np.arange(len(pop.merchant_ids))
-    merchant = rng.choice(pool, k, replace=False).astype(np.int64)
+    home = pop.merchant_country == pop.card_home[card]
+    quiet = pop.merchant_risk < synth._RISKY_MERCHANT_RISK
+    tier = np.where(home & quiet & (pop.merchant_online >= 0.3), 0, 3)
+    tier = np.minimum(tier, np.where(home & quiet, 1, np.where(home, 2, 3)))
+    order = np.lexsort((rng.random(tier.size), tier))  # best tier first, random within
+    merchant = order[:k].astype(np.int64)
     gaps = np.clip(rng.exponential(15_000.0, k), 2_000, 45_000).astype(np.int64)
     gaps[0] = 0
     cards = np.full(k, card, dtype=np.int64)
-    amount = rng.uniform(0.5, 3.0, k) * _PER_EUR[pop.card_home[card]]
+    amount = np.exp(rng.uniform(0.0, np.log(15.0), k)) * _PER_EUR[pop.card_home[card]]
     part = _part(
         rng, pop, cards, merchant, t0 + np.cumsum(gaps), amount, kind=CARD_TESTING,
-        attack=np.full(k, attack, dtype=np.int64), index=np.arange(k), suspicious=True,
+        attack=np.full(k, attack, dtype=np.int64), index=np.arange(k), suspicious=False,
+        online=True,
     )  # fmt: skip
-    # Tried online whatever the merchant's usual channel: no 3-D Secure, rarely a device.
-    return replace(part, channel=np.full(k, _ECOM, dtype=np.int64))
+    # Online whatever the merchant's usual channel; authentication as genuine online.
+    three_ds = np.where(rng.random(k) < 0.72, 1, -1)
+    three_ds[rng.random(k) < 0.03] = 0
+    device = rng.random(k) < 0.88
+    return replace(
+        part, channel=np.full(k, _ECOM, dtype=np.int64), three_ds=three_ds, has_device=device
+    )
 
 
 def account_takeover(
@@ -187,7 +240,8 @@ def account_takeover(
 ) -> Part:
     """1-4 payments of 3-15x the card's mean amount at merchants of one country that is
     neither the card's home nor among the ``seen`` countries of its other events, minutes
-    apart."""
+    apart, online with the account's own credentials (authentication and device look
+    genuine)."""
     k = int(rng.integers(1, 5))
     home = int(pop.card_home[card])
     countries = np.unique(pop.merchant_country)
@@ -203,7 +257,7 @@ def account_takeover(
     return _part(
         rng, pop, np.full(k, card, dtype=np.int64), merchant, t0 + np.cumsum(gaps), amount,
         kind=ACCOUNT_TAKEOVER, attack=np.full(k, attack, dtype=np.int64), index=np.arange(k),
-        suspicious=True,
+        suspicious=False, online=True,
     )  # fmt: skip
 
 

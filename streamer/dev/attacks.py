@@ -94,7 +94,9 @@ def make_history(
         raise ValueError(f"attacks_from_day must be in [0, {days}), got {attacks_from_day}")
     rng = np.random.default_rng([seed, 21])
     rates = rates or AttackRates()
-    normal = kinds.normal(rng, pop, days, start_ms)
+    normal = kinds.join(
+        [kinds.normal(rng, pop, days, start_ms), kinds.lookalikes(rng, pop, days, start_ms)]
+    )
     other = _other(rng, pop, normal, rates.other)
     before = kinds.join([normal, other])
     attack_days = days - attacks_from_day
