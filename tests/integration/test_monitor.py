@@ -6,13 +6,17 @@ recall drop for its version alone, in the report and in the gauges the alert com
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from confluent_kafka import Producer
 
 from streamer.dev.devstack.processes import free_port
 from tests.fixtures import dashboard as dash
@@ -32,6 +36,7 @@ from tests.integration.streamer_proc import (
     end_offsets,
     http_get,
     stop,
+    streamer_env,
     wait_caught_up,
     wait_until,
 )
@@ -106,7 +111,12 @@ def test_labels_in_any_order_with_duplicates_and_unknowns_agree_with_scikit_lear
             for x in served.labels[:300]
         ]
         produce(bootstrap, s["labels_topic"], served.labels + flipped + unknown, "label")
+        garbage = Producer({"bootstrap.servers": bootstrap})
+        for topic in (s["output_topic"], s["labels_topic"]):  # bad bytes: counted, skipped
+            garbage.produce(topic, b"\xc3\x01not avro at all", b"poison")
+        assert garbage.flush(30) == 0
         _caught_up(s, proc)
+        gauges = _gauges(int(s["metrics_port"]))
     finally:
         assert stop(proc) == 0, (tmp_path / "monitor.log").read_text()[-3000:]
     result = report(start - HOUR_MS, start + 8 * DAY_MS, **s)
@@ -116,6 +126,12 @@ def test_labels_in_any_order_with_duplicates_and_unknowns_agree_with_scikit_lear
     assert champion["scored"] == len(served.scored)
     assert champion["unlabelled_share"] == pytest.approx(1 - len(served.labels) / 6000)
     assert champion["label_delay_days"]["p50"] > 1
+    rejected = {
+        key[2]: value
+        for key, value in gauges.items()
+        if key[0] == "streamer_monitor_messages_total" and key[1] == "result=rejected"
+    }
+    assert rejected == {"topic=scored": 1, "topic=labels": 1}
 
 
 def test_a_monitor_killed_mid_stream_counts_nothing_twice(
@@ -217,3 +233,56 @@ def test_a_degraded_version_shows_a_recall_drop_for_itself_alone(
     rows = {r["model_version"]: r for r in result["versions"]}
     assert rows["9"]["recall"] < 0.5 * rows["2"]["recall"]
     assert rows["9"]["pr_auc"] < 0.5 * rows["2"]["pr_auc"]
+
+
+def test_logged_inputs_on_the_scored_topic_become_the_training_set(
+    monitor_settings: dict[str, str], tmp_path: Path
+) -> None:
+    """Scored events carrying ``features`` (STREAMER_FEATURE_LOGGING=true) through the
+    real topic: the export holds each value exactly (float32, what the model saw), and the
+    events scored without them are named for an offline rebuild."""
+    import pyarrow.parquet as pq
+
+    s = monitor_settings
+    bootstrap = s["kafka_bootstrap_servers"]
+    start = int(time.time() * 1000) - 7 * DAY_MS - HOUR_MS  # 7 days of events, up to now
+    served = serve(1500, seed=24, start_ms=start, champions=[(Model(V2, "2"), 1.0)])
+    rng = np.random.default_rng(5)
+    logged: dict[str, dict[str, float]] = {}
+    for i, record in enumerate(served.scored):
+        if i % 2 == 0:  # half the stream ran with feature logging
+            values = rng.random(3).astype(np.float32)
+            record["features"] = dict(
+                zip(("amount", "mcc", "txn_count_1h"), map(float, values), strict=True)
+            )
+            logged[record["transaction_id"]] = record["features"]
+    produce(bootstrap, s["output_topic"], served.scored, "scored")
+    produce(bootstrap, s["labels_topic"], served.labels, "label")
+    log = tmp_path / "monitor.log"
+    proc = start_monitor(log, **s)
+    try:
+        _caught_up(s, proc)
+    finally:
+        assert stop(proc) == 0, log.read_text()[-3000:]
+    out = tmp_path / "labelled.parquet"
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "monitor", "export", "--since", "8d", "--out", str(out)],
+        env=streamer_env(**s),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(out).to_pylist()
+    labelled = {x["transaction_id"] for x in served.labels}
+    assert {r["transaction_id"] for r in rows} == labelled
+    for row in rows:
+        features = logged.get(row["transaction_id"])
+        if features is None:
+            assert np.isnan(row["feature.amount"])
+        else:
+            assert {k: row[f"feature.{k}"] for k in features} == features
+    without = sum(1 for t in labelled if t not in logged)
+    assert f"{without} events have no logged inputs" in done.stdout
+    assert "fraud-gbt@2: amount, log_amount," in done.stdout
