@@ -88,12 +88,24 @@ def load_equivalents() -> dict[str, Equivalent]:
     return {e.mutant: e for e in entries}
 
 
-def workspace(module: Module, root: Path) -> list[str]:
+def workspace(module: Module, root: Path, rev: str | None) -> list[str]:
     """A scratch copy of what the module's tests need, configured for mutmut; returns the
-    test files that exist (a mapped file not written yet is reported, not fatal)."""
-    for name in ("streamer", "tests", "models", "schemas"):
-        shutil.copytree(REPO / name, root / name, ignore=_IGNORE, symlinks=True)
-    shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+    test files that exist (a mapped file not written yet is reported, not fatal). With
+    ``rev``, the package comes from that git revision and the tests from the working tree
+    (to measure new tests while the tree's package is mid-edit)."""
+    shutil.copytree(REPO / "tests", root / "tests", ignore=_IGNORE, symlinks=True)
+    if rev is None:
+        for name in ("streamer", "models", "schemas"):
+            shutil.copytree(REPO / name, root / name, ignore=_IGNORE, symlinks=True)
+        shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+    else:
+        paths = ["streamer", "models", "schemas", "pyproject.toml"]
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev, *paths], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+        for built in (REPO / "streamer").rglob("*.so"):  # compiled extensions are not in git
+            shutil.copy2(built, root / built.relative_to(REPO))
     tests = [t for t in module.tests if (REPO / t).exists()]
     for missing in sorted(set(module.tests) - set(tests)):
         print(f"  note: {missing} does not exist; not run", file=sys.stderr)
@@ -117,8 +129,9 @@ def mutmut(root: Path, *args: str, log: Path | None = None) -> str:
     )
     if log is not None:
         log.write_text(out.stdout + out.stderr)
-    if out.returncode != 0 and args[0] != "run":
-        raise RuntimeError(f"mutmut {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
+    if out.returncode != 0:
+        where = f"see {log}" if log is not None else f"\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
+        raise RuntimeError(f"mutmut {' '.join(args)} failed (exit {out.returncode}): {where}")
     return out.stdout
 
 
@@ -185,13 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutmut children")
     parser.add_argument("--min", type=float, default=95.0, help="least score per module, percent")
     parser.add_argument("--logs", type=Path, default=REPO / "build" / "mutation")
+    parser.add_argument("--rev", help="take the package from this git revision, not the tree")
     args = parser.parse_args(argv)
     args.logs.mkdir(parents=True, exist_ok=True)
     equivalents = load_equivalents()
     outcomes = []
     for module in load_modules(args.modules):
         print(f"mutating {module.path} ...", file=sys.stderr, flush=True)
-        outcomes.append(run_module(module, equivalents, args.jobs, args.logs))
+        outcomes.append(run_module(module, equivalents, args.jobs, args.logs, args.rev))
     return 0 if report(outcomes, args.min) else 1
 
 

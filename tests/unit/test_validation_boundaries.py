@@ -173,3 +173,53 @@ def test_a_batch_without_a_column_is_left_to_the_per_event_check(missing: str) -
     event = sample_event(event_time=NOW)
     columns = {name: [value] for name, value in event.items() if name != missing}
     assert all_plausible(columns, 1, NOW) is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected", "says"),
+    [
+        ({"transaction_id": ""}, "MissingId", "transaction_id is empty"),
+        ({"merchant_id": None}, "MissingId", "merchant_id is empty"),
+        ({"device_id": "x" * 1000}, "IdTooLong", "device_id has 1,000 characters, more than 128"),
+        ({"currency": "EURO"}, "UnknownCurrency", "currency 'EURO' is not an ISO 4217 code"),
+        ({"amount_minor": math.nan}, "AmountNotFinite", "amount_minor is nan"),
+        ({"amount_minor": -math.inf}, "AmountNotFinite", "amount_minor is -inf"),
+        ({"amount_minor": -5}, "AmountNotPositive", "amount_minor is -5"),
+        (
+            {"currency": "JPY", "amount_minor": 10_000_001},
+            "AmountOutOfRange",
+            "amount_minor 10000001 JPY exceeds 10,000,000",
+        ),
+        (
+            {"event_time": NOW + 7_200_000},
+            "EventTimeInFuture",
+            f"event_time {NOW + 7_200_000} is 7200s ahead",
+        ),
+        (
+            {"event_time": 0},
+            "EventTimeOutOfRange",
+            "event_time 0 is before 2000-01-01",
+        ),
+        ({"mcc": 10_000}, "InvalidMcc", "mcc 10000 is not a 4-digit merchant category code"),
+        (
+            {"merchant_country": "DEU"},
+            "InvalidCountry",
+            "merchant_country 'DEU' is not ISO 3166-1 alpha-2",
+        ),
+    ],
+)
+def test_a_rejection_says_which_field_and_value_in_one_line(
+    changes: dict[str, Any], expected: str, says: str
+) -> None:
+    rejection = validate({**sample_event(event_time=NOW), **changes}, NOW)
+    assert rejection is not None
+    assert (rejection.error_class, rejection.message) == (expected, says)
+
+
+@pytest.mark.parametrize("field", ["currency", "merchant_country"])
+def test_an_oversized_code_is_quoted_cut_to_16_characters(field: str) -> None:
+    value = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 400
+    rejection = validate(sample_event(event_time=NOW, **{field: value}), NOW)
+    assert rejection is not None
+    assert f"{value[:16]!r}" in rejection.message
+    assert len(rejection.message) < 100
