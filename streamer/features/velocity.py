@@ -37,8 +37,8 @@ and ``newest`` (the greatest event time seen). For each event, in order:
 
 After each non-replay event, entries leave the log from the front only (lowest position
 first) into their day tile while the front entry is at least ``HORIZON_MS`` (25 h) older
-than ``newest`` or the log holds more than ``LOG_CAP`` entries; tiles more than
-``TILE_DAYS`` days before ``newest``'s day are dropped. Tiles count by day, as the 7- and
+than ``newest`` or the log holds more than ``LOG_CAP`` entries; tiles of days before the
+30-day window of ``newest - LATENESS_MS`` are dropped. Tiles count by day, as the 7- and
 30-day windows do, and the latest tiled entry is kept for ``last_*``, so moving an entry
 into a tile changes no feature of an event that is not LATE.
 
@@ -104,10 +104,12 @@ HORIZON_MS = 24 * HOUR_MS + LATENESS_MS
 LOG_CAP = 512
 """Most entries a card's log keeps; beyond it the oldest positions go to tiles."""
 TILE_DAYS = 30
-"""Tiles of days more than this before the newest day are dropped (the 30-day window of
-an event at most ``LATENESS_MS`` late, across midnight, still has all its days)."""
+"""Tiles are kept for the 30-day window of the newest time less ``LATENESS_MS`` (the
+earliest time an event that is not LATE can have), older ones are dropped."""
+_LAST_DAY = 0xFFFF  # a tile's day is a u16: days since 1970, up to June 2149
 _AMOUNT_LIMIT = 1 << 40  # thousandths of a major unit: 1.1e9 major units, beyond any payment
 _COUNTRY_LIMIT = 0xFFFF
+_U16_MAX = (1 << 16) - 1
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
 _I64_MAX = (1 << 63) - 1
@@ -289,12 +291,12 @@ def evict(s: CardState, log_cap: int) -> None:
         t = s.times[j]
         if t > limit and len(positions) <= log_cap:
             break
-        _into_tile(s, t // DAY_MS, s.amounts[j])
+        _into_tile(s, min(t // DAY_MS, _LAST_DAY), s.amounts[j])
         if t >= s.tiled_last:  # evicted in position order: the later position wins a tie
             s.tiled_last, s.tiled_last_country = t, s.countries[j]
         for column in s.log_columns():
             del column[j]
-    first = bisect_left(s.days, s.newest // DAY_MS - TILE_DAYS)
+    first = bisect_left(s.days, (s.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1)
     if first:
         for column in s.tile_columns():
             del column[:first]
@@ -302,17 +304,17 @@ def evict(s: CardState, log_cap: int) -> None:
 
 def _into_tile(s: CardState, day: int, amount: int) -> None:
     """Add one amount to its day's tile. Counts and sums saturate at their field's limits
-    (a u32 count of a day's transactions, an i64 sum of thousandths): no card gets there,
-    and bytes from Redis must never make a fold raise."""
+    (65,535 transactions a day, an i64 sum of thousandths, 2**96 for a sum of squares):
+    beyond any real card, and bytes from Redis must never make a fold raise."""
     square = amount * amount
     k = bisect_left(s.days, day)
     if k < len(s.days) and s.days[k] == day:
-        s.counts[k] = min(s.counts[k] + 1, _U32_MAX)
+        s.counts[k] = min(s.counts[k] + 1, _U16_MAX)
         s.sums[k] = min(max(s.sums[k] + amount, -_I64_MAX), _I64_MAX)
         s.maxes[k] = max(s.maxes[k], amount)
         low = s.sq_lo[k] + (square & _U64_MAX)
         s.sq_lo[k] = low & _U64_MAX
-        s.sq_hi[k] = min(s.sq_hi[k] + (square >> 64) + (low >> 64), _U64_MAX)
+        s.sq_hi[k] = min(s.sq_hi[k] + (square >> 64) + (low >> 64), _U32_MAX)
         return
     for column, value in zip(
         s.tile_columns(), (day, 1, amount, amount, square & _U64_MAX, square >> 64), strict=True

@@ -22,14 +22,14 @@ so reading and writing a state creates no Python object per value)::
                   time_ms i64, position u64, amount_milli i64, txn_hash u64,
                   merchant_hash u32, country u16                         (38 bytes/entry)
                   tile columns, n_tiles values each, sorted by day:
-                  day i32, count u32, sum_milli i64, max_milli i64,
-                  sumsq_lo u64, sumsq_hi u64                             (40 bytes/tile)
+                  day u16 (days since 1970-01-01), count u16, sum_milli i64,
+                  max_milli i64, sumsq_lo u64, sumsq_hi u32              (32 bytes/tile)
 
 Amounts are kept as integers in thousandths of the major unit (every ISO 4217 currency
 has at most three decimals, so this is exact for real amounts): sums and sums of squares
 are then exact integers, and the 30-day statistics do not depend on the order in which
 entries were added or moved into tiles. A day's sum of squares can pass 2**64 (a day of
-large IDR or VND amounts), hence its two 64-bit halves (``sumsq = lo + hi * 2**64``).
+large IDR or VND amounts), hence its two parts (``sumsq = lo + hi * 2**64``).
 
 Hashes are blake2b digests (8 bytes for transaction ids, 4 for merchant ids): stable
 across processes and machines, unlike Python's salted ``hash()``.
@@ -58,17 +58,17 @@ _TYPES = {
     "txns": "Q",
     "merchants": "I",
     "countries": "H",
-    "days": "i",
-    "counts": "I",
+    "days": "H",
+    "counts": "H",
     "sums": "q",
     "maxes": "q",
     "sq_lo": "Q",
-    "sq_hi": "Q",
+    "sq_hi": "I",
 }
 _WIDTH = {name: array(code).itemsize for name, code in _TYPES.items()}
 LOG_ENTRY_SIZE = sum(_WIDTH[c] for c in LOG_COLUMNS)  # 38
-TILE_SIZE = sum(_WIDTH[c] for c in TILE_COLUMNS)  # 40
-assert (LOG_ENTRY_SIZE, TILE_SIZE) == (38, 40), "array item sizes differ on this platform"
+TILE_SIZE = sum(_WIDTH[c] for c in TILE_COLUMNS)  # 32
+assert (LOG_ENTRY_SIZE, TILE_SIZE) == (38, 32), "array item sizes differ on this platform"
 _SWAP = sys.byteorder != "little"
 _CODES = tuple(_TYPES[c] for c in (*LOG_COLUMNS, *TILE_COLUMNS))
 

@@ -19,6 +19,7 @@ from streamer.features.velocity import (
     HOUR_MS,
     VELOCITY_FIELDS,
     Outcome,
+    evict,
     fold,
 )
 from streamer.features.velocity_state import (
@@ -384,3 +385,21 @@ def test_fold_follows_the_tile_rules_for_any_history(data: st.DataObject) -> Non
             row, outcome = expected[events.index(e)]
             assert batch.outcomes[k] == outcome, e
             assert same(batch.values[k].tolist(), row), (e, batch.values[k].tolist(), row)
+
+
+def test_a_saturated_tile_never_makes_a_fold_raise() -> None:
+    """A day tile counts up to 65,535 transactions and its sums stop at their limits."""
+    state = unpack(fold_events([ev(0, T0, amount=9_999_999.999)]).updates["c"])
+    assert state is not None
+    day = T0 // DAY_MS
+    for column, value in zip(
+        state.tile_columns(), (day, 0xFFFF, 2**63 - 1, 1, 2**64 - 1, 2**32 - 1), strict=True
+    ):
+        column.append(value)
+    state.newest = T0 + 25 * HOUR_MS
+    evict(state, 512)  # moves the entry into the full tile
+    assert (state.counts.tolist(), state.sums.tolist()) == ([0xFFFF], [2**63 - 1])
+    blob = pack(state)
+    batch = fold_events([ev(1, T0 + 25 * HOUR_MS)], {"c": blob})
+    assert batch.corrupt == 0
+    assert batch.values[0, F["txn_count_7d"]] == 0xFFFF

@@ -162,7 +162,8 @@ class TiledModel:
             c.tiled.append(x)
             if c.tiled_last is None or x.t >= c.tiled_last[0]:
                 c.tiled_last = (x.t, x.country)
-        c.tiled = [x for x in c.tiled if x.t // DAY_MS >= c.newest // DAY_MS - TILE_DAYS]
+        first_day = (c.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1
+        c.tiled = [x for x in c.tiled if x.t // DAY_MS >= first_day]
         return row, outcome
 
     @staticmethod
