@@ -48,21 +48,22 @@ def score_file(
     from streamer.config.redaction import redact_url
     from streamer.errors import DependencyError
     from streamer.scoring.kernel import ScoringKernel
-    from streamer.service import feature_cache, load
+    from streamer.service import load
+    from streamer.service.assembly import offline_source
 
     factory = clients(
         config, redis_url=redis_url, redis_key_prefix=prefix, model=model, models_dir=models_dir
     )
     check_source(source)  # a wrong file is reported before Redis is asked
     loaded = load(factory.settings)
-    cache = feature_cache(factory, loaded, timeout_ms=2000)
+    cache = offline_source(factory, loaded, timeout_ms=2000)
     if not allow_degraded and not cache.ping():
         where = redact_url(factory.settings.redis_url.get_secret_value())
         raise DependencyError(
             f"cannot reach Redis at {where}; check STREAMER_REDIS_URL (or --redis-url), "
             "or pass --allow-degraded to score with default features"
         )
-    kernel = ScoringKernel(loaded, cache)
+    kernel = ScoringKernel(loaded, cache, feature_logging=factory.settings.feature_logging)
     result = run_file(
         source,
         target,

@@ -158,6 +158,22 @@ class Settings(BaseSettings):
     )
     redis_required: bool = Field(False, description="pause consumption while Redis is down")
 
+    # Velocity state and feature logging
+    velocity_state: bool = Field(
+        True,
+        description="velocity features from per-card state the stream keeps in Redis (false:"
+        " the loaded snapshot's frozen values)",
+    )
+    velocity_ttl_days: int = Field(
+        32,
+        ge=2,
+        le=400,
+        description="a card's velocity state expires this long after its last write",
+    )
+    feature_logging: bool = Field(
+        False, description="add the model's input vector (features) to every ScoredEvent"
+    )
+
     # Model
     model: str = Field(
         "fraud-gbt@champion", min_length=1, description="path, name, name@version or name@alias"

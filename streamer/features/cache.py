@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import concat
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,8 +33,12 @@ from streamer.features.redis_client import (
     mget_of,
     reachable,
 )
+from streamer.features.velocity import Outcome, VelocityBatch
+from streamer.features.velocity_store import TTL_S, velocity_key, write_states
 
 __all__ = ["FEATURE_STATUSES", "CacheStats", "FeatureCache", "Features", "feature_status"]
+
+VelocityMode = Literal["off", "read", "read-write"]
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +48,35 @@ COMPLETE, PARTIAL, DEFAULTED, DEGRADED = range(4)
 
 
 @dataclass(frozen=True)
+class VelocityRead:
+    """The packed velocity states of a batch's distinct cards, read in the same MGET as the
+    snapshot (``None`` for a card without state)."""
+
+    cards: list[str]
+    states: list[bytes | None]
+
+
+@dataclass(frozen=True)
 class Features:
-    """Feature rows aligned with the batch's events."""
+    """Feature rows aligned with the batch's events (and, when the source keeps velocity
+    state, the states of the batch's distinct cards)."""
 
     card: np.ndarray
     merchant: np.ndarray
     card_found: np.ndarray
     merchant_found: np.ndarray
     degraded: bool
+    velocity: VelocityRead | None = None
+
+    def take(self, rows: npt.NDArray[np.intp]) -> Features:
+        """The rows ``rows`` of every matrix (the velocity read belongs to the whole batch)."""
+        return Features(
+            self.card[rows],
+            self.merchant[rows],
+            self.card_found[rows],
+            self.merchant_found[rows],
+            self.degraded,
+        )
 
     def status(self) -> np.ndarray:
         """Per-event FeatureStatus code (int8)."""
@@ -80,6 +106,9 @@ class CacheStats:
     errors: int = 0
     auth_errors: int = 0
     retries: int = 0
+    velocity: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Velocity state counts by (what, result): ("event", new|duplicate|replay|late),
+    ("write", written|stale|failed), ("state", keys|bytes) of the states written."""
 
 
 class FeatureCache:
@@ -87,6 +116,11 @@ class FeatureCache:
 
     ``budget_s`` is how long one batch may spend on Redis: a failed round trip is tried once
     more only if a whole second try (the client's socket timeout) still fits in it.
+
+    With ``velocity`` (the stream's and the API's cache), the same MGET also reads the
+    velocity state of the batch's distinct cards, and ``write_velocity`` writes the new
+    states back in one pipelined round trip (only when ``velocity == "read-write"``: the
+    stream records transactions, the API only reads them).
     """
 
     def __init__(
@@ -99,8 +133,12 @@ class FeatureCache:
         breaker: CircuitBreaker,
         budget_s: float = 0.25,
         now: Callable[[], float] = time.monotonic,
+        velocity: VelocityMode = "off",
+        velocity_ttl_s: int = TTL_S,
     ) -> None:
         self._client = client
+        self._velocity = velocity
+        self._velocity_ttl_s = velocity_ttl_s
         self._mget_keys = mget_of(client)
         self._prefix = prefix
         self._card_defaults = card_defaults
@@ -123,7 +161,7 @@ class FeatureCache:
         n = len(card_ids)
         cards, card_inverse = _distinct(card_ids)
         merchants, merchant_inverse = _distinct(merchant_ids)
-        blobs = self._mget(cards, merchants)
+        blobs = self._mget(cards, merchants, cards if self._velocity != "off" else ())
         if blobs is None:
             self.stats.lookups["card", "degraded"] += len(cards)
             self.stats.lookups["merchant", "degraded"] += len(merchants)
@@ -136,8 +174,12 @@ class FeatureCache:
                 merchant_found=np.zeros(n, dtype=bool),
                 degraded=True,
             )
+        split = len(cards) + len(merchants)
         card_rows, card_found = unpack_rows(blobs[: len(cards)], self._card_defaults)
-        merchant_rows, merchant_found = unpack_rows(blobs[len(cards) :], self._merchant_defaults)
+        merchant_rows, merchant_found = unpack_rows(
+            blobs[len(cards) : split], self._merchant_defaults
+        )
+        velocity = VelocityRead(cards, blobs[split:]) if self._velocity != "off" else None
         card_hits, merchant_hits = int(card_found.sum()), int(merchant_found.sum())
         self.stats.lookups["card", "hit"] += card_hits
         self.stats.lookups["card", "miss"] += len(cards) - card_hits
@@ -149,7 +191,31 @@ class FeatureCache:
             card_found=card_found[card_inverse],
             merchant_found=merchant_found[merchant_inverse],
             degraded=False,
+            velocity=velocity,
         )
+
+    def record_velocity(self, batch: VelocityBatch) -> None:
+        """Count a batch's velocity outcomes and write its new states (one pipelined round
+        trip; a card's state only moves forward; only when this cache is read-write). A
+        failure is counted and logged, never raised: the batch is scored all the same."""
+        outcomes, counts = np.unique(batch.outcomes, return_counts=True)
+        for outcome, count in zip(outcomes.tolist(), counts.tolist(), strict=True):
+            self.stats.velocity["event", Outcome(outcome).name.lower()] += count
+        updates, positions = batch.updates, batch.positions
+        if self._velocity != "read-write" or not updates:
+            return
+        done = write_states(self._client, self._prefix, updates, positions, self._velocity_ttl_s)
+        if done.failed:
+            self.stats.velocity["write", "failed"] += done.failed
+            log.warning(
+                "velocity state write failed (%s): %d cards miss this batch's events",
+                done.error,
+                done.failed,
+            )
+        self.stats.velocity["write", "written"] += done.written
+        self.stats.velocity["write", "stale"] += done.stale
+        self.stats.velocity["state", "keys"] += len(updates)
+        self.stats.velocity["state", "bytes"] += sum(map(len, updates.values()))
 
     def available(self) -> bool:
         """True when Redis is usable now. While the breaker is open this is a cheap False;
@@ -167,11 +233,14 @@ class FeatureCache:
         self._recovered()
         return True
 
-    def _mget(self, cards: Sequence[str], merchants: Sequence[str]) -> list[bytes | None] | None:
+    def _mget(
+        self, cards: Sequence[str], merchants: Sequence[str], velocity: Sequence[str]
+    ) -> list[bytes | None] | None:
         if not self.breaker.allow():
             return None
         keys = _keys(card_key(self._prefix, ""), cards)
         keys += _keys(merchant_key(self._prefix, ""), merchants)
+        keys += [velocity_key(self._prefix, card) for card in velocity]
         start = self._now()
         try:
             blobs = self._mget_keys(keys)

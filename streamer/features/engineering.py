@@ -9,7 +9,7 @@ vectorized expression per column.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import repeat
 from operator import is_not
 from typing import Any
@@ -49,6 +49,10 @@ class EventColumns:
 
     def __len__(self) -> int:
         return int(self.amount.shape[0])
+
+    def take(self, rows: npt.NDArray[np.intp]) -> EventColumns:
+        """The rows ``rows`` of every column."""
+        return EventColumns(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
 def event_columns(events: Sequence[Mapping[str, Any]]) -> EventColumns:

@@ -93,10 +93,10 @@ def replay(
     clients: Clients, model: LoadedModel, events: list[Event], batch_size: int = 500
 ) -> tuple[Replay, list[int]]:
     """One version over the events: (decisions and batch times, the rows it scored)."""
-    from streamer.service.assembly import feature_cache
+    from streamer.service.assembly import offline_source
 
     timed = _TimedScorer(Scorer(model, intra_op_threads=clients.settings.onnx_threads))
-    kernel = ScoringKernel(model, feature_cache(clients, model), scorer=timed)
+    kernel = ScoringKernel(model, offline_source(clients, model), scorer=timed)
     names = np.asarray(DECISIONS)
     decisions: list[np.ndarray] = []
     rows: list[int] = []

@@ -34,6 +34,7 @@ class Sources:
     delivery_failures: Callable[[], int]
     outputs_refused: Callable[[], int]  # permanently refused by the broker (too large, …)
     rewinds: Callable[[], int]  # partitions rewound to reprocess
+    velocity: Callable[[], dict[tuple[str, str], int]] = dict  # CacheStats.velocity
 
 
 class StreamerCollector(Collector):
@@ -95,6 +96,7 @@ class StreamerCollector(Collector):
         yield _counter(
             "streamer_redis_errors", "Failed feature cache round trips.", [((), s.redis_errors())]
         )
+        yield from _velocity(s.velocity())
 
     def _states(self) -> Iterator[Metric]:
         t, s = self.telemetry, self.sources
@@ -131,6 +133,40 @@ class StreamerCollector(Collector):
             buckets, total = hist.snapshot()
             stages.add_metric([name], buckets, total)
         yield stages
+
+
+def _velocity(counts: dict[tuple[str, str], int]) -> Iterator[Metric]:
+    """The velocity state's counters (``FeatureCache.stats.velocity``)."""
+
+    def of(what: str) -> list[tuple[tuple[str, ...], float]]:
+        return [((key,), n) for (kind, key), n in sorted(counts.items()) if kind == what]
+
+    yield _counter(
+        "streamer_velocity_events",
+        "Events folded into the velocity state, by outcome: new, late (over an hour behind "
+        "the card's newest), duplicate (transaction id already recorded) or replay (position "
+        "already applied: a rewind, restart or second instance).",
+        of("event"),
+        ["outcome"],
+    )
+    yield _counter(
+        "streamer_velocity_writes",
+        "Card states written after a batch: written, stale (a newer state was stored) or "
+        "failed (Redis error: the batch's events are missing from the state).",
+        of("write"),
+        ["result"],
+    )
+    state = dict(of("state"))
+    yield _counter(
+        "streamer_velocity_state_keys_written",
+        "Card states written.",
+        [((), state.get(("keys",), 0))],
+    )
+    yield _counter(
+        "streamer_velocity_state_bytes_written",
+        "Bytes of card states written (divided by keys written: the bytes per card).",
+        [((), state.get(("bytes",), 0))],
+    )
 
 
 def _counter(

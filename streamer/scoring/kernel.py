@@ -23,7 +23,9 @@ import numpy.typing as npt
 from streamer.codec.columns import Column, Records, column_of, records_of, take
 from streamer.errors import Rejection
 from streamer.features.cache import DEGRADED, FEATURE_STATUSES, Features
-from streamer.features.engineering import assemble, event_columns
+from streamer.features.engineering import EventColumns, assemble, event_columns
+from streamer.features.enrichment import positions_of, with_velocity
+from streamer.features.velocity import VelocityBatch
 from streamer.model.registry import LoadedModel
 from streamer.model.scorer import Scorer
 from streamer.observability.observer import Observer
@@ -116,8 +118,10 @@ class ScoringKernel:
         scorer: BatchScorer | None = None,
         observer: Observer | None = None,
         clock: Clock = now_ms,
+        feature_logging: bool = False,
     ) -> None:
         self.features = features
+        self.feature_logging = feature_logging
         self.observer = observer or Observer()
         self.clock = clock
         self.shadow: ShadowModel | None = None
@@ -164,14 +168,10 @@ class ScoringKernel:
         with self.observer.stage("validate"):
             valid, rejected = _validated(events, received)
         shadow, matrices = self.shadow, _Matrices()
-
-        def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-            chosen = take(events, [valid[i] for i in subset.tolist()])
-            scores, statuses, matrix, shadow_matrix = self._features_and_scores(chosen, shadow)
-            matrices.add(subset, matrix, shadow_matrix)
-            return scores, statuses
-
-        ok, scores, statuses, failures = run_contained(contained, np.arange(len(valid)))
+        chosen = take(events, valid)
+        ok, scores, statuses, failures = self._contained(
+            chosen, [sources[i][1] for i in valid], shadow, matrices
+        )
         for i, failure in failures:
             log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
             error = failure.error
@@ -195,6 +195,8 @@ class ScoringKernel:
             publish_ms=now,
             shadow=shadowed,
         )
+        if self.feature_logging and matrix is not None:
+            columns["features"] = logged_features(self._feature_names, matrix)
         result = Scored(
             rows,
             columns,
@@ -214,23 +216,59 @@ class ScoringKernel:
         """Score ``shadow`` beside the model from the next batch on (None: no shadow)."""
         self.shadow = shadow
 
-    def _features_and_scores(
-        self, events: Sequence[Event], shadow: ShadowModel | None
-    ) -> tuple[
-        npt.NDArray[np.float64],
-        npt.NDArray[np.int8],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32] | None,
-    ]:
-        """Enrich, assemble and score a (sub-)batch; failures are tagged with their stage.
+    def _contained(
+        self,
+        chosen: Sequence[Event],
+        offsets: Sequence[int],
+        shadow: ShadowModel | None,
+        matrices: _Matrices,
+    ) -> tuple[Any, Any, Any, Any]:
+        """Score the valid events, splitting the batch until only the events that fail on
+        their own are left (``run_contained``); then record the batch's velocity states."""
+        whole = self._enrich(chosen, offsets)
 
-        Also returns the shadow's matrix (the same one when it takes the same features)."""
+        def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
+            if isinstance(whole, StageError):  # isolate the event that fails on its own
+                part = self._enrich(take(chosen, subset.tolist()), [offsets[i] for i in subset])
+            else:
+                part = whole.take(subset)
+            if isinstance(part, StageError):
+                raise part
+            scores, matrix, shadow_matrix = self._scores(part, shadow)
+            matrices.add(subset, matrix, shadow_matrix)
+            return scores, part.features.status()
+
+        result = run_contained(contained, np.arange(len(chosen)))
+        record = getattr(self.features, "record_velocity", None)
+        if record is not None and not isinstance(whole, StageError) and whole.velocity:
+            with self.observer.stage("velocity_write"):
+                record(whole.velocity)
+        return result
+
+    def _enrich(self, events: Sequence[Event], offsets: Sequence[int]) -> _Enriched | StageError:
+        """Features of a (sub-)batch: one feature read, the velocity fold, the columns."""
         with self.observer.stage("enrich"):
             try:
                 features = self.features.fetch(
                     column_of(events, "card_id"), column_of(events, "merchant_id")
                 )
                 columns = event_columns(events)
+                features, velocity = with_velocity(
+                    features, events, columns, positions_of(offsets), self.model.card_defaults
+                )
+            except Exception as exc:  # noqa: BLE001 - contained: the batch is split
+                return StageError("enrich", exc)
+        return _Enriched(features, columns, velocity)
+
+    def _scores(
+        self, enriched: _Enriched, shadow: ShadowModel | None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """Assemble and score enriched rows; failures are tagged with their stage.
+
+        Also returns the shadow's matrix (the same one when it takes the same features)."""
+        features, columns = enriched.features, enriched.columns
+        with self.observer.stage("enrich"):
+            try:
                 matrix = assemble(columns, features.card, features.merchant, self._feature_names)
             except Exception as exc:
                 raise StageError("enrich", exc) from exc
@@ -247,7 +285,7 @@ class ScoringKernel:
                 if tuple(names) == self._feature_names
                 else _assemble_or_none(columns, features, names)
             )
-        return scores, features.status(), matrix, shadow_matrix
+        return scores, matrix, shadow_matrix
 
     def _shadow(
         self, shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int
@@ -274,6 +312,21 @@ class ScoringKernel:
 Matrix = npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True)
+class _Enriched:
+    """A batch's features (velocity fields already folded in), columns and velocity fold."""
+
+    features: Features
+    columns: EventColumns
+    velocity: VelocityBatch | None = None
+
+    def take(self, rows: npt.NDArray[np.int64]) -> _Enriched:
+        if rows.size == len(self.columns):
+            return self
+        picked = rows.astype(np.intp)
+        return _Enriched(self.features.take(picked), self.columns.take(picked))
+
+
 class _Matrices:
     """The feature matrices (the model's, the shadow's) of the sub-batches that scored,
     joined in row order: containment scores sub-batches, drift and the shadow want all."""
@@ -293,6 +346,14 @@ class _Matrices:
         shadows = [s for _, _, s in parts if s is not None]
         shadow = np.concatenate(shadows) if len(shadows) == len(parts) else None
         return np.concatenate([m for _, m, _ in parts]), shadow
+
+
+def logged_features(
+    names: Sequence[str], matrix: npt.NDArray[np.float32]
+) -> list[dict[str, float]]:
+    """Each row of the model's input as ``{input name: value}`` (the ScoredEvent's
+    ``features``): what was scored, float32 widened to double."""
+    return [dict(zip(names, row, strict=True)) for row in matrix.astype(np.float64).tolist()]
 
 
 def _assemble_or_none(

@@ -105,7 +105,7 @@ def build_runtime(settings: Settings, options: ServeOptions) -> Runtime:
     """The serving runtime from settings; raises ``ConfigError``/``ModelError`` when unfit."""
     clients = Clients(settings)
     model = service.load(settings)
-    cache = service.feature_cache(clients, model)
+    cache = service.feature_cache(clients, model, velocity="read")
     telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
     kernel, switch = scoring_kernel(settings, model, cache, telemetry)
     publisher = AuditPublisher.from_settings(clients) if options.publish else None

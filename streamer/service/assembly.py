@@ -21,7 +21,8 @@ from streamer.codec.schemas import Schema, load_schema, scored_schema, transacti
 from streamer.codec.wire import SerializerOptions, WireFormat, make_decoder, make_encoder
 from streamer.config.settings import Settings
 from streamer.features.breaker import CircuitBreaker
-from streamer.features.cache import FeatureCache
+from streamer.features.cache import FeatureCache, VelocityMode
+from streamer.features.enrichment import OfflineVelocity
 from streamer.kafka.batch import Decoder
 from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
@@ -63,10 +64,19 @@ class Service:
 
 
 def feature_cache(
-    clients: Clients, model: LoadedModel, *, timeout_ms: float | None = None
+    clients: Clients,
+    model: LoadedModel,
+    *,
+    timeout_ms: float | None = None,
+    velocity: VelocityMode = "off",
 ) -> FeatureCache:
-    """The Redis feature cache with ``model``'s defaults, as every deployment uses it."""
+    """The Redis feature cache with ``model``'s defaults, as every deployment uses it.
+
+    ``velocity`` is what this deployment does with the cards' velocity state in Redis
+    (when ``STREAMER_VELOCITY_STATE`` is on): the stream reads and writes it, the scoring
+    API only reads it. Offline paths keep their own state in memory (``offline_source``)."""
     redis = clients.settings.redis
+    settings = clients.settings
     return FeatureCache(
         clients.redis(timeout_ms=timeout_ms),
         prefix=redis.key_prefix,
@@ -74,7 +84,17 @@ def feature_cache(
         merchant_defaults=model.merchant_defaults,
         breaker=CircuitBreaker(redis.breaker_failures, redis.breaker_cooldown_s),
         budget_s=redis.budget_ms / 1000.0,
+        velocity=velocity if settings.velocity_state else "off",
+        velocity_ttl_s=settings.velocity_ttl_days * 86_400,
     )
+
+
+def offline_source(clients: Clients, model: LoadedModel, *, timeout_ms: float | None = None) -> Any:
+    """The feature source of an offline path (``score-file``, ``features build``, the
+    gate): the snapshot from Redis, and velocity state folded in memory over the input
+    itself (its order stands for the partition's), never the stream's state."""
+    cache = feature_cache(clients, model, timeout_ms=timeout_ms)
+    return OfflineVelocity(cache) if clients.settings.velocity_state else cache
 
 
 def decoder(settings: Settings, registry: Any | None) -> Decoder:
@@ -163,7 +183,7 @@ def build(
         observers.append(TracingObserver(tracer, topics.input, topics.output, topics.group_id))
     observer = Observers(observers)
     registry = clients.schema_registry()
-    cache = feature_cache(clients, model)
+    cache = feature_cache(clients, model, velocity="read-write")
     kernel, switch = scoring_kernel(settings, model, cache, observer)
     producer, consumer = clients.producer(**STREAM_PRODUCER), clients.consumer()
     tracker = OffsetTracker()
@@ -201,6 +221,7 @@ def build(
         delivery_failures=lambda: publisher.failed,
         outputs_refused=lambda: publisher.refused,
         rewinds=lambda: loop.commits.rewinds,
+        velocity=lambda: dict(cache.stats.velocity),
     )
     metrics = registry_for(
         StreamerCollector(telemetry, sources),

@@ -123,6 +123,7 @@ def scoring_kernel(
         features,
         scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
         observer=observer,
+        feature_logging=settings.feature_logging,
     )
     m = settings.models
     if m.shadow_spec:
