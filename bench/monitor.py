@@ -8,10 +8,13 @@ redis-server, so ``used_memory`` deltas are the monitor's alone):
   then with 29 logged model inputs per event; per event, and the 120-day horizon at 10
   million events a day, computed;
 - **throughput**: scored events and labels produced to their topics first, then one
-  ``streamer monitor run`` process drains them: messages per second between its first and
-  last commit, and its CPU (and the redis-server's) per message.
+  ``streamer monitor run`` process drains them: messages per second between the first and
+  the last message its own counter (``streamer_monitor_messages_total``) shows, and its
+  CPU (and the redis-server's) per message;
+- **refresh**: how long recomputing one window's gauges takes from N joined events.
 
-    python bench/monitor.py [--events 200000] [--json bench/results/monitor.json]
+    python bench/monitor.py [--events 200000] [--throughput-events 100000]
+        [--batch-size 1000] [--refresh-events 100000] [--json bench/results/monitor.json]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ import procstat  # noqa: E402
 
 from streamer.codec.schemas import scored_schema  # noqa: E402
 from streamer.codec.wire import make_encoder  # noqa: E402
+from streamer.dev.devstack.processes import free_port  # noqa: E402
 from streamer.dev.devstack.redis import RedisServer  # noqa: E402
 from streamer.dev.devstack.stack import acquire  # noqa: E402
 from streamer.dev.labels import generate_labels  # noqa: E402
@@ -150,7 +155,26 @@ def _messages(n: int) -> tuple[list[tuple[bytes, str]], list[tuple[bytes, str]]]
     return scored, labels
 
 
-def throughput(bootstrap: str, redis_server: RedisServer, n: int) -> dict[str, Any]:
+def _consumed(port: int) -> int:
+    """Messages the monitor applied so far, from its own counter (cheap to read)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0
+    return int(
+        sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "streamer_monitor_messages_total"
+        )
+    )
+
+
+def throughput(bootstrap: str, redis_server: RedisServer, n: int, batch: int) -> dict[str, Any]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     run = uuid.uuid4().hex[:8]
     scored_topic = _topic(admin, f"bench-scored-{run}", 3)
@@ -159,32 +183,26 @@ def throughput(bootstrap: str, redis_server: RedisServer, n: int) -> dict[str, A
     _produce(bootstrap, scored_topic, scored)
     _produce(bootstrap, labels_topic, labels)
     total = len(scored) + len(labels)
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env |= {
         "STREAMER_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "STREAMER_REDIS_URL": redis_server.url,
         "STREAMER_REDIS_KEY_PREFIX": f"bench{run}:", "STREAMER_OUTPUT_TOPIC": scored_topic,
         "STREAMER_LABELS_TOPIC": labels_topic, "STREAMER_MONITOR_GROUP_ID": f"bench-{run}",
-        "STREAMER_METRICS_PORT": "0", "PYTHONPATH": str(REPO),
+        "STREAMER_METRICS_PORT": str(port), "PYTHONPATH": str(REPO),
     }  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "monitor", "run", "--refresh-s", "3600"],
+        [sys.executable, "-m", "streamer", "monitor", "run", "--refresh-s", "3600",
+         "--batch-size", str(batch)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    from tests.integration.streamer_proc import committed_total
-
-    def done() -> int:
-        return committed_total(bootstrap, f"bench-{run}", scored_topic) + committed_total(
-            bootstrap, f"bench-{run}", labels_topic
-        )
-
     try:
-        first = 0
-        while (first := done()) == 0:
-            time.sleep(0.05)
+        while (first := _consumed(port)) == 0:
+            time.sleep(0.01)
         t0, cpu0 = time.monotonic(), procstat.cpu_seconds(proc.pid)
         redis0 = procstat.cpu_seconds(redis_server.pid)
-        while (last := done()) < total:
-            time.sleep(0.05)
+        while (last := _consumed(port)) < total:
+            time.sleep(0.01)
         elapsed = time.monotonic() - t0
         cpu = procstat.cpu_seconds(proc.pid) - cpu0
         redis_cpu = procstat.cpu_seconds(redis_server.pid) - redis0
@@ -195,9 +213,40 @@ def throughput(bootstrap: str, redis_server: RedisServer, n: int) -> dict[str, A
     return {
         "scored": len(scored),
         "labels": len(labels),
+        "batch_size": batch,
         "messages_per_s": round(measured / elapsed),
         "monitor_cpu_us_per_message": round(cpu / measured * 1e6, 1),
         "redis_cpu_us_per_message": round(redis_cpu / measured * 1e6, 1),
+    }
+
+
+def refresh_cost(client: redis.Redis, n: int) -> dict[str, float]:
+    """Seconds to recompute one window's measures from ``n`` joined events (the gauges
+    read two windows per refresh)."""
+    from streamer.monitor.metrics import by_version
+    from streamer.monitor.report import read_window
+
+    state = JoinState(client, "refresh:", HORIZON_DAYS * DAY_MS)
+    now = int(time.time() * 1000)
+    version = state.interner.id("version", "fraud-gbt@2")
+    rng = np.random.default_rng(3)
+    for start in range(0, n, 1000):
+        ids = [str(uuid.uuid4()) for _ in range(min(1000, n - start))]
+        writes = []
+        for t in ids:
+            row = ScoredRow(t, now - int(rng.integers(0, 7 * DAY_MS)), 100, "EUR",
+                            float(rng.random()), "APPROVE", version)  # fmt: skip
+            writes.append(ScoredWrite(t, pack_scored(row), row.hour, version))
+        state.add_scored(writes)
+        state.add_labels([LabelWrite(t, pack_label(now, int(rng.integers(0, 3)), 1)) for t in ids])
+    started = time.perf_counter()
+    window = read_window(state, now - 7 * DAY_MS - 3_600_000, now + 3_600_000)
+    read = time.perf_counter() - started
+    by_version(window.joined, overall=True)
+    return {
+        "joined_events": len(window.joined),
+        "read_s": round(read, 2),
+        "read_and_measure_s": round(time.perf_counter() - started, 2),
     }
 
 
@@ -205,6 +254,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--throughput-events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--refresh-events", type=int, default=100_000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-monitor-")))
@@ -213,8 +264,12 @@ def main() -> None:
         client = redis.Redis.from_url(server.url)
         state = state_bytes(client, args.events, 0.3)
         client.flushall()
+        refresh = refresh_cost(client, args.refresh_events)
+        client.flushall()
         with acquire() as stack:
-            speed = throughput(stack.kafka_bootstrap, server, args.throughput_events)
+            speed = throughput(
+                stack.kafka_bootstrap, server, args.throughput_events, args.batch_size
+            )
     finally:
         server.stop()
     per_scored, per_label = state["bytes_per_scored_event"], state["bytes_per_label_joined"]
@@ -227,6 +282,7 @@ def main() -> None:
             for share in (0.02, 0.3, 1.0)
         },
         "throughput": speed,
+        "gauge_refresh_one_window": refresh,
     }
     print(json.dumps(result, indent=2))
     if args.json:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,7 +22,9 @@ from tests.integration.streamer_proc import REPO, streamer_env
 DAY_MS = 86_400_000
 
 
-def _scored(t: str, event_time: int, version: str, features: dict[str, float] | None) -> dict:
+def _scored(
+    t: str, event_time: int, version: str, features: dict[str, float] | None
+) -> dict[str, Any]:
     return {
         "transaction_id": t,
         "event_time": event_time,

@@ -3,6 +3,8 @@ through the labels decoder, and look like an issuer's feeds."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -17,12 +19,14 @@ START = 1_764_547_200_000  # 2025-12-01
 
 
 @pytest.fixture(scope="module")
-def labelled() -> tuple[list[dict], np.ndarray, list[dict]]:
+def labelled() -> tuple[list[dict[str, Any]], np.ndarray, list[dict[str, Any]]]:
     batch = generate_labeled(make_population(7, 2000, 200), 40_000, seed=3, start_ms=START)
     return batch.events, batch.labels, generate_labels(batch.events, batch.labels, seed=5)
 
 
-def test_labels_follow_the_mix(labelled: tuple[list[dict], np.ndarray, list[dict]]) -> None:
+def test_labels_follow_the_mix(
+    labelled: tuple[list[dict[str, Any]], np.ndarray, list[dict[str, Any]]],
+) -> None:
     events, fraud, labels = labelled
     is_fraud = {e["transaction_id"]: bool(f) for e, f in zip(events, fraud, strict=True)}
     kinds = [(is_fraud[x["transaction_id"]], x["label"], x["source"]) for x in labels]
@@ -52,7 +56,7 @@ def test_no_mix_no_labels() -> None:
 
 @pytest.mark.parametrize("fmt", ["single-object", "raw"])
 def test_labels_round_trip_through_the_labels_decoder(
-    fmt: str, labelled: tuple[list[dict], np.ndarray, list[dict]]
+    fmt: str, labelled: tuple[list[dict[str, Any]], np.ndarray, list[dict[str, Any]]]
 ) -> None:
     encoder = make_encoder(fmt, schema=label_schema())  # type: ignore[arg-type]
     decoder = make_label_decoder(fmt)  # type: ignore[arg-type]
