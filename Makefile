@@ -20,11 +20,16 @@ install: $(STAMP) ## create .venv with streamer and its test/dev tools
 setup: ## what tests and demo need: system packages, .venv with all extras, Kafka jars, helm, actionlint
 	@VENV=$(VENV) .ci/setup.sh
 
-test: setup ## everything CI runs: set-up, lint, unit tests, deploy checks, integration tests
+# pytest-xdist spreads a run across the cores: each worker has its own Kafka and Redis, and
+# the tests of the schema registry and of MLflow run on one worker each, which starts that
+# server only (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
+test: setup ## everything CI runs: set-up, lint, docs, unit tests, deploy checks, integration and fault tests
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory docs
-	$(PY) -m pytest tests/unit tests/deploy tests/integration -m "not faults"
-	@$(MAKE) --no-print-directory test-faults
+	$(PY) -m pytest $(XDIST) --durations=20 tests/unit tests/deploy tests/integration
 
 test-deploy: setup ## offline checks of the chart, compose file, dashboard, alerts, Dockerfile, workflow
 	$(PY) -m pytest tests/deploy
@@ -32,11 +37,11 @@ test-deploy: setup ## offline checks of the chart, compose file, dashboard, aler
 test-unit: $(STAMP) ## unit tests only (no servers)
 	$(PY) -m pytest tests/unit
 
-test-integration: $(STAMP) ## integration tests only (real Kafka and Redis)
-	$(PY) -m pytest tests/integration
+test-integration: $(STAMP) ## integration tests only (real Kafka and Redis), fault scenarios included
+	$(PY) -m pytest $(XDIST) tests/integration
 
 test-faults: $(STAMP) ## fault scenarios: kill -9, instances joining and dying, broker restart, wrong SASL password
-	$(PY) -m pytest tests/integration -m faults
+	$(PY) -m pytest $(XDIST) tests/integration -m faults
 
 mutation: $(STAMP) ## mutation score of the pure core, per module (tests/mutation/modules.toml; slow: not in `make test`)
 	$(PY) tests/mutation/run.py $(ARGS)

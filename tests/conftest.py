@@ -1,19 +1,32 @@
 """Test harness: real Kafka and Redis (and, when a test asks, a real schema registry and
 MLflow server) for integration tests, fresh names for every test.
 
-Services come from ``streamer.dev.devstack.stack.acquire`` (environment addresses, a Docker
-engine, or local processes), once per run, and are removed at the end, also after a
-failure or Ctrl-C. A run with failures keeps the broker log in ``build/test-logs/``.
+Services come from ``streamer.dev.devstack.stack`` (environment addresses, a Docker engine,
+or local processes), once per run, or once per pytest-xdist worker (``make test`` runs
+``-n 2 --dist loadgroup``), and are removed at the end, also after a failure or Ctrl-C. A
+run with failures keeps the broker log in ``build/test-logs/``.
+
+Start-up is most of an integration run's fixed cost, so it is hidden behind work: as soon
+as the run knows which servers its tests need, each starts in a thread of its own
+(``tests/services.py``), side by side and while tests that need none run. The few tests of
+the registry and MLflow (30 to 50 s to start) form one xdist group per server, and each
+group goes to its own worker, which starts only that server: no server starts twice.
+Tests share a worker's servers and own their names (topics, group, key prefix: ``unique``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import settings
 
 from streamer.dev.devstack.stack import Endpoints, acquire, mlflow_server, schema_registry
+from tests.services import Background
 
 # Property tests are judged by what they find, not by how fast an example runs: on a loaded
 # 2-core CI machine a per-example deadline only makes them flaky.
@@ -28,7 +42,38 @@ settings.register_profile("streamer", deadline=None)
 settings.load_profile("streamer")
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
-_kept_logs: list[Path] = []
+_STARTED_AT = time.time()
+
+SERVER_GROUPS = {"mlflow_tracking_uri": "mlflow", "schema_registry_url": "registry"}
+"""Fixture of a slow-starting server -> the xdist group of the tests that use it."""
+_STARTERS: dict[str, Callable[[], AbstractContextManager[Any]]] = {
+    "stack": acquire,
+    "mlflow": mlflow_server,
+    "registry": schema_registry,
+}
+_servers: dict[str, Background[Any]] = {}
+
+
+def _server(name: str) -> Background[Any]:
+    """The run's ``name`` server, starting it now unless it already is."""
+    if name not in _servers:
+        _servers[name] = Background(name, _STARTERS[name])
+    return _servers[name]
+
+
+def _worker() -> tuple[str, int]:
+    """This process's xdist worker id and the number of workers (``master``, 1 without)."""
+    return (
+        os.environ.get("PYTEST_XDIST_WORKER", "master"),
+        int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+    )
+
+
+def groups_of_worker(worker: str, count: int) -> set[str]:
+    """The server groups that ``worker`` of ``count`` runs (and so starts the server of):
+    round robin in ``SERVER_GROUPS`` order, everything when there is one."""
+    index = int(worker[2:]) if worker.startswith("gw") else 0
+    return {g for i, g in enumerate(SERVER_GROUPS.values()) if i % max(count, 1) == index}
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -36,31 +81,90 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so fixtures stop the services.
+    # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so the services are stopped.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if config.pluginmanager.hasplugin("xdist"):
+        from tests.xdist_scheduling import ServerGroupHooks
+
+        config.pluginmanager.register(ServerGroupHooks(groups_of_worker), "server-groups")
 
 
+def _fixtures(item: pytest.Item) -> list[str]:
+    """Every fixture ``item`` uses, directly or through others."""
+    names: list[str] = getattr(item, "fixturenames", [])
+    return names
+
+
+def _rank(item: pytest.Item) -> int:
+    """Longest first, so the workers finish together: the server groups, then integration,
+    deploy and unit tests (the many short ones fill the end)."""
+    if item.get_closest_marker("xdist_group"):
+        return 0
+    path = item.path.as_posix()
+    return 1 if "/integration/" in path else 2 if "/deploy/" in path else 3
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "/integration/" in str(item.path):
+        if "/integration/" in item.path.as_posix():
             item.add_marker(pytest.mark.integration)
+        for fixture, group in SERVER_GROUPS.items():
+            if fixture in _fixtures(item):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+    items.sort(key=_rank)  # stable: a module's tests keep their order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start what the selected tests will need on this worker, now, in the background."""
+    if session.config.option.collectonly:
+        return
+    fixtures = set().union(*map(_fixtures, session.items))
+    if "stack" in fixtures:
+        _server("stack")
+    worker, count = _worker()
+    grouped = getattr(session.config.option, "dist", "no") == "loadgroup" or worker == "master"
+    mine = groups_of_worker(worker, count) if grouped else set()
+    for fixture, group in SERVER_GROUPS.items():
+        if fixture in fixtures and group in mine:
+            _server(group)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop every server this process started, side by side; keep the broker's log of a
+    run with failures."""
+    stack = _servers.get("stack")
+    if session.testsfailed and stack is not None and stack.started:
+        endpoints: Endpoints = stack.get()
+        if endpoints.kafka_log and endpoints.kafka_log.exists():
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(endpoints.kafka_log, LOG_DIR / f"kafka-broker-{_worker()[0]}.log")
+    for server in _servers.values():
+        server.request_stop()
+    errors = []
+    for name in list(_servers):
+        try:
+            _servers.pop(name).close()
+        except Exception as exc:  # noqa: BLE001 - every server is stopped; errors reported
+            errors.append(f"{name}: {exc!r}")
+    if errors:  # every server was asked to stop; the run fails, saying which did not
+        print(f"stopping the test servers failed: {errors}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for path in _kept_logs:
+    """Name the logs kept by this run (by this process or its xdist workers)."""
+    kept = sorted(LOG_DIR.glob("*.log")) if LOG_DIR.is_dir() else []
+    for path in (p for p in kept if p.stat().st_mtime >= _STARTED_AT):
         terminalreporter.write_line(f"service log kept for the failed run: {path}", yellow=True)
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Iterator[Endpoints]:
+def stack() -> Endpoints:
     """The real Kafka broker and Redis for this run. Never skipped: no service, no pass."""
-    with acquire() as endpoints:
-        yield endpoints
-        if request.session.testsfailed and endpoints.kafka_log and endpoints.kafka_log.exists():
-            LOG_DIR.mkdir(parents=True, exist_ok=True)
-            kept = LOG_DIR / "kafka-broker.log"
-            shutil.copyfile(endpoints.kafka_log, kept)
-            _kept_logs.append(kept)
+    endpoints: Endpoints = _server("stack").get()
+    return endpoints
 
 
 @pytest.fixture(scope="session")
@@ -109,17 +213,17 @@ def redis_url(stack: Endpoints) -> str:
 
 
 @pytest.fixture(scope="session")
-def schema_registry_url() -> Iterator[str]:
-    """A real Confluent-compatible registry (Apicurio), started on first request only."""
-    with schema_registry() as url:
-        yield url
+def schema_registry_url() -> str:
+    """A real Confluent-compatible registry (Apicurio), started for the tests that ask."""
+    url: str = _server("registry").get()
+    return url
 
 
 @pytest.fixture(scope="session")
-def mlflow_tracking_uri() -> Iterator[str]:
-    """A real MLflow tracking server, started on first request only."""
-    with mlflow_server() as uri:
-        yield uri
+def mlflow_tracking_uri() -> str:
+    """A real MLflow tracking server, started for the tests that ask."""
+    uri: str = _server("mlflow").get()
+    return uri
 
 
 @pytest.fixture
