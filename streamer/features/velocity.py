@@ -226,9 +226,10 @@ def features(s: CardState, t: int) -> tuple[float, ...]:
     if days:
         hi = bisect_right(days, day)
         lo30 = bisect_right(days, day - 30, 0, hi)
-        c7 += sum(s.counts[bisect_right(days, day - 7, lo30, hi) : hi])
         if lo30 < hi:
-            count += sum(s.counts[lo30:hi])
+            counts = s.counts[lo30:hi]
+            c7 += sum(counts[bisect_right(days, day - 7, lo30, hi) - lo30 :])
+            count += sum(counts)
             total += sum(s.sums[lo30:hi])
             squares += sum(s.sq_lo[lo30:hi]) + (sum(s.sq_hi[lo30:hi]) << 64)
             tile_top = max(s.maxes[lo30:hi])

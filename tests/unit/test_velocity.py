@@ -289,7 +289,7 @@ def test_encoding_is_canonical_with_the_position_at_a_fixed_offset() -> None:
 def test_hashes_are_stable_across_processes() -> None:
     """Pinned values: a change of hash would make every stored state's dedup miss."""
     assert txn_hash("tx-1") == 0x6B3AC10605B04A7A  # blake2b, 8 bytes, little-endian
-    assert merchant_hash("merchant-1") == 0x66DE9513  # blake2b, 4 bytes
+    assert merchant_hash("merchant-1") == 0x3C4C2A6B  # CRC-32
 
 
 def test_state_size_at_20_transactions_a_day() -> None:
