@@ -66,7 +66,7 @@ def _amount_text() -> str:
     return (
         f"From 1 (else 422 AmountNotPositive) to {limits.MAX_AMOUNT_MAJOR:,} major units of "
         f"`currency` (else 422 AmountOutOfRange): {'; '.join(limits_by_group)}, as the "
-        "event's if/then rules state per currency exponent."
+        "event's if/then/else chain states per currency exponent."
     )
 
 
@@ -128,11 +128,15 @@ def stated(name: str, kind: Any, description: str | None) -> tuple[Any, str | No
 
 
 def event_schema_extra(schema: dict[str, Any]) -> None:
-    """The per-currency amount limit, one ``if``/``then`` per ISO 4217 exponent."""
-    schema["allOf"] = [
-        {
-            "if": {"properties": {"currency": {"enum": list(codes)}}, "required": ["currency"]},
-            "then": {"properties": {"amount_minor": {"maximum": limit}}},
-        }
-        for limit, codes in limits.currencies_by_max_amount().items()
-    ]
+    """The per-currency amount limit as one ``if``/``then``/``else`` chain over the ISO 4217
+    exponents (a chain rather than ``allOf`` of conditions: schemathesis' coverage phase
+    follows a chain, and draws no boundary cases for the event under the ``allOf`` form)."""
+    rule: dict[str, Any] = {}
+    for limit, codes in reversed(limits.currencies_by_max_amount().items()):
+        then = {"properties": {"amount_minor": {"maximum": limit}}}
+        if not rule:
+            rule = then  # the largest limit: the field's own maximum, the chain's last else
+            continue
+        currency = {"properties": {"currency": {"enum": list(codes)}}, "required": ["currency"]}
+        rule = {"if": currency, "then": then, "else": rule}
+    schema.update(rule)

@@ -12,8 +12,8 @@ The same run proves the audit path: every request the API accepted is on the sco
 exactly once, and no rejected one, counted from the recorded responses (HAR) against the
 topic read to its end after the server stopped.
 
-Seed: fixed in CI (``CI`` set), random locally, ``STREAMER_FUZZ_SEED=N`` to replay a run
-(the seed is printed); ``STREAMER_FUZZ_EXAMPLES`` sets the examples per operation.
+Seed: fixed in CI (``CI`` set), random locally, ``API_FUZZ_SEED=N`` to replay a run
+(the seed is printed); ``API_FUZZ_EXAMPLES`` sets the examples per operation.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from tests.integration.serve_proc import serving
 from tests.integration.streamer_proc import REPO, decode_single_object, plain_schema
 
 CI_SEED = 29
-EXAMPLES = int(os.environ.get("STREAMER_FUZZ_EXAMPLES", "350"))
+EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "350"))
 MIN_CASES = 1000
 
 
 def _seed() -> int:
-    given = os.environ.get("STREAMER_FUZZ_SEED")
+    given = os.environ.get("API_FUZZ_SEED")
     if given:
         return int(given)
     return CI_SEED if os.environ.get("CI") else random.randrange(2**31)
@@ -114,7 +114,7 @@ def test_the_api_keeps_its_openapi_contract_and_publishes_exactly_what_it_accept
     bed: Bed,
 ) -> None:
     seed = _seed()
-    print(f"schemathesis seed {seed} (replay: STREAMER_FUZZ_SEED={seed})")
+    print(f"schemathesis seed {seed} (replay: API_FUZZ_SEED={seed})")
     topic = bed.make_topic("scored", partitions=1)
     started = time.monotonic()
     with serving(
