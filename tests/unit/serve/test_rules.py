@@ -60,7 +60,8 @@ EDGES: list[tuple[str, Any]] = [
     ("event_time", "1970-01-01T00:00:00Z"),
     ("event_time", "9999-12-31T23:59:59Z"),
     *[("currency", c) for c in ("EUR", "eur", "XXQ", "", "EURO", "JPY")],
-    *[("merchant_country", c) for c in ("DE", "de", "D", "DEU", "", "D1", "ÄB", "DE\n")],
+    *[("merchant_country", c) for c in ("AA", "AZ", "ZA", "ZZ", "DE", "de", "D", "DEU", "")],
+    *[("merchant_country", c) for c in ("D1", "ÄB", "DE\n", "@A", "A[", "`A", "A{")],
 ]
 for name in (*limits.REQUIRED_IDS, *limits.OPTIONAL_IDS):
     EDGES += [(name, "x" * n) for n in (0, 1, limits.MAX_ID_LENGTH, limits.MAX_ID_LENGTH + 1)]
@@ -86,6 +87,7 @@ def _values() -> st.SearchStrategy[Any]:
         st.sampled_from([0, 1, 9999, 10_000, 10**7, 10**9 + 1, 10**10, 2**53]),
         st.text(max_size=4),
         st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=4),
+        st.text(alphabet="@ABCDEFGHIJKLMNOPQRSTUVWXYZ[", min_size=2, max_size=2),
         st.sampled_from(limits.CURRENCIES),
         st.none(),
         st.booleans(),
