@@ -161,9 +161,9 @@ def fold(
     follow the partition's order. Amounts are kept to a thousandth of a major unit.
     """
     n = len(card_ids)
-    pos = np.asarray(positions, dtype=np.int64).tolist()
+    pos = (np.asarray(positions, dtype=np.int64) + 1).tolist()  # the state keeps them + 1
     times = np.asarray(event_times_ms, dtype=np.int64).tolist()
-    if n and (min(pos) < 0 or min(times) < 0):
+    if n and (min(pos) < 1 or min(times) < 0):
         raise ValueError("positions and event times must be >= 0")
     money = np.asarray(amounts, dtype=np.float64)
     milli = np.clip(np.nan_to_num(np.rint(money * 1000.0)), -_AMOUNT_LIMIT, _AMOUNT_LIMIT)
@@ -203,7 +203,7 @@ def fold(
             changed = True
         if changed:
             updates[card] = pack(state)
-            highs[card] = state.high
+            highs[card] = state.high - 1
     values = np.array(rows, dtype=np.float64).reshape(n, len(VELOCITY_FIELDS))
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
 

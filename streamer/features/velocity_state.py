@@ -2,7 +2,7 @@
 
 The state is what the velocity rules (``streamer.features.velocity``) keep per card: a log
 of exact entries (one per accepted transaction), day tiles that summarise entries evicted
-from the log, and the highest Kafka position applied. It is stored as one Redis string per
+from the log, and the highest input position seen. It is stored as one Redis string per
 card, written whole after every batch, so the encoding is canonical: the same state always
 gives the same bytes, and two processes that fold the same events write identical values.
 
@@ -11,15 +11,16 @@ so reading and writing a state creates no Python object per value)::
 
     offset  size  field
     0       1     version (VERSION); anything else reads as an empty state
-    1       8     high_position   u64, the highest input position applied (the Redis CAS
-                                  script compares these 8 bytes, most significant last)
+    1       8     high            u64, the highest input position seen plus one (0: none;
+                                  the Redis CAS script compares these 8 bytes, most
+                                  significant last)
     9       8     newest_ms       i64, the greatest event time ever added
     17      8     tiled_last_ms   i64, greatest event time among tiled entries, -1 if none
     25      2     tiled_last_country  u16
     27      2     n_log           u16
     29      2     n_tiles         u16
     31            log columns, n_log values each, sorted by (event time, position):
-                  time_ms i64, position u64, amount_milli i64, txn_hash u64,
+                  time_ms i64, position+1 u64, amount_milli i64, txn_hash u64,
                   merchant_hash u32, country u16                         (38 bytes/entry)
                   tile columns, n_tiles values each, sorted by day:
                   day u16 (days since 1970-01-01), count u16, sum_milli i64,
@@ -49,7 +50,11 @@ VERSION = 1
 HEADER = struct.Struct("<BQqqHHH")
 HEADER_SIZE = HEADER.size  # 31
 HIGH_OFFSET = 1
-"""Byte offset of ``high_position`` (u64 little-endian) in every state blob."""
+"""Byte offset of ``high`` (u64 little-endian, position + 1) in every state blob.
+
+Positions are kept plus one, so that 0 can mean "before every position": a state seeded
+from a history whose positions are not the live partition's (``rebase``) has high 0 and
+entries at 0, and every live event is then new to it and sees all of it."""
 LOG_COLUMNS = ("times", "positions", "amounts", "txns", "merchants", "countries")
 TILE_COLUMNS = ("days", "counts", "sums", "maxes", "sq_lo", "sq_hi")
 _TYPES = {
@@ -97,10 +102,11 @@ class CardState:
     """A card's velocity state as columns (``array``), for folding events into it.
 
     Log columns are parallel and sorted by (event time, position); tile columns are
-    parallel and sorted by day. ``high`` is -1 for a card never seen.
+    parallel and sorted by day. ``high`` and ``positions`` hold input positions plus one;
+    ``high`` is 0 for a card never seen.
     """
 
-    high: int = -1
+    high: int = 0
     newest: int = NO_TIME
     tiled_last: int = NO_TIME
     tiled_last_country: int = 0
@@ -150,7 +156,7 @@ def high_position(blob: bytes | None) -> int:
     if not blob or len(blob) < HEADER_SIZE or blob[0] != VERSION:
         return -1
     _, high, _, _, _, n, m = HEADER.unpack_from(blob)
-    return int(high) if len(blob) == state_size(n, m) else -1
+    return int(high) - 1 if len(blob) == state_size(n, m) else -1
 
 
 def unpack(blob: bytes | None) -> CardState | None:
@@ -183,3 +189,17 @@ def pack(state: CardState) -> bytes:
         for c in columns:
             c.byteswap()
     return b"".join([head, *[c.tobytes() for c in columns]])
+
+
+def rebase(blob: bytes) -> bytes | None:
+    """``blob`` as a state that comes before every input position (high and every entry
+    at "none"): for seeding Redis from a history whose positions are not the live
+    partition's offsets (a plain file's indexes). Live events are then all new to it and
+    see all of it, and a live state already in Redis is never replaced by it (the
+    compare-and-set keeps the higher position). None for bytes that are not a state."""
+    state = unpack(blob)
+    if state is None:
+        return None
+    state.high = 0
+    state.positions = array(_TYPES["positions"], bytes(len(state.positions) * 8))
+    return pack(state)

@@ -28,10 +28,12 @@ from streamer.features.velocity_state import (
     high_position,
     merchant_hash,
     pack,
+    rebase,
     state_size,
     txn_hash,
     unpack,
 )
+from streamer.features.velocity_store import MemoryVelocityStore
 from tests.unit.velocity_model import (
     Event,
     TiledModel,
@@ -223,7 +225,7 @@ def test_eviction_is_front_only() -> None:
     events = [ev(0, T0), ev(1, T0 - 40 * HOUR_MS), ev(2, T0 + HOUR_MS)]
     state = unpack(run_batches(events)[2]["c"])
     assert state is not None
-    assert sorted(state.positions.tolist()) == [0, 10, 20]
+    assert sorted(state.positions.tolist()) == [1, 11, 21]  # kept as position + 1
 
 
 def test_log_cap() -> None:
@@ -231,7 +233,7 @@ def test_log_cap() -> None:
     batch = fold_events(events, log_cap=5)
     state = unpack(batch.updates["c"])
     assert state is not None
-    assert state.positions.tolist() == [70, 80, 90, 100, 110]
+    assert state.positions.tolist() == [71, 81, 91, 101, 111]  # kept as position + 1
     assert state.counts.tolist() == [7]  # the rest went to today's tile
     assert batch.values[-1, F["txn_count_7d"]] == 11  # the tiles still count by day
     assert batch.values[-1, F["txn_count_1h"]] == 5  # exact windows saturate at the cap
@@ -282,7 +284,8 @@ def test_encoding_is_canonical_with_the_position_at_a_fixed_offset() -> None:
     state = unpack(blob)
     assert state is not None
     assert pack(state) == blob
-    assert int.from_bytes(blob[HIGH_OFFSET : HIGH_OFFSET + 8], "little") == 80
+    assert int.from_bytes(blob[HIGH_OFFSET : HIGH_OFFSET + 8], "little") == 80 + 1
+    assert high_position(blob) == 80
     assert len(blob) == state_size(len(state.times), len(state.days))
 
 
@@ -403,3 +406,22 @@ def test_a_saturated_tile_never_makes_a_fold_raise() -> None:
     batch = fold_events([ev(1, T0 + 25 * HOUR_MS)], {"c": blob})
     assert batch.corrupt == 0
     assert batch.values[0, F["txn_count_7d"]] == 0xFFFF
+
+
+def test_a_rebased_history_comes_before_every_live_position() -> None:
+    """A state seeded from a plain file (positions are its indexes) and rebased: live
+    events at any offset are new to it and see all of it; it never replaces a live state."""
+    history = [Event("c", f"h{i}", 1000 + i, T0 + i * HOUR_MS, merchant=f"m{i}") for i in range(5)]
+    seeded = rebase(run_batches(history)[2]["c"])
+    assert seeded is not None
+    assert high_position(seeded) == -1
+    live = fold_events([ev(0, T0 + 5 * HOUR_MS), ev(1, T0 + 5 * HOUR_MS + 1)], {"c": seeded})
+    assert live.outcomes.tolist() == [Outcome.NEW, Outcome.NEW]
+    assert live.values[:, F["txn_count_24h"]].tolist() == [5, 6]
+    assert fold_events([Event("c", "h4", 3, T0 + 6 * HOUR_MS)], {"c": seeded}).outcomes[0] == (
+        Outcome.DUPLICATE
+    )
+    store = MemoryVelocityStore()
+    assert store.write(live.updates, live.positions).written == 1
+    assert store.write({"c": seeded}, {"c": -1}).stale == 1
+    assert rebase(b"junk") is None
