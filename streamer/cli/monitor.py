@@ -60,7 +60,7 @@ def _range(since: str, until: str) -> tuple[int, int]:
     return start, end
 
 
-def _state(config: Path | None) -> tuple[Any, Any]:
+def _state(config: Path | None, require: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """The client factory and the join state, Redis checked to answer (exit 3 if not)."""
     from redis.exceptions import RedisError
 
@@ -68,7 +68,7 @@ def _state(config: Path | None) -> tuple[Any, Any]:
     from streamer.errors import DependencyError
     from streamer.monitor.state import JoinState
 
-    factory = clients(config)
+    factory = clients(config, require=require)
     s = factory.settings
     client = factory.redis(timeout_ms=5000)
     try:
@@ -105,9 +105,8 @@ def run(
     from streamer.service.checks import check_kafka, check_schema_registry
     from streamer.service.runner import StopFlag
 
-    factory, state = _state(config)
+    factory, state = _state(config, require=("kafka_bootstrap_servers", "output_topic"))
     s = factory.settings
-    s.require("kafka_bootstrap_servers", "output_topic")
     logs.configure(s.log_level, json=s.log_format == "json")
     check_kafka(
         factory.admin(),
