@@ -60,19 +60,26 @@ Guarantees
 
 from __future__ import annotations
 
-import math
-from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from operator import mul
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from streamer.features.layout import CARD_INDEX
+from streamer.features.velocity_log import (
+    HORIZON_MS,
+    LATENESS_MS,
+    LOG_CAP,
+    TILE_DAYS,
+    add,
+    evict,
+)
 from streamer.features.velocity_state import (
+    DAY_MS,
+    HOUR_MS,
     NO_TIME,
     CardState,
     merchant_hash,
@@ -80,6 +87,24 @@ from streamer.features.velocity_state import (
     txn_hash,
     unpack,
 )
+from streamer.features.velocity_windows import features, view
+
+__all__ = [
+    "DAY_MS",
+    "HORIZON_MS",
+    "HOUR_MS",
+    "LATENESS_MS",
+    "LOG_CAP",
+    "TILE_DAYS",
+    "VELOCITY_CARD_COLUMNS",
+    "VELOCITY_FIELDS",
+    "Outcome",
+    "VelocityBatch",
+    "evict",
+    "features",
+    "fold",
+    "overlay",
+]
 
 VELOCITY_FIELDS: tuple[str, ...] = (
     "txn_count_1h",
@@ -94,25 +119,11 @@ VELOCITY_FIELDS: tuple[str, ...] = (
 )
 """The ``CARD_FIELDS`` the velocity state produces (same names, same units), in the order
 of ``VelocityBatch.values``' columns."""
+VELOCITY_CARD_COLUMNS: tuple[int, ...] = tuple(CARD_INDEX[name] for name in VELOCITY_FIELDS)
+"""Where each of ``VELOCITY_FIELDS`` sits in a ``CARD_FIELDS`` row."""
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-LATENESS_MS = HOUR_MS
-"""How far behind a card's newest event an event may be and still get exact features."""
-HORIZON_MS = 24 * HOUR_MS + LATENESS_MS
-"""Entries this much older than the card's newest event leave the log for day tiles."""
-LOG_CAP = 512
-"""Most entries a card's log keeps; beyond it the oldest positions go to tiles."""
-TILE_DAYS = 30
-"""Tiles are kept for the 30-day window of the newest time less ``LATENESS_MS`` (the
-earliest time an event that is not LATE can have), older ones are dropped."""
-_LAST_DAY = 0xFFFF  # a tile's day is a u16: days since 1970, up to June 2149
 _AMOUNT_LIMIT = 1 << 40  # thousandths of a major unit: 1.1e9 major units, beyond any payment
 _COUNTRY_LIMIT = 0xFFFF
-_U16_MAX = (1 << 16) - 1
-_U32_MAX = (1 << 32) - 1
-_U64_MAX = (1 << 64) - 1
-_I64_MAX = (1 << 63) - 1
 
 
 class Outcome(IntEnum):
@@ -208,116 +219,18 @@ def fold(
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
 
 
-def features(s: CardState, t: int) -> tuple[float, ...]:
-    """The ``VELOCITY_FIELDS`` values at event time ``t`` over all of ``s`` (its log must
-    be the event's view: see ``view``)."""
-    times = s.times
-    b = bisect_right(times, t)  # entries with t' <= t
-    a24 = bisect_right(times, t - 24 * HOUR_MS, 0, b)
-    c1 = b - bisect_right(times, t - HOUR_MS, a24, b)
-    day = t // DAY_MS
-    c7 = b - bisect_left(times, (day - 6) * DAY_MS, 0, b)
-    a30 = bisect_left(times, (day - 29) * DAY_MS, 0, b)
-    amounts = s.amounts[a30:b]
-    count, total = len(amounts), sum(amounts)
-    squares = sum(map(mul, amounts, amounts))
-    top = max(amounts) if amounts else None
-    days = s.days
-    if days:
-        hi = bisect_right(days, day)
-        lo30 = bisect_right(days, day - 30, 0, hi)
-        if lo30 < hi:
-            counts = s.counts[lo30:hi]
-            c7 += sum(counts[bisect_right(days, day - 7, lo30, hi) - lo30 :])
-            count += sum(counts)
-            total += sum(s.sums[lo30:hi])
-            squares += sum(s.sq_lo[lo30:hi]) + (sum(s.sq_hi[lo30:hi]) << 64)
-            tile_top = max(s.maxes[lo30:hi])
-            top = tile_top if top is None or tile_top > top else top
-    last_t, last_c = (times[b - 1], s.countries[b - 1]) if b else (NO_TIME, 0)
-    if last_t < s.tiled_last <= t:  # the log wins ties: its positions are all higher
-        last_t, last_c = s.tiled_last, s.tiled_last_country
-    if count:
-        mean = total / (1000 * count)
-        spread = max(count * squares - total * total, 0)  # >= 0 unless the bytes lie
-        std = math.sqrt(spread / (count * count * 1_000_000))
-    else:
-        mean = std = math.nan
-    return (
-        float(c1),
-        float(b - a24),
-        float(c7),
-        float(len(set(s.merchants[a24:b]))),
-        mean,
-        std,
-        math.nan if top is None else top / 1000,
-        float(last_c),
-        last_t / 1000 if last_t != NO_TIME else 0.0,
-    )
-
-
-def view(s: CardState, p: int) -> CardState:
-    """``s`` restricted to log entries with position < ``p`` (a replay's view); tiles and
-    the tiled last transaction are kept as they are (see the module's guarantees)."""
-    keep = [j for j, q in enumerate(s.positions) if q < p]
-    if len(keep) == len(s.positions):
-        return s
-    log = [array(c.typecode, [c[j] for j in keep]) for c in s.log_columns()]
-    return CardState(s.high, s.newest, s.tiled_last, s.tiled_last_country, *log,
-                     *s.tile_columns())  # fmt: skip
-
-
-def add(s: CardState, p: int, t: int, amount: int, txn: int, merchant: int, country: int) -> None:
-    """Append an accepted event to the log (kept sorted by time, then position: ``p`` is
-    above every position in the log, so it goes after entries with the same time)."""
-    j = bisect_right(s.times, t)
-    s.times.insert(j, t)
-    s.positions.insert(j, p)
-    s.amounts.insert(j, amount)
-    s.txns.insert(j, txn)
-    s.merchants.insert(j, merchant)
-    s.countries.insert(j, country)
-    s.high = p
-    s.newest = max(s.newest, t)
-
-
-def evict(s: CardState, log_cap: int) -> None:
-    """Move front entries (lowest position first) into day tiles while the front is at
-    least ``HORIZON_MS`` older than the newest event or the log exceeds ``log_cap``; then
-    drop tiles more than ``TILE_DAYS`` before the newest day."""
-    limit = s.newest - HORIZON_MS
-    positions = s.positions
-    while positions:
-        j = positions.index(min(positions))
-        t = s.times[j]
-        if t > limit and len(positions) <= log_cap:
-            break
-        _into_tile(s, min(t // DAY_MS, _LAST_DAY), s.amounts[j])
-        if t >= s.tiled_last:  # evicted in position order: the later position wins a tie
-            s.tiled_last, s.tiled_last_country = t, s.countries[j]
-        for column in s.log_columns():
-            del column[j]
-    first = bisect_left(s.days, (s.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1)
-    if first:
-        for column in s.tile_columns():
-            del column[:first]
-
-
-def _into_tile(s: CardState, day: int, amount: int) -> None:
-    """Add one amount to its day's tile. Counts and sums saturate at their field's limits
-    (65,535 transactions a day, an i64 sum of thousandths, 2**96 for a sum of squares):
-    beyond any real card, and bytes from Redis must never make a fold raise."""
-    square = amount * amount
-    k = bisect_left(s.days, day)
-    if k < len(s.days) and s.days[k] == day:
-        s.counts[k] = min(s.counts[k] + 1, _U16_MAX)
-        s.sums[k] = min(max(s.sums[k] + amount, -_I64_MAX), _I64_MAX)
-        s.maxes[k] = max(s.maxes[k], amount)
-        low = s.sq_lo[k] + (square & _U64_MAX)
-        s.sq_lo[k] = low & _U64_MAX
-        s.sq_hi[k] = min(s.sq_hi[k] + (square >> 64) + (low >> 64), _U32_MAX)
-        return
-    for column, value in zip(
-        s.tile_columns(), (day, 1, amount, amount, square & _U64_MAX, square >> 64), strict=True
-    ):
-        column.insert(k, value)
+def overlay(
+    card: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    defaults: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``card`` (``CARD_FIELDS`` rows aligned with the batch, as ``unpack_rows`` gives
+    them) with its velocity columns replaced by ``values`` (``VelocityBatch.values``): the
+    streamed state wins over the loaded snapshot, whose static fields stay. A NaN value
+    (amount statistics over an empty 30-day window) takes its column of ``defaults`` (the
+    model's card defaults), as ``unpack_rows`` does for a NaN in a snapshot. Returns a new
+    array: ``card`` may be read-only (a broadcast of defaults when Redis is down)."""
+    columns = list(VELOCITY_CARD_COLUMNS)
+    out = np.array(card, dtype=np.float64)
+    out[:, columns] = np.where(np.isnan(values), defaults[columns], values)
+    return out

@@ -47,6 +47,8 @@ from functools import lru_cache
 from hashlib import blake2b
 
 VERSION = 1
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 HEADER = struct.Struct("<BQqqHHH")
 HEADER_SIZE = HEADER.size  # 31
 HIGH_OFFSET = 1

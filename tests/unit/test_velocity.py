@@ -14,6 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.features import (
+    CARD_DEFAULTS,
+    CARD_INDEX,
+    MAX_GAP_S,
+    MERCHANT_DEFAULTS,
+    EventColumns,
+    assemble,
+)
 from streamer.features.velocity import (
     DAY_MS,
     HOUR_MS,
@@ -21,6 +29,7 @@ from streamer.features.velocity import (
     Outcome,
     evict,
     fold,
+    overlay,
 )
 from streamer.features.velocity_state import (
     HIGH_OFFSET,
@@ -425,3 +434,36 @@ def test_a_rebased_history_comes_before_every_live_position() -> None:
     assert store.write(live.updates, live.positions).written == 1
     assert store.write({"c": seeded}, {"c": -1}).stale == 1
     assert rebase(b"junk") is None
+
+
+def test_overlay_feeds_the_model_inputs_through_assemble() -> None:
+    """The velocity values replace the snapshot's velocity columns; assemble turns them
+    into model inputs unchanged (one definition online and offline)."""
+    events = [
+        ev(i, T0 + i * 4000, amount=5.0 * (i + 1), country=133 if i < 2 else 99) for i in range(3)
+    ]
+    batch = fold_events(events)
+    snapshot = np.broadcast_to(CARD_DEFAULTS, (3, len(CARD_DEFAULTS)))  # read-only, as degraded
+    card = overlay(snapshot, batch.values, CARD_DEFAULTS)
+    assert card[0, CARD_INDEX["amount_mean_30d"]] == CARD_DEFAULTS[CARD_INDEX["amount_mean_30d"]]
+    assert card[0, CARD_INDEX["card_age_days"]] == CARD_DEFAULTS[CARD_INDEX["card_age_days"]]
+    n = len(events)
+    columns = EventColumns(
+        amount=np.array([e.amount for e in events]),
+        event_time_ms=np.array([e.t for e in events], dtype=np.int64),
+        mcc=np.zeros(n, dtype=np.int32),
+        merchant_country=np.array([float(e.country) for e in events]),
+        channel=np.zeros(n, dtype=np.int8),
+        entry_mode=np.zeros(n, dtype=np.int8),
+        card_present=np.zeros(n, dtype=np.bool_),
+        three_ds=np.zeros(n, dtype=np.int8),
+        has_device=np.zeros(n, dtype=np.bool_),
+        is_recurring=np.zeros(n, dtype=np.bool_),
+    )
+    names = ["txn_count_1h", "seconds_since_last_txn", "country_changed", "amount_vs_max"]
+    merchant = np.broadcast_to(MERCHANT_DEFAULTS, (n, len(MERCHANT_DEFAULTS)))
+    x = assemble(columns, card, merchant, names)
+    assert x[:, 0].tolist() == [0, 1, 2]
+    assert x[:, 1].tolist() == [MAX_GAP_S, 4.0, 4.0]
+    assert x[:, 2].tolist() == [0, 0, 1]  # 99 after 133
+    assert x[2, 3] == pytest.approx(15.0 / 10.0)
