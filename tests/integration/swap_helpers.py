@@ -34,9 +34,14 @@ CARDS, MERCHANTS = 3000, 300  # what load_synthetic_features writes
 
 
 def private_registry(root: Path) -> Path:
-    """A copy of the shipped registry the test may promote in and corrupt."""
+    """A copy of the shipped registry the test may promote in and corrupt: its aliases and
+    versions 1 and 2, the ones these tests are written around (``add_challenger`` makes a
+    version 3 of its own)."""
     models = root / "models"
     shutil.copytree(REPO / "models" / MODEL, models / MODEL)
+    for version in (models / MODEL).iterdir():
+        if version.name.isdigit() and int(version.name) > 2:
+            shutil.rmtree(version)
     return models
 
 

@@ -228,7 +228,7 @@ def test_readyz_reports_a_missing_model_and_a_degraded_redis(
             lambda: json.loads(http_get(ready)[1])["redis"] == "ok", 10, "redis ok again", proc
         )
 
-        onnx = resolve("fraud-gbt", models)  # the version being served
+        onnx = resolve("fraud-gbt@champion", models)  # the version being served (default)
         onnx.unlink()
         status, body = http_get(ready)
         assert status == 503

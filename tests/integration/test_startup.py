@@ -79,7 +79,7 @@ def test_missing_setting_exits_2(good: dict[str, str]) -> None:
 def test_tampered_model_exits_2(good: dict[str, str], tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    onnx = resolve("fraud-gbt", models)  # the version the default setting loads
+    onnx = resolve("fraud-gbt@champion", models)  # the version the default setting loads
     data = bytearray(onnx.read_bytes())
     data[-10] ^= 0xFF
     onnx.write_bytes(bytes(data))
