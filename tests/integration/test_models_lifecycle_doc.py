@@ -135,7 +135,8 @@ def test_the_life_cycle_runs_verbatim_on_a_fresh_dev_stack(tmp_path: Path) -> No
     assert '"model_version": "fraud-gbt@1"' in out  # ready, before the promotion
     assert "streamer_shadow_decisions" in out
     assert '"model_version": "fraud-gbt@2"' in out  # swapped after the promotion
-    (listed,) = [line for line in out.splitlines() if "models:/fraud-gbt/2" in line]
+    rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    (listed,) = ["│".join(r) for r in rows if r[1].strip() == "models:/fraud-gbt/2"]
     assert "challenger, champion" in listed, out  # `models list` shows MLflow's aliases
     assert "champion: 2 -> 1" in err  # rolled back
     assert "Traceback" not in err + run_log
