@@ -52,7 +52,7 @@ SCORE_BUCKETS = (
     0.95,
     0.99,
 )
-STAGES = ("decode", "validate", "enrich", "score", "shadow", "publish")
+STAGES = ("decode", "validate", "enrich", "score", "shadow", "velocity_write", "publish")
 
 
 class BatchHistogram:

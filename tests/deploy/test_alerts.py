@@ -27,6 +27,7 @@ ALERTS = {
     "StreamerScoreDrift",
     "StreamerPartitionRewinds",
     "StreamerOutputsRefused",
+    "StreamerVelocityWriteFailures",
     "StreamerModelSwapRefused",
     "StreamerShadowDisagreement",
     "StreamerInputDrift",
