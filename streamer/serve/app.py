@@ -106,7 +106,12 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
     """The scoring routes on ``app``; returns the /v1/score endpoint for ``DirectRoute``."""
     event_model = transaction_request()
     batch_model = _batch_model(batched_transaction(), runtime.options.max_request_events)
-    openapi.add_components(app, {"TransactionEvent": event_model, "ScoreBatchRequest": batch_model})
+    secured = bool(runtime.options.api_keys)
+    openapi.add_components(
+        app,
+        {"TransactionEvent": event_model, "ScoreBatchRequest": batch_model},
+        ("/v1/score", "/v1/score:batch") if secured else (),
+    )
     one = TypeAdapter(event_model)
     many = TypeAdapter(batch_model)
     redis_required = runtime.settings.redis_required
@@ -115,7 +120,7 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
     @app.post(
         "/v1/score",
         response_model=bodies.ScoreResponse,
-        responses=openapi.scoring_errors(batch=False),
+        responses=openapi.scoring_errors(batch=False, secured=secured),
         openapi_extra=openapi.request_body("TransactionEvent"),
     )
     async def score(request: Request) -> Response:
@@ -135,7 +140,7 @@ def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Await
     @app.post(
         "/v1/score:batch",
         response_model=bodies.BatchResponse,
-        responses=openapi.scoring_errors(batch=True),
+        responses=openapi.scoring_errors(batch=True, secured=secured),
         openapi_extra=openapi.request_body("ScoreBatchRequest"),
     )
     async def score_batch(request: Request) -> Response:

@@ -25,8 +25,8 @@ def _error(model: Any, description: str) -> dict[str, Any]:
     return {"model": model, "description": description}
 
 
-def scoring_errors(*, batch: bool) -> Responses:
-    """The error statuses of a scoring route and their bodies."""
+def scoring_errors(*, batch: bool, secured: bool) -> Responses:
+    """The error statuses of a scoring route and their bodies (401 only with API keys)."""
     invalid = (
         "Not JSON, or not a ScoreBatchRequest (a wrong type, a missing or unknown field, "
         "too many events): InvalidJson or InvalidEvent"
@@ -35,8 +35,9 @@ def scoring_errors(*, batch: bool) -> Responses:
         "or an event that breaks a rule its schema states (the class named in the field's "
         "description, stage validate)"
     )
+    unauthorized = _error(bodies.Unauthorized, "Missing or unknown API key")
     return {
-        401: _error(bodies.Unauthorized, "Missing or unknown API key (with --api-keys-file)"),
+        **({401: unauthorized} if secured else {}),
         413: _error(bodies.Oversized, "Body above --max-body-bytes"),
         422: _error(bodies.InvalidBatch if batch else bodies.InvalidEvent, invalid),
         500: _error(bodies.ScoringFailed, "Scoring this event alone raised (enrich or score)"),
@@ -66,18 +67,34 @@ def request_body(name: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def add_components(app: FastAPI, models: dict[str, type[BaseModel]]) -> None:
-    """Put the JSON Schemas of ``models`` under ``components/schemas`` of ``app``'s document."""
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "A key of --api-keys-file"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+"""The two ways a caller presents an API key (``serve.auth``); either one will do."""
+
+
+def add_components(
+    app: FastAPI, models: dict[str, type[BaseModel]], secured: tuple[str, ...] = ()
+) -> None:
+    """Put the JSON Schemas of ``models`` under ``components/schemas`` of ``app``'s document,
+    and the API-key schemes on the ``secured`` paths' operations (none: no keys configured)."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            components = document.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
             for name, model in models.items():
                 schema = model.model_json_schema(ref_template=_REF)
                 schemas.update(schema.pop("$defs", {}))
                 schemas[name] = schema
+            if secured:
+                components["securitySchemes"] = SECURITY_SCHEMES
+            for path in secured:
+                for operation in document["paths"][path].values():
+                    operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -1,7 +1,8 @@
 """Schemathesis hooks for the contract test (loaded with ``SCHEMATHESIS_HOOKS``).
 
 One check replaces schemathesis' ``positive_data_acceptance``, stricter where it can be:
-a request valid by the document is answered 2xx, except for the one rule no static schema
+a request valid by the document is answered with one of that check's expected statuses
+(2xx, or 401/403/404: a valid body sent without a key), except for the one rule no static schema
 can state (``limits.RELATIVE_TO_NOW``: an event time more than an hour ahead of the server's
 clock), which the field's description states and the 422 body names; and a 2000-01-01
 ``event_time`` string with a positive offset, which falls before 2000-01-01Z (its
@@ -66,6 +67,12 @@ def _body(response: schemathesis.Response) -> Any:
         return None
 
 
+def _expected(status: int, expected: list[str]) -> bool:
+    """Whether ``status`` is one of ``expected`` ("2xx" style ranges or exact codes)."""
+    code = str(status)
+    return any(code == want or (want.endswith("xx") and code[0] == want[0]) for want in expected)
+
+
 @schemathesis.check
 def valid_requests_are_accepted(
     ctx: schemathesis.CheckContext, response: schemathesis.Response, case: Any
@@ -75,7 +82,9 @@ def valid_requests_are_accepted(
     if case.path == "/v1/score:batch" and response.status_code == 200:
         _check_batch(case, body["results"])
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive or response.status_code < 300:
+    if meta is None or not meta.generation.mode.is_positive:
+        return None
+    if _expected(response.status_code, ctx.config.positive_data_acceptance.expected_statuses):
         return None
     error_class = body.get("error_class") if isinstance(body, dict) else None
     if response.status_code == 422 and _excused(error_class, case.body):

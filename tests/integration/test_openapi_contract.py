@@ -46,7 +46,9 @@ def _seed() -> int:
     return CI_SEED if os.environ.get("CI") else random.randrange(2**31)
 
 
-def _fuzz(url: str, seed: int, tmp: Path) -> subprocess.CompletedProcess[str]:
+def _fuzz(
+    url: str, seed: int, tmp: Path, examples: int = EXAMPLES, *options: str
+) -> subprocess.CompletedProcess[str]:
     """``st run`` over every operation with all checks; its run report and HAR in ``tmp``."""
     command = [
         str(Path(sys.executable).with_name("st")),
@@ -54,7 +56,7 @@ def _fuzz(url: str, seed: int, tmp: Path) -> subprocess.CompletedProcess[str]:
         f"{url}/openapi.json",
         "--checks=all",
         "--exclude-checks=positive_data_acceptance",  # replaced by valid_requests_are_accepted
-        f"--max-examples={EXAMPLES}",
+        f"--max-examples={examples}",
         f"--seed={seed}",
         "--generation-database=none",
         "--report=json,har",
@@ -63,11 +65,12 @@ def _fuzz(url: str, seed: int, tmp: Path) -> subprocess.CompletedProcess[str]:
         "--output-sanitize=false",
         "--no-color",
         "--warnings=off",
+        *options,
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.openapi_checks"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run(
-        command, cwd=tmp, env=env, capture_output=True, text=True, timeout=900, check=False
+        command, cwd=tmp, env=env, capture_output=True, text=True, timeout=500, check=False
     )
 
 
@@ -138,3 +141,33 @@ def test_the_api_keeps_its_openapi_contract_and_publishes_exactly_what_it_accept
     assert report["test_cases"]["generated"] >= MIN_CASES
     assert sum(accepted.values()) > 0
     assert _published(bed.kafka, topic) == accepted
+
+
+def test_with_api_keys_the_document_states_them_and_the_server_keeps_them(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """The same fuzzer with ``--api-keys-file``: the scoring routes state their security
+    schemes, and schemathesis' ``ignored_auth`` check sends them without a key and with a
+    wrong one (401 each time) while the cases with the key are scored."""
+    key = "fedcba9876543210fedc"
+    keys = tmp_path / "keys"
+    keys.write_text(f"{key}\n")
+    seed = _seed()
+    print(f"schemathesis seed {seed} (replay: API_FUZZ_SEED={seed})")
+    with serving(
+        tmp_path, "--api-keys-file", str(keys), redis_url=redis_url, redis_key_prefix=redis_prefix
+    ) as server:
+        done = _fuzz(server.url, seed, tmp_path, 40, f"--header=Authorization: Bearer {key}")
+        log = server.log.read_text()
+    assert done.returncode == 0, f"seed {seed}:\n{done.stdout[-20000:]}\n{done.stderr[-3000:]}"
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["operations"]["tested"] == report["operations"]["total"]
+    statuses = Counter(
+        entry["response"]["status"]
+        for entry in json.loads((tmp_path / "exchanges.har").read_text())["log"]["entries"]
+        if entry["request"]["url"].endswith("/v1/score")
+    )
+    print(f"{report['test_cases']['generated']} cases; /v1/score answers {dict(statuses)}")
+    assert statuses[401] > 0, statuses
+    assert statuses[200] > 0, statuses
+    assert key not in log

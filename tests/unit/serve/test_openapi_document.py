@@ -4,6 +4,7 @@ its limits in JSON Schema a client generator and a validator understand."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from streamer.config.settings import Settings
 from streamer.scoring import limits
 from streamer.serve.app import create_app
+from streamer.serve.auth import read_api_keys
 from streamer.serve.bodies import DECODE_CLASSES
 from streamer.serve.runtime import ServeOptions, build_runtime
 from tests.unit.serve.conftest import MODELS
@@ -56,7 +58,7 @@ def test_every_route_is_documented_with_its_media_types(document: dict[str, Any]
         assert media[(route, "get")] == {"200": {"application/json"}, "503": {"application/json"}}
     for route in ("/v1/score", "/v1/score:batch"):
         statuses = media[(route, "post")]
-        assert set(statuses) == {"200", "401", "413", "422", "500", "503"}
+        assert set(statuses) == {"200", "413", "422", "500", "503"}
         assert all(types == {"application/json"} for types in statuses.values())
 
 
@@ -102,3 +104,19 @@ def test_request_bodies_are_named_components(document: dict[str, Any]) -> None:
     assert event["properties"]["merchant_country"]["pattern"] == limits.COUNTRY_PATTERN
     assert event["properties"]["transaction_id"]["maxLength"] == limits.MAX_ID_LENGTH
     assert "maxLength" not in json.dumps(schemas["BatchedTransactionEvent"])
+
+
+def test_with_api_keys_the_scoring_routes_state_them(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("0123456789abcdef0123\n")
+    settings = Settings(models_dir=MODELS, redis_url="redis://127.0.0.1:1/0")
+    options = ServeOptions(api_keys=read_api_keys(keys))
+    document = create_app(build_runtime(settings, options)).openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"]["scheme"] == "bearer"
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            secured = path in ("/v1/score", "/v1/score:batch")
+            assert ("security" in operation) == secured, path
+            assert ("401" in operation["responses"]) == secured, path
