@@ -57,6 +57,11 @@ def ordered_events(path: Path) -> Iterator[tuple[Event, Source]]:
             yield row, sources[i]
 
 
+def from_dump(path: Path) -> bool:
+    """Whether ``path`` is a topic dump (its rows carry partition and offset)."""
+    return _positions(path) is not None
+
+
 def _positions(path: Path) -> list[Source] | None:
     """The (partition, offset) columns of a topic dump, or None for a plain file."""
     if is_parquet(path):

@@ -26,14 +26,8 @@ import numpy.typing as npt
 from streamer.codec.columns import column_of
 from streamer.features.cache import Features, VelocityRead
 from streamer.features.engineering import EventColumns
-from streamer.features.layout import CARD_INDEX
-from streamer.features.velocity import VELOCITY_FIELDS, VelocityBatch, fold
+from streamer.features.velocity import VelocityBatch, fold, overlay
 from streamer.features.velocity_store import MemoryVelocityStore
-
-VELOCITY_COLUMNS: npt.NDArray[np.intp] = np.array(
-    [CARD_INDEX[name] for name in VELOCITY_FIELDS], dtype=np.intp
-)
-"""Where each velocity field sits in the card vector (``layout.CARD_FIELDS``)."""
 
 AFTER_EVERYTHING = 2**62
 """The position of an event that has none (the scoring API): it sees the whole state."""
@@ -53,9 +47,7 @@ def with_velocity(
     if read is None:
         return features, None
     batch = fold_events(dict(zip(read.cards, read.states, strict=True)), events, columns, positions)
-    card = np.array(features.card, dtype=np.float64)  # a copy: it may be a read-only view
-    fallback = card_defaults[VELOCITY_COLUMNS]
-    card[:, VELOCITY_COLUMNS] = np.where(np.isnan(batch.values), fallback, batch.values)
+    card = overlay(features.card, batch.values, card_defaults)
     return replace(features, card=card), batch
 
 
