@@ -27,7 +27,7 @@ def features(s: CardState, t: int) -> tuple[float, ...]:
     day = t // DAY_MS
     c7 = b - bisect_left(times, (day - 6) * DAY_MS, 0, b)
     a30 = bisect_left(times, (day - 29) * DAY_MS, 0, b)
-    amounts = s.amounts[a30:b]
+    amounts = s.amounts[a30:b].tolist()  # list arithmetic beats array boxing
     count, total = len(amounts), sum(amounts)
     squares = sum(map(mul, amounts, amounts))
     top = max(amounts) if amounts else None
