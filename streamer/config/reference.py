@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import re
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -53,14 +54,7 @@ def rows(model: type[BaseModel] = Settings, chart: Path = chart_values.CHART) ->
     """Every setting of ``model``, in declaration order."""
     dedicated = chart_values.dedicated_values(chart) if chart.is_dir() else {}
     secret = chart_values.secret_pattern(chart) if chart.is_dir() else None
-    found = [_row(path, info, dedicated) for path, info in _fields(model, ())]
-    # The chart refuses secret-looking names in plain values: they come from a Secret.
-    return [
-        replace(row, chart=f"secretEnv.{row.env}")
-        if row.chart.startswith("settings.") and secret and secret.search(row.yaml_key)
-        else row
-        for row in found
-    ]
+    return [_row(path, info, dedicated, secret) for path, info in _fields(model, ())]
 
 
 def _fields(
@@ -75,17 +69,26 @@ def _fields(
             yield path, info
 
 
-def _row(path: tuple[str, ...], info: FieldInfo, dedicated: dict[str, str]) -> Row:
+def _row(
+    path: tuple[str, ...],
+    info: FieldInfo,
+    dedicated: dict[str, str],
+    secret: re.Pattern[str] | None,
+) -> Row:
     env = ENV_PREFIX + "__".join(path).upper()
+    key = ".".join(path)
+    chart = dedicated.get(env) or (
+        # The chart refuses secret-looking names in plain values: they come from a Secret.
+        f"secretEnv.{env}" if secret and secret.search(key) else f"settings.{key}"
+    )
     kind, choices = _type(info.annotation)
-    allowed = ", ".join([*choices, *_constraints(info)])
     return Row(
         env=env,
-        yaml_key=".".join(path),
-        chart=dedicated.get(env, "settings." + ".".join(path)),
+        yaml_key=key,
+        chart=chart,
         type=kind,
         default=_default(info),
-        allowed=allowed,
+        allowed=", ".join([*choices, *_constraints(info)]),
         meaning=meaning(info),
     )
 
