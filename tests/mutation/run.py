@@ -35,6 +35,7 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", "mu
 class Module:
     path: str
     tests: tuple[str, ...]
+    deselect: tuple[str, ...] = ()  # test ids too slow to run once per mutant
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ class Outcome:
 
 def load_modules(names: Sequence[str]) -> list[Module]:
     data = tomllib.loads((HERE / "modules.toml").read_text())
-    modules = [Module(m["path"], tuple(m["tests"])) for m in data["module"]]
+    modules = [
+        Module(m["path"], tuple(m["tests"]), tuple(m.get("deselect", ()))) for m in data["module"]
+    ]
     if names:
         modules = [m for m in modules if any(n in m.path for n in names)]
     return modules
@@ -97,9 +100,10 @@ def workspace(module: Module, root: Path, rev: str | None) -> list[str]:
     if rev is None:
         for name in ("streamer", "models", "schemas"):
             shutil.copytree(REPO / name, root / name, ignore=_IGNORE, symlinks=True)
-        shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(REPO / name, root / name)
     else:
-        paths = ["streamer", "models", "schemas", "pyproject.toml"]
+        paths = ["streamer", "models", "schemas", "pyproject.toml", "README.md"]
         archive = subprocess.run(
             ["git", "-C", str(REPO), "archive", rev, *paths], capture_output=True, check=True
         )
@@ -114,10 +118,12 @@ def workspace(module: Module, root: Path, rev: str | None) -> list[str]:
         "[mutmut]\n"
         "source_paths = streamer\n"
         f"only_mutate = {module.path}\n"
-        "also_copy =\n    models\n    schemas\n"
+        "also_copy =\n    models\n    schemas\n    README.md\n"
         f"pytest_add_cli_args_test_selection =\n    {lines(tests or ['tests/unit/conftest.py'])}\n"
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
-        "use_git_change_detection = false\n"
+        + "".join(f"    --deselect={test}\n" for test in module.deselect)
+        + "use_git_change_detection = false\n"
+        "timeout_multiplier = 5.0\n"
     )
     return tests
 
@@ -136,12 +142,12 @@ def mutmut(root: Path, *args: str, log: Path | None = None) -> str:
 
 
 def run_module(
-    module: Module, equivalents: dict[str, Equivalent], jobs: int, logs: Path
+    module: Module, equivalents: dict[str, Equivalent], jobs: int, logs: Path, rev: str | None
 ) -> Outcome:
     outcome = Outcome(module)
     with tempfile.TemporaryDirectory(prefix="streamer-mutation-") as tmp:
         root = Path(tmp)
-        workspace(module, root)
+        workspace(module, root, rev)
         log = logs / (module.path.replace("/", ".") + ".log")
         mutmut(root, "run", "--max-children", str(jobs), log=log)
         for line in mutmut(root, "results", "--all", "true").splitlines():

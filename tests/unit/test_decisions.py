@@ -80,3 +80,9 @@ def test_counts_by_name_include_the_decisions_that_did_not_occur() -> None:
     assert counts(codes, DECISIONS) == {"APPROVE": 1, "REVIEW": 0, "DECLINE": 3}
     assert counts(np.array([], dtype=np.int8), DECISIONS) == dict.fromkeys(DECISIONS, 0)
     assert all(type(n) is int for n in counts(codes, DECISIONS).values())
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.uint8, np.uint64, np.int64])
+def test_counts_take_codes_of_any_integer_type(dtype: type[np.integer]) -> None:
+    codes = np.array([REVIEW, DECLINE, REVIEW], dtype=dtype)
+    assert counts(codes, DECISIONS) == {"APPROVE": 0, "REVIEW": 2, "DECLINE": 1}
