@@ -110,3 +110,25 @@ def test_variables_the_docs_name_are_settings() -> None:
         and not any(name.startswith(f"{k}__") for k in known)
     }
     assert not stale, f"no such setting (renamed or removed?): {sorted(stale)}"
+
+
+def _recipe(target: str) -> list[str]:
+    """The command lines of one Makefile target."""
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+def test_make_test_builds_the_docs_and_dev_up_sets_the_machine_up_first() -> None:
+    test = _recipe("test")
+    lint = next(i for i, c in enumerate(test) if c.endswith(" lint"))
+    assert test[lint + 1].endswith(" docs"), test
+    assert any("mkdocs build --strict" in c for c in _recipe("docs"))
+    dev_up = _recipe("dev-up")
+    assert ".ci/setup.sh" in dev_up[0], dev_up
+    assert "devstack up" in dev_up[-1], dev_up
