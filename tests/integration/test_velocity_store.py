@@ -193,3 +193,18 @@ def test_memory_per_card_at_20_transactions_a_day(
     print(f"\nvelocity state: {value:.0f} bytes, MEMORY USAGE {median:.0f} bytes a card")
     assert int.from_bytes(stored[cards[0]][HIGH_OFFSET : HIGH_OFFSET + 8], "little") > 0
     assert median <= 2048
+
+
+def test_one_pipeline_of_stale_and_fresh_states(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """A handover: the stored a is ahead of this instance, b behind it, c new."""
+    ahead, ahead_pos = states(["a"], position=100)
+    behind, behind_pos = states(["b"], position=40)
+    assert write_states(
+        redis_client, redis_prefix, {**ahead, **behind}, {**ahead_pos, **behind_pos}
+    ) == WriteResult(2)
+    mine, mine_pos = states(["a", "b", "c"], position=60)
+    assert write_states(redis_client, redis_prefix, mine, mine_pos) == WriteResult(2, 1)
+    stored = RedisVelocityStore(redis_client, redis_prefix).read(["a", "b", "c"])
+    assert stored == [ahead["a"], mine["b"], mine["c"]]
