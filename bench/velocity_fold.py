@@ -26,9 +26,12 @@ from streamer.features.velocity import fold
 DAY_MS = 86_400_000
 
 
-def history(cards: int, days: int, per_day: int, seed: int) -> tuple[dict[str, bytes], int, int]:
+def history(
+    cards: int, days: int, per_day: int, seed: int, stride: int = 100
+) -> tuple[dict[str, bytes], int, int]:
     """States after ``days`` of history per card, the next position and the end time. The
-    cards share one partition: card c's i-th event is at position ``i * cards + c``."""
+    cards share one partition with others (``stride`` times as many events as they have):
+    card c's i-th event is at position ``(i * cards + c) * stride``."""
     rng = np.random.default_rng(seed)
     start = 1_767_225_600_000 - days * DAY_MS
     n = days * per_day
@@ -41,14 +44,14 @@ def history(cards: int, days: int, per_day: int, seed: int) -> tuple[dict[str, b
             {},
             [card] * n,
             [f"{card}-h{i}" for i in range(n)],
-            np.arange(n) * cards + c,
+            (np.arange(n) * cards + c) * stride,
             times,
             np.round(rng.lognormal(3.5, 1.0, n), 2),
             [f"m-{m}" for m in rng.integers(0, 200, n)],
             rng.integers(1, 858, n).astype(np.float64),
         )
         states[card] = batch.updates[card]
-    return states, n * cards, start + days * DAY_MS
+    return states, n * cards * stride, start + days * DAY_MS
 
 
 def run(args: argparse.Namespace) -> None:
