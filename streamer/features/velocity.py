@@ -73,6 +73,7 @@ from streamer.features.velocity_log import (
     HORIZON_MS,
     LATENESS_MS,
     LOG_CAP,
+    REWIND_SPAN,
     TILE_DAYS,
     add,
     evict,
@@ -163,6 +164,7 @@ def fold(
     countries: Sequence[float] | npt.NDArray[np.floating[Any]],
     *,
     log_cap: int = LOG_CAP,
+    rewind_span: int = REWIND_SPAN,
 ) -> VelocityBatch:
     """Each event's velocity values, in batch order, and the cards' new states.
 
@@ -210,7 +212,7 @@ def fold(
                 late = state.newest != NO_TIME and t < state.newest - LATENESS_MS
                 outcomes[i] = Outcome.LATE if late else Outcome.NEW
                 add(state, p, t, amts[i], h, merchant_hash(merchant_ids[i]), ctry[i])
-            evict(state, log_cap)
+            evict(state, log_cap, rewind_span)
             changed = True
         if changed:
             updates[card] = pack(state)

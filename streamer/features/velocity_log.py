@@ -21,6 +21,12 @@ HORIZON_MS = 24 * HOUR_MS + LATENESS_MS
 """Entries this much older than the card's newest event leave the log for day tiles."""
 LOG_CAP = 512
 """Most entries a card's log keeps; beyond it the oldest positions go to tiles."""
+REWIND_SPAN = 50_000
+"""An entry also stays in the log until it is this many positions (offsets of its
+partition) behind the card's highest: a rewind (kill -9, rebalance, aborted transaction)
+goes back at most the outputs in flight (``STREAMER_MAX_IN_FLIGHT``, 20,000 by default),
+so every entry at or after a rewind point is still exact in the log, however much event
+time the replayed stretch covers (a backlog of old events)."""
 TILE_DAYS = 30
 """Tiles are kept for the 30-day window of the newest time less ``LATENESS_MS`` (the
 earliest time an event that is not LATE can have), older ones are dropped."""
@@ -45,16 +51,18 @@ def add(s: CardState, p: int, t: int, amount: int, txn: int, merchant: int, coun
     s.newest = max(s.newest, t)
 
 
-def evict(s: CardState, log_cap: int) -> None:
+def evict(s: CardState, log_cap: int, rewind_span: int = REWIND_SPAN) -> None:
     """Move front entries (lowest position first) into day tiles while the front is at
-    least ``HORIZON_MS`` older than the newest event or the log exceeds ``log_cap``; then
-    drop tiles more than ``TILE_DAYS`` before the newest day."""
+    least ``HORIZON_MS`` older than the newest event and ``rewind_span`` positions behind
+    the highest, or the log exceeds ``log_cap``; then drop tiles more than ``TILE_DAYS``
+    before the newest day."""
     limit = s.newest - HORIZON_MS
+    settled = s.high - rewind_span
     positions = s.positions
     while positions:
         j = positions.index(min(positions))
         t = s.times[j]
-        if t > limit and len(positions) <= log_cap:
+        if (t > limit or positions[j] > settled) and len(positions) <= log_cap:
             break
         _into_tile(s, min(t // DAY_MS, _LAST_DAY), s.amounts[j])
         if t >= s.tiled_last:  # evicted in position order: the later position wins a tie

@@ -137,6 +137,8 @@ def test_shadow_in_the_stream_equals_a_direct_onnx_run(
         "model": "fraud-gbt@2",
         "shadow_model": f"fraud-gbt@{shadow}",
         "metrics_port": str(free_port()),
+        # The direct run below reads the snapshot; velocity parity has its own tests.
+        "velocity_state": "false",
     }
     inputs, outputs, agreement = _run_with_shadow(
         kafka_bootstrap, topics, group_id, settings, tmp_path / "streamer.log"

@@ -38,4 +38,4 @@ def test_models_verify_accepts_the_shipped_model_and_refuses_a_tampered_copy(
 def test_features_load_needs_exactly_one_source() -> None:
     result = streamer_cli("features", "load")
     assert result.returncode == 2
-    assert "--file or --synthetic" in result.stderr
+    assert "exactly one of --file, --synthetic or --history" in result.stderr

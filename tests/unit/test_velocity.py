@@ -409,7 +409,7 @@ def test_a_saturated_tile_never_makes_a_fold_raise() -> None:
     ):
         column.append(value)
     state.newest = T0 + 25 * HOUR_MS
-    evict(state, 512)  # moves the entry into the full tile
+    evict(state, 512, 0)  # moves the entry into the full tile
     assert (state.counts.tolist(), state.sums.tolist()) == ([0xFFFF], [2**63 - 1])
     blob = pack(state)
     batch = fold_events([ev(1, T0 + 25 * HOUR_MS)], {"c": blob})
@@ -467,3 +467,20 @@ def test_overlay_feeds_the_model_inputs_through_assemble() -> None:
     assert x[:, 1].tolist() == [MAX_GAP_S, 4.0, 4.0]
     assert x[:, 2].tolist() == [0, 0, 1]  # 99 after 133
     assert x[2, 3] == pytest.approx(15.0 / 10.0)
+
+
+def test_a_rewind_over_days_of_event_time_replays_exactly_within_the_rewind_span() -> None:
+    """A backlog of old events: the stream runs ahead of its commits by up to the outputs
+    in flight, so a kill -9 rewinds across days of event time. Entries stay exact in the
+    log until they are also REWIND_SPAN positions behind, so every replay is exact."""
+    from streamer.features.velocity import REWIND_SPAN
+
+    events = [ev(i, T0 + i * 2 * HOUR_MS) for i in range(60)]  # 5 days
+    first = fold_events(events, rewind_span=REWIND_SPAN)
+    replay = fold_events(events[10:], first.updates, rewind_span=REWIND_SPAN)
+    assert replay.values.tolist() == first.values[10:].tolist()
+    assert replay.outcomes.tolist() == [Outcome.REPLAY] * 50
+    assert first.values[20, F["txn_count_24h"]] == 11  # (t - 24 h, t): 2 h apart, exact
+    shallow = fold_events(events, rewind_span=0)  # eviction by event time alone
+    lost = fold_events(events[10:], shallow.updates, rewind_span=0)
+    assert lost.values.tolist() != first.values[10:].tolist()  # what the span prevents

@@ -51,7 +51,9 @@ class Event:
 def fold_events(
     events: Sequence[Event], states: Mapping[str, bytes | None] | None = None, **kw: int
 ) -> VelocityBatch:
-    """``fold`` over events given as ``Event`` objects."""
+    """``fold`` over events given as ``Event`` objects (eviction by event time alone unless
+    ``rewind_span`` is given, as the models here describe it)."""
+    kw.setdefault("rewind_span", 0)
     return fold(
         states or {},
         [e.card for e in events],
