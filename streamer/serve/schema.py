@@ -74,9 +74,10 @@ def _epoch_ms_of(text: str) -> int:
     """Epoch ms of an RFC 3339 string (its form already matched ``rules.RFC3339``)."""
     try:
         return _epoch_ms(datetime.fromisoformat(text))
-    except ValueError as exc:  # a day the month does not have, for one
+    except ValueError as exc:  # a day the month does not have: the form matched
+        # A fixed message: fromisoformat's own may quote the value, which errors never do.
         raise PydanticCustomError(
-            "datetime_parsing", "Input is not a valid date: {why}", {"why": str(exc)}
+            "datetime_parsing", "Input should be a date that exists (a day of its month)"
         ) from exc
 
 
