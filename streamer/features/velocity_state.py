@@ -152,13 +152,21 @@ def state_size(n_log: int, n_tiles: int) -> int:
     return HEADER_SIZE + n_log * LOG_ENTRY_SIZE + n_tiles * TILE_SIZE
 
 
-def high_position(blob: bytes | None) -> int:
-    """The ``high_position`` of a stored state; -1 for none, or for bytes that are not a
-    well-formed state of this version (the Redis CAS script applies the same test)."""
+def stored_high(blob: bytes | None) -> int | None:
+    """The highest position a stored state has seen (-1: before every position), or None
+    for no state: absent, or bytes that are not a well-formed state of this version (the
+    Redis CAS script applies the same test, and overwrites those)."""
     if not blob or len(blob) < HEADER_SIZE or blob[0] != VERSION:
-        return -1
+        return None
     _, high, _, _, _, n, m = HEADER.unpack_from(blob)
-    return int(high) - 1 if len(blob) == state_size(n, m) else -1
+    return int(high) - 1 if len(blob) == state_size(n, m) else None
+
+
+def high_position(blob: bytes | None) -> int:
+    """The ``high_position`` of a stored state; -1 for none (``stored_high`` tells a
+    state rebased before every position from no state)."""
+    high = stored_high(blob)
+    return -1 if high is None else high
 
 
 def unpack(blob: bytes | None) -> CardState | None:

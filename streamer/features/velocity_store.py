@@ -33,6 +33,7 @@ from streamer.features.velocity_state import (
     TILE_SIZE,
     VERSION,
     high_position,
+    stored_high,
 )
 
 STATE_VERSION = "v1"
@@ -161,7 +162,8 @@ class MemoryVelocityStore:
         """Keep each new state whose position is above the stored one's."""
         written = stale = 0
         for card, blob in updates.items():
-            if positions[card] > high_position(self.states.get(card)):
+            stored = stored_high(self.states.get(card))
+            if stored is None or positions[card] > stored:
                 self.states[card] = blob
                 written += 1
             else:

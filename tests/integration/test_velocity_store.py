@@ -12,7 +12,7 @@ import redis
 from streamer.dev.devstack.redis import RedisServer
 from streamer.features.redis_client import make_redis_client
 from streamer.features.velocity import DAY_MS, fold
-from streamer.features.velocity_state import HIGH_OFFSET, high_position
+from streamer.features.velocity_state import HIGH_OFFSET, high_position, rebase
 from streamer.features.velocity_store import (
     TTL_S,
     MemoryVelocityStore,
@@ -210,3 +210,21 @@ def test_one_pipeline_of_stale_and_fresh_states(
     assert write_states(redis_client, redis_prefix, mine, mine_pos) == WriteResult(2, 1)
     stored = RedisVelocityStore(redis_client, redis_prefix).read(["a", "b", "c"])
     assert stored == [ahead["a"], mine["b"], mine["c"]]
+
+
+def test_a_rebased_seed_is_written_where_there_is_no_state_in_both_stores(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """A seed rebased before every position goes into an empty slot (and over bytes that
+    are not a state), never over a live state, in Redis and in memory alike."""
+    seed = rebase(states(["a"], position=900)[0]["a"])
+    assert seed is not None
+    live, live_pos = states(["b"], position=3)
+    memory = MemoryVelocityStore()
+    memory.states["c"] = b"junk"
+    redis_client.set(velocity_key(redis_prefix, "c"), b"junk")
+    for store in (memory, RedisVelocityStore(redis_client, redis_prefix)):
+        assert store.write(live, live_pos) == WriteResult(1)
+        seeds = dict.fromkeys("abc", seed)
+        assert store.write(seeds, dict.fromkeys("abc", -1)) == WriteResult(2, 1)
+        assert store.read(["a", "b", "c"]) == [seed, live["b"], seed]
