@@ -104,14 +104,7 @@ def _denied(runtime: Runtime, request: Request) -> Response | None:
 
 def _scoring_routes(app: FastAPI, runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
     """The scoring routes on ``app``; returns the /v1/score endpoint for ``DirectRoute``."""
-    event_model = transaction_request()
-    batch_model = _batch_model(batched_transaction(), runtime.options.max_request_events)
-    secured = bool(runtime.options.api_keys)
-    openapi.add_components(
-        app,
-        {"TransactionEvent": event_model, "ScoreBatchRequest": batch_model},
-        ("/v1/score", "/v1/score:batch") if secured else (),
-    )
+    event_model, batch_model, secured = _request_models(app, runtime)
     one = TypeAdapter(event_model)
     many = TypeAdapter(batch_model)
     redis_required = runtime.settings.redis_required
@@ -226,6 +219,22 @@ def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
     async def metrics() -> Response:
         """Prometheus text: the stream's kernel metrics plus HTTP request metrics."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _request_models(
+    app: FastAPI, runtime: Runtime
+) -> tuple[type[BaseModel], type[BaseModel], bool]:
+    """The request models of /v1/score and /v1/score:batch, named in ``app``'s document
+    with the API-key schemes when keys are configured (the third value)."""
+    event_model = transaction_request()
+    batch_model = _batch_model(batched_transaction(), runtime.options.max_request_events)
+    secured = bool(runtime.options.api_keys)
+    openapi.add_components(
+        app,
+        {"TransactionEvent": event_model, "ScoreBatchRequest": batch_model},
+        ("/v1/score", "/v1/score:batch") if secured else (),
+    )
+    return event_model, batch_model, secured
 
 
 def _batch_model(event_model: type[BaseModel], limit: int) -> type[BaseModel]:
