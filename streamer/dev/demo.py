@@ -37,6 +37,7 @@ from rich.table import Table
 
 from streamer.codec.schemas import scored_schema
 from streamer.codec.wire import make_decoder
+from streamer.dev.demo_burst import BURST, burst_table, send_burst
 from streamer.dev.devstack.processes import free_port
 from streamer.dev.devstack.stack import (
     Endpoints,
@@ -199,15 +200,25 @@ def _settings(stack: Endpoints, topics: list[str], run_id: str, port: int) -> di
         "STREAMER_INPUT_FORMAT": "single-object",
         "STREAMER_OUTPUT_FORMAT": "single-object",
         "STREAMER_LOG_LEVEL": "WARNING",
+        "STREAMER_FEATURE_LOGGING": "true",  # the burst table shows the velocity inputs
         # A free port: 9464 (the default) may be another streamer's or an OTel exporter's.
         "STREAMER_METRICS_PORT": str(port),
     }
 
 
 def _producer(topic: str, bootstrap: str, errors: list[BaseException]) -> threading.Thread:
+    def burst() -> None:
+        try:
+            send_burst(bootstrap, topic, after_s=EVENTS / RATE / 2)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread as one line
+            errors.append(exc)
+
     def run() -> None:
         try:
+            burst_thread = threading.Thread(target=burst, daemon=True, name="demo-burst")
+            burst_thread.start()
             send_synthetic(topic=topic, bootstrap_servers=bootstrap, count=EVENTS, rate=RATE)
+            burst_thread.join()
         except Exception as exc:  # noqa: BLE001 - reported by the main thread as one line
             errors.append(exc)
 
@@ -255,13 +266,16 @@ def _report(
 ) -> int:
     if samples:
         console.print(_summary(samples))
+        burst = burst_table(samples)
+        if burst is not None:
+            console.print(burst)
     if errors:
         raise DemoError(f"producing the synthetic events failed: {errors[0]}")
     if code not in (0, -15):
         raise DemoError(f"the streamer exited with {code}; its log: {STREAMER_LOG}")
-    if len(samples) < EVENTS:
+    if len(samples) < EVENTS + BURST:
         raise DemoError(
-            f"only {len(samples):,} of {EVENTS:,} events were scored in time; "
+            f"only {len(samples):,} of {EVENTS + BURST:,} events were scored in time; "
             f"logs: {STREAMER_LOG}, {CLIENT_LOG}"
         )
     console.print(
@@ -325,7 +339,12 @@ def _watch(
     with Live(
         _view(0, 0.0, latencies, decisions, status), console=console, refresh_per_second=4
     ) as live:
-        while count < EVENTS and time.monotonic() < deadline and proc.poll() is None and not errors:
+        while (
+            count < EVENTS + BURST
+            and time.monotonic() < deadline
+            and proc.poll() is None
+            and not errors
+        ):
             for msg in consumer.consume(1000, 0.25):
                 if msg.error():
                     continue

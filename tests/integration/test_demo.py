@@ -68,8 +68,14 @@ def test_demo_ignores_the_users_environment_and_a_taken_port(port_9464_taken: No
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
-    assert "scored 300 events" in output
+    assert "scored 312 events" in output  # 300 and the card-testing burst's 12
     assert "Traceback" not in output
+    burst = output[output.index("a card-testing burst, scored live") :].splitlines()
+    rows = [line.strip("│ ").split("│") for line in burst if line.startswith("│")]
+    decisions = [row[-1].strip() for row in rows]
+    counts = [row[2].strip() for row in rows]
+    assert counts == [str(i) for i in range(12)]  # the state moves with the burst
+    assert set(decisions[5:]) <= {"REVIEW", "DECLINE"}  # by the sixth, velocity flags it
     assert "%3|" not in output
 
 
