@@ -155,6 +155,9 @@ class Contender:
 
 CONTENDERS: dict[str, Contender] = {
     "streamer": Contender(lambda: _streamer({})),
+    "streamer, velocity state off": Contender(
+        lambda: _streamer({"STREAMER_VELOCITY_STATE": "false"})
+    ),
     "streamer, latency target 25 ms": Contender(
         lambda: _streamer({"STREAMER_LATENCY_TARGET_MS": "25"})
     ),

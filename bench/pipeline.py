@@ -96,6 +96,9 @@ class Phases:
             len(backlog), 600, self.launched.procs, times=False, on_first=on_first
         )
         cpu = self._cpu()
+        counts = {stage: max(b.values(), default=0.0) for stage, b in self._scrape()[0].items()}
+        batches = counts.get("enrich", 0.0)  # one feature MGET per batch
+        trips = (batches + counts.get("velocity_write", 0.0)) / batches if batches else None
         threads: dict[str, float] = {}
         for proc in self.launched.procs:
             for name, seconds in procstat.thread_cpu(proc.pid).items():
@@ -112,6 +115,7 @@ class Phases:
             "cpu_us_per_event": 1e6 * cpu / max(len(rows), 1),
             "cpu_us_per_event_steady": 1e6 * (cpu - first.get("cpu", 0.0)) / max(len(rows), 1),
             "cpu_s_by_thread": threads,
+            "redis_round_trips_per_batch": trips,
             "complete": len(rows) >= len(backlog),
         }
 
@@ -189,7 +193,13 @@ def _report(results: list[dict[str, Any]], title: str) -> None:
     base = next((r for r in results if r["contender"] == "streamer"), results[0])
     table = Table(title=title)
     columns = ("contender", "events/s", "vs streamer", "from start", "first out s", "CPU µs/ev")
-    for column in (*columns, "RSS MB", "p50 / p99 ms at each rate", "complete"):
+    for column in (
+        *columns,
+        "Redis trips/batch",
+        "RSS MB",
+        "p50 / p99 ms at each rate",
+        "complete",
+    ):
         table.add_column(column, justify="left" if column == "contender" else "right")
     for r in results:
         r["throughput_vs_streamer"] = r["events_per_s"] / base["events_per_s"]
@@ -203,6 +213,9 @@ def _report(results: list[dict[str, Any]], title: str) -> None:
             f"{r['events_per_s_from_start']:,.0f}",
             f"{r['first_output_s']:.2f}",
             f"{r['cpu_us_per_event']:.0f}",
+            "-"
+            if r.get("redis_round_trips_per_batch") is None
+            else f"{r['redis_round_trips_per_batch']:.2f}",
             "/".join(f"{mb:.0f}" for mb in r["peak_rss_mb"]),
             latency,
             "yes" if r["complete"] else "NO",

@@ -267,12 +267,11 @@ class ScoringKernel:
 
         Also returns the shadow's matrix (the same one when it takes the same features)."""
         features, columns = enriched.features, enriched.columns
-        with self.observer.stage("enrich"):
+        with self.observer.stage("score"):  # the model's input and its run: one stage
             try:
                 matrix = assemble(columns, features.card, features.merchant, self._feature_names)
             except Exception as exc:
                 raise StageError("enrich", exc) from exc
-        with self.observer.stage("score"):
             try:
                 scores = self._scorer.score(matrix)
             except Exception as exc:
