@@ -25,6 +25,7 @@ from streamer.features import (
 from streamer.features.velocity import (
     DAY_MS,
     HOUR_MS,
+    REWIND_SPAN,
     VELOCITY_FIELDS,
     Outcome,
     evict,
@@ -382,7 +383,8 @@ def test_fold_is_the_definition_for_histories_without_late_events(data: st.DataO
 def test_fold_follows_the_tile_rules_for_any_history(data: st.DataObject) -> None:
     events = data.draw(histories(late=True))
     cap = data.draw(st.sampled_from([3, 8, 512]))
-    model = TiledModel(log_cap=cap)
+    span = data.draw(st.sampled_from([0, 5, REWIND_SPAN]))
+    model = TiledModel(log_cap=cap, rewind_span=span)
     expected = [model.process(e) for e in events]
     store: dict[str, bytes] = {}
     start = 0
@@ -391,7 +393,9 @@ def test_fold_follows_the_tile_rules_for_any_history(data: st.DataObject) -> Non
         start += len(chunk)
         if not chunk:
             continue
-        batch = fold_events(chunk, {e.card: store.get(e.card) for e in chunk}, log_cap=cap)
+        batch = fold_events(
+            chunk, {e.card: store.get(e.card) for e in chunk}, log_cap=cap, rewind_span=span
+        )
         store.update(batch.updates)
         for k, e in enumerate(chunk):
             row, outcome = expected[events.index(e)]
@@ -473,8 +477,6 @@ def test_a_rewind_over_days_of_event_time_replays_exactly_within_the_rewind_span
     """A backlog of old events: the stream runs ahead of its commits by up to the outputs
     in flight, so a kill -9 rewinds across days of event time. Entries stay exact in the
     log until they are also REWIND_SPAN positions behind, so every replay is exact."""
-    from streamer.features.velocity import REWIND_SPAN
-
     events = [ev(i, T0 + i * 2 * HOUR_MS) for i in range(60)]  # 5 days
     first = fold_events(events, rewind_span=REWIND_SPAN)
     replay = fold_events(events[10:], first.updates, rewind_span=REWIND_SPAN)

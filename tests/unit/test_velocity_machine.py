@@ -53,6 +53,8 @@ class Instance:
 
 
 class VelocityMachine(RuleBasedStateMachine):
+    span = 0  # eviction by event time alone; the subclass adds a rewind span
+
     def __init__(self) -> None:
         super().__init__()
         self.events: list[Event] = []
@@ -93,7 +95,7 @@ class VelocityMachine(RuleBasedStateMachine):
         source = who.states if who.states is not None else self.store.states
         cards = {e.card for e in chunk}
         before = {c: high_position(source.get(c)) for c in cards}
-        batch = fold_events(chunk, {c: source.get(c) for c in cards})
+        batch = fold_events(chunk, {c: source.get(c) for c in cards}, rewind_span=self.span)
         for e, row, outcome in zip(chunk, batch.values.tolist(), batch.outcomes, strict=True):
             self._check(e, row, int(outcome), before[e.card])
         if who.states is not None:
@@ -152,12 +154,13 @@ class VelocityMachine(RuleBasedStateMachine):
         for card, blob in self.store.states.items():
             high = high_position(blob)
             prefix = [e for e in self.events if e.card == card and e.pos <= high]
-            assert fold_events(prefix).updates[card] == blob, card
+            assert fold_events(prefix, rewind_span=self.span).updates[card] == blob, card
 
     def teardown(self) -> None:
         self._fold(self.scorer, len(self.events), write=True)
         for card in {e.card for e in self.events}:
-            clean = fold_events([e for e in self.events if e.card == card]).updates[card]
+            mine = [e for e in self.events if e.card == card]
+            clean = fold_events(mine, rewind_span=self.span).updates[card]
             assert self.store.states[card] == clean, card
 
 
@@ -165,10 +168,19 @@ def _same(a: list[float], b: list[float]) -> bool:
     return all(x == y or (isnan(x) and isnan(y)) for x, y in zip(a, b, strict=True))
 
 
-VelocityMachine.TestCase.settings = settings(
+class SpanMachine(VelocityMachine):
+    """The same with entries kept until 8 positions (4 events) behind the highest."""
+
+    span = 8
+
+
+MACHINE = settings(
     max_examples=200,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+VelocityMachine.TestCase.settings = MACHINE
+SpanMachine.TestCase.settings = MACHINE
 TestVelocityMachine = VelocityMachine.TestCase
+TestSpanMachine = SpanMachine.TestCase

@@ -142,11 +142,13 @@ class _Card:
 
 class TiledModel:
     """The state as the rules describe it, one event at a time: a log in position order,
-    tiled entries (kept whole here, summed by day when read), front-only eviction."""
+    tiled entries (kept whole here, summed by day when read), front-only eviction (by
+    event time, and by ``rewind_span`` positions behind the highest when given)."""
 
-    def __init__(self, log_cap: int = LOG_CAP) -> None:
+    def __init__(self, log_cap: int = LOG_CAP, rewind_span: int = 0) -> None:
         self.cards: dict[str, _Card] = {}
         self.log_cap = log_cap
+        self.rewind_span = rewind_span
 
     def process(self, e: Event) -> tuple[list[float], int]:
         c = self.cards.setdefault(e.card, _Card())
@@ -159,7 +161,7 @@ class TiledModel:
             outcome = Outcome.LATE if late else Outcome.NEW
             c.log.append(e)
         c.high, c.newest = e.pos, max(c.newest, e.t)
-        while c.log and (c.log[0].t <= c.newest - HORIZON_MS or len(c.log) > self.log_cap):
+        while c.log and (self._settled(c, c.log[0]) or len(c.log) > self.log_cap):
             x = c.log.pop(0)
             c.tiled.append(x)
             if c.tiled_last is None or x.t >= c.tiled_last[0]:
@@ -167,6 +169,10 @@ class TiledModel:
         first_day = (c.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1
         c.tiled = [x for x in c.tiled if x.t // DAY_MS >= first_day]
         return row, outcome
+
+    def _settled(self, c: _Card, x: Event) -> bool:
+        """Old enough for its tile: 25 h of event time and the rewind span behind."""
+        return x.t <= c.newest - HORIZON_MS and x.pos <= c.high - self.rewind_span
 
     @staticmethod
     def _features(c: _Card, e: Event) -> list[float]:
