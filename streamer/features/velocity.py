@@ -36,9 +36,10 @@ and ``newest`` (the greatest event time seen). For each event, in order:
   from the view, then the event is added to the log.
 
 After each non-replay event, entries leave the log from the front only (lowest position
-first) into their day tile while the front entry is at least ``HORIZON_MS`` (25 h) older
-than ``newest`` or the log holds more than ``LOG_CAP`` entries; tiles of days before the
-30-day window of ``newest - LATENESS_MS`` are dropped. Tiles count by day, as the 7- and
+first) into their day tile while the front entry is both at least ``HORIZON_MS`` (25 h)
+older than ``newest`` and ``REWIND_SPAN`` positions behind ``high``, or while the log
+holds more than ``LOG_CAP`` entries; tiles of days before the 30-day window of
+``newest - LATENESS_MS`` are dropped. Tiles count by day, as the 7- and
 30-day windows do, and the latest tiled entry is kept for ``last_*``, so moving an entry
 into a tile changes no feature of an event that is not LATE.
 
@@ -49,13 +50,17 @@ Guarantees
   event's effect depends only on the state and the event; replays change nothing). A
   compare-and-set on ``high`` keeps a stale instance from writing an older state.
 - Exactness: an event that is not LATE gets exactly the definition above, and so does
-  any replay of it while ``newest`` is at most ``LATENESS_MS`` past its time, the card's
-  log never held more than ``LOG_CAP`` entries, and no LATE event of the card came after
-  it. A LATE event's 1 h / 24 h windows and last transaction may miss entries already in
-  tiles, and its day windows may count tiled entries stamped after it.
+  any replay of it while the card's log stayed under ``LOG_CAP`` and no LATE event of the
+  card came after it, provided either ``newest`` is at most ``LATENESS_MS`` past its time,
+  or every entry of its 24-hour window is less than ``REWIND_SPAN`` positions behind
+  ``high`` (entries at or after a rewind point always are, for a rewind shorter than the
+  span; the entries before it in the window are too unless the card's event time ran more
+  than an hour ahead within the span). A LATE event's 1 h / 24 h windows and last
+  transaction may miss entries already in tiles, and its day windows may count tiled
+  entries stamped after it.
 - Deduplication: a repeated transaction id is recognised while its first occurrence is
-  in the log (at least 25 h of event time and up to ``LOG_CAP`` entries); an older repeat
-  counts as a new transaction.
+  in the log (at least 25 h of event time and ``REWIND_SPAN`` positions, up to
+  ``LOG_CAP`` entries); an older repeat counts as a new transaction.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 The log keeps exact entries for the windows that need them (1 h, 24 h, the last
 transaction, deduplication); entries leave it from the front only (lowest position first)
-for their UTC day's tile once they are ``HORIZON_MS`` older than the card's newest event,
-or when the log passes ``LOG_CAP``. Front-only keeps every entry at or after a realistic
-rewind point in the log, so a replay's view (entries before its position) is still there.
-Tiles count by day, as the 7- and 30-day windows do, so an entry's move into its tile
-changes no feature of an event that is not LATE (``streamer.features.velocity``).
+for their UTC day's tile once they are ``HORIZON_MS`` older than the card's newest event
+and ``REWIND_SPAN`` positions behind its highest, or when the log passes ``LOG_CAP``.
+Front-only and the span keep every entry at or after a rewind point in the log, so a
+replay's view (the entries before its position) can be cut out of a later state. Tiles
+count by day, as the 7- and 30-day windows do, so an entry's move into its tile changes no
+feature of an event that is not LATE (``streamer.features.velocity``).
 """
 
 from __future__ import annotations
