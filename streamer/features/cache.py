@@ -197,6 +197,8 @@ class FeatureCache:
     def record_velocity(self, batch: VelocityBatch) -> None:
         """Count a batch's velocity outcomes and write its new states (one pipelined round
         trip; a card's state only moves forward; only when this cache is read-write). A
+        write lost to an outage (a timeout, a dropped connection) is sent once more: the
+        compare-and-set makes that safe, states already written come back as stale. A
         failure is counted and logged, never raised: the batch is scored all the same."""
         outcomes, counts = np.unique(batch.outcomes, return_counts=True)
         for outcome, count in zip(outcomes.tolist(), counts.tolist(), strict=True):
@@ -205,6 +207,11 @@ class FeatureCache:
         if self._velocity != "read-write" or not updates:
             return
         done = write_states(self._client, self._prefix, updates, positions, self._velocity_ttl_s)
+        if done.failed and done.error == "outage":  # one slow reply: the CAS makes a retry safe
+            self.stats.retries += 1
+            done = write_states(
+                self._client, self._prefix, updates, positions, self._velocity_ttl_s
+            )
         if done.failed:
             self.stats.velocity["write", "failed"] += done.failed
             log.warning(
