@@ -4,6 +4,7 @@ metrics scraped from its own Service; its dashboard row queries the same metrics
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import promql_parser
@@ -12,6 +13,7 @@ import pytest
 from tests.deploy.crds import validate_all
 from tests.deploy.tools import render, render_error
 from tests.fixtures import dashboard as dash
+from tests.fixtures.promtool import promtool, rule_test, series_name
 
 ON = ("monitor.enabled=true", "serviceMonitor.enabled=true", "prometheusRule.enabled=true")
 MONITOR_ALERTS = {"StreamerModelRecallDrop", "StreamerModelPrAucDrop"}
@@ -165,3 +167,78 @@ def test_the_dashboard_has_a_model_performance_row(title: str, metric: str) -> N
     assert "Model performance on late labels (streamer monitor)" in rows
     (panel,) = [p for p in dash.panels(board) if p["title"] == title]
     assert metric in " ".join(t["expr"] for t in panel["targets"])
+
+
+GROUP = "fraud-streamer.model-performance"
+SEL = {"job": "fraud-streamer-monitor-metrics", "namespace": "payments"}
+
+
+def _monitor_series(
+    recall: dict[tuple[str, str], float], fraud: dict[str, float], pr_auc: float = 0.6
+) -> dict[str, float]:
+    """Gauges as the monitor exports them: recall (and PR-AUC) by (version, window)."""
+    series = {}
+    for (version, window), value in recall.items():
+        labels = {**SEL, "model_version": version, "role": "champion", "window": window}
+        series[series_name("streamer_monitor_recall", {**labels, "threshold": "review"})] = value
+        series[series_name("streamer_monitor_pr_auc", labels)] = pr_auc
+    for version, n in fraud.items():
+        labels = {**SEL, "model_version": version, "role": "champion", "window": "current"}
+        series[series_name("streamer_monitor_fraud_events", labels)] = n
+    return series
+
+
+DEGRADED = {("9", "current"): 0.15, ("2", "current"): 0.64, ("all", "current"): 0.55}
+BEFORE = {("2", "previous"): 0.65, ("all", "previous"): 0.65}
+
+
+@pytest.fixture(scope="module")
+def rule(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("minutes", "fraud_of_9", "expected"),
+    [
+        pytest.param(70, 50, [{"model_version": "9"}], id="fires-for-the-degraded-version-only"),
+        pytest.param(50, 50, [], id="not-before-its-for-duration"),
+        pytest.param(70, 10, [], id="not-on-too-few-labelled-fraud"),
+    ],
+)
+def test_the_recall_alert_fires_in_a_rule_evaluation(
+    rule: dict[str, Any],
+    tmp_path: Path,
+    minutes: int,
+    fraud_of_9: float,
+    expected: list[dict[str, str]],
+) -> None:
+    series = _monitor_series({**DEGRADED, **BEFORE}, {"9": fraud_of_9, "2": 60, "all": 110})
+    done = rule_test(
+        promtool(),
+        rule,
+        GROUP,
+        series,
+        minutes=minutes,
+        alert="StreamerModelRecallDrop",
+        expected=[{"severity": "warning", "role": "champion", **e} for e in expected],
+        tmp=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_pr_auc_alert_fires_in_a_rule_evaluation(rule: dict[str, Any], tmp_path: Path) -> None:
+    series = _monitor_series({**DEGRADED, **BEFORE}, {"9": 50, "2": 60, "all": 110})
+    nine = {**SEL, "model_version": "9", "role": "champion", "window": "current"}
+    series[series_name("streamer_monitor_pr_auc", nine)] = 0.15
+    done = rule_test(
+        promtool(),
+        rule,
+        GROUP,
+        series,
+        minutes=70,
+        alert="StreamerModelPrAucDrop",
+        expected=[{"severity": "warning", "role": "champion", "model_version": "9"}],
+        tmp=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

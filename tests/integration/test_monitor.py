@@ -233,6 +233,53 @@ def test_a_degraded_version_shows_a_recall_drop_for_itself_alone(
     rows = {r["model_version"]: r for r in result["versions"]}
     assert rows["9"]["recall"] < 0.5 * rows["2"]["recall"]
     assert rows["9"]["pr_auc"] < 0.5 * rows["2"]["pr_auc"]
+    _the_chart_alert_fires_on(gauges, tmp_path)
+
+
+def _the_chart_alert_fires_on(gauges: dict[tuple[str, ...], float], tmp: Path) -> None:
+    """The chart's StreamerModelRecallDrop, evaluated by promtool on the real monitor's
+    gauges (held for 70 minutes, past the rule's ``for``), fires for the degraded version
+    and not for the version it replaced."""
+    from tests.deploy.tools import built_tool, render
+    from tests.fixtures.promtool import promtool, rule_test, series_name
+
+    docs = render(built_tool("helm.sh"), "monitor.enabled=true", "prometheusRule.enabled=true")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    scrape = {"job": "fraud-streamer-monitor-metrics", "namespace": "payments"}
+    series = {
+        series_name(key[0], {**scrape, **dict(kv.split("=", 1) for kv in key[1:])}): value
+        for key, value in gauges.items()
+        if key[0] in ("streamer_monitor_recall", "streamer_monitor_fraud_events")
+    }
+
+    def recall(version: str, window: str) -> float | None:
+        key = ("streamer_monitor_recall", f"model_version={version}", "role=champion")
+        return gauges.get((*key, "threshold=review", f"window={window}"))
+
+    def fraud(version: str) -> float:
+        key = ("streamer_monitor_fraud_events", f"model_version={version}", "role=champion")
+        return gauges.get((*key, "window=current"), 0)
+
+    baseline = recall("all", "previous")
+    assert baseline is not None
+    dropped = [
+        v
+        for v in ("2", "9", "all")
+        if (r := recall(v, "current")) is not None and r < 0.8 * baseline and fraud(v) >= 30
+    ]
+    assert "9" in dropped
+    assert "2" not in dropped
+    done = rule_test(
+        promtool(),
+        rule,
+        "fraud-streamer.model-performance",
+        series,
+        minutes=70,
+        alert="StreamerModelRecallDrop",
+        expected=[{"severity": "warning", "role": "champion", "model_version": v} for v in dropped],
+        tmp=tmp,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_logged_inputs_on_the_scored_topic_become_the_training_set(
