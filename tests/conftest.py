@@ -7,10 +7,10 @@ or local processes), once per run, or once per pytest-xdist worker (``make test`
 run with failures keeps the broker log in ``build/test-logs/``.
 
 Start-up is most of an integration run's fixed cost, so it is hidden behind work: as soon
-as the run knows which servers its tests need, each starts in a thread of its own
-(``tests/services.py``), side by side and while tests that need none run. The few tests of
-the registry and MLflow (30 to 50 s to start) form one xdist group per server, and each
-group goes to its own worker, which starts only that server: no server starts twice.
+as a worker knows which servers its tests need, each starts in a thread of its own
+(``tests/services.py``), side by side, and until they are up the worker is given tests that
+need none (``tests/xdist_scheduling.py``). The tests of the registry and of MLflow (30 to
+50 s to start) form one xdist group per server, run by the one worker that starts it.
 Tests share a worker's servers and own their names (topics, group, key prefix: ``unique``).
 """
 
@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,13 +53,21 @@ _STARTERS: dict[str, Callable[[], AbstractContextManager[Any]]] = {
     "registry": schema_registry,
 }
 _servers: dict[str, Background[Any]] = {}
+_RUN_VARIABLE = "STREAMER_TEST_RUN"  # set by the controller, inherited by xdist workers
 
 
 def _server(name: str) -> Background[Any]:
     """The run's ``name`` server, starting it now unless it already is."""
     if name not in _servers:
-        _servers[name] = Background(name, _STARTERS[name])
+        ready = ready_file(_worker()[0], name)
+        _servers[name] = Background(name, _STARTERS[name], ready)
     return _servers[name]
+
+
+def ready_file(worker: str, name: str) -> Path:
+    """The file ``worker``'s ``name`` server touches once it is up (``xdist_scheduling``)."""
+    run = os.environ.get(_RUN_VARIABLE, "single")
+    return Path(tempfile.gettempdir()) / f"streamer-tests-{run}" / f"{worker}-{name}.ready"
 
 
 def _worker() -> tuple[str, int]:
@@ -83,25 +92,23 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so the services are stopped.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    if config.pluginmanager.hasplugin("xdist"):
+    if config.pluginmanager.hasplugin("xdist") and "PYTEST_XDIST_WORKER" not in os.environ:
         from tests.xdist_scheduling import ServerGroupHooks
 
-        config.pluginmanager.register(ServerGroupHooks(groups_of_worker), "server-groups")
+        os.environ[_RUN_VARIABLE] = uuid.uuid4().hex
+        hooks = ServerGroupHooks(groups_of_worker, ready_file)
+        config.pluginmanager.register(hooks, "server-groups")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        shutil.rmtree(ready_file("-", "-").parent, ignore_errors=True)
 
 
 def _fixtures(item: pytest.Item) -> list[str]:
     """Every fixture ``item`` uses, directly or through others."""
     names: list[str] = getattr(item, "fixturenames", [])
     return names
-
-
-def _rank(item: pytest.Item) -> int:
-    """Longest first, so the workers finish together: the server groups, then integration,
-    deploy and unit tests (the many short ones fill the end)."""
-    if item.get_closest_marker("xdist_group"):
-        return 0
-    path = item.path.as_posix()
-    return 1 if "/integration/" in path else 2 if "/deploy/" in path else 3
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
@@ -113,7 +120,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in _fixtures(item):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
-    items.sort(key=_rank)  # stable: a module's tests keep their order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -8,7 +8,8 @@ the first tests that need none run; a fixture then waits for it (``get``).
 The thread that starts a server also stops it, and lives as long as the server does:
 local servers are spawned with ``PR_SET_PDEATHSIG``, which the kernel sends when the
 *thread* that spawned them ends, not the process. A daemon thread also means a killed
-pytest takes its servers along.
+pytest takes its servers along. ``ready_file`` is touched once the server is up (or failed
+to start), for the scheduler of an xdist run (``tests/xdist_scheduling.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -26,9 +28,15 @@ STOP_TIMEOUT_S = 180.0
 class Background(Generic[T]):
     """``make()``'s context, entered in a thread now and exited by ``close``."""
 
-    def __init__(self, name: str, make: Callable[[], AbstractContextManager[T]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        make: Callable[[], AbstractContextManager[T]],
+        ready_file: Path | None = None,
+    ) -> None:
         self.name = name
         self._make = make
+        self._ready_file = ready_file
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._value: T | None = None
@@ -69,9 +77,16 @@ class Background(Generic[T]):
         try:
             with self._make() as value:
                 self._value, self._started = value, True
-                self._ready.set()
+                self._signal_ready()
                 self._stop.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread by get/close
             self._error = exc
         finally:
-            self._ready.set()
+            self._signal_ready()
+
+    def _signal_ready(self) -> None:
+        """Up, or failed to start: either way the tests may come (they get the error)."""
+        if not self._ready.is_set() and self._ready_file is not None:
+            self._ready_file.parent.mkdir(parents=True, exist_ok=True)
+            self._ready_file.touch()
+        self._ready.set()
