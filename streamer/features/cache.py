@@ -119,7 +119,7 @@ class FeatureCache:
 
     With ``velocity`` (the stream's and the API's cache), the same MGET also reads the
     velocity state of the batch's distinct cards, and ``write_velocity`` writes the new
-    states back in one pipelined round trip (only when ``velocity == "read-write"``: the
+    states back in one round trip (only when ``velocity == "read-write"``: the
     stream records transactions, the API only reads them).
     """
 
@@ -195,7 +195,7 @@ class FeatureCache:
         )
 
     def record_velocity(self, batch: VelocityBatch) -> None:
-        """Count a batch's velocity outcomes and write its new states (one pipelined round
+        """Count a batch's velocity outcomes and write its new states (one round
         trip; a card's state only moves forward; only when this cache is read-write). A
         write lost to an outage (a timeout, a dropped connection) is sent once more: the
         compare-and-set makes that safe, states already written come back as stale. A
