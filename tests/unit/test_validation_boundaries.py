@@ -223,3 +223,29 @@ def test_an_oversized_code_is_quoted_cut_to_16_characters(field: str) -> None:
     assert rejection is not None
     assert f"{value[:16]!r}" in rejection.message
     assert len(rejection.message) < 100
+
+
+PASSING_EDGES = [c for c in CASES if c.values[3] is None and c.values[1] != "merchant_country"]
+
+
+@pytest.mark.parametrize(("currency", "field", "value", "expected"), PASSING_EDGES)
+def test_a_value_on_its_limit_is_no_reason_to_reject_an_event_broken_elsewhere(
+    currency: str, field: str, value: Any, expected: None
+) -> None:
+    """An event that breaks a later rule is rejected for that rule, not for a value that
+    sits exactly on an earlier rule's limit (the walk ``validate`` falls back to)."""
+    event = {**_event(currency, field, value), "merchant_country": "de"}
+    rejection = validate(event, NOW)
+    assert rejection is not None
+    assert rejection.error_class == "InvalidCountry"
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"), [(-1.0, "AmountNotPositive"), (0.0, "AmountNotPositive")]
+)
+def test_a_finite_float_amount_is_judged_by_the_amount_rules_not_as_non_finite(
+    amount: float, expected: str
+) -> None:
+    rejection = validate(sample_event(event_time=NOW, amount_minor=amount), NOW)
+    assert rejection is not None
+    assert rejection.error_class == expected
