@@ -13,6 +13,7 @@ replays from the last commit.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ def label_write(label: Label, interner: Interner) -> LabelWrite:
 
 @dataclass
 class MonitorLoop:
-    """Consume, decode, join, commit; gauges refreshed every ``refresh_s``."""
+    """Consume, decode, join, commit; gauges recomputed every ``refresh_s`` meanwhile."""
 
     consumer: Consumer
     state: JoinState
@@ -87,22 +88,34 @@ class MonitorLoop:
     redis_retry_s: float = 60.0
     now_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     heartbeat: float = field(default_factory=time.monotonic)
-    _next_refresh: float = 0.0
 
     def run(self, should_stop: Callable[[], bool]) -> None:
-        """Until ``should_stop()``: one batch at a time; commits before returning."""
+        """Until ``should_stop()``: one batch at a time; commits before returning. The
+        gauges are recomputed on a thread of their own, so reading a large window never
+        stalls consumption."""
         self.consumer.subscribe([self.scored_topic, self.labels_topic])
+        stopped = threading.Event()
+        refresher = threading.Thread(
+            target=self._refresh_every, args=(stopped,), name="monitor-gauges", daemon=True
+        )
+        refresher.start()
         try:
             while not should_stop():
                 self.heartbeat = time.monotonic()
                 messages = self.consumer.consume(self.batch_size, 0.5)
                 if messages:
                     self.process(messages)
-                if time.monotonic() >= self._next_refresh:
-                    self._retrying(self._refresh)
-                    self._next_refresh = time.monotonic() + self.refresh_s
         finally:
+            stopped.set()
             self.consumer.close()
+
+    def _refresh_every(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                self.metrics.refresh(self.state, self.now_ms(), self.window_ms)
+            except RedisError as exc:  # the consumer loop decides when Redis is gone for good
+                log.warning("gauges not recomputed: Redis failed (%s)", type(exc).__name__)
+            stopped.wait(self.refresh_s)
 
     def process(self, messages: Sequence[Message]) -> None:
         """Decode and apply one batch, then commit its offsets."""
@@ -166,9 +179,6 @@ class MonitorLoop:
             n = getattr(applied, result)
             if n:
                 self.metrics.messages.labels(topic, result).inc(n)
-
-    def _refresh(self) -> None:
-        self.metrics.refresh(self.state, self.now_ms(), self.window_ms)
 
     def _retrying(self, work: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + self.redis_retry_s

@@ -183,13 +183,15 @@ def test_a_degraded_version_shows_a_recall_drop_for_itself_alone(
 ) -> None:
     s = monitor_settings
     bootstrap = s["kafka_bootstrap_servers"]
-    start = int(time.time() * 1000) - 7 * DAY_MS
+    # A week of events ending with the current hour, so the windows (whole hours up to now)
+    # hold the same events whatever the minute: the last 3 days are the current window.
+    start = (int(time.time() * 1000) // HOUR_MS + 1) * HOUR_MS - 7 * DAY_MS
     swap = [(Model(V2, "2"), 6 / 7), (Model(SHUFFLED, "9"), 1 / 7)]  # swapped in for a day
     served = serve(40_000, seed=23, start_ms=start, champions=swap)
     produce(bootstrap, s["output_topic"], served.scored, "scored")
     produce(bootstrap, s["labels_topic"], served.labels, "label")
     log = tmp_path / "monitor.log"
-    proc = start_monitor(log, "--window-hours", "48", "--refresh-s", "1", **s)
+    proc = start_monitor(log, "--window-hours", "72", "--refresh-s", "1", **s)
     try:
         _caught_up(s, proc)
         caught_up = time.time()
