@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from fastavro import parse_schema, schemaless_reader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,30 +167,50 @@ def wait_caught_up(
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
-    """Every message of ``topic`` (at least ``expected``, then whatever else arrives in 1 s)."""
+    """Every message of ``topic``: at least ``expected``, and then everything up to the
+    partitions' ends (what was written by then), or whatever else arrives in 1 s when a
+    partition's end cannot be reached (an open transaction holds a read_committed reader
+    back). The partitions are assigned, not subscribed: no group to join."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    raise KafkaException(msg.error())
-                out.append(msg)
+            out.extend(_consumed(consumer.consume(1000, 0.5)))
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in partitions}  # fmt: skip
         idle_until = time.monotonic() + 1.0
-        while time.monotonic() < idle_until:
-            out.extend(m for m in consumer.consume(1000, 0.2) if not m.error())
+        while time.monotonic() < idle_until and not _reached(consumer, topic, ends):
+            batch = consumer.consume(1000, 0.2)
+            out.extend(m for m in batch if not m.error())
     finally:
         consumer.close()
     return out
+
+
+def _consumed(batch: list[Any]) -> list[Any]:
+    for msg in batch:
+        if msg.error():
+            raise KafkaException(msg.error())
+    return batch
+
+
+def _reached(consumer: Consumer, topic: str, ends: dict[int, tuple[int, int]]) -> bool:
+    """Whether the reader is at the end (``ends``: low and high watermarks) of every
+    partition: an empty one has no position to be at."""
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    return all(
+        tp.offset >= ends[tp.partition][1] or ends[tp.partition][1] <= ends[tp.partition][0]
+        for tp in positions
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
