@@ -145,7 +145,7 @@ def test_a_monitor_killed_mid_stream_counts_nothing_twice(
     produce(bootstrap, s["labels_topic"], served.labels, "label")
     total = sum(end_offsets(bootstrap, s["output_topic"]).values())
     log = tmp_path / "monitor.log"
-    proc = start_monitor(log, "--batch-size", "100", **s)
+    proc = start_monitor(log, "--batch-size", "20", **s)  # slow: killed mid-stream
     wait_until(
         lambda: committed_total(bootstrap, s["monitor_group_id"], s["output_topic"]) > total // 10,
         120,
