@@ -10,7 +10,8 @@ can state and also looks inside each batch's results.
 
 The same run proves the audit path: every request the API accepted is on the scored topic
 exactly once, and no rejected one, counted from the recorded responses (HAR) against the
-topic read to its end after the server stopped.
+topic read to its end after the server stopped. A second, smaller run serves with API
+keys, where the document states its security schemes and ``ignored_auth`` tries without.
 
 Seed: fixed in CI (``CI`` set), random locally, ``API_FUZZ_SEED=N`` to replay a run
 (the seed is printed); ``API_FUZZ_EXAMPLES`` sets the examples per operation.
