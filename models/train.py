@@ -102,6 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "useless model, to see the promotion gate refuse it",
     )
     parser.add_argument(
+        "--labelled",
+        type=Path,
+        default=None,
+        metavar="PARQUET",
+        help="train on the labelled events `streamer monitor export` wrote (the inputs the "
+        "stream logged, is_fraud, event time) instead of synthetic data",
+    )
+    parser.add_argument(
         "--register",
         nargs="?",
         const="",
@@ -150,6 +158,32 @@ def build_history_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndar
     return x[kept], history.labels[kept], t_ms[kept]
 
 
+def build_labelled_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X float32, y int8, event time ms) from ``streamer monitor export``: the inputs the
+    stream logged for each labelled event (``feature.<name>`` columns), in the model's
+    order. Rows without logged inputs (feature logging was off) are left out; the export
+    named the inputs to rebuild offline for them."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(args.labelled)
+    columns = [f"feature.{name}" for name in features.FEATURE_NAMES]
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise SystemExit(
+            f"{args.labelled} has no logged {len(missing)} model inputs ({missing[0]}, …): "
+            "export events scored with STREAMER_FEATURE_LOGGING=true, or rebuild the inputs "
+            "offline (streamer features build)"
+        )
+    x = np.column_stack([table[c].to_numpy(zero_copy_only=False) for c in columns])
+    kept = ~np.isnan(x).any(axis=1)
+    y = table["is_fraud"].to_numpy(zero_copy_only=False).astype(np.int8)
+    t_ms = table["event_time_ms"].to_numpy(zero_copy_only=False).astype(np.int64)
+    print(f"{int(kept.sum())} of {len(kept)} labelled events have logged inputs", file=sys.stderr)
+    if not kept.any() or len(np.unique(y[kept])) < 2:
+        raise SystemExit(f"{args.labelled}: need logged inputs of both fraud and genuine events")
+    return x[kept].astype(np.float32), y[kept], t_ms[kept]
+
+
 def pick_thresholds(
     y: np.ndarray, scores: np.ndarray, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -189,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out / args.name / version).exists():
         raise SystemExit(f"{args.out / args.name / version} exists and versions are immutable; "
                          "leave --version out to train the next one")  # fmt: skip
-    x, y, t_ms = (build_history_dataset if args.history else build_dataset)(args)
+    builder = build_history_dataset if args.history else build_dataset
+    x, y, t_ms = (build_labelled_dataset if args.labelled else builder)(args)
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
     labels, graph = training_labels(args, y, train), f"{args.name}-{version}"
@@ -365,6 +400,8 @@ def training_record(args: argparse.Namespace, params: dict[str, Any]) -> dict[st
                 "attack_rates": asdict(attacks.AttackRates()),
             }
             if args.history
+            else {"data": f"streamer monitor export: {args.labelled.name}"}
+            if args.labelled
             else {"data": "streamer.dev.synth", "events": args.events}
         ),
         "cards": args.cards,
