@@ -21,7 +21,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -43,7 +42,6 @@ settings.register_profile("streamer", deadline=None)
 settings.load_profile("streamer")
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
-_STARTED_AT = time.time()
 
 SERVER_GROUPS = {"mlflow_tracking_uri": "mlflow", "schema_registry_url": "registry"}
 """Fixture of a slow-starting server -> the xdist group of the tests that use it."""
@@ -53,7 +51,9 @@ _STARTERS: dict[str, Callable[[], AbstractContextManager[Any]]] = {
     "registry": schema_registry,
 }
 _servers: dict[str, Background[Any]] = {}
-_RUN_VARIABLE = "STREAMER_TEST_RUN"  # set by the controller, inherited by xdist workers
+# Set by the controller, inherited by xdist workers; not STREAMER_*: streamer refuses
+# variables of its prefix that are not settings.
+_RUN_VARIABLE = "TEST_SERVERS_RUN"
 
 
 def _server(name: str) -> Background[Any]:
@@ -66,8 +66,12 @@ def _server(name: str) -> Background[Any]:
 
 def ready_file(worker: str, name: str) -> Path:
     """The file ``worker``'s ``name`` server touches once it is up (``xdist_scheduling``)."""
-    run = os.environ.get(_RUN_VARIABLE, "single")
-    return Path(tempfile.gettempdir()) / f"streamer-tests-{run}" / f"{worker}-{name}.ready"
+    return Path(tempfile.gettempdir()) / f"streamer-tests-{_run()}" / f"{worker}-{name}.ready"
+
+
+def _run() -> str:
+    """This run's id: the controller's, shared with its xdist workers."""
+    return os.environ.get(_RUN_VARIABLE, "single")
 
 
 def _worker() -> tuple[str, int]:
@@ -145,7 +149,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         endpoints: Endpoints = stack.get()
         if endpoints.kafka_log and endpoints.kafka_log.exists():
             LOG_DIR.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(endpoints.kafka_log, LOG_DIR / f"kafka-broker-{_worker()[0]}.log")
+            kept = LOG_DIR / f"kafka-broker-{_run()}-{_worker()[0]}.log"
+            shutil.copyfile(endpoints.kafka_log, kept)
     for server in _servers.values():
         server.request_stop()
     errors = []
@@ -161,8 +166,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Name the logs kept by this run (by this process or its xdist workers)."""
-    kept = sorted(LOG_DIR.glob("*.log")) if LOG_DIR.is_dir() else []
-    for path in (p for p in kept if p.stat().st_mtime >= _STARTED_AT):
+    for path in sorted(LOG_DIR.glob(f"kafka-broker-{_run()}-*.log")):
         terminalreporter.write_line(f"service log kept for the failed run: {path}", yellow=True)
 
 
