@@ -97,44 +97,16 @@ def run(
     """Join labels to scored events until SIGTERM/SIGINT; gauges on the metrics port."""
     from prometheus_client import CollectorRegistry
 
-    from streamer.cli.consume import _decoder
-    from streamer.monitor.gauges import MonitorMetrics
-    from streamer.monitor.labels import make_label_decoder
-    from streamer.monitor.loop import MonitorLoop
     from streamer.observability import logs
-    from streamer.service.checks import check_kafka, check_schema_registry
     from streamer.service.runner import StopFlag
 
     factory, state = _state(config, require=("kafka_bootstrap_servers", "output_topic"))
     s = factory.settings
     logs.configure(s.log_level, json=s.log_format == "json")
-    check_kafka(
-        factory.admin(),
-        s,
-        {"STREAMER_OUTPUT_TOPIC": s.output_topic, "STREAMER_LABELS_TOPIC": s.labels_topic},
-        errors=factory.errors,
-    )
-    registry = factory.schema_registry()
-    check_schema_registry(s, registry)
     prometheus = CollectorRegistry()
-    metrics = MonitorMetrics(prometheus)
-    loop = MonitorLoop(
-        consumer=factory.consumer(group_id=s.monitor_group_id),
-        state=state,
-        scored_decoder=_decoder(s.output_format, None, registry, s),
-        label_decoder=make_label_decoder(
-            s.input_format,
-            registry=registry,
-            max_bytes=s.max_message_bytes,
-            unknown_id_ttl_s=s.schema_registry_unknown_id_ttl_s,
-        ),
-        scored_topic=s.output_topic,
-        labels_topic=s.labels_topic,
-        metrics=metrics,
-        window_ms=int(window_hours * 3_600_000),
-        refresh_s=refresh_s,
-        batch_size=batch_size,
-    )
+    loop = _loop(factory, state, prometheus)
+    loop.window_ms, loop.refresh_s = int(window_hours * 3_600_000), refresh_s
+    loop.batch_size = batch_size
     server = _ops_server(s.metrics_port, prometheus, loop)
     stop = StopFlag()
     stop.install()
@@ -147,6 +119,36 @@ def run(
         loop.run(stop)
     finally:
         server.close()
+
+
+def _loop(factory: Any, state: Any, prometheus: Any) -> Any:
+    """The monitor's loop on checked topics and registry: consumer, decoders, gauges."""
+    from streamer.cli.consume import _decoder
+    from streamer.monitor.gauges import MonitorMetrics
+    from streamer.monitor.labels import make_label_decoder
+    from streamer.monitor.loop import MonitorLoop
+    from streamer.service.checks import check_kafka, check_schema_registry
+
+    s = factory.settings
+    topics = {"STREAMER_OUTPUT_TOPIC": s.output_topic, "STREAMER_LABELS_TOPIC": s.labels_topic}
+    check_kafka(factory.admin(), s, topics, errors=factory.errors)
+    registry = factory.schema_registry()
+    check_schema_registry(s, registry)
+    return MonitorLoop(
+        consumer=factory.consumer(group_id=s.monitor_group_id),
+        state=state,
+        scored_decoder=_decoder(s.output_format, None, registry, s),
+        label_decoder=make_label_decoder(
+            s.input_format,
+            registry=registry,
+            max_bytes=s.max_message_bytes,
+            unknown_id_ttl_s=s.schema_registry_unknown_id_ttl_s,
+        ),
+        scored_topic=s.output_topic,
+        labels_topic=s.labels_topic,
+        metrics=MonitorMetrics(prometheus),
+        window_ms=168 * 3_600_000,
+    )
 
 
 def _ops_server(port: int, registry: Any, loop: Any) -> Any:
