@@ -218,6 +218,13 @@ class Settings(BaseSettings):
         description="address the /metrics, /healthz and /readyz server binds (IPv4): 0.0.0.0 "
         "(every interface) so probes and scrapes reach a container; 127.0.0.1 on a shared host",
     )
+    serve_grpc_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of streamer serve's gRPC Open Inference Protocol "
+        "(inference.GRPCInferenceService), on serve's --host; 0: off",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="log level of streamer and librdkafka"
     )

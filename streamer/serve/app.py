@@ -28,6 +28,7 @@ from streamer.errors import Rejection
 from streamer.model.registry import list_models
 from streamer.serve import auth, bodies, openapi, responses
 from streamer.serve.middleware import BodyLimit, DirectRoute, Telemetry
+from streamer.serve.oip import rest as oip_rest
 from streamer.serve.runtime import Runtime
 from streamer.serve.schema import batched_transaction, to_event, transaction_request
 from streamer.serve.tracing import trace_tag
@@ -56,9 +57,16 @@ def create_app(runtime: Runtime, tracer: Tracer | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.batcher.start()
         runtime.models.start()  # hot swap: the kernel takes a new version between batches
+        rpc = None
+        if runtime.settings.serve_grpc_port:  # grpcio only imported when asked for
+            from streamer.serve.oip import grpc_service
+
+            rpc = await grpc_service.start(runtime, tracer)
         try:
             yield
         finally:  # uvicorn lets in-flight requests finish before this runs
+            if rpc is not None:
+                await rpc.stop(runtime.options.graceful_timeout_s)
             await runtime.batcher.stop()
             await run_in_threadpool(runtime.close)
 
@@ -73,6 +81,7 @@ def create_app(runtime: Runtime, tracer: Tracer | None = None) -> FastAPI:
     )
     score = _scoring_routes(app, runtime)
     _operations_routes(app, runtime)
+    app.include_router(oip_rest.router(runtime))  # /v2: the Open Inference Protocol
     # Innermost first. /v1/score goes past FastAPI's routing (DirectRoute): the hot path;
     # its FastAPI route documents it.
     route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/score")

@@ -38,8 +38,16 @@ class HttpMetrics:
         )
         self.requests = Counter(
             "streamer_serve_requests",
-            "Scoring API requests by route and HTTP status.",
-            ["http_route", "http_response_status_code"],
+            "Scoring API requests by route and status, and protocol: v1, v2-rest (the Open "
+            "Inference Protocol's /v2 routes) or v2-grpc (route: the RPC, status: its code).",
+            ["http_route", "http_response_status_code", "protocol"],
+            registry=registry,
+        )
+        self.rpc_duration = Histogram(
+            "rpc_server_duration_seconds",
+            "Time from gRPC request received to response, by method and status code.",
+            ["rpc_method", "rpc_grpc_status_code"],
+            buckets=REQUEST_BUCKETS,
             registry=registry,
         )
         self.decisions = Counter(
@@ -61,10 +69,15 @@ class HttpMetrics:
             code = str(status)
             children = self._observed[key] = (
                 self.duration.labels(method, route, code),
-                self.requests.labels(route, code),
+                self.requests.labels(route, code, "v2-rest" if route.startswith("/v2") else "v1"),
             )
         children[0].observe(seconds)
         children[1].inc()
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        """One gRPC call (``method`` of inference.GRPCInferenceService) answered ``code``."""
+        self.rpc_duration.labels(method, code).observe(seconds)
+        self.requests.labels(f"/inference.GRPCInferenceService/{method}", code, "v2-grpc").inc()
 
     def decided(self, decision: str) -> None:
         """One event answered with ``decision`` (or ``rejected``)."""
