@@ -61,6 +61,7 @@ from streamer.model.versions import create_version, next_version
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed, so runs are reproducible
 INPUT_NAME = "features"
+EXPLAINER_FILE = "explainer.txt"  # LightGBM's own model text: reason codes' contributions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     cut = int(np.quantile(t_ms, 0.8))
     train, test = t_ms < cut, t_ms >= cut
     labels, graph = training_labels(args, y, train), f"{args.name}-{version}"
-    params, onnx_model, scores = fit_and_export(args, graph, x, labels, train, test)
+    params, onnx_model, scores, explainer_text = fit_and_export(args, graph, x, labels, train, test)
     onnx_bytes = onnx_model.SerializeToString()
     thresholds = pick_thresholds(y[test], scores, args)
     metrics = evaluate(y, scores, train, test, thresholds)
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     def write(version_dir: Path, version: str) -> None:
         metadata = describe(args, version, onnx_bytes, onnx_model, params, thresholds, metrics)
         metadata.update(references)
+        metadata["explainer"] = explainer_record(explainer_text)
         (version_dir / "model.onnx").write_bytes(onnx_bytes)
+        (version_dir / EXPLAINER_FILE).write_text(explainer_text, encoding="utf-8")
         (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
     version_dir = create_version(args.out, args.name, write, version=version)
@@ -294,9 +297,9 @@ def fit_and_export(
     y: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
-) -> tuple[dict[str, Any], Any, np.ndarray]:
+) -> tuple[dict[str, Any], Any, np.ndarray, str]:
     """(LightGBM parameters, the canonical ONNX model, its held-out scores checked against
-    LightGBM's)."""
+    LightGBM's, LightGBM's own model text: the explainer, the same trees as the ONNX)."""
     params: dict[str, Any] = {
         "n_estimators": args.trees,
         "num_leaves": args.leaves,
@@ -325,7 +328,14 @@ def fit_and_export(
     output_names = [o.name for o in onnx_model.graph.output]
     probability_output = next(n for n in output_names if "prob" in n)
     scores = check_parity(onnx_model.SerializeToString(), x[test], expected, probability_output)
-    return params, onnx_model, scores
+    return params, onnx_model, scores, model.booster_.model_to_string()
+
+
+def explainer_record(text: str) -> dict[str, str]:
+    """metadata.json's ``explainer``: the LightGBM model text (exact TreeSHAP contributions
+    with ``pred_contrib``, see ``streamer.model.explainer``) and its sha256, verified at load."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return {"file": EXPLAINER_FILE, "format": "lightgbm-text", "sha256": digest}
 
 
 def evaluate(

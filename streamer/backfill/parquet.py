@@ -86,6 +86,8 @@ def _arrow_field(field: dict[str, Any]) -> Any:
         arrow = _primitives()[avro]
     elif isinstance(avro, dict) and avro.get("type") == "map" and avro["values"] in _primitives():
         arrow = pa.map_(pa.string(), _primitives()[avro["values"]])  # logged features
+    elif isinstance(avro, dict) and avro.get("type") == "array" and isinstance(avro["items"], dict):
+        arrow = pa.list_(pa.struct([_arrow_field(f) for f in avro["items"]["fields"]]))  # reasons
     else:
         raise ConfigError(f"no Parquet column type for field {field['name']} ({avro})")
     return pa.field(field["name"], arrow, nullable=nullable)

@@ -48,6 +48,7 @@ def score_file(
     from streamer.config.redaction import redact_url
     from streamer.errors import DependencyError
     from streamer.scoring.kernel import ScoringKernel
+    from streamer.scoring.reasons import reason_settings
     from streamer.service import load
     from streamer.service.assembly import offline_source
 
@@ -63,7 +64,9 @@ def score_file(
             f"cannot reach Redis at {where}; check STREAMER_REDIS_URL (or --redis-url), "
             "or pass --allow-degraded to score with default features"
         )
-    kernel = ScoringKernel(loaded, cache, feature_logging=factory.settings.feature_logging)
+    s = factory.settings
+    reasons = reason_settings(s.reasons, s.reasons_deny)
+    kernel = ScoringKernel(loaded, cache, feature_logging=s.feature_logging, reasons=reasons)
     result = run_file(
         source,
         target,

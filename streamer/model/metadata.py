@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ from streamer.features.layout import (
     MERCHANT_FIELDS,
     defaults_vector,
 )
+
+if TYPE_CHECKING:
+    from streamer.model.explainer import Explainer
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """Model names and versions: no path separators, no leading dot (so ``..`` is refused)."""
@@ -93,6 +96,16 @@ class ReferenceHistogram(BaseModel):
         return self
 
 
+class ExplainerRecord(BaseModel):
+    """``explainer``: the file beside ``model.onnx`` that explains it (LightGBM's own model
+    text, ``streamer.model.explainer``) and its sha256, verified at every load."""
+
+    model_config = ConfigDict(frozen=True)
+    file: str = Field(pattern=NAME.pattern)
+    format: Literal["lightgbm-text"] = "lightgbm-text"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class ModelMetadata(BaseModel):
     """``metadata.json``: what the model is, what it expects, how good it was, and its hash."""
 
@@ -117,6 +130,7 @@ class ModelMetadata(BaseModel):
     reference_features: dict[str, ReferenceHistogram] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    explainer: ExplainerRecord | None = None
 
     @model_validator(mode="after")
     def _references_name_inputs(self) -> ModelMetadata:
@@ -147,6 +161,7 @@ class LoadedModel:
     metadata: ModelMetadata
     path: Path
     onnx_bytes: bytes = field(repr=False)
+    explainer: Explainer | None = field(default=None, repr=False, compare=False)
 
     @property
     def card_defaults(self) -> npt.NDArray[np.float64]:

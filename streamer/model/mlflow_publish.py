@@ -110,6 +110,8 @@ def _register(
     mlflow.log_dict(run_id, _signature(meta), f"{reg.ARTIFACT_DIR}/signature.json")
     mlflow.log_artifact(run_id, str(folder / "model.onnx"), reg.ARTIFACT_DIR)
     mlflow.log_artifact(run_id, str(folder / "metadata.json"), reg.ARTIFACT_DIR)
+    if meta.explainer is not None:  # travels with the version; its sha256 is in the metadata
+        mlflow.log_artifact(run_id, str(folder / meta.explainer.file), reg.ARTIFACT_DIR)
     mlflow.set_terminated(run_id)
     version = mlflow.create_model_version(
         name,

@@ -261,4 +261,4 @@ def _verified(folder: Path, record: VersionRecord) -> LoadedModel:
     except ModelError as exc:
         raise ModelError(str(exc).replace(str(folder), record.spec)) from None
     meta = model.metadata.model_copy(update={"name": record.name, "version": record.version})
-    return LoadedModel(metadata=meta, path=model.path, onnx_bytes=model.onnx_bytes)
+    return LoadedModel(meta, model.path, model.onnx_bytes, model.explainer)

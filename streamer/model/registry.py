@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from streamer.errors import ModelError
 from streamer.features.engineering import unknown_features
 from streamer.model.aliases import read_aliases
+from streamer.model.explainer import load_explainer
 from streamer.model.metadata import (
     NAME,
     LoadedModel,
@@ -177,7 +178,8 @@ def load_model(spec: str, models_dir: Path) -> LoadedModel:
     except KeyError as exc:
         raise _fail(spec, f"defaults name {exc.args[0]}", "fix the metadata's defaults") from None
     _check_signature(spec, data, meta)
-    return LoadedModel(metadata=meta, path=path, onnx_bytes=data)
+    explainer = load_explainer(spec, path, meta, data)
+    return LoadedModel(metadata=meta, path=path, onnx_bytes=data, explainer=explainer)
 
 
 def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:

@@ -128,7 +128,8 @@ class ModelWatcher:
         if self._target is None:
             return f"{self._aliases_stat}|{self._problem}"
         version_dir = self.models_dir / self.spec.partition("@")[0] / self._target
-        files = [_stat(version_dir / n) for n in ("model.onnx", "metadata.json")]
+        names = ("model.onnx", "metadata.json", "explainer.txt")  # a fixed explainer: retried
+        files = [_stat(version_dir / n) for n in names]
         return f"{self._aliases_stat}|{files}"
 
     def load_candidate(self) -> Outcome | None:

@@ -59,6 +59,13 @@ class StreamerCollector(Collector):
             ["decision", "model_version"],
         )
         yield _counter(
+            "streamer_decision_reasons",
+            "Reason codes given with the scoring model's decisions (up to three per event), "
+            "by model version, decision and code (docs/reasons.md).",
+            [((v, d, r), n) for (v, d, r), n in sorted(t.reasons.items())],
+            ["model_version", "decision", "reason"],
+        )
+        yield _counter(
             "streamer_events_dead_lettered",
             "Messages sent to the dead-letter topic.",
             [((stage, reason), n) for (stage, reason), n in sorted(t.dead_letters.items())],

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +52,16 @@ SCORE_BUCKETS = (
     0.95,
     0.99,
 )
-STAGES = ("decode", "validate", "enrich", "score", "shadow", "velocity_write", "publish")
+STAGES = (
+    "decode",
+    "validate",
+    "enrich",
+    "score",
+    "reasons",
+    "shadow",
+    "velocity_write",
+    "publish",
+)
 
 
 class BatchHistogram:
@@ -118,6 +127,7 @@ class Telemetry(Observer):
         default_factory=lambda: {s: BatchHistogram(STAGE_BUCKETS) for s in STAGES}
     )
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (decision, version)
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (version, d, code)
     feature_status: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     shadow_agreement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (version, agree)
@@ -141,6 +151,7 @@ class Telemetry(Observer):
         version = result.model.version
         self._scored(version, result.scores, result.decision_counts())
         self.feature_status.update(result.status_counts())
+        self._count_reasons(version, result.columns)
         times = result.event_times_ms() if result.rows else None
         if times is not None and result.loaded is not None and result.matrix is not None:
             self.drift.observe(result.loaded.metadata, times, result.scores, result.matrix)
@@ -159,6 +170,16 @@ class Telemetry(Observer):
         self.shadow_difference.observe(shadow.scores[ok] - result.scores[ok])
         if shadow.loaded is not None and shadow.matrix is not None and ok.all():
             self.drift.observe(shadow.loaded.metadata, times, shadow.scores, shadow.matrix)
+
+    def _count_reasons(self, version: str, columns: Mapping[str, Any]) -> None:
+        """The scoring model's reason codes by decision (the shadow gives none: it never
+        decides, so no shadow reason mixes with these)."""
+        explained = columns.get("reasons", (None,))
+        if len(explained) == 1 and explained[0] is None:  # the constant column: none
+            return
+        for decision, reasons in zip(columns["decision"], explained, strict=True):
+            for reason in reasons or ():
+                self.reasons[version, decision, reason["code"]] += 1
 
     def dead_lettered(self, rejection: Rejection) -> None:
         self.dead_letters[rejection.stage, rejection.error_class] += 1

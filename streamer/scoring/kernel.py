@@ -31,6 +31,7 @@ from streamer.model.scorer import Scorer
 from streamer.observability.observer import Observer
 from streamer.scoring.containment import StageError, run_contained
 from streamer.scoring.decisions import DECISIONS, counts, decide
+from streamer.scoring.reasons import Reasons, ReasonSettings
 from streamer.scoring.records import ModelStamp, ShadowResult, scored_columns
 from streamer.scoring.validation import all_plausible, validate
 
@@ -119,9 +120,11 @@ class ScoringKernel:
         observer: Observer | None = None,
         clock: Clock = now_ms,
         feature_logging: bool = False,
+        reasons: ReasonSettings | None = None,
     ) -> None:
         self.features = features
         self.feature_logging = feature_logging
+        self.reasons = Reasons(reasons)
         self.observer = observer or Observer()
         self.clock = clock
         self.shadow: ShadowModel | None = None
@@ -197,6 +200,10 @@ class ScoringKernel:
         )
         if self.feature_logging and matrix is not None:
             columns["features"] = logged_features(self._feature_names, matrix)
+        if matrix is not None:  # reason codes of the flagged rows (``scoring.reasons``)
+            with self.observer.stage("reasons"):
+                explainer, names = self.model.explainer, self._feature_names
+                columns["reasons"] = self.reasons.column(explainer, names, matrix, decisions)
         result = Scored(
             rows,
             columns,

@@ -78,6 +78,7 @@ def scored_columns(
         "shadow_decision": (None,),
         "shadow_model_version": (None,),
         "features": (None,),
+        "reasons": (None,),
     }
     if shadow is not None:
         failed = np.isnan(shadow.scores).tolist()  # the shadow did not score these rows

@@ -21,6 +21,16 @@ DECODE_CLASSES = ("InvalidJson", "InvalidEvent")
 """A body that is not JSON, or JSON that is not the request schema (stage ``decode``)."""
 
 
+class Reason(BaseModel):
+    """One reason code of a flagged decision (docs/reasons.md)."""
+
+    code: str = Field(examples=["VELOCITY_1H"])
+    feature: str = Field(description="The model input of this code that contributed most.")
+    value: float = Field(description="That input's value in the scored event.")
+    contribution: float = Field(description="The code's contribution to the margin (log-odds).")
+    text: str = Field(examples=["7 transactions in the last hour"])
+
+
 class Scored(BaseModel):
     """A scored event: the ScoredEvent record the stream publishes, without its topic
     position (``source_partition``, ``source_offset``) and ``publish_time``."""
@@ -44,6 +54,11 @@ class Scored(BaseModel):
     shadow_score: float | None = None
     shadow_decision: Decision | None = None
     shadow_model_version: str | None = None
+    reasons: list[Reason] | None = Field(
+        None,
+        description="Up to three reasons, largest first, for REVIEW and DECLINE (null for "
+        "APPROVE, and when STREAMER_REASONS is off or the model has no explainer).",
+    )
 
 
 class ScoreResponse(Scored):

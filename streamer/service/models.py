@@ -23,6 +23,7 @@ from streamer.model.watcher import ModelWatcher, Ready, Refused
 from streamer.observability.model_collector import ModelSources
 from streamer.observability.observer import Observer
 from streamer.scoring.kernel import FeatureSource, ScoringKernel, ShadowModel
+from streamer.scoring.reasons import reason_settings
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def scoring_kernel(
         scorer=Scorer(model, intra_op_threads=settings.onnx_threads),
         observer=observer,
         feature_logging=settings.feature_logging,
+        reasons=reason_settings(settings.reasons, settings.reasons_deny),
     )
     m = settings.models
     if m.shadow_spec:

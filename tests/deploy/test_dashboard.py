@@ -73,6 +73,7 @@ def test_dashboard_queries_only_documented_metrics() -> None:
         ("Shadow score difference", "streamer_shadow_score_difference_bucket"),
         ("Shadow failures", "streamer_shadow_failures_total"),
         ("Drift PSI by input", "max by (model_version, feature) (streamer_drift_psi"),
+        ("Top reasons", "sum by (reason, decision) (rate(streamer_decision_reasons_total"),
     ],
 )
 def test_dashboard_has_the_required_panels(title: str, metric: str) -> None:

@@ -125,9 +125,14 @@ def _recipe(target: str) -> list[str]:
 
 
 def test_make_test_builds_the_docs_and_dev_up_sets_the_machine_up_first() -> None:
-    test = _recipe("test")
-    lint = next(i for i, c in enumerate(test) if c.endswith(" lint"))
-    assert test[lint + 1].endswith(" docs"), test
+    test = "\n".join(_recipe("test"))
+    runs = {
+        target: found.start()
+        for target in ("lint", "docs")
+        if (found := re.search(rf"\$\(MAKE\)(\s+--?[\w-]+)*\s+{target}\b", test))
+    }
+    assert set(runs) == {"lint", "docs"}, test
+    assert runs["lint"] < runs["docs"], test
     assert any("mkdocs build --strict" in c for c in _recipe("docs"))
     dev_up = _recipe("dev-up")
     assert ".ci/setup.sh" in dev_up[0], dev_up

@@ -59,7 +59,6 @@ def test_new_readers_read_old_records() -> None:
     )
 
 
-
 V2_FILE = fastavro.schema.load_schema(REPO / "schemas" / "history" / "scored_event.v2.avsc")
 
 
@@ -74,3 +73,28 @@ def test_logged_features_round_trip_and_default_to_null() -> None:
     logged = {"txn_count_1h": 3.0, "amount_zscore": -1.25}
     assert _round_trip({**RECORD, "features": logged}, V2, V2)["features"] == logged
     assert _round_trip(RECORD, V2_FILE, V2)["features"] is None
+
+
+V3_FILE = fastavro.schema.load_schema(REPO / "schemas" / "history" / "scored_event.v3.avsc")
+REASONS = [
+    {
+        "code": "VELOCITY_1H",
+        "feature": "txn_count_1h",
+        "value": 7.0,
+        "contribution": 1.25,
+        "text": "7 transactions in the last hour",
+    }
+]
+
+
+def test_version_3_readers_read_records_with_reasons() -> None:
+    new = {**RECORD, "features": {"amount": 12.5}, "reasons": REASONS}
+    old = _round_trip(new, V2, V3_FILE)
+    assert "reasons" not in old
+    assert old["features"] == {"amount": 12.5}
+
+
+def test_reasons_round_trip_and_default_to_null() -> None:
+    assert _round_trip({**RECORD, "reasons": REASONS}, V2, V2)["reasons"] == REASONS
+    assert _round_trip({**RECORD, "reasons": []}, V2, V2)["reasons"] == []
+    assert _round_trip(RECORD, V3_FILE, V2)["reasons"] is None

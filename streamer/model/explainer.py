@@ -1,0 +1,157 @@
+"""The explainer of a model version: LightGBM's own model text, verified against the ONNX.
+
+A version directory may carry ``explainer.txt`` (``booster.save_model`` of the trees the
+ONNX file was exported from; ``models/train.py`` writes it and its sha256 into
+``metadata.json``'s ``explainer``). Reason codes need each input's exact contribution to
+the model's margin: LightGBM's ``predict(pred_contrib=True)`` computes TreeSHAP on its own
+trees, read from its own text format, with no converter between the trees and the
+arithmetic. shap's TreeExplainer would pull numba and pandas into the serving image and,
+for a LightGBM model, calls this same ``pred_contrib`` for the raw margin anyway.
+
+An explainer is used only when it is the same model as the ONNX file, checked on a
+reference set at every load (start-up, hot swap, MLflow): the base value plus the
+contributions must equal the ONNX margin, and the sigmoid of it the ONNX score, both within
+``TOLERANCE``. Anything else is a ``ModelError``: the version is refused, not served
+without reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from streamer.errors import ModelError
+from streamer.model.metadata import ModelMetadata
+
+TOLERANCE = 1e-5
+"""Largest |base + sum of contributions - ONNX margin| (and score difference) accepted."""
+REFERENCE_ROWS = 256
+_CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
+
+
+class Explainer:
+    """Exact per-input contributions to the margin (log-odds) of a LightGBM model."""
+
+    def __init__(self, booster: Any, width: int) -> None:
+        self._booster = booster
+        self.width = width
+
+    def contributions(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """``[n, width + 1]``: each input's contribution; the last column is the base value
+        (the expected margin), so a row sums to the model's margin."""
+        if matrix.shape[0] == 0:
+            return np.empty((0, self.width + 1), dtype=np.float64)
+        batch = np.ascontiguousarray(matrix, dtype=np.float32)
+        out = self._booster.predict(batch, pred_contrib=True, num_threads=1)
+        return np.asarray(out, dtype=np.float64)
+
+
+def load_explainer(
+    spec: str, onnx_path: Path, meta: ModelMetadata, onnx: bytes
+) -> Explainer | None:
+    """The verified explainer beside ``onnx_path`` (None when the metadata names none)."""
+    record = meta.explainer
+    if record is None:
+        return None
+    path = onnx_path.with_name(record.file)
+    try:
+        text = path.read_bytes()
+    except OSError:
+        raise _fail(
+            spec, f"{path} is missing", "restore it or re-export with models/train.py"
+        ) from None
+    digest = hashlib.sha256(text).hexdigest()
+    if digest != record.sha256:
+        raise _fail(
+            spec,
+            f"sha256 of {path} is {digest[:12]}…, metadata says {record.sha256[:12]}…",
+            "the file changed after registration: restore it or re-export with models/train.py",
+        )
+    explainer = Explainer(_booster(spec, text), len(meta.feature_names))
+    verify(spec, explainer, meta, onnx)
+    return explainer
+
+
+def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) -> None:
+    """Refuse an explainer that is not the ONNX file's model, on a reference set."""
+    rows = reference_rows(meta)
+    margin, scores = onnx_margin_and_score(onnx, meta, rows)
+    total = explainer.contributions(rows).sum(axis=1)
+    additivity = float(np.max(np.abs(total - margin)))
+    agreement = float(np.max(np.abs(1.0 / (1.0 + np.exp(-total)) - scores)))
+    if not (additivity <= TOLERANCE and agreement <= TOLERANCE):
+        raise _fail(
+            spec,
+            f"its explainer disagrees with model.onnx on {len(rows)} reference rows "
+            f"(margin off by {additivity:.2e}, score by {agreement:.2e}; limit {TOLERANCE:g})",
+            "the explainer is not this model's: re-export both with models/train.py",
+        )
+
+
+def onnx_margin_and_score(
+    onnx: bytes, meta: ModelMetadata, rows: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The ONNX model's margin (its tree ensemble without the logistic) and P(fraud)."""
+    import onnx as onnx_lib
+
+    model = onnx_lib.load_from_string(onnx)
+    trees = [n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"]
+    transforms = [a for n in trees for a in n.attribute if a.name == "post_transform"]
+    if len(trees) != 1 or len(transforms) != 1 or transforms[0].s != b"LOGISTIC":
+        raise ModelError(f"model {meta.name}@{meta.version}: no logistic tree ensemble to explain")
+    probability = _run(onnx, meta, rows)
+    transforms[0].s = b"NONE"
+    margin = _run(model.SerializeToString(), meta, rows)
+    return margin, probability
+
+
+def _run(onnx: bytes, meta: ModelMetadata, rows: npt.NDArray[np.float32]) -> Any:
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    (out,) = session.run([meta.probability_output], {meta.input_name: rows})
+    return np.asarray(out, dtype=np.float64)[:, 1]
+
+
+def reference_rows(meta: ModelMetadata, n: int = REFERENCE_ROWS) -> npt.NDArray[np.float32]:
+    """Rows spread over each input's training range (its reference histogram's bins, drawn
+    by their counts), calendar inputs over their values: a fixed, reproducible set."""
+    rng = np.random.default_rng(20261206)
+    columns = []
+    for name in meta.feature_names:
+        histogram = meta.reference_features.get(name)
+        if name in _CALENDAR_RANGES:
+            column = rng.integers(0, _CALENDAR_RANGES[name], n).astype(np.float64)
+        elif histogram is None or not histogram.cuts:
+            column = rng.random(n)
+        else:
+            cuts = np.asarray(histogram.cuts, dtype=np.float64)
+            spread = max(float(cuts[-1] - cuts[0]), 1.0)
+            edges = np.concatenate([[cuts[0] - spread / 4], cuts, [cuts[-1] + spread / 4]])
+            counts = np.asarray(histogram.counts, dtype=np.float64)
+            bins = rng.choice(len(counts), n, p=counts / counts.sum())
+            column = rng.uniform(edges[bins], edges[bins + 1])
+        columns.append(column)
+    return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
+
+
+def _booster(spec: str, text: bytes) -> Any:
+    try:
+        import lightgbm as lgb
+    except ImportError:
+        raise _fail(
+            spec, "its explainer needs lightgbm, which is not installed", "install lightgbm"
+        ) from None
+    try:
+        return lgb.Booster(model_str=text.decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - LightGBM raises its own and ValueError
+        raise _fail(
+            spec, f"LightGBM cannot read its explainer ({type(exc).__name__})", "re-export it"
+        ) from None
+
+
+def _fail(spec: str, problem: str, todo: str) -> ModelError:
+    return ModelError(f"model {spec!r}: {problem}; {todo} (setting STREAMER_MODEL)")
