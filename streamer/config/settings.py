@@ -157,6 +157,17 @@ class Settings(BaseSettings):
         None, description="private key of the Redis client certificate"
     )
     redis_required: bool = Field(False, description="pause consumption while Redis is down")
+    redis_mode: Literal["single", "cluster", "sentinel"] = Field(
+        "single",
+        description="single: one node at STREAMER_REDIS_URL; cluster: a Redis Cluster found"
+        " through that node; sentinel: the primary STREAMER_REDIS_SENTINELS name",
+    )
+    redis_sentinels: str = Field(
+        "", description="Sentinels as host:port,host:port (STREAMER_REDIS_MODE=sentinel)"
+    )
+    redis_sentinel_service: str = Field(
+        "mymaster", description="the Sentinels' name of the primary (its service name)"
+    )
 
     # Velocity state and feature logging
     velocity_state: bool = Field(
@@ -172,6 +183,16 @@ class Settings(BaseSettings):
     )
     feature_logging: bool = Field(
         False, description="add the model's input vector (features) to every ScoredEvent"
+    )
+    reasons: Literal["flagged", "all", "off"] = Field(
+        "flagged",
+        description="reason codes (docs/reasons.md) on REVIEW and DECLINE decisions (flagged),"
+        " on every decision (all) or on none (off)",
+    )
+    reasons_deny: str = Field(
+        "",
+        description="model inputs that may never be a reason, comma-separated (e.g."
+        " hour_of_day,day_of_week): their contributions are dropped before codes are ranked",
     )
 
     # Model
@@ -339,6 +360,9 @@ class Settings(BaseSettings):
             ssl_certfile=self.redis_ssl_certfile,
             ssl_keyfile=self.redis_ssl_keyfile,
             required=self.redis_required,
+            mode=self.redis_mode,
+            sentinels=self.redis_sentinels,
+            sentinel_service=self.redis_sentinel_service,
         )
 
     @property
