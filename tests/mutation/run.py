@@ -174,28 +174,34 @@ def _added_lines(diff: str) -> str:
     return "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+"))
 
 
+def details(o: Outcome) -> None:
+    """A module's survivors with their diffs, and stale equivalents, as soon as it is done."""
+    for name in o.survivors:
+        print(f"\nsurvived: {name}\n{o.diffs.get(name, '').strip()}", flush=True)
+    for stale in o.stale:
+        print(f"\nstale equivalent: {stale}", flush=True)
+    print(f"  {summary(o)}", file=sys.stderr, flush=True)
+
+
+def summary(o: Outcome) -> str:
+    return (
+        f"{o.module.path}: {o.killed}/{o.scored} killed ({o.percent:.1f}%), "
+        f"{len(o.equivalent)} equivalent, {len(o.survivors)} survived"
+    )
+
+
 def report(outcomes: Sequence[Outcome], minimum: float) -> bool:
-    ok = True
-    for o in outcomes:
-        for name in o.survivors:
-            print(f"\nsurvived: {name}\n{o.diffs.get(name, '').strip()}")
-        for stale in o.stale:
-            print(f"\nstale equivalent: {stale}")
-        ok = ok and not o.stale
+    """The per-module lines and the final score line; whether every module made it."""
     print()
     for o in outcomes:
         verdict = "ok" if o.percent >= minimum else f"below {minimum:g}%"
-        print(
-            f"{o.module.path}: {o.killed}/{o.scored} killed ({o.percent:.1f}%), "
-            f"{len(o.equivalent)} equivalent, {len(o.survivors)} survived  [{verdict}]"
-        )
-        ok = ok and o.percent >= minimum
+        print(f"{summary(o)}  [{verdict}]")
     killed = sum(o.killed for o in outcomes)
     scored = sum(o.scored for o in outcomes)
     equivalent = sum(len(o.equivalent) for o in outcomes)
     percent = 100.0 * killed / scored if scored else 100.0
     print(f"mutation score: {killed}/{scored} killed ({percent:.1f}%), {equivalent} equivalent")
-    return ok
+    return all(o.percent >= minimum and not o.stale for o in outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in load_modules(args.modules):
         print(f"mutating {module.path} ...", file=sys.stderr, flush=True)
         outcomes.append(run_module(module, equivalents, args.jobs, args.logs, args.rev))
+        details(outcomes[-1])
     return 0 if report(outcomes, args.min) else 1
 
 

@@ -297,3 +297,19 @@ def test_exactly_once_drains_within_thirty_seconds_by_default() -> None:
     publisher = Publisher()
     ExactlyOnce(Consumer(), publisher, Transactions()).drain()  # type: ignore[arg-type]
     assert publisher.flushes == [30.0]
+
+
+def test_exactly_once_counts_every_rewind_across_batches() -> None:
+    strategy, _, transactions = exactly_once()
+    batch = Batch(offsets={TP: [5, 6]}, reread={TP1: 3})
+    for _ in range(2):  # retried twice: 1 + 1
+        strategy.begin(batch)
+        strategy.retry(batch)
+        strategy.end(batch)
+    strategy.begin(batch)  # committed, with one partition to re-read: + 1
+    strategy.end(batch)
+    assert strategy.rewinds == 3
+    transactions.abort_commit = True
+    strategy.begin(batch)  # aborted by the broker: + 1 per partition started
+    strategy.end(batch)
+    assert strategy.rewinds == 4
