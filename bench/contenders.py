@@ -158,6 +158,10 @@ CONTENDERS: dict[str, Contender] = {
     "streamer, velocity state off": Contender(
         lambda: _streamer({"STREAMER_VELOCITY_STATE": "false"})
     ),
+    "streamer, reasons off": Contender(lambda: _streamer({"STREAMER_REASONS": "off"})),
+    "streamer, reasons on every event": Contender(
+        lambda: _streamer({"STREAMER_REASONS": "all"}), half_rate=False
+    ),
     "streamer, latency target 25 ms": Contender(
         lambda: _streamer({"STREAMER_LATENCY_TARGET_MS": "25"})
     ),

@@ -1,0 +1,92 @@
+"""The cost of reason codes inside the scoring kernel, without Kafka or Redis.
+
+``make bench`` measures the whole pipeline (contenders "streamer, reasons off" and
+"streamer, reasons on every event"), where on a shared 2-core VM a few µs per event are
+lost in the noise of the broker and Redis. This scores the same batches with
+STREAMER_REASONS off, flagged and all, interleaved in rotating order, on in-memory
+features, and reports the median CPU time per event of each. A share of each batch
+(``--flagged``, default 4%: the demo's flag rate) is foreign card-not-present payments of
+large amounts, which the model flags; the rest are ordinary payments it approves.
+
+    python bench/reasons_kernel.py --rounds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamer import ScoringKernel, load_model  # noqa: E402
+from streamer.scoring.reasons import Mode, ReasonSettings  # noqa: E402
+from streamer.testing import InMemoryFeatures, sample_event  # noqa: E402
+
+MODES: tuple[Mode, ...] = ("off", "flagged", "all")
+
+
+def _events(n: int, flagged: float) -> list[dict[str, Any]]:
+    every = max(round(1 / flagged), 1) if flagged > 0 else n + 1
+    return [
+        sample_event(
+            card_id=f"card-{i % 300}",
+            merchant_id=f"m-{i % 50}",
+            amount_minor=900_000 + i,
+            merchant_country="NG",
+            channel="ECOMMERCE",
+            entry_mode="MANUAL",
+            card_present=False,
+        )
+        if i % every == every - 1
+        else sample_event(
+            card_id=f"card-{i % 300}", merchant_id=f"m-{i % 50}", amount_minor=1000 + i
+        )
+        for i in range(n)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--flagged", type=float, default=0.04)
+    parser.add_argument("--model", default="fraud-gbt@2")
+    args = parser.parse_args()
+    model = load_model(args.model, REPO / "models")
+    cards = {f"card-{i}": {"amount_mean_30d": 40, "home_country": "DE"} for i in range(300)}
+    events = _events(args.batch, args.flagged)
+    sources = [(0, i) for i in range(args.batch)]
+    kernels = {
+        mode: ScoringKernel(
+            model, InMemoryFeatures(model, cards=cards), reasons=ReasonSettings(mode)
+        )
+        for mode in MODES
+    }
+    first = kernels["flagged"].score(events, sources)  # warm every kernel
+    for kernel in kernels.values():
+        kernel.score(events, sources)
+    rate = float((first.decisions > 0).mean())
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for r in range(args.rounds):
+        for mode in MODES[r % 3 :] + MODES[: r % 3]:
+            started = time.process_time()
+            kernels[mode].score(events, sources)
+            cpu[mode].append((time.process_time() - started) / args.batch * 1e6)
+    base = float(np.median(cpu["off"]))
+    print(f"{args.model}, batches of {args.batch}, {rate:.1%} flagged, {args.rounds} rounds")
+    for name, values in cpu.items():
+        median = float(np.median(values))
+        print(
+            f"reasons {name}: {median:.1f} µs CPU/event "
+            f"({median - base:+.1f}; throughput {base / median:.3f}x of off)"
+        )
+
+
+if __name__ == "__main__":
+    main()
