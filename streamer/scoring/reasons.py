@@ -182,12 +182,20 @@ class ReasonBuilder:
         denied = frozenset(deny)
         at = {name: j for j, name in enumerate(self.names)}
         self.codes = [r for r in REASON_TABLE if any(f in at for f in r.features)]
-        self._groups = np.zeros((len(self.names), len(self.codes)), dtype=np.float64)
-        for k, reason in enumerate(self.codes):
-            for name in reason.features:
-                if name in at and name not in denied:
-                    self._groups[at[name], k] = 1.0
-        self._members = [np.flatnonzero(self._groups[:, k]) for k in range(len(self.codes))]
+        self._members = [
+            np.array([at[f] for f in r.features if f in at and f not in denied], dtype=np.intp)
+            for r in self.codes
+        ]
+
+    def _by_code(self, contributions: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``[n, codes]`` sums, added input by input in table order: the same bits for a row
+        whatever the batch around it (a matrix product's summation order depends on the
+        shape, so the stream and score-file would differ in the last bit)."""
+        by_code = np.zeros((contributions.shape[0], len(self.codes)), dtype=np.float64)
+        for k, members in enumerate(self._members):
+            for j in members.tolist():
+                by_code[:, k] += contributions[:, j]
+        return by_code
 
     def reasons(
         self, contributions: npt.NDArray[np.float64], values: npt.NDArray[np.float32]
@@ -198,8 +206,7 @@ class ReasonBuilder:
         scored input rows. Each reason: ``code``, ``feature`` (the code's input that
         contributed most), ``value`` (that input's value), ``contribution`` (the code's
         summed contribution to the margin, in log-odds) and ``text``."""
-        width = len(self.names)
-        by_code = contributions[:, :width] @ self._groups
+        by_code = self._by_code(contributions)
         order = np.argsort(-by_code, axis=1, kind="stable")[:, :TOP]
         rows: list[list[dict[str, Any]]] = []
         for i in range(by_code.shape[0]):

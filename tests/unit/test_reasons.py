@@ -33,7 +33,7 @@ from streamer.scoring.reasons import (
     explained_rows,
     reason_settings,
 )
-from streamer.testing import InMemoryRedis, sample_event
+from streamer.testing import InMemoryFeatures, InMemoryRedis, sample_event
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 T0 = 1_767_225_600_000 + 10 * 86_400_000
@@ -256,3 +256,15 @@ def test_a_model_without_an_explainer_scores_without_reasons() -> None:
     assert first.explainer is None
     records = _score(_kernel(first, ReasonSettings("all")), burst_events(T0)).records
     assert all(r["reasons"] is None for r in records)
+
+
+def test_a_rows_reasons_do_not_depend_on_the_batch_around_it(model: LoadedModel) -> None:
+    """The stream, the API and score-file batch differently: the same bits every time."""
+    cards = {f"card-x-{i}": {"home_country": "DE", "amount_mean_30d": 35.0} for i in range(60)}
+    kernel = ScoringKernel(
+        model, InMemoryFeatures(model, cards=cards), reasons=ReasonSettings("all")
+    )
+    events = [_foreign(i, 2_000 + 37_000 * i) for i in range(60)]
+    together = [r["reasons"] for r in _score(kernel, events).records]
+    alone = [_score(kernel, [event]).records[0]["reasons"] for event in events]
+    assert together == alone
