@@ -1,4 +1,5 @@
-"""Enrichment: one Redis round trip per micro-batch for the batch's unique cards and merchants.
+"""Enrichment: one Redis round trip per micro-batch for the batch's unique cards and merchants
+(on a Redis Cluster, one per node the batch touches: ``redis_cluster``).
 
 Missing entities get the model's documented defaults and are flagged. A Redis error or
 timeout opens a circuit breaker and the batch is scored with defaults, flagged
@@ -29,6 +30,7 @@ from streamer.features.layout import card_key, merchant_key, unpack_rows
 from streamer.features.redis_client import (
     REDIS_ERRORS,
     ErrorKind,
+    attempt_timeout,
     classify,
     mget_of,
     reachable,
@@ -50,10 +52,13 @@ COMPLETE, PARTIAL, DEFAULTED, DEGRADED = range(4)
 @dataclass(frozen=True)
 class VelocityRead:
     """The packed velocity states of a batch's distinct cards, read in the same MGET as the
-    snapshot (``None`` for a card without state)."""
+    snapshot (``None`` for a card without state). ``recorded``: whether the batch's events
+    will be recorded (the stream, offline folds); a reader that records nothing (the
+    scoring API) scores each event against the stored state alone."""
 
     cards: list[str]
     states: list[bytes | None]
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,8 +149,7 @@ class FeatureCache:
         self._card_defaults = card_defaults
         self._merchant_defaults = merchant_defaults
         self._budget = budget_s
-        pool = getattr(client, "connection_pool", None)
-        self._attempt_s = float(pool.connection_kwargs.get("socket_timeout") or 0) if pool else 0.0
+        self._attempt_s = attempt_timeout(client)
         self._now = now
         self._down_since: float | None = None
         self.breaker = breaker
@@ -179,7 +183,8 @@ class FeatureCache:
         merchant_rows, merchant_found = unpack_rows(
             blobs[len(cards) : split], self._merchant_defaults
         )
-        velocity = VelocityRead(cards, blobs[split:]) if self._velocity != "off" else None
+        recorded = self._velocity == "read-write"
+        velocity = VelocityRead(cards, blobs[split:], recorded) if self._velocity != "off" else None
         card_hits, merchant_hits = int(card_found.sum()), int(merchant_found.sum())
         self.stats.lookups["card", "hit"] += card_hits
         self.stats.lookups["card", "miss"] += len(cards) - card_hits

@@ -46,6 +46,8 @@ def with_velocity(
     read = features.velocity
     if read is None:
         return features, None
+    if not read.recorded:  # nothing is recorded: no event of the batch counts for another
+        positions = [AFTER_EVERYTHING] * len(positions)
     batch = fold_events(dict(zip(read.cards, read.states, strict=True)), events, columns, positions)
     card = overlay(features.card, batch.values, card_defaults)
     return replace(features, card=card), batch
