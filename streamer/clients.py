@@ -25,7 +25,7 @@ from streamer.config.redaction import redact_url
 from streamer.config.registry import registry_client_config
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError
-from streamer.features.redis_client import make_redis_client
+from streamer.features.redis_client import make_redis_client, parse_sentinels
 from streamer.kafka.config import admin_config, consumer_config, producer_config
 
 LIBRDKAFKA_LOGGER = "librdkafka"
@@ -86,7 +86,8 @@ class Clients:
         return admin
 
     def redis(self, *, timeout_ms: float | None = None) -> Redis:
-        """The feature cache's client: fail-fast timeouts, AUTH and TLS from the settings."""
+        """The feature cache's client: fail-fast timeouts, AUTH and TLS from the settings;
+        one node, a Redis Cluster or a Sentinel-managed primary (``STREAMER_REDIS_MODE``)."""
         r = self.settings.redis
         return make_redis_client(
             r.url.get_secret_value(),
@@ -96,6 +97,9 @@ class Clients:
             ssl_ca_certs=str(r.ssl_ca_certs) if r.ssl_ca_certs else None,
             ssl_certfile=str(r.ssl_certfile) if r.ssl_certfile else None,
             ssl_keyfile=str(r.ssl_keyfile) if r.ssl_keyfile else None,
+            mode=r.mode,
+            sentinels=parse_sentinels(r.sentinels),
+            service=r.sentinel_service,
         )
 
     def schema_registry(self) -> Any | None:

@@ -46,6 +46,9 @@ class RedisSettings:
     ssl_certfile: Path | None
     ssl_keyfile: Path | None
     required: bool
+    mode: Literal["single", "cluster", "sentinel"] = "single"
+    sentinels: str = ""
+    sentinel_service: str = "mymaster"
 
 
 @dataclass(frozen=True)

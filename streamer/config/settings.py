@@ -157,6 +157,17 @@ class Settings(BaseSettings):
         None, description="private key of the Redis client certificate"
     )
     redis_required: bool = Field(False, description="pause consumption while Redis is down")
+    redis_mode: Literal["single", "cluster", "sentinel"] = Field(
+        "single",
+        description="single: one node at STREAMER_REDIS_URL; cluster: a Redis Cluster found"
+        " through that node; sentinel: the primary STREAMER_REDIS_SENTINELS name",
+    )
+    redis_sentinels: str = Field(
+        "", description="Sentinels as host:port,host:port (STREAMER_REDIS_MODE=sentinel)"
+    )
+    redis_sentinel_service: str = Field(
+        "mymaster", description="the Sentinels' name of the primary (its service name)"
+    )
 
     # Velocity state and feature logging
     velocity_state: bool = Field(
@@ -349,6 +360,9 @@ class Settings(BaseSettings):
             ssl_certfile=self.redis_ssl_certfile,
             ssl_keyfile=self.redis_ssl_keyfile,
             required=self.redis_required,
+            mode=self.redis_mode,
+            sentinels=self.redis_sentinels,
+            sentinel_service=self.redis_sentinel_service,
         )
 
     @property

@@ -50,6 +50,7 @@ from streamer.features.layout import (
     pack,
 )
 from streamer.features.redis_client import REDIS_ERRORS, classify
+from streamer.features.redis_cluster import is_cluster
 from streamer.features.reference import country_code
 
 Row = Sequence[float] | npt.NDArray[np.float64]
@@ -177,7 +178,8 @@ def load_features(
     batch: int = 1000,
     ttl_s: int | None = None,
 ) -> LoadCounts:
-    """Write packed features under ``prefix``; one pipeline round trip per ``batch`` keys.
+    """Write packed features under ``prefix``; one pipeline round trip per ``batch`` keys
+    (on a Redis Cluster: a SET per key, the pipeline one round trip per node a batch).
 
     Rows of the wrong width raise ``ValueError`` before anything is written; Redis
     failures raise ``DependencyError`` saying how many keys were already written.
@@ -194,7 +196,7 @@ def load_features(
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
             pipe = client.pipeline(transaction=False)
-            if ttl_s is None:
+            if ttl_s is None and not is_cluster(client):
                 pipe.mset(dict(chunk))
             else:
                 for key, value in chunk:

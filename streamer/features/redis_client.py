@@ -18,17 +18,21 @@ import os
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import hiredis
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from streamer.errors import ConfigError, DependencyError
+from streamer.features.redis_cluster import LazyCluster, cluster_mget, is_cluster, where_cluster
 
 ErrorKind = Literal["auth", "tls", "outage"]
-REDIS_ERRORS = (redis.RedisError, OSError)
+RedisMode = Literal["single", "cluster", "sentinel"]
+REDIS_ERRORS = (redis.RedisError, OSError, RedisClusterException)
 _AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password pair")
 _TLS_SETTINGS = {
     "ssl_ca_certs": "STREAMER_REDIS_SSL_CA_CERTS",
@@ -51,9 +55,19 @@ def make_redis_client(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     username: str | None = None,
+    mode: RedisMode = "single",
+    sentinels: Sequence[tuple[str, int]] = (),
+    service: str = "",
 ) -> redis.Redis:
     """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` that fails in
     ``timeout_ms``; connects lazily, so a Redis that is down at start-up is not an error here.
+
+    ``mode="cluster"``: a Redis Cluster found through the URL's node (``redis_cluster``);
+    it stands in for ``redis.Redis`` (the commands streamer sends have the same names, and
+    the multi-key ones go through ``mget_of`` / ``velocity_store`` / ``loader``, which
+    group keys by slot on a cluster). ``mode="sentinel"``: the primary of ``service`` as
+    the ``sentinels`` name it, looked up again on every new connection, so a failover is
+    followed (the URL then gives only the database, TLS and credentials).
     """
     if timeout_ms <= 0:
         raise ConfigError(f"STREAMER_REDIS_TIMEOUT_MS must be > 0, got {timeout_ms}")
@@ -75,7 +89,72 @@ def make_redis_client(
         kwargs["password"] = password
     if username:
         kwargs["username"] = username
+    if mode == "cluster":
+        return _cluster_client(url, kwargs)
+    if mode == "sentinel":
+        return _sentinel_client(url, kwargs, sentinels, service)
     return redis.Redis.from_url(url, **kwargs)
+
+
+def _cluster_client(url: str, kwargs: dict[str, Any]) -> redis.Redis:
+    """A lazily built ``RedisCluster``: one retry (no backoff) at the cluster level, so a
+    command that met MOVED after a failover goes again once to the new primary."""
+    if url.lower().startswith("unix://"):
+        raise ConfigError("STREAMER_REDIS_MODE=cluster needs a redis:// or rediss:// URL")
+    del kwargs["retry"], kwargs["retry_on_timeout"]
+    kwargs |= {"retry": Retry(NoBackoff(), 1), "topology_refresh_min_interval": 0.1}
+    return cast(redis.Redis, LazyCluster(url, kwargs))
+
+
+def _sentinel_client(
+    url: str, kwargs: dict[str, Any], sentinels: Sequence[tuple[str, int]], service: str
+) -> redis.Redis:
+    if not sentinels or not service:
+        raise ConfigError(
+            "STREAMER_REDIS_MODE=sentinel needs STREAMER_REDIS_SENTINELS (host:port,...) "
+            "and STREAMER_REDIS_SENTINEL_SERVICE"
+        )
+    parse: Any = redis.connection.parse_url
+    options: dict[str, Any] = parse(url)
+    options.pop("host", None), options.pop("port", None), options.pop("path", None)
+    timeouts = {k: kwargs[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(list(sentinels), sentinel_kwargs=timeouts, **timeouts)
+    if options.pop("connection_class", None) is redis.SSLConnection:
+        raise ConfigError("STREAMER_REDIS_MODE=sentinel: TLS (rediss://) is not supported yet")
+    kwargs["connection_class"] = _FollowingConnection
+    client: redis.Redis = sentinel.master_for(service, **{**options, **kwargs})
+    return client
+
+
+class _FollowingConnection(SentinelManagedConnection):
+    """A Sentinel-managed connection that asks the Sentinels for the primary every time it
+    connects. redis-py 8.2's ``send_packed_command`` reconnects a closed connection to the
+    address it last had, bypassing ``SentinelManagedConnection.connect`` (the lookup): a
+    connection closed by a failover would knock on the dead primary for ever."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (``STREAMER_REDIS_SENTINELS``) as pairs; one clear error."""
+    pairs: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"STREAMER_REDIS_SENTINELS: {item!r} is not host:port")
+        pairs.append((host, int(port)))
+    return pairs
+
+
+def attempt_timeout(client: Any) -> float:
+    """A client's socket timeout in seconds (0 when it has none): one round trip's limit."""
+    if isinstance(client, LazyCluster):
+        return client.socket_timeout
+    pool = getattr(client, "connection_pool", None)
+    return float(pool.connection_kwargs.get("socket_timeout") or 0) if pool else 0.0
 
 
 def _check_tls(url: str, tls: dict[str, str]) -> None:
@@ -109,7 +188,12 @@ def classify(exc: BaseException) -> ErrorKind:
 
 def where(client: redis.Redis) -> str:
     """The server a client talks to, without credentials (for error lines)."""
-    kw = client.connection_pool.connection_kwargs
+    if is_cluster(client):
+        return where_cluster(client)
+    pool = client.connection_pool
+    if hasattr(pool, "service_name"):
+        return f"Redis Sentinel service {pool.service_name}"
+    kw = pool.connection_kwargs
     if "path" in kw:
         return f"unix://{kw['path']}"
     scheme = "rediss" if client.connection_pool.connection_class is redis.SSLConnection else "redis"
@@ -184,6 +268,9 @@ class HeldMget:
 
 
 def mget_of(client: Any) -> Callable[[Sequence[str]], list[bytes | None]]:
-    """The feature cache's MGET: ``HeldMget`` for a redis-py client, else the client's own
-    ``mget`` (``streamer.testing.InMemoryRedis`` and other stand-ins)."""
+    """The feature cache's MGET: ``HeldMget`` for a redis-py client, one MGET per slot
+    pipelined per node for a cluster, else the client's own ``mget``
+    (``streamer.testing.InMemoryRedis`` and other stand-ins)."""
+    if is_cluster(client):
+        return cluster_mget(client)
     return HeldMget(client) if isinstance(client, redis.Redis) else client.mget

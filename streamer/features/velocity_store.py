@@ -4,8 +4,8 @@ Reading is the feature cache's business (the states' keys join its one MGET per 
 ``velocity_key`` names them and ``velocity.fold`` reads the bytes). Writing is here: one
 round trip per batch, one compare-and-set script call over the batch's cards, so that a
 stale instance (during a rebalance handover, or after a rewind) can never move a card's
-state backwards. The keys are laid out for Redis Cluster (below); the write speaks to one
-node (a cluster would take one call per slot).
+state backwards. On a Redis Cluster the batch's cards are grouped by slot, one script call
+per slot, pipelined per node (``redis_cluster.per_slot``): one round trip per node.
 
 Keys are ``{prefix}vel:v1:{<card id>}``: the card id is the key's hash tag, so a card's
 key sits in its own slot. Redis Cluster takes the tag from the first ``{`` to the first
@@ -27,6 +27,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
+from streamer.features.redis_cluster import cluster_mget, is_cluster, per_slot, slot_groups
 from streamer.features.velocity_state import (
     HEADER_SIZE,
     HIGH_OFFSET,
@@ -49,8 +50,7 @@ TTL_S = 32 * 86_400
 # the most significant end: exact for every u64, with no Lua number (a double) involved;
 # anything else under the key is overwritten. One call instead of one per card: Redis pays
 # its script set-up once (~6-10 µs an EVALSHA, ~1 µs a GET or SET inside one). Redis
-# Cluster refuses a script whose keys lie in different slots: a cluster client needs one
-# call per slot (not supported yet: the store speaks to one node).
+# Cluster refuses a script whose keys lie in different slots: there it is one call per slot.
 CAS_MANY_SCRIPT = f"""
 local function newer(old, new)
   if not old or string.byte(old, 1) ~= {VERSION} or string.len(old) < {HEADER_SIZE} then
@@ -125,8 +125,9 @@ def write_states(
             raise ValueError(f"state of card {card!r} does not hold position {positions[card]}")
     ttl_ms = str(int(ttl_s * 1000))
     keys = [velocity_key(prefix, card) for card in cards]
+    call = _per_slot_calls if is_cluster(client) else _one_call
     try:
-        replies = _one_call(client, keys, [updates[c] for c in cards], ttl_ms)
+        replies = call(client, keys, [updates[c] for c in cards], ttl_ms)
     except REDIS_ERRORS as exc:
         return WriteResult(failed=len(cards), error=classify(exc))
     written = sum(1 for r in replies if r == 1)
@@ -144,6 +145,24 @@ def _one_call(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> 
     if isinstance(reply, Exception):
         return [reply] * len(keys)
     return list(reply)
+
+
+def _per_slot_calls(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> list[Any]:
+    """A cluster's write: one script call per slot, one pipeline (a round trip per node);
+    the calls Redis answers NOSCRIPT (a node that never ran it) go again as EVAL."""
+    groups = slot_groups(client, keys)
+    calls = [(len(g), *(keys[i] for i in g), ttl_ms, *(blobs[i] for i in g)) for g in groups]
+    replies = per_slot(client, [("EVALSHA", CAS_MANY_SHA, *c) for c in calls])
+    missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if missing:
+        again = per_slot(client, [("EVAL", CAS_MANY_SCRIPT, *calls[n]) for n in missing])
+        for n, reply in zip(missing, again, strict=True):
+            replies[n] = reply
+    out: list[Any] = [None] * len(keys)
+    for group, reply in zip(groups, replies, strict=True):
+        for j, i in enumerate(group):
+            out[i] = reply if isinstance(reply, Exception) else reply[j]
+    return out
 
 
 def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -206,6 +225,8 @@ class RedisVelocityStore:
         if not card_ids:
             return []
         keys = [velocity_key(self._prefix, card) for card in card_ids]
+        if is_cluster(self._client):
+            return cluster_mget(self._client)(keys)
         values: list[Any] = self._client.mget(keys)
         return values
 

@@ -182,6 +182,23 @@ def test_dev_env_exports_streamer_names_and_plain_names() -> None:
     )
 
 
+def test_a_redis_cluster_stack_tells_streamer_to_speak_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = devstack_main.env_lines({"redis": "redis://127.0.0.1:2/0"}, redis_cluster=True)
+    assert "export STREAMER_REDIS_MODE=cluster\n" in text
+    seen: list[bool] = []
+
+    def up(_: list[str], *, redis_cluster: bool = False) -> int:
+        seen.append(redis_cluster)
+        return 0
+
+    monkeypatch.setattr(devstack_main, "up", up)
+    assert devstack_main.main(["up", "--redis-cluster", "--no-mlflow"]) == 0
+    assert devstack_main.main(["up"]) == 0
+    assert seen == [True, False]
+
+
 def test_a_skipped_service_leaves_no_variable_behind() -> None:
     text = devstack_main.env_lines({"kafka": "127.0.0.1:1", "redis": "redis://127.0.0.1:2/0"})
 
@@ -201,7 +218,7 @@ def test_up_flags_choose_the_services(
     monkeypatch: pytest.MonkeyPatch, flags: list[str], wanted: list[str]
 ) -> None:
     seen: list[list[str]] = []
-    monkeypatch.setattr(devstack_main, "up", lambda services: seen.append(services) or 0)
+    monkeypatch.setattr(devstack_main, "up", lambda services, **_: seen.append(services) or 0)
 
     assert devstack_main.main(["up", *flags]) == 0
     assert seen == [wanted]
@@ -295,7 +312,7 @@ def test_a_failed_dev_up_stops_what_did_start_and_says_why_in_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fakes = {"kafka": _FakeService(False), "redis": _FakeService(True)}
-    monkeypatch.setattr(devstack_main, "make_services", lambda workdir, wanted: fakes)
+    monkeypatch.setattr(devstack_main, "make_services", lambda workdir, wanted, **_: fakes)
 
     assert devstack_main.main(["up"]) == 1
 

@@ -2,10 +2,12 @@
 
 ``up`` starts a Kafka broker, a redis-server, a schema registry and an MLflow tracking
 server (each skippable: ``--no-kafka``, ``--no-redis``, ``--no-schema-registry``,
-``--no-mlflow``) that outlive the command, records them in ``.dev/stack.json`` and writes
-``.dev/env``, which ``source .dev/env`` turns into the variables ``streamer run`` and other
-tools read, with the ``bin`` folder of the environment that ran ``up`` (``make dev-up``:
-``.venv/bin``) first on ``PATH``, so ``streamer`` is the command of this checkout. Running
+``--no-mlflow``; ``--redis-cluster``: a 3-primary, 3-replica Redis Cluster instead of one
+redis-server, with ``STREAMER_REDIS_MODE=cluster`` in the env file) that outlive the
+command, records them in ``.dev/stack.json`` and writes ``.dev/env``, which ``source
+.dev/env`` turns into the variables ``streamer run`` and other tools read, with the ``bin``
+folder of the environment that ran ``up`` (``make dev-up``: ``.venv/bin``) first on
+``PATH``, so ``streamer`` is the command of this checkout. Running
 ``up`` again while the stack answers starts nothing. ``down`` stops what ``up`` started and
 removes its files. ``status`` exits 0 when everything recorded runs, 1 otherwise. ``fetch``
 only fills the caches (for CI).
@@ -28,6 +30,7 @@ from streamer.dev.devstack.kafka import KafkaBroker, ensure_jars, new_workdir
 from streamer.dev.devstack.mlflow import MlflowServer, ensure_server
 from streamer.dev.devstack.processes import ServiceError, pid_alive, terminate_pid
 from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.devstack.redis_cluster import RedisClusterGroup
 from streamer.dev.devstack.schema_registry import SchemaRegistry, ensure_app
 
 DEV_DIR = Path(".dev")
@@ -35,7 +38,7 @@ STATE = DEV_DIR / "stack.json"
 ENV = DEV_DIR / "env"
 SERVICES = ("kafka", "redis", "schema-registry", "mlflow")
 
-Service = KafkaBroker | RedisServer | SchemaRegistry | MlflowServer
+Service = KafkaBroker | RedisServer | RedisClusterGroup | SchemaRegistry | MlflowServer
 
 
 def scripts_dir() -> str:
@@ -43,7 +46,9 @@ def scripts_dir() -> str:
     return os.path.dirname(os.path.abspath(sys.executable))
 
 
-def env_lines(addresses: dict[str, str], bin_dir: str | None = None) -> str:
+def env_lines(
+    addresses: dict[str, str], bin_dir: str | None = None, *, redis_cluster: bool = False
+) -> str:
     """``.dev/env``: exported ``STREAMER_*`` names for streamer, plain names for other tools
     (kcat, redis-cli, the test harness, MLflow's own client), and ``bin_dir`` (when given)
     first on ``PATH``."""
@@ -61,15 +66,25 @@ def env_lines(addresses: dict[str, str], bin_dir: str | None = None) -> str:
     )
     if plain:
         lines.append(f"export {plain}")
+    if redis_cluster and "redis" in addresses:
+        lines.append("export STREAMER_REDIS_MODE=cluster")
     if bin_dir:
         lines.append(f'export PATH={shlex.quote(bin_dir)}:"$PATH"')
     return "".join(f"{line}\n" for line in lines)
 
 
-def make_services(workdir: Path, wanted: list[str]) -> dict[str, Service]:
+def make_services(
+    workdir: Path, wanted: list[str], *, redis_cluster: bool = False
+) -> dict[str, Service]:
     """Launchers for the wanted services; none started yet. Redis first: it is quickest."""
+
+    def redis() -> Service:
+        if redis_cluster:
+            return RedisClusterGroup(workdir / "redis-cluster", die_with_parent=False)
+        return RedisServer(workdir / "redis", die_with_parent=False)
+
     factories: dict[str, Callable[[], Service]] = {
-        "redis": lambda: RedisServer(workdir / "redis", die_with_parent=False),
+        "redis": redis,
         "kafka": lambda: KafkaBroker(workdir / "kafka", die_with_parent=False),
         "schema-registry": lambda: SchemaRegistry(workdir / "registry", die_with_parent=False),
         "mlflow": lambda: MlflowServer(workdir / "mlflow", die_with_parent=False),
@@ -81,7 +96,7 @@ def make_services(workdir: Path, wanted: list[str]) -> dict[str, Service]:
 def address(service: Service) -> str:
     if isinstance(service, KafkaBroker):
         return service.bootstrap
-    if isinstance(service, RedisServer | SchemaRegistry):
+    if isinstance(service, RedisServer | RedisClusterGroup | SchemaRegistry):
         return service.url
     return service.tracking_uri
 
@@ -108,7 +123,7 @@ def _running(state: dict[str, object]) -> bool:
     return isinstance(pids, list) and bool(pids) and all(pid_alive(int(p)) for p in pids)
 
 
-def up(wanted: list[str]) -> int:
+def up(wanted: list[str], *, redis_cluster: bool = False) -> int:
     state = _read_state()
     if state is not None and _running(state):
         print(f"local stack already running; addresses in {ENV}")
@@ -122,7 +137,7 @@ def up(wanted: list[str]) -> int:
     DEV_DIR.mkdir(exist_ok=True)
     workdir = new_workdir("streamer-dev-")
     started = time.monotonic()
-    services = make_services(workdir, wanted)
+    services = make_services(workdir, wanted, redis_cluster=redis_cluster)
     try:
         start_all(list(services.values()))
     except BaseException as exc:  # Ctrl-C too: nothing started may outlive a failed up
@@ -135,16 +150,22 @@ def up(wanted: list[str]) -> int:
         return 1
     addresses = {name: address(service) for name, service in services.items()}
     state_doc = {
-        "pids": [service.pid for service in services.values()],
+        "pids": [pid for service in services.values() for pid in _pids(service)],
         "workdir": str(workdir),
         "addresses": addresses,
         "logs": {name: str(service.log_path) for name, service in services.items()},
     }
     STATE.write_text(json.dumps(state_doc, indent=2))
-    ENV.write_text(env_lines(addresses, scripts_dir()))
+    ENV.write_text(env_lines(addresses, scripts_dir(), redis_cluster=redis_cluster))
     print(f"local stack up in {time.monotonic() - started:.1f}s (logs under {workdir})")
     print(ENV.read_text(), end="")
     return 0
+
+
+def _pids(service: Service) -> list[int]:
+    if isinstance(service, RedisClusterGroup):
+        return [node.pid for node in service.nodes]
+    return [service.pid]
 
 
 def down(*, quiet: bool = False) -> int:
@@ -196,6 +217,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         sub = commands.add_parser(name)
         for service in SERVICES:
             sub.add_argument(f"--no-{service}", action="store_true", help=f"skip {service}")
+        if name == "up":
+            sub.add_argument("--redis-cluster", action="store_true", help="a 6-node Redis Cluster")
     commands.add_parser("down")
     commands.add_parser("status")
     return parser.parse_args(argv)
@@ -206,7 +229,9 @@ def main(argv: list[str]) -> int:
     if args.command in ("up", "fetch"):
         flags = vars(args)
         wanted = [s for s in SERVICES if not flags[f"no_{s.replace('-', '_')}"]]
-        return up(wanted) if args.command == "up" else fetch(wanted)
+        if args.command == "up":
+            return up(wanted, redis_cluster=args.redis_cluster)
+        return fetch(wanted)
     return down() if args.command == "down" else status()
 
 

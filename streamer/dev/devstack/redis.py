@@ -43,6 +43,8 @@ class RedisServer:
     password: str | None = None
     tls: RedisTls | None = None
     unix_socket: Path | None = None  # also listen on this socket (mode 700)
+    extra_args: tuple[str, ...] = ()  # more redis-server arguments (cluster mode)
+    config_file: Path | None = None  # a Sentinel's config file: runs it as a Sentinel
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -60,12 +62,14 @@ class RedisServer:
             raise ServiceError("redis-server is not installed: apt-get install redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port() if not self.port else self.port
-        cmd = [binary, *self._port_args(), "--bind", "127.0.0.1", "--save", ""]
+        head = [str(self.config_file), "--sentinel"] if self.config_file else []
+        cmd = [binary, *head, *self._port_args(), "--bind", "127.0.0.1", "--save", ""]
         cmd += ["--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
         if self.password:
             cmd += ["--requirepass", self.password]
         if self.unix_socket:
             cmd += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+        cmd += self.extra_args
         self._proc = spawn(cmd, self.log_path, die_with_parent=self.die_with_parent)
         self.pid = self._proc.pid
         self._wait_ready(timeout)
@@ -113,3 +117,11 @@ class RedisServer:
         if self._proc is not None:
             stop_process(self._proc, grace=5.0)
             self._proc = None
+
+    def kill(self) -> None:
+        """kill -9 (a crash: no shutdown, no goodbye to replicas or clients)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+            self.pid = 0

@@ -1,0 +1,255 @@
+"""The feature cache and the velocity state beyond one Redis: a real 3-primary/3-replica
+Redis Cluster and a Sentinel group of ``redis-server`` processes on loopback.
+
+``streamer features load`` spreads the keys over every primary; ``streamer run`` scores a
+steady stream on them with its velocity state, every input exactly once and COMPLETE; a
+primary killed with -9 mid-stream (on the cluster and under Sentinel) loses nothing: the
+batches caught by the failover are scored DEGRADED (as for a one-node outage), and
+COMPLETE batches come back once the replica has taken over.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+
+from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.devstack.redis_cluster import SENTINEL_SERVICE, RedisClusterGroup, SentinelGroup
+from streamer.features.breaker import CircuitBreaker
+from streamer.features.cache import FeatureCache
+from streamer.features.layout import CARD_DEFAULTS, MERCHANT_DEFAULTS
+from streamer.features.redis_client import make_redis_client, parse_sentinels
+from tests.integration.steady_run import exactly_once, log_append_topics, stream_with
+from tests.integration.streamer_proc import streamer_env
+from tests.integration.swap_helpers import CARDS, MERCHANTS, Output, now_ms
+
+FAILOVER_MS = 15_000  # node timeout 1 s + election; Sentinel: down-after 1 s + failover
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterGroup]:
+    group = RedisClusterGroup(tmp_path_factory.mktemp("cluster"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(tmp_path / "sentinel")
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def topics(
+    admin: AdminClient, make_topic: Callable[..., str], unique: str
+) -> Iterator[dict[str, str]]:
+    """The scored topic stamps LogAppendTime: recovery is timed by the broker."""
+    yield from log_append_topics(admin, make_topic, unique)
+
+
+def _cluster_settings(cluster: RedisClusterGroup) -> dict[str, str]:
+    return {"redis_url": cluster.url, "redis_mode": "cluster"}
+
+
+def _sentinel_settings(group: SentinelGroup) -> dict[str, str]:
+    return {
+        "redis_url": "redis://sentinel/0",
+        "redis_mode": "sentinel",
+        "redis_sentinels": group.addresses,
+        "redis_sentinel_service": SENTINEL_SERVICE,
+    }
+
+
+def _load(settings: dict[str, str], prefix: str) -> None:
+    """``streamer features load --synthetic`` through the settings (the one factory)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "features", "load", "--synthetic", "--prefix",
+         prefix, "--cards", str(CARDS), "--merchants", str(MERCHANTS)],
+        env=streamer_env(**settings), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _primaries(cluster: RedisClusterGroup) -> list[RedisServer]:
+    nodes = []
+    for node in cluster.nodes:
+        if not node.pid:
+            continue
+        client: Any = redis.Redis(**node.client_kwargs())
+        try:
+            if client.info("replication")["role"] == "master":
+                nodes.append(node)
+        finally:
+            client.close()
+    return nodes
+
+
+def _count(node: RedisServer, pattern: str) -> int:
+    client: Any = redis.Redis(**node.client_kwargs())
+    try:
+        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
+
+
+def test_features_load_spreads_over_every_primary_and_reads_back(
+    cluster: RedisClusterGroup, redis_prefix: str
+) -> None:
+    _load(_cluster_settings(cluster), redis_prefix)
+    per_primary = [_count(n, f"{redis_prefix}feat:v1:*") for n in _primaries(cluster)]
+    assert len(per_primary) == 3, per_primary
+    assert sum(per_primary) == CARDS + MERCHANTS, per_primary
+    assert min(per_primary) > (CARDS + MERCHANTS) / 4, f"uneven spread: {per_primary}"
+    client = make_redis_client(cluster.url, password=None, timeout_ms=500, mode="cluster")
+    cache = FeatureCache(
+        client,
+        prefix=redis_prefix,
+        card_defaults=CARD_DEFAULTS,
+        merchant_defaults=MERCHANT_DEFAULTS,
+        breaker=CircuitBreaker(3, 1.0),
+    )
+    cards = [f"card-{i:06d}" for i in range(500)] + ["card-unknown"]
+    merchants = [f"merchant-{i % MERCHANTS:05d}" for i in range(501)]
+    features = cache.fetch(cards, merchants)
+    assert not features.degraded
+    assert features.card_found[:500].all()
+    assert not features.card_found[500]
+    assert features.merchant_found.all()
+    client.close()
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What a kill -9 of the primary did to the stream, timed by the broker."""
+
+    degraded: int
+    first_complete_ms: int | None  # after the kill and after the last DEGRADED output
+
+
+def _recovery(outputs: list[Output], killed_ms: int) -> Recovery:
+    statuses = [(o.appended_ms, o.record["feature_status"]) for o in outputs]
+    degraded = [t for t, s in statuses if s == "DEGRADED"]
+    after = max([killed_ms, *degraded])
+    complete = [t for t, s in statuses if s == "COMPLETE" and t >= after]
+    return Recovery(len(degraded), min(complete) - killed_ms if complete else None)
+
+
+def _velocity_keys(client: Any, prefix: str, cards: set[str]) -> int:
+    """How many of ``cards`` have a velocity state (read through the cluster client)."""
+    from streamer.features.velocity_store import RedisVelocityStore
+
+    states = RedisVelocityStore(client, prefix).read(sorted(cards))
+    return sum(1 for s in states if s is not None)
+
+
+def _run(
+    bed_settings: dict[str, str],
+    kill: Callable[[], None] | None,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+) -> tuple[list[Output], int]:
+    settings = {**run_settings, **bed_settings}
+    _load(settings, run_settings["redis_key_prefix"])
+    killed: list[int] = []
+
+    def act(_: subprocess.Popen[bytes]) -> None:
+        if kill is not None:
+            killed.append(now_ms())
+            kill()
+
+    log = tmp_path / "streamer.log"
+    run = stream_with(kafka_bootstrap, topics, group_id, settings, log, act)
+    return exactly_once(kafka_bootstrap, topics, run.sent), (killed or [0])[0]
+
+
+def test_the_stream_scores_on_the_cluster_with_its_velocity_state(
+    cluster: RedisClusterGroup,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    outputs, _ = _run(
+        _cluster_settings(cluster), None, kafka_bootstrap, topics, group_id, run_settings,
+        tmp_path,
+    )  # fmt: skip
+    statuses = Counter(o.record["feature_status"] for o in outputs)
+    assert set(statuses) == {"COMPLETE"}, statuses
+    cards = {o.record["card_id"] for o in outputs}
+    client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
+    assert _velocity_keys(client, run_settings["redis_key_prefix"], cards) == len(cards)
+    client.close()
+
+
+def test_kill_9_of_a_cluster_primary_mid_stream_loses_nothing_and_recovers(
+    cluster: RedisClusterGroup,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    victim = cluster.primary_of(f"{run_settings['redis_key_prefix']}feat:v1:card:card-000001")
+    try:
+        outputs, killed_ms = _run(
+            _cluster_settings(cluster), victim.kill, kafka_bootstrap, topics, group_id,
+            run_settings, tmp_path,
+        )  # fmt: skip
+        done = _recovery(outputs, killed_ms)
+        print(f"cluster primary kill -9: {done.degraded} DEGRADED outputs, first COMPLETE "
+              f"{done.first_complete_ms} ms after the kill")  # fmt: skip
+        assert done.first_complete_ms is not None
+        assert done.first_complete_ms < FAILOVER_MS
+        assert outputs[-1].record["feature_status"] == "COMPLETE"
+    finally:
+        victim.start()  # back as a replica of its successor (its nodes.conf says so)
+        cluster.wait_ok()
+
+
+def test_kill_9_of_the_sentinel_primary_mid_stream_is_followed(
+    sentinels: SentinelGroup,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    assert sentinels.primary is not None
+    assert sentinels.replica is not None
+    outputs, killed_ms = _run(
+        _sentinel_settings(sentinels), sentinels.primary.kill, kafka_bootstrap, topics,
+        group_id, run_settings, tmp_path,
+    )  # fmt: skip
+    done = _recovery(outputs, killed_ms)
+    print(f"sentinel primary kill -9: {done.degraded} DEGRADED outputs, first COMPLETE "
+          f"{done.first_complete_ms} ms after the kill")  # fmt: skip
+    assert done.first_complete_ms is not None
+    assert done.first_complete_ms < FAILOVER_MS
+    sentinels.wait_primary(sentinels.replica.port)
+    client = make_redis_client(
+        "redis://sentinel/0", password=None, timeout_ms=2000, mode="sentinel",
+        sentinels=parse_sentinels(sentinels.addresses), service=SENTINEL_SERVICE,
+    )  # fmt: skip
+    cards = {o.record["card_id"] for o in outputs[-200:]}
+    assert _velocity_keys(client, run_settings["redis_key_prefix"], cards) == len(cards)
+    client.close()
