@@ -26,10 +26,14 @@ setup: ## what tests and demo need: system packages, .venv with all extras, Kafk
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
+# Every check runs even when an earlier one fails (one CI run shows every failure); the
+# target fails if any did.
 test: setup ## everything CI runs: set-up, lint, docs, unit tests, deploy checks, integration and fault tests
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory docs
-	$(PY) -m pytest $(XDIST) --durations=20 tests/unit tests/deploy tests/integration
+	@failed=; \
+	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
+	$(MAKE) --no-print-directory docs || failed="$$failed docs"; \
+	$(PY) -m pytest $(XDIST) --durations=20 tests/unit tests/deploy tests/integration || failed="$$failed tests"; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
 
 test-deploy: setup ## offline checks of the chart, compose file, dashboard, alerts, Dockerfile, workflow
 	$(PY) -m pytest tests/deploy

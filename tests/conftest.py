@@ -96,9 +96,13 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so the services are stopped.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    if config.pluginmanager.hasplugin("xdist") and "PYTEST_XDIST_WORKER" not in os.environ:
-        from tests.xdist_scheduling import ServerGroupHooks
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    from tests.xdist_scheduling import ServerGroupHooks, StructuredGroupIds
 
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        config.pluginmanager.register(StructuredGroupIds(), "structured-group-ids")
+    else:
         os.environ[_RUN_VARIABLE] = uuid.uuid4().hex
         hooks = ServerGroupHooks(groups_of_worker, ready_file)
         config.pluginmanager.register(hooks, "server-groups")
@@ -134,7 +138,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if "stack" in fixtures:
         _server("stack")
     worker, count = _worker()
-    grouped = getattr(session.config.option, "dist", "no") == "loadgroup" or worker == "master"
+    grouped = worker == "master" or bool(getattr(session.config.option, "loadgroup", False))
     mine = groups_of_worker(worker, count) if grouped else set()
     for fixture, group in SERVER_GROUPS.items():
         if fixture in fixtures and group in mine:

@@ -79,3 +79,21 @@ class ServerGroupHooks:
         if config.getvalue("dist") != "loadgroup":
             return None
         return ServerAwareScheduling(config, log, self._groups_of_worker, self._ready_file)
+
+
+class StructuredGroupIds:
+    """In a worker: carry each test's ``xdist_group`` into the id the controller reads.
+
+    pytest 9.2 builds ``nodeid`` from a structured id, while xdist 3.8 writes the group
+    suffix (``…@registry``) into the legacy ``_nodeid`` only, so ``loadgroup`` silently
+    stops grouping (pytest-dev/pytest-xdist#1386). A no-op where the two agree.
+    """
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook has written ``_nodeid``
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            legacy = getattr(item, "_nodeid", None)
+            structured = getattr(item, "_id", None)
+            stale = isinstance(legacy, str) and "@" in legacy and item.nodeid != legacy
+            if stale and structured is not None:
+                item._id = type(structured).parse(legacy)  # type: ignore[attr-defined]
