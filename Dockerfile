@@ -35,7 +35,12 @@ LABEL org.opencontainers.image.title="streamer" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 
-RUN groupadd --system --gid 10001 streamer \
+# libgomp1: LightGBM's OpenMP runtime (the reason codes' explainer, streamer.model.explainer);
+# slim images do not ship it and LightGBM's wheel does not bundle it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 streamer \
  && useradd --system --uid 10001 --gid streamer --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin streamer
 

@@ -141,9 +141,11 @@ def reference_rows(meta: ModelMetadata, n: int = REFERENCE_ROWS) -> npt.NDArray[
 def _booster(spec: str, text: bytes) -> Any:
     try:
         import lightgbm as lgb
-    except ImportError:
+    except (ImportError, OSError) as exc:  # OSError: no OpenMP runtime (libgomp.so.1)
         raise _fail(
-            spec, "its explainer needs lightgbm, which is not installed", "install lightgbm"
+            spec,
+            f"its explainer needs lightgbm, which cannot be imported ({type(exc).__name__})",
+            "install lightgbm and its OpenMP runtime (Debian: libgomp1)",
         ) from None
     try:
         return lgb.Booster(model_str=text.decode("utf-8"))
