@@ -71,13 +71,7 @@ def test_bytes_elements_round_trip(values: list[bytes]) -> None:
 
 
 def _replace(tensors: list[Tensor], name: str, **changes: Any) -> list[Tensor]:
-    out = []
-    for t in tensors:
-        if t.name == name:
-            fields = {**vars(t), **changes}
-            t = Tensor(**fields)
-        out.append(t)
-    return out
+    return [Tensor(**{**vars(t), **changes}) if t.name == name else t for t in tensors]
 
 
 BASE = _json_tensors(_events(2))
