@@ -13,12 +13,16 @@ then the same events again at fixed rates:
   time stamped when the event was sent, with a per-stage breakdown (``stages.py``).
 
 ``--source DIR`` runs another checkout's ``streamer`` (the before numbers) with the same
-flags. Prints tables and writes JSON (bench/results/pipeline.json).
+flags. ``--redis-cluster`` puts the features and velocity state on a 3-primary,
+3-replica Redis Cluster on this machine (``STREAMER_REDIS_MODE=cluster``) instead of the
+stack's one redis-server. Prints tables and writes JSON (bench/results/pipeline.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -40,7 +44,6 @@ sys.path.insert(0, str(REPO))
 
 import contenders  # noqa: E402
 import procstat  # noqa: E402
-import redis  # noqa: E402
 import stages  # noqa: E402
 from contenders import CONTENDERS, Contender, Launched  # noqa: E402
 from phases import Collector, Row, send, topics  # noqa: E402
@@ -48,6 +51,7 @@ from phases import Collector, Row, send, topics  # noqa: E402
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
 from streamer.features.loader import load_command  # noqa: E402
+from streamer.features.redis_client import make_redis_client  # noqa: E402
 
 console = Console(width=180)
 
@@ -235,6 +239,19 @@ def _batch_rows(per_batch: dict[str, dict[str, float]]) -> dict[str, dict[str, f
     return {f"{stage} (per batch, mean {v['mean_ms']:.2f})": v for stage, v in per_batch.items()}
 
 
+def _on_a_cluster(stack: Endpoints, cleanup: contextlib.ExitStack) -> Endpoints:
+    """``stack`` with its Redis replaced by a fresh 6-node cluster (stopped by ``cleanup``)."""
+    import tempfile
+
+    from streamer.dev.devstack.redis_cluster import RedisClusterGroup
+
+    cluster = RedisClusterGroup(Path(cleanup.enter_context(tempfile.TemporaryDirectory())))
+    cleanup.callback(cluster.stop)
+    cluster.start()
+    contenders.OVERRIDES.update(STREAMER_REDIS_URL=cluster.url, STREAMER_REDIS_MODE="cluster")
+    return dataclasses.replace(stack, redis_url=cluster.url)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -247,6 +264,7 @@ def main() -> int:
     parser.add_argument("--exact", action="store_true", help="--only names are whole names")
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for streamers")
     parser.add_argument("--source", type=Path, default=REPO, help="the streamer tree to run")
+    parser.add_argument("--redis-cluster", action="store_true", help="Redis Cluster, 3 shards")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
@@ -260,8 +278,11 @@ def main() -> int:
     }
     results: list[dict[str, Any]] = []
     load = os.getloadavg()
-    with acquire() as stack:
-        load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
+    with acquire() as shared, contextlib.ExitStack() as cleanup:
+        stack = _on_a_cluster(shared, cleanup) if args.redis_cluster else shared
+        mode = "cluster" if args.redis_cluster else "single"
+        client = make_redis_client(stack.redis_url, password=None, timeout_ms=10_000, mode=mode)
+        load_command(client, prefix="", file=None)
         fixed: list[float] = [args.half_rate] if args.half_rate else []
 
         def half(own_max: float) -> tuple[float, list[dict[str, Any]]]:

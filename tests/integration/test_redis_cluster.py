@@ -113,6 +113,7 @@ def test_features_load_spreads_over_every_primary_and_reads_back(
 ) -> None:
     _load(_cluster_settings(cluster), redis_prefix)
     per_primary = [_count(n, f"{redis_prefix}feat:v1:*") for n in _primaries(cluster)]
+    print(f"features load: keys per primary {per_primary}")
     assert len(per_primary) == 3, per_primary
     assert sum(per_primary) == CARDS + MERCHANTS, per_primary
     assert min(per_primary) > (CARDS + MERCHANTS) / 4, f"uneven spread: {per_primary}"
@@ -195,6 +196,36 @@ def test_the_stream_scores_on_the_cluster_with_its_velocity_state(
     )  # fmt: skip
     statuses = Counter(o.record["feature_status"] for o in outputs)
     assert set(statuses) == {"COMPLETE"}, statuses
+    cards = {o.record["card_id"] for o in outputs}
+    client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
+    assert _velocity_keys(client, run_settings["redis_key_prefix"], cards) == len(cards)
+    client.close()
+
+
+def test_slots_migrated_mid_stream_are_followed_without_loss(
+    cluster: RedisClusterGroup,
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    group_id: str,
+    run_settings: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    source, target = _primaries(cluster)[:2]
+    moved: list[int] = []
+
+    def reshard() -> None:
+        before = _count(source, f"{run_settings['redis_key_prefix']}*")
+        cluster.reshard(source, target, 1000)
+        moved.append(before - _count(source, f"{run_settings['redis_key_prefix']}*"))
+
+    outputs, _ = _run(
+        _cluster_settings(cluster), reshard, kafka_bootstrap, topics, group_id, run_settings,
+        tmp_path,
+    )  # fmt: skip
+    statuses = Counter(o.record["feature_status"] for o in outputs)
+    print(f"1,000 slots ({moved[0]} of this test's keys) migrated mid-stream: {statuses}")
+    assert moved[0] > 0
+    assert statuses["COMPLETE"] >= 0.99 * len(outputs), statuses
     cards = {o.record["card_id"] for o in outputs}
     client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
     assert _velocity_keys(client, run_settings["redis_key_prefix"], cards) == len(cards)

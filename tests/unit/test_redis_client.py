@@ -9,7 +9,13 @@ import pytest
 import redis
 
 from streamer.errors import ConfigError
-from streamer.features.redis_client import classify, make_redis_client, where
+from streamer.features.redis_client import (
+    attempt_timeout,
+    classify,
+    make_redis_client,
+    parse_sentinels,
+    where,
+)
 
 
 @pytest.fixture
@@ -28,6 +34,9 @@ def pem(tmp_path: Path) -> str:
         ("rediss://h:6379", {"ssl_keyfile": "PEM"}, "KEYFILE needs STREAMER_REDIS_SSL_CERTFILE"),
         ("rediss://h:6379", {"ssl_ca_certs": "/no/such/ca.crt"}, "not a readable file"),
         ("redis://h:6379", {"timeout_ms": 0}, "STREAMER_REDIS_TIMEOUT_MS must be > 0"),
+        ("unix:///tmp/r.sock", {"mode": "cluster"}, "cluster needs a redis:// or rediss://"),
+        ("redis://h:6379", {"mode": "sentinel"}, "needs STREAMER_REDIS_SENTINELS"),
+        ("rediss://h/0", {"mode": "sentinel", "sentinels": [("s", 1)], "service": "m"}, "TLS"),
     ],
 )
 def test_bad_settings_are_one_line(
@@ -74,3 +83,27 @@ def test_a_tls_failure_underneath_a_connection_error_is_tls() -> None:
     outer = redis.ConnectionError("Error while reading from socket")
     outer.__context__ = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]")
     assert classify(outer) == "tls"
+
+
+def test_sentinels_are_host_port_pairs_and_anything_else_is_one_line() -> None:
+    assert parse_sentinels(" a:1, b.example:26379 ,") == [("a", 1), ("b.example", 26379)]
+    assert parse_sentinels("") == []
+    with pytest.raises(ConfigError, match="'b' is not host:port"):
+        parse_sentinels("a:1,b")
+
+
+def test_cluster_and_sentinel_clients_connect_lazily_and_keep_the_fail_fast_timeout() -> None:
+    # Nothing listens on these ports: building the clients must not connect.
+    cluster = make_redis_client("redis://:pw@127.0.0.1:1/0", password=None, timeout_ms=50,
+                                mode="cluster")  # fmt: skip
+    assert attempt_timeout(cluster) == 0.05
+    assert where(cluster) == "Redis Cluster via redis://127.0.0.1:1"  # no credentials
+    with pytest.raises(redis.ConnectionError, match="Redis Cluster unreachable"):
+        cluster.ping()
+    sentinel = make_redis_client("redis://x/3", password="pw", timeout_ms=50, mode="sentinel",
+                                 sentinels=[("127.0.0.1", 1)], service="m")  # fmt: skip
+    assert attempt_timeout(sentinel) == 0.05
+    assert where(sentinel) == "Redis Sentinel service m"
+    assert sentinel.connection_pool.connection_kwargs["db"] == 3
+    with pytest.raises(redis.ConnectionError):
+        sentinel.ping()
