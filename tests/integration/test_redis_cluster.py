@@ -28,6 +28,11 @@ from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
 from streamer.features.layout import CARD_DEFAULTS, MERCHANT_DEFAULTS
 from streamer.features.redis_client import make_redis_client, parse_sentinels
+from streamer.model.registry import load_model
+from streamer.scoring.kernel import ScoringKernel
+from streamer.testing import sample_event
+from tests.integration.backfill_files import write_avro
+from tests.integration.mlflow_helpers import MODELS, cli
 from tests.integration.steady_run import exactly_once, log_append_topics, stream_with
 from tests.integration.streamer_proc import streamer_env
 from tests.integration.swap_helpers import CARDS, MERCHANTS, Output, now_ms
@@ -132,6 +137,42 @@ def test_features_load_spreads_over_every_primary_and_reads_back(
     assert features.card_found[:500].all()
     assert not features.card_found[500]
     assert features.merchant_found.all()
+    client.close()
+
+
+def test_features_load_history_seeds_velocity_state_over_the_cluster(
+    cluster: RedisClusterGroup, redis_prefix: str, tmp_path: Path
+) -> None:
+    start = 1_764_000_000_000
+    cards = [f"card-h{i}" for i in range(40)]  # 40 cards: 40 slots on every primary
+    events = [
+        sample_event(transaction_id=f"{c}-t{i}", card_id=c, merchant_id=f"m-{i}",
+                     amount_minor=150, event_time=start + 4_000 * i)
+        for c in cards for i in range(5)
+    ]  # fmt: skip
+    history = write_avro(tmp_path / "history.avro", events)
+    settings = {**_cluster_settings(cluster), "redis_key_prefix": redis_prefix}
+    done = cli("features", "load", "--history", str(history), env=streamer_env(**settings))
+    assert done.returncode == 0, done.stderr
+    assert "seeded velocity state of 40 cards from 200 events" in done.stderr
+    model = load_model("fraud-gbt@2", MODELS)
+    client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
+    cache = FeatureCache(
+        client,
+        prefix=redis_prefix,
+        card_defaults=model.card_defaults,
+        merchant_defaults=model.merchant_defaults,
+        breaker=CircuitBreaker(3, 1.0),
+        velocity="read-write",
+    )
+    kernel = ScoringKernel(model, cache, feature_logging=True)
+    live = [
+        sample_event(transaction_id=f"{c}-live", card_id=c, event_time=start + 60_000)
+        for c in cards
+    ]
+    scored = kernel.score(live, [(0, i) for i in range(len(live))]).columns["features"]
+    assert {f["txn_count_1h"] for f in scored} == {5.0}  # each card's history counts
+    assert cache.stats.velocity["write", "written"] == len(cards)
     client.close()
 
 
