@@ -153,25 +153,35 @@ def run_module(
         for line in mutmut(root, "results", "--all", "true").splitlines():
             if match := _RESULT.match(line):
                 outcome.statuses[match[1]] = match[2].strip()
+        survivors = [n for n, status in outcome.statuses.items() if status not in DETECTED]
+        diffs = {name: mutmut(root, "show", name) for name in survivors}
         prefix = module.path.removesuffix(".py").replace("/", ".") + "."
         for name, eq in equivalents.items():
             if not name.startswith(prefix):
                 continue
-            if outcome.statuses.get(name) in (None, *DETECTED):
-                outcome.stale.append(f"{name}: not a surviving mutant")
-                continue
-            diff = mutmut(root, "show", name)
-            if eq.line not in _added_lines(diff):
-                outcome.stale.append(f"{name}: mutated line is no longer {eq.line!r}")
-                continue
-            outcome.equivalent.append(name)
-        for name in outcome.survivors:
-            outcome.diffs[name] = mutmut(root, "show", name)
+            matches = [
+                n
+                for n in survivors
+                if _function(n) == _function(name) and eq.line in _added(diffs[n])
+            ]
+            if not matches:
+                outcome.stale.append(
+                    f"{name}: no surviving mutant of its function adds {eq.line!r}"
+                )
+            outcome.equivalent.extend(m for m in matches if m not in outcome.equivalent)
+        outcome.diffs = {n: diffs[n] for n in outcome.survivors}
     return outcome
 
 
-def _added_lines(diff: str) -> str:
+def _added(diff: str) -> str:
+    """The lines a mutant's diff adds."""
     return "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+"))
+
+
+def _function(mutant: str) -> str:
+    """A mutant's name without its number: mutmut renumbers when the function changes, so
+    an equivalent is matched by its function and the line it adds, not by number."""
+    return mutant.rsplit("__mutmut_", 1)[0]
 
 
 def details(o: Outcome) -> None:
