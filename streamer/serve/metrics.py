@@ -60,6 +60,7 @@ class HttpMetrics:
         # Labelled children by label values: ``labels()`` costs more than the observation.
         self._observed: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
         self._decided: dict[str, Counter] = {}
+        self._rpc: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """One request answered: its duration and its status."""
@@ -76,8 +77,16 @@ class HttpMetrics:
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """One gRPC call (``method`` of inference.GRPCInferenceService) answered ``code``."""
-        self.rpc_duration.labels(method, code).observe(seconds)
-        self.requests.labels(f"/inference.GRPCInferenceService/{method}", code, "v2-grpc").inc()
+        key = (method, code)
+        children = self._rpc.get(key)
+        if children is None:
+            route = f"/inference.GRPCInferenceService/{method}"
+            children = self._rpc[key] = (
+                self.rpc_duration.labels(method, code),
+                self.requests.labels(route, code, "v2-grpc"),
+            )
+        children[0].observe(seconds)
+        children[1].inc()
 
     def decided(self, decision: str) -> None:
         """One event answered with ``decision`` (or ``rejected``)."""
