@@ -22,6 +22,7 @@ import pytest
 import redis
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from confluent_kafka import Consumer, TopicPartition
 from tritonclient.utils import InferenceServerException
 
 from streamer.dev import synth
@@ -29,7 +30,9 @@ from streamer.dev.devstack.processes import free_port
 from streamer.features.loader import load_feature_set, synthetic_features
 from streamer.serve.oip.outputs import OUTPUTS
 from streamer.serve.oip.tensors import input_fields
+from tests.integration.conftest import Bed
 from tests.integration.serve_proc import Served, serving
+from tests.integration.streamer_proc import decode_single_object, plain_schema
 
 SEED, CARDS, MERCHANTS, ROWS = 11, 600, 80, 500
 MODEL = "fraud-gbt"
@@ -267,3 +270,84 @@ def test_the_docs_example_runs_verbatim(server: V2Server) -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, str(DOCS), "exec"), namespace)
     assert namespace["result"].as_numpy("decision").shape == (1,)
+
+
+def _topic_records(bootstrap: str, topic: str) -> list[tuple[str, dict[str, bytes]]]:
+    """(transaction id, headers) of every record on ``topic``, read to its end."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"{topic}-read", "enable.auto.commit": False}
+    )
+    try:
+        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        schema, out, read = plain_schema("scored_event"), [], 0
+        deadline = time.monotonic() + 60
+        while read < end and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error() is not None:
+                continue
+            read = (message.offset() or 0) + 1
+            record = decode_single_object(message.value() or b"", schema)
+            headers = {k: v or b"" for k, v in message.headers() or []}
+            out.append((record["transaction_id"], headers))
+        assert read == end, f"read {read} of {end} records"
+        return out
+    finally:
+        consumer.close()
+
+
+def test_v2_keeps_v1s_api_keys_and_publishes_what_it_scored_with_the_callers_trace(
+    bed: Bed,
+) -> None:
+    """--publish and --api-keys-file over both transports: no key, no answer (401,
+    UNAUTHENTICATED); with it, every scored row is on the audit topic once, no rejected
+    row, and a gRPC caller's traceparent metadata travels with its records."""
+    key = "0123456789abcdef0123"
+    (bed.tmp / "keys").write_text(f"{key}\n")
+    topic = bed.make_topic("scored-v2", partitions=1)
+    now_ms = int(time.time() * 1000)
+    load_feature_set(
+        bed.redis,
+        bed.prefix,
+        synthetic_features(SEED, now_ms, n_cards=CARDS, n_merchants=MERCHANTS),
+    )
+    events = _events(200, now_ms)
+    rest_rows, rpc_rows = events[:120], events[120:]
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    grpc_port = free_port()
+    with serving(
+        bed.tmp,
+        "--publish",
+        "--api-keys-file",
+        str(bed.tmp / "keys"),
+        "--max-request-events",
+        "200",
+        redis_url=bed.redis_url,
+        redis_key_prefix=bed.prefix,
+        kafka_bootstrap_servers=bed.kafka,
+        output_topic=topic,
+        serve_grpc_port=str(grpc_port),
+    ) as served:
+        http = httpclient.InferenceServerClient(served.url.removeprefix("http://"))
+        rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert (
+            _http_error(lambda: http.infer(MODEL, _inputs(httpclient, rest_rows))).status() == "401"
+        )
+        refused = _http_error(lambda: rpc.infer(MODEL, _inputs(grpcclient, rpc_rows)))
+        assert refused.status() == "StatusCode.UNAUTHENTICATED"
+        rest = http.infer(MODEL, _inputs(httpclient, rest_rows), headers={"x-api-key": key})
+        meta = {"authorization": f"Bearer {key}", "traceparent": parent}
+        grpc_result = rpc.infer(MODEL, _inputs(grpcclient, rpc_rows), headers=meta)
+    scored = []
+    for rows, result in ((rest_rows, rest), (rpc_rows, grpc_result)):
+        decisions = [d.decode() for d in result.as_numpy("decision")]
+        scored += [
+            r["transaction_id"] for r, d in zip(rows, decisions, strict=True) if d != "REJECTED"
+        ]
+        assert "REJECTED" in decisions  # the invalid rows of _events are in both halves
+    published = _topic_records(bed.kafka, topic)
+    assert sorted(tid for tid, _ in published) == sorted(scored)
+    rpc_ids = {r["transaction_id"] for r in rpc_rows}
+    traced = [h.get("traceparent") for tid, h in published if tid in rpc_ids]
+    assert traced
+    assert set(traced) == {parent.encode()}
