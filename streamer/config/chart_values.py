@@ -4,8 +4,10 @@ A few settings have values of their own in the chart (``kafka.bootstrapServers``
 ``STREAMER_KAFKA_BOOTSTRAP_SERVERS``); every other one is set under ``settings.<field>``.
 The templates are the truth for the first kind: a ``STREAMER_X: {{ .Values.a.b }}`` line
 of the ConfigMap (through an ``include``d helper: the first value the helper reads; or
-``{{ . }}`` inside a ``with``), or an env entry ``- name: STREAMER_X`` of a workload, whose
-value is what the nearest ``if`` or ``with`` above it reads.
+``{{ . }}`` inside a ``with``), or an env entry ``- name: STREAMER_X`` of a workload: the
+value its body reads (a Secret's name), or, when its body reads none (a ``fieldRef``), what
+the ``if`` or ``with`` it sits in reads. An entry with a literal ``value:`` is the chart's
+own and no value of it.
 
 ``values.yaml`` documents each value with the comment block right above it (helm-docs'
 ``# --`` style), and a value that sets a setting names its variable there. PyYAML drops
@@ -26,7 +28,7 @@ _CONFIG_ENTRY = re.compile(r"^\s*(STREAMER_[A-Z0-9_]+):\s*(.*)$")
 _ENV_ENTRY = re.compile(r"^\s*- name:\s*(STREAMER_[A-Z0-9_]+)\s*$")
 _INCLUDE = re.compile(r'include\s+"([^"]+)"')
 _DEFINE = re.compile(r'\{\{-?\s*define\s+"([^"]+)"\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}', re.DOTALL)
-_CONTROL = re.compile(r"^\s*\{\{-?\s*(?:if|with|else if)\b")
+_BLOCK = re.compile(r"^\s*\{\{-?\s*(if|with|range|else|end)\b(.*)$")
 _DOT = re.compile(r"\{\{-?\s*\.\s*[|}]")
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "streamer"
@@ -74,18 +76,49 @@ def helper_values(helpers: str) -> dict[str, str]:
 def template_values(template: str, helpers: dict[str, str] | None = None) -> dict[str, str]:
     """``STREAMER_X`` → the value that sets it in one template (see the module's doc)."""
     found: dict[str, str] = {}
-    nearest = ""  # the last value an `if` or `with` read: the condition around an entry
-    for line in template.splitlines():
-        config, env = _CONFIG_ENTRY.match(line), _ENV_ENTRY.match(line)
-        if config:
-            value = _config_value(config.group(2), nearest, helpers or {})
-            if value:
-                found.setdefault(config.group(1), value)
-        elif env and nearest:
-            found.setdefault(env.group(1), nearest)
-        if _CONTROL.match(line) and (references := _VALUE.findall(line)):
-            nearest = references[-1]
+    lines = template.splitlines()
+    opened: list[str] = []  # what each open `if`/`with`/`range` reads ("" when no value)
+    for i, line in enumerate(lines):
+        around = next((v for v in reversed(opened) if v), "")
+        if config := _CONFIG_ENTRY.match(line):
+            name, value = config.group(1), _config_value(config.group(2), around, helpers or {})
+        elif env := _ENV_ENTRY.match(line):
+            name, value = env.group(1), _env_value(lines[i + 1 :], around)
+        else:
+            name, value = "", ""
+        if value:
+            found.setdefault(name, value)
+        _track_blocks(line, opened)
     return found
+
+
+def _track_blocks(line: str, opened: list[str]) -> None:
+    """Open, re-point or close the template blocks a line starts, continues or ends."""
+    control = _BLOCK.match(line)
+    if control is None:
+        return
+    word, rest = control.group(1), control.group(2)
+    read = (_VALUE.findall(rest) or [""])[-1]
+    if word in ("if", "with", "range"):
+        opened.append(read)
+    elif word == "else" and opened and read:
+        opened[-1] = read
+    elif word == "end" and opened:
+        opened.pop()
+
+
+def _env_value(following: list[str], around: str) -> str:
+    """An env entry's value: the chart value its body reads (a Secret's name); none for a
+    literal ``value:`` the chart fixes itself; else the block it sits in (its ``if``)."""
+    for line in following:
+        stripped = line.strip()
+        if _ENV_ENTRY.match(line) or stripped.startswith("{{"):
+            break
+        if stripped.startswith("value:") and "{{" not in stripped:
+            return ""
+        if own := _VALUE.search(stripped):
+            return own.group(1)
+    return around
 
 
 def _config_value(expression: str, nearest: str, helpers: dict[str, str]) -> str:

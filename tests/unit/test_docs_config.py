@@ -153,11 +153,18 @@ def test_settings_the_chart_reserves_have_a_value_of_their_own() -> None:
             {"STREAMER_R": "redis.existingSecret"},
         ),
         (
-            "{{- if .Values.k.static }}\n# why\n- name: STREAMER_S\n  value: x\n"
+            "{{- if .Values.k.static }}\n# why\n- name: STREAMER_S\n  valueFrom:\n"
+            "    fieldRef: {fieldPath: metadata.name}\n"
             "{{- else }}\n- name: STREAMER_S\n  value: ''\n{{- end }}",
             {"STREAMER_S": "k.static"},
         ),
         ("- name: {{ $name }}\n  STREAMER_T: plain", {}),
+        (  # a literal value is the chart's own; a closed `if` says nothing about what follows
+            "{{- if .Values.serve.publish }}\n- --publish\n{{- end }}\n"
+            '- name: STREAMER_U\n  value: "8081"\n- name: STREAMER_V\n  valueFrom:\n'
+            "    fieldRef: {fieldPath: metadata.name}",
+            {},
+        ),
     ],
 )
 def test_template_parser(template: str, expected: dict[str, str]) -> None:
