@@ -175,7 +175,8 @@ def run_module(
 
 def _added(diff: str) -> str:
     """The lines a mutant's diff adds."""
-    return "\n".join(line[1:] for line in diff.splitlines() if line.startswith("+"))
+    lines = diff.splitlines()
+    return "\n".join(x[1:] for x in lines if x.startswith("+") and not x.startswith("+++"))
 
 
 def _function(mutant: str) -> str:
