@@ -2,11 +2,12 @@
 
 Redis Cluster refuses any multi-key command (MGET, MSET, a script) whose keys lie in more
 than one slot, so the stream's one MGET and one script call per batch become one command
-per slot, sent through redis-py's cluster pipeline: it routes each command by its slot
-(the library keeps the slot map, follows MOVED and ASK, refreshes the map after a
-failover) and writes every node's commands before it reads any reply, so a batch costs
-one round trip per node touched, the nodes working in parallel. The slot routing is the
-library's; nothing here computes a slot.
+per key or per slot, grouped by node: every node's commands are written before any reply
+is read, so a batch costs one round trip per node touched, the nodes working in
+parallel. redis-py's ``RedisCluster`` keeps the slot map (the slot of a key, the primary
+of a slot), follows MOVED and ASK and refreshes the map after a failover: ``per_node``
+sends on its map, and anything it cannot answer (a redirection) goes again through the
+library's own cluster pipeline (``per_slot``, ``mget_nonatomic``).
 
 ``RedisCluster`` connects to its startup node in its constructor (to learn the slot map);
 ``LazyCluster`` defers that to the first command, so that a cluster that is down at
@@ -20,6 +21,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import hiredis
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
@@ -70,6 +72,9 @@ def _reason(exc: BaseException) -> BaseException:
     return redis.ConnectionError(f"Redis Cluster unreachable: {type(exc).__name__}: {exc}")
 
 
+_NODE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 def is_cluster(client: object) -> bool:
     """True for a Redis Cluster client (built or not)."""
     return isinstance(client, LazyCluster | RedisCluster)
@@ -81,14 +86,64 @@ def _cluster(client: Any) -> Any:
 
 
 def cluster_mget(client: Any) -> Callable[[Sequence[str]], list[bytes | None]]:
-    """The feature cache's MGET on a cluster: one MGET per slot, pipelined per node
-    (redis-py's ``mget_nonatomic``); values in the order of the keys."""
+    """The feature cache's MGET on a cluster; values in the order of the keys.
+
+    ``per_node`` first (a GET per key, one packed write per node); when a node cannot be
+    reached or any reply is an error (MOVED or ASK: the slot map moved on), the whole batch
+    again through redis-py's ``mget_nonatomic`` (one MGET per slot through the cluster
+    pipeline), which refreshes the map after a failover and follows redirections; what
+    it cannot serve raises, as for one node."""
 
     def mget(keys: Sequence[str]) -> list[bytes | None]:
-        values: list[bytes | None] = _cluster(client).mget_nonatomic(list(keys))
-        return values
+        try:
+            replies = per_node(client, keys, [("GET", key) for key in keys])
+        except _NODE_ERRORS:  # a node gone: the library refreshes its map (or raises)
+            replies = [redis.ConnectionError()]
+        if any(isinstance(r, Exception) for r in replies):
+            values: list[bytes | None] = _cluster(client).mget_nonatomic(list(keys))
+            return values
+        return replies
 
     return mget
+
+
+def per_node(client: Any, keys: Sequence[str], commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """``commands[i]`` (whose keys share the slot of ``keys[i]``) sent to the primary that
+    redis-py's slot map names for that slot: one packed write (hiredis) per node, every
+    node written before any is read, so the nodes work in parallel. Error replies come
+    back as exception values; a connection or timeout failure closes that connection and
+    raises. redis-py's cluster pipeline does the same in ~45 µs of Python per command
+    (measured: 36 ms for a 500-event batch's ~1,000 keys, against 4 ms on one node); the
+    routing (slot of a key, node of a slot) stays the library's."""
+    cluster = _cluster(client)
+    nodes, slot_node = cluster.nodes_manager, cluster.keyslot
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, key in enumerate(keys):
+        node = nodes.get_node_from_slot(slot_node(key))
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    sent: list[tuple[Any, Any, list[int]]] = []
+    try:
+        for node, positions in groups.values():
+            pool = cluster.get_redis_connection(node).connection_pool
+            conn = pool.get_connection()
+            sent.append((pool, conn, positions))
+            packed = b"".join(hiredis.pack_command(commands[i]) for i in positions)
+            conn.send_packed_command([packed])
+        replies: list[Any] = [None] * len(commands)
+        for _, conn, positions in sent:
+            for i in positions:
+                try:
+                    replies[i] = conn.read_response()
+                except redis.ResponseError as exc:
+                    replies[i] = exc
+        return replies
+    except BaseException:
+        for _, conn, _ in sent:
+            conn.disconnect()
+        raise
+    finally:
+        for pool, conn, _ in sent:
+            pool.release(conn)
 
 
 def per_slot(client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:

@@ -27,7 +27,13 @@ import redis
 from redis.exceptions import NoScriptError
 
 from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
-from streamer.features.redis_cluster import cluster_mget, is_cluster, per_slot, slot_groups
+from streamer.features.redis_cluster import (
+    cluster_mget,
+    is_cluster,
+    per_node,
+    per_slot,
+    slot_groups,
+)
 from streamer.features.velocity_state import (
     HEADER_SIZE,
     HIGH_OFFSET,
@@ -148,13 +154,18 @@ def _one_call(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> 
 
 
 def _per_slot_calls(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> list[Any]:
-    """A cluster's write: one script call per slot, one pipeline (a round trip per node);
-    the calls Redis answers NOSCRIPT (a node that never ran it) go again as EVAL."""
+    """A cluster's write: one script call per slot, a round trip per node (``per_node``);
+    the calls answered with an error (NOSCRIPT from a node that never ran the script, a
+    redirection) go again as EVAL through the library's cluster pipeline."""
     groups = slot_groups(client, keys)
     calls = [(len(g), *(keys[i] for i in g), ttl_ms, *(blobs[i] for i in g)) for g in groups]
-    replies = per_slot(client, [("EVALSHA", CAS_MANY_SHA, *c) for c in calls])
-    missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
-    if missing:
+    firsts = [keys[g[0]] for g in groups]
+    try:
+        replies = per_node(client, firsts, [("EVALSHA", CAS_MANY_SHA, *c) for c in calls])
+    except (redis.ConnectionError, redis.TimeoutError, OSError):  # the library refreshes
+        replies = [redis.ResponseError("node unreachable")] * len(calls)  # its map, or raises
+    missing = [n for n, r in enumerate(replies) if isinstance(r, redis.ResponseError)]
+    if missing:  # NOSCRIPT (EVAL caches it), MOVED, ASK: the library's pipeline follows them
         again = per_slot(client, [("EVAL", CAS_MANY_SCRIPT, *calls[n]) for n in missing])
         for n, reply in zip(missing, again, strict=True):
             replies[n] = reply

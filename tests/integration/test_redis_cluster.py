@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamer.dev.devstack.redis import RedisServer
@@ -34,7 +36,7 @@ from streamer.testing import sample_event
 from tests.integration.backfill_files import write_avro
 from tests.integration.mlflow_helpers import MODELS, cli
 from tests.integration.steady_run import exactly_once, log_append_topics, stream_with
-from tests.integration.streamer_proc import streamer_env
+from tests.integration.streamer_proc import committed_total, streamer_env
 from tests.integration.swap_helpers import CARDS, MERCHANTS, Output, now_ms
 
 FAILOVER_MS = 15_000  # node timeout 1 s + election; Sentinel: down-after 1 s + failover
@@ -176,6 +178,43 @@ def test_features_load_history_seeds_velocity_state_over_the_cluster(
     client.close()
 
 
+def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
+    cluster: RedisClusterGroup, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.connection import AbstractConnection
+
+    from streamer.features.velocity_state import CardState, pack
+    from streamer.features.velocity_store import write_states
+
+    client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
+    cache = FeatureCache(
+        client, prefix=redis_prefix, card_defaults=CARD_DEFAULTS,
+        merchant_defaults=MERCHANT_DEFAULTS, breaker=CircuitBreaker(3, 1.0), velocity="read",
+    )  # fmt: skip
+    cards = [f"card-{i:06d}" for i in range(500)]
+    cache.fetch(cards, cards)  # connects to every primary, learns the slot map
+    updates = {c: pack(CardState(high=10)) for c in cards}
+    write_states(client, redis_prefix, updates, dict.fromkeys(cards, 9))  # caches the script
+    primaries = {("127.0.0.1", n.port) for n in _primaries(cluster)}
+    sends: list[tuple[str, int]] = []
+    original = AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sends.append((self.host, self.port))
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    features = cache.fetch(cards, [f"merchant-{i % 300:05d}" for i in range(500)])
+    reads, sends[:] = list(sends), []
+    updates = {c: pack(CardState(high=11)) for c in cards}
+    done = write_states(client, redis_prefix, updates, dict.fromkeys(cards, 10))
+    assert not features.degraded
+    assert done.written == 500
+    assert sorted(reads) == sorted(primaries)  # one packed write to each primary
+    assert sorted(sends) == sorted(primaries)
+    client.close()
+
+
 @dataclass(frozen=True)
 class Recovery:
     """What a kill -9 of the primary did to the stream, timed by the broker."""
@@ -200,6 +239,21 @@ def _velocity_keys(client: Any, prefix: str, cards: set[str]) -> int:
     return sum(1 for s in states if s is not None)
 
 
+def _coordinator_ready(bootstrap: str, group: str, topic: str) -> None:
+    """Until the broker answers committed offsets for ``group``: a fresh broker's offsets
+    topic answers NOT_COORDINATOR for a while, which ``stream_with``'s wait does not
+    retry."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            committed_total(bootstrap, group, topic)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _run(
     bed_settings: dict[str, str],
     kill: Callable[[], None] | None,
@@ -218,6 +272,7 @@ def _run(
             killed.append(now_ms())
             kill()
 
+    _coordinator_ready(kafka_bootstrap, group_id, topics["input_topic"])
     log = tmp_path / "streamer.log"
     run = stream_with(kafka_bootstrap, topics, group_id, settings, log, act)
     return exactly_once(kafka_bootstrap, topics, run.sent), (killed or [0])[0]
