@@ -77,6 +77,10 @@ def _int_env(name: str, default: int) -> int:
 
 EVENTS = 30_000
 RATE = 2_000.0
+CARDS = 200_000
+"""The demo squeezes a day's traffic into seconds of event time: spread over many cards so
+that ordinary cards transact a few times at most, as in a real quarter of a minute, and
+the velocity state sees bursts only where there are bursts."""
 console = Console(stderr=True)
 
 
@@ -217,7 +221,9 @@ def _producer(topic: str, bootstrap: str, errors: list[BaseException]) -> thread
         try:
             burst_thread = threading.Thread(target=burst, daemon=True, name="demo-burst")
             burst_thread.start()
-            send_synthetic(topic=topic, bootstrap_servers=bootstrap, count=EVENTS, rate=RATE)
+            send_synthetic(
+                topic=topic, bootstrap_servers=bootstrap, count=EVENTS, rate=RATE, n_cards=CARDS
+            )
             burst_thread.join()
         except Exception as exc:  # noqa: BLE001 - reported by the main thread as one line
             errors.append(exc)
@@ -241,7 +247,9 @@ def _run(terminal: TextIO) -> int:
     with _stack() as stack:
         console.print(f"Kafka {stack.kafka_bootstrap} ({stack.source}), Redis {stack.redis_url}")
         _create_topics(stack.kafka_bootstrap, topics, out)
-        seeded = load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
+        seeded = load_command(
+            redis.Redis.from_url(stack.redis_url), prefix="", file=None, n_cards=CARDS
+        )
         console.print(f"seeding features: {seeded}")
         port = free_port()
         env = child_environment(
