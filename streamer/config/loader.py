@@ -26,8 +26,9 @@ from streamer.config.settings import ENV_PREFIX, Settings
 from streamer.errors import ConfigError
 
 KAFKA_PROP_PREFIX = "STREAMER_KAFKA_PROP_"
-NOT_SETTINGS = ("STREAMER_DEV_", "STREAMER_TEST_", "STREAMER_IMAGE")
-"""Prefixes of ``STREAMER_*`` variables that belong to the dev tools, tests and compose."""
+NOT_SETTINGS = ("STREAMER_DEV_", "STREAMER_TEST_", "STREAMER_IMAGE", "STREAMER_SCHEMAS_DIR")
+"""Prefixes of ``STREAMER_*`` variables that belong to the dev tools, tests, compose and the
+image (``STREAMER_SCHEMAS_DIR``: where the codec finds the schemas, read by ``codec.schemas``)."""
 
 
 def env_name(loc: Iterable[str | int]) -> str:

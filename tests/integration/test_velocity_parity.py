@@ -41,8 +41,8 @@ from tests.integration.streamer_proc import (
     wait_until,
 )
 
-EVENTS = int(os.environ.get("STREAMER_PARITY_EVENTS", "12000"))
-"""12,000 in `make test`; the issue's 200,000 with STREAMER_PARITY_EVENTS=200000."""
+EVENTS = int(os.environ.get("STREAMER_TEST_PARITY_EVENTS", "12000"))
+"""12,000 in `make test`; the issue's 200,000 with STREAMER_TEST_PARITY_EVENTS=200000."""
 RATE = max(600.0, EVENTS / 20)  # sent over about 20 s, so that every kill lands mid-stream
 VELOCITY_INPUTS = (
     "txn_count_1h",

@@ -220,3 +220,11 @@ def test_every_sensitive_property_is_redacted(env: pytest.MonkeyPatch, prop: str
     shown = repr(load_settings().redacted())
     assert "hunter2" not in shown
     assert "hunter3" not in shown
+
+
+def test_the_images_schemas_dir_is_not_refused_as_an_unknown_setting(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """The Dockerfile sets STREAMER_SCHEMAS_DIR for the codec; start-up must accept it."""
+    env.setenv("STREAMER_SCHEMAS_DIR", "/app/schemas")
+    assert load_settings().max_batch_size > 0
