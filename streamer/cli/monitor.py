@@ -70,6 +70,13 @@ def _state(config: Path | None, require: tuple[str, ...] = ()) -> tuple[Any, Any
 
     factory = clients(config, require=require)
     s = factory.settings
+    if s.redis_mode == "cluster":  # its scripts touch many transactions' keys in one call
+        from streamer.errors import ConfigError
+
+        raise ConfigError(
+            "streamer monitor needs one Redis node or a Sentinel primary for its join state: "
+            "STREAMER_REDIS_MODE=cluster is not supported (docs/redis.md)"
+        )
     client = factory.redis(timeout_ms=5000)
     try:
         client.ping()
