@@ -25,6 +25,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -131,14 +132,16 @@ async def open_loop(send: Send, payloads: list[Any], rate: float, seconds: float
     errors = 0
     tasks = []
     rng = random.Random(1)
+    kinds: Counter[str] = Counter()
 
     async def one(at: float, body: Any) -> None:
         nonlocal errors
         try:
             await send(body)
             latencies.append(loop.time() - at)
-        except Exception:  # noqa: BLE001  # counted, not fatal: the figure says how many
+        except Exception as exc:  # noqa: BLE001  # counted, not fatal: the figure says how many
             errors += 1
+            kinds[type(exc).__name__ + ": " + str(exc)[:120]] += 1
 
     start = loop.time() + 0.1
     at, i = start, 0
@@ -155,6 +158,7 @@ async def open_loop(send: Send, payloads: list[Any], rate: float, seconds: float
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "achieved_rps": round(len(latencies) / seconds, 1),
+        "error_kinds": dict(kinds.most_common(3)),
     }
 
 
@@ -189,7 +193,12 @@ async def run(port: int, grpc_port: int, pid: int, args: argparse.Namespace) -> 
         grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
     ):
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        sends = senders(session, f"http://127.0.0.1:{port}", stub)
+        wanted = args.protocols.split(",")
+        sends = {
+            n: f
+            for n, f in senders(session, f"http://127.0.0.1:{port}", stub).items()
+            if n in wanted
+        }
         for name, send in sends.items():  # warm-up: connections, first batches
             await closed_loop(send, singles[name], 8, 1.0)
         for name, send in sends.items():
@@ -241,6 +250,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--protocols", default="v1,v2_rest,v2_grpc")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/serve-v2.json")
     args = parser.parse_args()
     if not args.redis_url:

@@ -81,7 +81,7 @@ def create_app(runtime: Runtime, tracer: Tracer | None = None) -> FastAPI:
     )
     score = _scoring_routes(app, runtime)
     _operations_routes(app, runtime)
-    app.include_router(oip_rest.router(runtime))  # /v2: the Open Inference Protocol
+    oip_rest.install(app, runtime)  # /v2: the Open Inference Protocol
     # Innermost first. /v1/score goes past FastAPI's routing (DirectRoute): the hot path;
     # its FastAPI route documents it.
     route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/v1/score")

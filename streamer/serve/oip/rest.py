@@ -14,13 +14,17 @@ tests/integration/test_serve_v2.py holds the server to it with those clients.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from streamer.serve import auth
+from streamer.serve.middleware import ASGIApp, Receive, Scope, Send
 from streamer.serve.oip import inference, wire
 from streamer.serve.oip.inference import FeaturesUnavailableError, InferRequest, ModelNotFoundError
 from streamer.serve.oip.tensors import TensorError
@@ -28,6 +32,8 @@ from streamer.serve.runtime import Runtime
 from streamer.serve.tracing import trace_tag
 
 HEADER_LENGTH = "inference-header-content-length"
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+InferEndpoint = Callable[[Request, str, str], Awaitable[Response]]
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -49,8 +55,8 @@ def _denied(runtime: Runtime, request: Request) -> Response | None:
     return response
 
 
-def router(runtime: Runtime) -> APIRouter:
-    """The /v2 routes over ``runtime``."""
+def router(runtime: Runtime) -> tuple[APIRouter, InferEndpoint]:
+    """The /v2 routes over ``runtime``, and the infer endpoint."""
     api = APIRouter(prefix="/v2", include_in_schema=False)
 
     @api.get("/health/live")
@@ -104,4 +110,39 @@ def router(runtime: Runtime) -> APIRouter:
         api.add_api_route(path, metadata, methods=["GET"])
         api.add_api_route(f"{path}/ready", model_ready, methods=["GET"])
         api.add_api_route(f"{path}/infer", infer, methods=["POST"])
-    return api
+    return api, infer
+
+
+def install(app: FastAPI, runtime: Runtime) -> None:
+    """The /v2 routes on ``app``, the infer route on the direct path (``DirectInfer``)."""
+    api, infer = router(runtime)
+    app.include_router(api)
+    routes = {r.path: r for r in api.routes if isinstance(r, APIRoute)}
+    plain, versioned = (
+        routes["/v2/models/{name}/infer"],
+        routes["/v2/models/{name}/versions/{version}/infer"],
+    )
+    app.add_middleware(DirectInfer, routes=(plain, versioned), endpoint=infer)
+
+
+class DirectInfer:
+    """``POST /v2/models/{name}[/versions/{version}]/infer`` straight to its endpoint, past
+    FastAPI's router and parameter solving, as ``middleware.DirectRoute`` does for
+    /v1/score: on one GIL they cost as much as a one-row inference's own work. The
+    FastAPI routes stay, named in the scope for the telemetry's route label."""
+
+    def __init__(self, app: ASGIApp, routes: tuple[APIRoute, APIRoute], endpoint: InferEndpoint):
+        self.app = app
+        self.routes = routes
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INFER_PATH.match(scope["path"])
+            if match is not None:
+                name, version = match.groups()
+                scope["route"] = self.routes[version is not None]
+                response = await self.endpoint(Request(scope, receive), name, version or "")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
