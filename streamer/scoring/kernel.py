@@ -175,15 +175,15 @@ class ScoringKernel:
         ok, scores, statuses, failures = self._contained(
             chosen, [sources[i][1] for i in valid], shadow, matrices
         )
-        for i, failure in failures:
-            log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
-            error = failure.error
-            rejected.append((valid[i], Rejection(type(error).__name__, str(error), failure.stage)))
+        rejected += _isolated(valid, failures)
         rows = [valid[i] for i in ok.tolist()]
         stamp = self.stamp
         decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
         matrix, shadow_matrix = matrices.joined()
-        shadowed = self._shadow(shadow, shadow_matrix, len(rows)) if shadow and rows else None
+        shadowed = None
+        if shadow and rows:
+            shadowed, failed = _shadow_scores(shadow, shadow_matrix, len(rows), self.observer)
+            self.shadow_failures += failed
         now = self.clock()
         columns = scored_columns(
             take(events, rows),
@@ -198,12 +198,8 @@ class ScoringKernel:
             publish_ms=now,
             shadow=shadowed,
         )
-        if self.feature_logging and matrix is not None:
-            columns["features"] = logged_features(self._feature_names, matrix)
-        if matrix is not None:  # reason codes of the flagged rows (``scoring.reasons``)
-            with self.observer.stage("reasons"):
-                explainer, names = self.model.explainer, self._feature_names
-                columns["reasons"] = self.reasons.column(explainer, names, matrix, decisions)
+        if matrix is not None:
+            self._explain(columns, matrix, decisions)
         result = Scored(
             rows,
             columns,
@@ -218,6 +214,17 @@ class ScoringKernel:
         )
         self.observer.scored(result)
         return result
+
+    def _explain(
+        self, columns: dict[str, Column], matrix: Matrix, decisions: npt.NDArray[np.int8]
+    ) -> None:
+        """The columns that explain a decision: the logged input (``STREAMER_FEATURE_LOGGING``)
+        and the reason codes of the flagged rows (``scoring.reasons``)."""
+        if self.feature_logging:
+            columns["features"] = logged_features(self._feature_names, matrix)
+        with self.observer.stage("reasons"):
+            explainer, names = self.model.explainer, self._feature_names
+            columns["reasons"] = self.reasons.column(explainer, names, matrix, decisions)
 
     def use_shadow(self, shadow: ShadowModel | None) -> None:
         """Score ``shadow`` beside the model from the next batch on (None: no shadow)."""
@@ -293,26 +300,26 @@ class ScoringKernel:
             )
         return scores, matrix, shadow_matrix
 
-    def _shadow(
-        self, shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int
-    ) -> ShadowResult:
-        """The shadow's scores for the ``n`` scored rows; NaN (and a count) when it fails."""
-        stamp = shadow.stamp
-        try:
-            if matrix is None:
-                raise ValueError("the shadow's features could not be assembled")
-            with self.observer.stage("shadow"):
-                scores = np.asarray(shadow.scorer.score(matrix), dtype=np.float64)
-            decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
-            if scores.shape != (n,):
-                raise ValueError(f"{scores.shape[0]} scores for {n} rows")
-        except Exception as exc:  # noqa: BLE001 - a shadow never touches the champion
-            self.shadow_failures += 1
-            log.warning("shadow model %s@%s failed: %s", stamp.name, stamp.version, exc)
-            scores = np.full(n, np.nan)
-            decisions = np.zeros(n, dtype=np.int8)
-            return ShadowResult(stamp, scores, decisions)
-        return ShadowResult(stamp, scores, decisions, matrix, shadow.model)
+
+def _shadow_scores(
+    shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int, observer: Observer
+) -> tuple[ShadowResult, bool]:
+    """The shadow's scores for the ``n`` scored rows, and whether it failed (NaN scores
+    then: a shadow never touches the champion)."""
+    stamp = shadow.stamp
+    try:
+        if matrix is None:
+            raise ValueError("the shadow's features could not be assembled")
+        with observer.stage("shadow"):
+            scores = np.asarray(shadow.scorer.score(matrix), dtype=np.float64)
+        decisions = decide(scores, stamp.review_threshold, stamp.decline_threshold)
+        if scores.shape != (n,):
+            raise ValueError(f"{scores.shape[0]} scores for {n} rows")
+    except Exception as exc:  # noqa: BLE001 - a shadow never touches the champion
+        log.warning("shadow model %s@%s failed: %s", stamp.name, stamp.version, exc)
+        failed = ShadowResult(stamp, np.full(n, np.nan), np.zeros(n, dtype=np.int8))
+        return failed, True
+    return ShadowResult(stamp, scores, decisions, matrix, shadow.model), False
 
 
 Matrix = npt.NDArray[np.float32]
@@ -369,6 +376,16 @@ def _assemble_or_none(
         return assemble(columns, features.card, features.merchant, names)
     except (KeyError, ValueError):
         return None
+
+
+def _isolated(valid: list[int], failures: Any) -> list[tuple[int, Rejection]]:
+    """The events containment isolated (failing on their own), as rejections."""
+    out = []
+    for i, failure in failures:
+        log.warning("event isolated from its batch at stage %s: %s", failure.stage, failure)
+        error = failure.error
+        out.append((valid[i], Rejection(type(error).__name__, str(error), failure.stage)))
+    return out
 
 
 def _validated(events: Sequence[Event], now: int) -> tuple[list[int], list[tuple[int, Rejection]]]:
