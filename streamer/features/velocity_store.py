@@ -5,7 +5,7 @@ Reading is the feature cache's business (the states' keys join its one MGET per 
 round trip per batch, one compare-and-set script call over the batch's cards, so that a
 stale instance (during a rebalance handover, or after a rewind) can never move a card's
 state backwards. On a Redis Cluster the batch's cards are grouped by slot, one script call
-per slot, pipelined per node (``redis_cluster.per_slot``): one round trip per node.
+per slot, grouped by node (``redis_cluster.per_node``): one round trip per node.
 
 Keys are ``{prefix}vel:v1:{<card id>}``: the card id is the key's hash tag, so a card's
 key sits in its own slot. Redis Cluster takes the tag from the first ``{`` to the first
