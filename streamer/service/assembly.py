@@ -176,12 +176,7 @@ def build(
         settings.input_topic, settings.output_topic, settings.dead_letter_topic, settings.group_id
     )
     stats = LoopStats()
-    progress = ProgressLog(stats, telemetry.latency, settings.progress_interval_s)
-    observers: list[Observer] = [telemetry, StatsObserver(stats), progress]
-    if tracer_provider is not None:
-        tracer = tracer_provider.get_tracer("streamer", __version__)
-        observers.append(TracingObserver(tracer, topics.input, topics.output, topics.group_id))
-    observer = Observers(observers)
+    observer = _observer(settings, telemetry, stats, topics, tracer_provider)
     registry = clients.schema_registry()
     cache = feature_cache(clients, model, velocity="read-write")
     kernel, switch = scoring_kernel(settings, model, cache, observer)
@@ -195,24 +190,63 @@ def build(
         max_bytes=int(producer_config(settings.kafka)["message.max.bytes"]),
     )
     transactions = Transactions(producer) if settings.exactly_once else None
+    commits = commit_strategy(settings, consumer, publisher, tracker, transactions)
     loop = StreamLoop(
         consumer=consumer,
         publisher=publisher,
         decoder=decoder(settings, registry),
         encoder=encoder(settings, registry),
         kernel=kernel,
-        commits=commit_strategy(settings, consumer, publisher, tracker, transactions),
+        commits=commits,
         topics=topics,
         observer=observer,
         stats=stats,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         redis_gate=cache.available if settings.redis_required else None,
-        sizer=LatencyTargetSizer(settings.latency_target_ms, max_size=settings.max_batch_size)
-        if settings.latency_target_ms
-        else None,
+        sizer=_sizer(settings),
     )
-    sources = Sources(
+    sources = _sources(stats, cache, tracker, publisher, loop)
+    metrics = registry_for(
+        StreamerCollector(telemetry, sources),
+        ModelCollector(telemetry, model_sources(kernel, switch)),
+    )
+    parts = (loop, kernel, cache, telemetry, metrics, clients, tracer_provider, registry)
+    return Service(*parts, transactions, switch)
+
+
+def _observer(
+    settings: Settings,
+    telemetry: Telemetry,
+    stats: LoopStats,
+    topics: Topics,
+    tracer_provider: TracerProvider | None,
+) -> Observers:
+    """Metrics, the loop's counters, the progress line and, with a tracer, the spans."""
+    progress = ProgressLog(stats, telemetry.latency, settings.progress_interval_s)
+    observers: list[Observer] = [telemetry, StatsObserver(stats), progress]
+    if tracer_provider is not None:
+        tracer = tracer_provider.get_tracer("streamer", __version__)
+        observers.append(TracingObserver(tracer, topics.input, topics.output, topics.group_id))
+    return Observers(observers)
+
+
+def _sizer(settings: Settings) -> LatencyTargetSizer | None:
+    """Batches sized for ``STREAMER_LATENCY_TARGET_MS`` when it is set."""
+    if not settings.latency_target_ms:
+        return None
+    return LatencyTargetSizer(settings.latency_target_ms, max_size=settings.max_batch_size)
+
+
+def _sources(
+    stats: LoopStats,
+    cache: FeatureCache,
+    tracker: OffsetTracker,
+    publisher: Publisher,
+    loop: StreamLoop,
+) -> Sources:
+    """What the stream's metrics read at scrape time."""
+    return Sources(
         consumed=lambda: stats.consumed,
         lookups=lambda: dict(cache.stats.lookups),
         redis_errors=lambda: cache.stats.errors,
@@ -222,20 +256,4 @@ def build(
         outputs_refused=lambda: publisher.refused,
         rewinds=lambda: loop.commits.rewinds,
         velocity=lambda: dict(cache.stats.velocity),
-    )
-    metrics = registry_for(
-        StreamerCollector(telemetry, sources),
-        ModelCollector(telemetry, model_sources(kernel, switch)),
-    )
-    return Service(
-        loop,
-        kernel,
-        cache,
-        telemetry,
-        metrics,
-        clients,
-        tracer_provider,
-        registry,
-        transactions,
-        switch,
     )
