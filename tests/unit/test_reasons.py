@@ -21,6 +21,7 @@ from streamer.errors import ConfigError
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
 from streamer.features.engineering import FEATURE_NAMES
+from streamer.features.enrichment import OfflineVelocity
 from streamer.model.explainer import TOLERANCE, onnx_margin_and_score
 from streamer.model.registry import LoadedModel, load_model
 from streamer.observability.metrics import Telemetry
@@ -54,15 +55,16 @@ def model() -> LoadedModel:
 
 
 def _kernel(model: LoadedModel, reasons: ReasonSettings | None = None) -> ScoringKernel:
+    """The kernel over score-file's feature source: an in-memory snapshot, and the velocity
+    state folded in memory over the events in order (as the stream folds a partition)."""
     cache = FeatureCache(
         InMemoryRedis(),  # type: ignore[arg-type]
         prefix="",
         card_defaults=model.card_defaults,
         merchant_defaults=model.merchant_defaults,
         breaker=CircuitBreaker(),
-        velocity="read",  # the batch's own events folded, as the API does
     )
-    return ScoringKernel(model, cache, reasons=reasons)
+    return ScoringKernel(model, OfflineVelocity(cache), reasons=reasons)
 
 
 def _score(kernel: ScoringKernel, events: Sequence[dict[str, Any]]) -> Scored:

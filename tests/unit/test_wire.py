@@ -194,6 +194,15 @@ def test_scored_events_round_trip(registry: CountingRegistry) -> None:
         "shadow_decision": "APPROVE",
         "shadow_model_version": "4",
         "features": {"amount": 12.5, "txn_count_1h": 3.0},
+        "reasons": [
+            {
+                "code": "VELOCITY_1H",
+                "feature": "txn_count_1h",
+                "value": 3.0,
+                "contribution": 0.75,
+                "text": "3 transactions in the last hour",
+            }
+        ],
     }
     for fmt in FORMATS:
         enc = wire.make_encoder(
