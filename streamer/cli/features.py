@@ -109,16 +109,11 @@ def build(
 ) -> None:
     """Each event's model input exactly as the stream computes it, for training and audits."""
     from streamer.backfill.history import build as build_features
-    from streamer.scoring.kernel import ScoringKernel
-    from streamer.service import load
-    from streamer.service.assembly import offline_source
+    from streamer.service.assembly import offline_kernel
 
     factory = clients(config, redis_url=redis_url, redis_key_prefix=prefix, model=model)
-    loaded = load(factory.settings)
-    source = offline_source(factory, loaded, timeout_ms=2000)
-    result = build_features(
-        history, out, kernel=ScoringKernel(loaded, source), allow_degraded=allow_degraded
-    )
+    kernel = offline_kernel(factory, allow_degraded=allow_degraded)
+    result = build_features(history, out, kernel=kernel, allow_degraded=allow_degraded)
     typer.echo(
         f"built {result.built} of {result.read} events into {out} ({result.rejected} rejected)",
         err=True,

@@ -45,28 +45,13 @@ def score_file(
     """Batch deployment: score a file (backfills, replays) with the stream's code and model."""
     from streamer.backfill import check_source
     from streamer.backfill import score_file as run_file
-    from streamer.config.redaction import redact_url
-    from streamer.errors import DependencyError
-    from streamer.scoring.kernel import ScoringKernel
-    from streamer.scoring.reasons import reason_settings
-    from streamer.service import load
-    from streamer.service.assembly import offline_source
+    from streamer.service.assembly import offline_kernel
 
     factory = clients(
         config, redis_url=redis_url, redis_key_prefix=prefix, model=model, models_dir=models_dir
     )
     check_source(source)  # a wrong file is reported before Redis is asked
-    loaded = load(factory.settings)
-    cache = offline_source(factory, loaded, timeout_ms=2000)
-    if not allow_degraded and not cache.ping():
-        where = redact_url(factory.settings.redis_url.get_secret_value())
-        raise DependencyError(
-            f"cannot reach Redis at {where}; check STREAMER_REDIS_URL (or --redis-url), "
-            "or pass --allow-degraded to score with default features"
-        )
-    s = factory.settings
-    reasons = reason_settings(s.reasons, s.reasons_deny)
-    kernel = ScoringKernel(loaded, cache, feature_logging=s.feature_logging, reasons=reasons)
+    kernel = offline_kernel(factory, allow_degraded=allow_degraded)
     result = run_file(
         source,
         target,

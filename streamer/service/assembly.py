@@ -156,6 +156,28 @@ def commit_strategy(
     )
 
 
+def offline_kernel(clients: Clients, *, allow_degraded: bool) -> ScoringKernel:
+    """The kernel of an offline path (``score-file``, ``features build``): the model the
+    settings name, the snapshot from Redis and velocity state folded in memory. Redis is
+    asked once first: unless ``allow_degraded``, an unreachable Redis stops the job before
+    anything is written (its output would look valid and be wrong)."""
+    from streamer.config.redaction import redact_url
+    from streamer.errors import DependencyError
+    from streamer.scoring.reasons import reason_settings
+
+    model = load(clients.settings)
+    source = offline_source(clients, model, timeout_ms=2000)
+    s = clients.settings
+    if not allow_degraded and not source.ping():
+        where = redact_url(s.redis_url.get_secret_value())
+        raise DependencyError(
+            f"cannot reach Redis at {where}; check STREAMER_REDIS_URL (or --redis-url), "
+            "or pass --allow-degraded to score with default features"
+        )
+    reasons = reason_settings(s.reasons, s.reasons_deny)
+    return ScoringKernel(model, source, feature_logging=s.feature_logging, reasons=reasons)
+
+
 def load(settings: Settings) -> LoadedModel:
     """The model the settings name, verified."""
     return load_model(settings.models.spec, settings.models.models_dir)
