@@ -179,15 +179,7 @@ def fold(
     follow the partition's order. Amounts are kept to a thousandth of a major unit.
     """
     n = len(card_ids)
-    pos = (np.asarray(positions, dtype=np.int64) + 1).tolist()  # the state keeps them + 1
-    times = np.asarray(event_times_ms, dtype=np.int64).tolist()
-    if n and (min(pos) < 1 or min(times) < 0):
-        raise ValueError("positions and event times must be >= 0")
-    money = np.asarray(amounts, dtype=np.float64)
-    milli = np.clip(np.nan_to_num(np.rint(money * 1000.0)), -_AMOUNT_LIMIT, _AMOUNT_LIMIT)
-    amts = milli.astype(np.int64).tolist()
-    codes = np.nan_to_num(np.asarray(countries, dtype=np.float64))
-    ctry = np.clip(codes, 0, _COUNTRY_LIMIT).astype(np.int64).tolist()
+    pos, times, amts, ctry = _integers(positions, event_times_ms, amounts, countries)
     groups: dict[str, list[int]] = {}
     for i, card in enumerate(card_ids):
         groups.setdefault(card, []).append(i)
@@ -224,6 +216,22 @@ def fold(
             highs[card] = state.high - 1
     values = np.array(rows, dtype=np.float64).reshape(n, len(VELOCITY_FIELDS))
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
+
+
+def _integers(
+    positions: Any, event_times_ms: Any, amounts: Any, countries: Any
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The columns as the state keeps them: positions + 1, times, amounts in thousandths
+    (clipped), country codes (clipped); ``ValueError`` for a negative position or time."""
+    pos = (np.asarray(positions, dtype=np.int64) + 1).tolist()  # the state keeps them + 1
+    times = np.asarray(event_times_ms, dtype=np.int64).tolist()
+    if pos and (min(pos) < 1 or min(times) < 0):
+        raise ValueError("positions and event times must be >= 0")
+    money = np.asarray(amounts, dtype=np.float64)
+    milli = np.clip(np.nan_to_num(np.rint(money * 1000.0)), -_AMOUNT_LIMIT, _AMOUNT_LIMIT)
+    codes = np.nan_to_num(np.asarray(countries, dtype=np.float64))
+    ctry = np.clip(codes, 0, _COUNTRY_LIMIT).astype(np.int64).tolist()
+    return pos, times, milli.astype(np.int64).tolist(), ctry
 
 
 def overlay(
