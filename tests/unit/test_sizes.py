@@ -20,7 +20,7 @@ MAX_FUNCTION = 60
 
 ALLOWED: dict[str, str] = {
     "config/settings.py::Settings": "declarative settings: one typed field per setting",
-    "cli/serve.py::serve": "handed to the lead with the CLI (issue 25)",
+    "cli/serve.py::serve": "declarative: its Typer options take 42 lines, its body 26",
 }
 """``path::qualified name`` (under ``streamer/``) of a definition allowed over its limit."""
 
