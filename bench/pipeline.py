@@ -51,6 +51,11 @@ from phases import Collector, Row, send, topics  # noqa: E402
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
 from streamer.features.loader import load_command  # noqa: E402
+
+CARDS = 200_000
+"""The backlog is a day's traffic squeezed into seconds of event time: spread over many
+cards, so that ordinary cards transact a few times at most and the velocity state (and
+the share of flagged events that get reasons) sees the traffic of a real minute."""
 from streamer.features.redis_client import make_redis_client  # noqa: E402
 
 console = Console(width=180)
@@ -268,7 +273,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
-    population = make_population(7)
+    population = make_population(7, CARDS)
     backlog = generate_events(population, args.events, seed=101, start_ms=0)
     steady = generate_events(population, int(args.rate * args.seconds), seed=202, start_ms=0)
     chosen = {
@@ -282,7 +287,7 @@ def main() -> int:
         stack = _on_a_cluster(shared, cleanup) if args.redis_cluster else shared
         mode = "cluster" if args.redis_cluster else "single"
         client = make_redis_client(stack.redis_url, password=None, timeout_ms=10_000, mode=mode)
-        load_command(client, prefix="", file=None)
+        load_command(client, prefix="", file=None, n_cards=CARDS)
         fixed: list[float] = [args.half_rate] if args.half_rate else []
 
         def half(own_max: float) -> tuple[float, list[dict[str, Any]]]:
