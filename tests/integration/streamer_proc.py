@@ -14,10 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from fastavro import parse_schema, schemaless_reader
 
 REPO = Path(__file__).resolve().parents[2]
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+"""What a fresh broker answers while its offsets topic is still being created: wait."""
 
 
 def plain_schema(name: str) -> Any:
@@ -100,7 +114,8 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets, retried while the group coordinator is still loading.
+    """The group's committed offsets, retried while the group coordinator is still loading
+    or, on a fresh broker, not there yet.
 
     read_uncommitted: a read_committed consumer asks for *stable* offsets (KIP-447) and waits
     while a crashed transactional instance's offset commit is pending; a probe must not.
@@ -117,7 +132,8 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
                 )
                 return {tp.partition: tp.offset for tp in tps}
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                transient = exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING
+                if not transient or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
     finally:
