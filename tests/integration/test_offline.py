@@ -15,6 +15,8 @@ import redis
 from streamer.dev.synth import generate_events, make_population
 from streamer.features.engineering import assemble, event_columns
 from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
+from streamer.features.velocity import fold, overlay
+from streamer.model.registry import load_model
 from tests.integration.streamer_proc import (
     REPO,
     load_synthetic_features,
@@ -91,7 +93,22 @@ def test_score_file_matches_a_direct_model_run_and_rejects_invalid_rows(
     )
     assert card.shape[1] == len(CARD_FIELDS)
     assert merchant.shape[1] == len(MERCHANT_FIELDS)
-    matrix = assemble(event_columns(events), card, merchant, meta["feature_names"])
+    columns = event_columns(events)
+    # score-file folds the file's own history (its order stands for the partition's):
+    # the velocity fields come from the one definition, over the events in file order.
+    velocity = fold(
+        {},
+        [e["card_id"] for e in events],
+        [e["transaction_id"] for e in events],
+        list(range(len(events))),
+        columns.event_time_ms,
+        columns.amount,
+        [e["merchant_id"] for e in events],
+        columns.merchant_country,
+    )
+    defaults = load_model("fraud-gbt@1", REPO / "models").card_defaults
+    card = overlay(card, velocity.values, defaults)
+    matrix = assemble(columns, card, merchant, meta["feature_names"])
     session = ort.InferenceSession(str(REPO / "models" / "fraud-gbt" / "1" / "model.onnx"))
     expected = session.run([meta["probability_output"]], {meta["input_name"]: matrix})[0][:, 1]
     np.testing.assert_allclose([s["score"] for s in scored], expected, rtol=0, atol=1e-6)
