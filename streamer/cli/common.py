@@ -49,6 +49,15 @@ ModelsDir = Annotated[
         "--models-dir", help="[default: STREAMER_MODELS_DIR or models]", show_default=False
     ),
 ]
+RedisUrl = Annotated[
+    str | None, typer.Option(help="[default: STREAMER_REDIS_URL]", show_default=False)
+]
+KeyPrefix = Annotated[
+    str | None, typer.Option(help="[default: STREAMER_REDIS_KEY_PREFIX]", show_default=False)
+]
+ModelSpec = Annotated[
+    str | None, typer.Option(help="[default: STREAMER_MODEL]", show_default=False)
+]
 Seed = Annotated[int, typer.Option(help="Seed of the synthetic population (cards, merchants).")]
 Cards = Annotated[int, typer.Option(help="Cards in the synthetic population.")]
 Merchants = Annotated[int, typer.Option(help="Merchants in the synthetic population.")]

@@ -7,19 +7,24 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli.common import Cards, ConfigFile, Merchants, Seed, clients
+from streamer.cli.common import (
+    Cards,
+    ConfigFile,
+    KeyPrefix,
+    Merchants,
+    ModelSpec,
+    RedisUrl,
+    Seed,
+    clients,
+)
 
 features_app = typer.Typer(help="The Redis feature cache.", no_args_is_help=True)
 
 
 @features_app.command("load")
 def load(
-    redis_url: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_URL]", show_default=False)
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_KEY_PREFIX]", show_default=False)
-    ] = None,
+    redis_url: RedisUrl = None,
+    prefix: KeyPrefix = None,
     file: Annotated[
         Path | None, typer.Option("--file", help="JSON Lines or CSV feature file.")
     ] = None,
@@ -93,15 +98,9 @@ def _seed_history(factory: Any, history: Path) -> None:
 def build(
     history: Annotated[Path, typer.Argument(help="Avro or Parquet: a topic dump or a file.")],
     out: Annotated[Path, typer.Option("--out", help="Parquet file of features to write.")],
-    redis_url: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_URL]", show_default=False)
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_KEY_PREFIX]", show_default=False)
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_MODEL]", show_default=False)
-    ] = None,
+    redis_url: RedisUrl = None,
+    prefix: KeyPrefix = None,
+    model: ModelSpec = None,
     allow_degraded: Annotated[
         bool, typer.Option(help="Build with default snapshot features if Redis is unreachable.")
     ] = False,

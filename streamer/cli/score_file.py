@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from streamer.cli.common import ConfigFile, ModelsDir, clients
+from streamer.cli.common import ConfigFile, KeyPrefix, ModelsDir, ModelSpec, RedisUrl, clients
 
 
 def score_file(
@@ -24,15 +24,9 @@ def score_file(
         Path | None,
         typer.Option(help="JSON Lines of rejected events (default: <target>.rejects.jsonl)."),
     ] = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_URL]", show_default=False)
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_REDIS_KEY_PREFIX]", show_default=False)
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="[default: STREAMER_MODEL]", show_default=False)
-    ] = None,
+    redis_url: RedisUrl = None,
+    prefix: KeyPrefix = None,
+    model: ModelSpec = None,
     models_dir: ModelsDir = None,
     chunk: Annotated[
         int, typer.Option(min=1, help="Events per Redis round trip and model run.")
