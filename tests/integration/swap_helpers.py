@@ -78,6 +78,7 @@ def add_challenger(models_dir: Path, version: str = "3", scale: float = 1.5) -> 
     meta["version"] = version
     meta["sha256"] = hashlib.sha256((target / "model.onnx").read_bytes()).hexdigest()
     meta["thresholds"] = {"review": 0.05, "decline": 0.5}
+    meta.pop("explainer", None)  # version 2's explainer explains version 2's trees only
     (target / "metadata.json").write_text(json.dumps(meta, indent=2))
     return target
 

@@ -19,6 +19,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from streamer.dev.generator import send_synthetic
 from streamer.features.engineering import assemble, event_columns
 from streamer.features.layout import CARD_FIELDS, MERCHANT_FIELDS, card_key, merchant_key
+from streamer.features.velocity import fold, overlay
 from tests.integration.conftest import Bed
 from tests.integration.streamer_proc import (
     REPO,
@@ -38,13 +39,17 @@ N = 20_000
 
 
 def _model_dir() -> Path:
-    dirs = sorted((REPO / "models").glob("*/*/metadata.json"))
-    assert dirs, "no model in models/"
-    return dirs[-1].parent
+    """The version the stream scores with by default: fraud-gbt@champion."""
+    aliases = json.loads((REPO / "models" / "fraud-gbt" / "aliases.json").read_text())
+    return REPO / "models" / "fraud-gbt" / aliases["aliases"]["champion"]
 
 
-def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: str) -> np.ndarray:
-    """Features fetched key by key and one direct InferenceSession run (not streamer's Scorer)."""
+def _expected_scores(
+    events: list[dict[str, Any]], velocity: np.ndarray, client: redis.Redis, prefix: str
+) -> np.ndarray:
+    """Features fetched key by key, the velocity fields from ``velocity`` (the one
+    definition's values, row by row), and one direct InferenceSession run (not streamer's
+    Scorer)."""
     meta = json.loads((_model_dir() / "metadata.json").read_text())
     card_defaults = np.array([meta["card_defaults"][f] for f in CARD_FIELDS])
     merchant_defaults = np.array([meta["merchant_defaults"][f] for f in MERCHANT_FIELDS])
@@ -54,6 +59,7 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
         return defaults if blob is None else np.frombuffer(blob, dtype="<f8")
 
     card = np.stack([row(card_key(prefix, e["card_id"]), card_defaults) for e in events])
+    card = overlay(card, velocity, card_defaults)
     merchant = np.stack(
         [row(merchant_key(prefix, e["merchant_id"]), merchant_defaults) for e in events]
     )
@@ -64,6 +70,28 @@ def _expected_scores(events: list[dict[str, Any]], client: redis.Redis, prefix: 
     outputs = session.run(None, {session.get_inputs()[0].name: matrix})
     probabilities = next(o for o in outputs if getattr(o, "ndim", 0) == 2)
     return np.asarray(probabilities[:, 1], dtype=np.float64)
+
+
+def _velocity(
+    inputs: dict[str, tuple[dict[str, Any], int, int]], events: list[dict[str, Any]]
+) -> np.ndarray:
+    """Each event's velocity values by the one definition, folded in the input partitions'
+    order (a card's events are in one partition; the offset is the position)."""
+    stream = sorted(inputs.values(), key=lambda x: (x[1], x[2]))
+    ordered = [e for e, _, _ in stream]
+    cols = event_columns(ordered)
+    batch = fold(
+        {},
+        [e["card_id"] for e in ordered],
+        [e["transaction_id"] for e in ordered],
+        [offset for _, _, offset in stream],
+        cols.event_time_ms,
+        cols.amount,
+        [e["merchant_id"] for e in ordered],
+        cols.merchant_country,
+    )
+    row = {e["transaction_id"]: batch.values[i] for i, e in enumerate(ordered)}
+    return np.stack([row[e["transaction_id"]] for e in events])
 
 
 def test_twenty_thousand_events_scored_exactly_once_and_correctly(bed: Bed) -> None:
@@ -110,7 +138,7 @@ def test_twenty_thousand_events_scored_exactly_once_and_correctly(bed: Bed) -> N
 
     ordered = sorted(scored, key=lambda pair: pair[0]["transaction_id"])
     events = [dict(inputs[s["transaction_id"]][0]) for s, _ in ordered]
-    expected = _expected_scores(events, bed.redis, bed.prefix)
+    expected = _expected_scores(events, _velocity(inputs, events), bed.redis, bed.prefix)
     actual = np.array([s["score"] for s, _ in ordered])
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
     review, decline = ordered[0][0]["review_threshold"], ordered[0][0]["decline_threshold"]

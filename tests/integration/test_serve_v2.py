@@ -190,6 +190,9 @@ def test_tritonclient_grpc_gives_the_same_answers(server: V2Server) -> None:
         outputs=[grpcclient.InferRequestedOutput("score")],
     )
     assert [o.name for o in picked.get_response().outputs] == ["score"]
+    with server.served.client() as http:
+        metrics = http.get("/metrics").text
+    assert re.search(r'streamer_serve_requests_total\{[^}]*protocol="v2-grpc"', metrics)
 
 
 def test_plain_json_client_from_the_protocol_text(server: V2Server) -> None:
@@ -216,7 +219,6 @@ def test_plain_json_client_from_the_protocol_text(server: V2Server) -> None:
     scores = [np.nan if s is None else s for s in outputs["score"]]
     _assert_same_as_v1(_v1(server, events), scores, outputs["decision"], outputs["error_class"])
     assert re.search(r'streamer_serve_requests_total\{[^}]*protocol="v2-rest"', metrics)
-    assert re.search(r'streamer_serve_requests_total\{[^}]*protocol="v2-grpc"', metrics)
 
 
 def _http_error(call: Any) -> InferenceServerException:

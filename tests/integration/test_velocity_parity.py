@@ -136,7 +136,8 @@ def test_logged_velocity_features_equal_the_offline_build_through_kills_and_a_re
     third = start_streamer(tmp_path / "c.log", **settings)
     progress(EVENTS * 7 // 12, third)
     joiner = start_streamer(tmp_path / "d.log", **{**settings, "group_instance_id": "joiner"})
-    wait_until(lambda: has_logged(tmp_path / "d.log", "scoring "), 120, "the joiner", joiner)
+    joined = tmp_path / "d.log"  # the joiner holds partitions (a rebalance) before it leaves
+    wait_until(lambda: has_logged(joined, "assigned t-"), 120, "the joiner's partitions", joiner)
     progress(EVENTS * 9 // 12, third)
     assert sender.is_alive(), "the rebalance must land mid-stream"
     assert stop(joiner) == 0, (tmp_path / "d.log").read_text()[-3000:]
