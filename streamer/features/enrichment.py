@@ -103,5 +103,6 @@ class OfflineVelocity:
         if use is not None:
             use(card, merchant)
 
-    def __getattr__(self, name: str) -> Any:  # stats, breaker, ping… of the inner cache
-        return getattr(self.inner, name)
+    def ping(self) -> bool:
+        """Whether the snapshot's Redis answers (the offline paths ask once, first)."""
+        return bool(self.inner.ping())

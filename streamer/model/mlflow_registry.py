@@ -234,21 +234,17 @@ def load_version(name: str, version: str, mlflow: Any | None = None) -> LoadedMo
     A cached copy that fails verification (tampered with on disk, or written by another
     model) is dropped and fetched once more; a fresh copy that fails is refused."""
     record = record_of(name, version, mlflow)
-    cached = cache_dir(record).is_dir()
-    folder = download(record)
-    try:
-        return _verified(folder, record)
-    except ModelError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        if not cached:
-            raise
-        log.warning("%s; the cache entry was dropped and is fetched again", exc)
-    folder = download(record)
-    try:
-        return _verified(folder, record)
-    except ModelError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    retries = 1 if cache_dir(record).is_dir() else 0
+    while True:
+        folder = download(record)
+        try:
+            return _verified(folder, record)
+        except ModelError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not retries:
+                raise
+            retries -= 1
+            log.warning("%s; the cache entry was dropped and is fetched again", exc)
 
 
 def _verified(folder: Path, record: VersionRecord) -> LoadedModel:

@@ -89,7 +89,9 @@ def feature_cache(
     )
 
 
-def offline_source(clients: Clients, model: LoadedModel, *, timeout_ms: float | None = None) -> Any:
+def offline_source(
+    clients: Clients, model: LoadedModel, *, timeout_ms: float | None = None
+) -> FeatureCache | OfflineVelocity:
     """The feature source of an offline path (``score-file``, ``features build``, the
     gate): the snapshot from Redis, and velocity state folded in memory over the input
     itself (its order stands for the partition's), never the stream's state."""
