@@ -12,7 +12,9 @@ the exact code the consumer runs, so training and serving cannot skew.
 
 Steps: draw a population and labelled events from ``streamer.dev.synth``; replace a few card
 and merchant rows with the layout defaults (unknown entities happen in production, and the
-model must have seen them); hold out the last 20% by event time; fit LightGBM; export with
+model must have seen them); hold out the last 20% by event time; fit LightGBM; floor its
+split thresholds to float32 (``float32_thresholds``: the export then decides exactly as
+LightGBM does); export with
 onnxmltools (``zipmap=False``: a plain ``[n, 2]`` probability tensor); check that ONNX
 Runtime agrees with LightGBM within 1e-5; pick thresholds; record drift references (the
 held-out scores and every non-calendar input of the training rows, by UTC hour: see
@@ -317,6 +319,9 @@ def fit_and_export(
     }
     model = lgb.LGBMClassifier(**params)
     model.fit(x[train], y[train])
+    # The converter rounds each threshold to the nearest float32; the exact float32 form
+    # of the same trees is what both LightGBM (the explainer) and the ONNX file hold.
+    model._Booster = lgb.Booster(model_str=float32_thresholds(model.booster_.model_to_string()))
     expected = np.asarray(model.predict_proba(x[test]))[:, 1]
     onnx_model = onnxmltools.convert_lightgbm(
         model,
@@ -329,6 +334,43 @@ def fit_and_export(
     probability_output = next(n for n in output_names if "prob" in n)
     scores = check_parity(onnx_model.SerializeToString(), x[test], expected, probability_output)
     return params, onnx_model, scores, model.booster_.model_to_string()
+
+
+def float32_thresholds(model_text: str) -> str:
+    """The same trees with every numerical split's threshold ``t`` replaced by the largest
+    float32 not above it. Inputs reach the model as float32, and for every float32 ``x``,
+    ``x <= t`` exactly when ``x <= floor32(t)``: LightGBM's decisions do not change, and the
+    ONNX export (float32 thresholds) then takes the same branch on every input. Rounding to
+    nearest instead sends an input between ``t`` and a threshold rounded up the other way.
+    ``tree_sizes`` is dropped; LightGBM parses tree by tree without it."""
+    header, *trees = model_text.split("\nTree=")
+    fixed = [_floor_thresholds(tree) for tree in trees]
+    lines = "\nTree=".join([header, *fixed]).split("\n")
+    return "\n".join(line for line in lines if not line.startswith("tree_sizes="))
+
+
+def _floor_thresholds(tree: str) -> str:
+    lines = tree.split("\n")
+    types = next(_values(line) for line in lines if line.startswith("decision_type="))
+    for i, line in enumerate(lines):
+        if line.startswith("threshold="):
+            values = _values(line)
+            lines[i] = "threshold=" + " ".join(
+                value if int(kind) & 1 else repr(_floor32(float(value)))  # bit 0: categorical
+                for value, kind in zip(values, types, strict=True)
+            )
+    return "\n".join(lines)
+
+
+def _values(line: str) -> list[str]:
+    return line.split("=", 1)[1].split()
+
+
+def _floor32(t: float) -> float:
+    f = np.float32(t)
+    if float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return float(f)
 
 
 def explainer_record(text: str) -> dict[str, str]:
