@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         "", description="topic the scored events are written to (required by run)"
     )
     dlq_topic: str = Field("", description="dead-letter topic; default <input_topic>.dlq")
+    dlq_give_up_s: float = Field(
+        60.0,
+        gt=0,
+        description="the stream exits 4 when the dead-letter topic refuses even a 1 KB letter "
+        "this long with nothing acknowledged meanwhile",
+    )
     labels_topic: str = Field(
         "transactions.labels",
         description="fraud labels (FraudLabel, framed as STREAMER_INPUT_FORMAT) for the monitor",

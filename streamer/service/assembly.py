@@ -212,6 +212,7 @@ def build(
         observer,
         dead_letters=DeadLetterTopic(settings.dead_letter_topic, settings.group_id),
         max_bytes=int(producer_config(settings.kafka)["message.max.bytes"]),
+        give_up_after_s=settings.dlq_give_up_s,
     )
     transactions = Transactions(producer) if settings.exactly_once else None
     commits = commit_strategy(settings, consumer, publisher, tracker, transactions)

@@ -218,10 +218,11 @@ def test_a_dead_letter_topic_that_refuses_everything_stops_the_stream_with_exit_
     kafka_bootstrap: str,
     tmp_path: Path,
 ) -> None:
-    """Not even a 1 KB letter fits: retried for 60 s, then exit 4 with one line naming the
-    topic (never a silent loop, never a skipped offset)."""
+    """Not even a 1 KB letter fits: retried for STREAMER_DLQ_GIVE_UP_S (8 s here, 60 by
+    default), then exit 4 with one line naming the topic (never a silent loop, never a
+    skipped offset)."""
     dlq = make_topic("tiny.dlq", 1, {"max.message.bytes": "200"})
-    run = {**run_settings, "dlq_topic": dlq, "log_level": "ERROR"}
+    run = {**run_settings, "dlq_topic": dlq, "log_level": "ERROR", "dlq_give_up_s": "8"}
     log = tmp_path / "streamer.log"
     proc = start_streamer(log, **run)
     Sender(kafka_bootstrap, run["input_topic"], 3).send(Record(b"k", b"not avro", []))
@@ -234,7 +235,7 @@ def test_a_dead_letter_topic_that_refuses_everything_stops_the_stream_with_exit_
     took = time.monotonic() - started
     print(f"dead-letter topic refusing everything: exit {code} after {took:.1f} s")
     assert code == 4, log.read_text()[-3000:]
-    assert took < 80
+    assert 8 <= took < 40
     (line,) = [ln for ln in log.read_text().splitlines() if ln.startswith("streamer:")]
     assert dlq in line
     assert "max.message.bytes" in line
