@@ -89,10 +89,9 @@ counts = st.tuples(
 @settings(max_examples=200, deadline=None)
 @given(cand=counts, champ=counts)
 def test_every_numeric_bound_agrees_with_the_verdict(
-    cand: tuple[int, int, int, float], champ: tuple[int, int, int, float]
+    model: LoadedModel, cand: tuple[int, int, int, float], champ: tuple[int, int, int, float]
 ) -> None:
     """A machine reading ``value`` against ``limit`` reaches the gate's own verdict."""
-    model = load_model("fraud-gbt@2", MODELS)
     size = min(sum(cand[:3]), sum(champ[:3]))
     new, old = (_replay(*cand), _replay(*champ))
     runs = (  # the same number of events on both sides
