@@ -26,13 +26,20 @@ setup: ## what tests and demo need: system packages, .venv with all extras, Kafk
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
-# Every check runs even when an earlier one fails (one CI run shows every failure); the
-# target fails if any did.
+# Every check runs even when another fails (one CI run shows every failure); the target
+# fails if any did. Lint and the docs build run beside the tests (whose first minute waits
+# for servers to start) and print their output when the tests are done.
 test: setup ## everything CI runs: set-up, lint, docs, unit tests, deploy checks, integration and fault tests
-	@failed=; \
-	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
-	$(MAKE) --no-print-directory docs || failed="$$failed docs"; \
+	@failed=; out=$$(mktemp -d); \
+	for check in lint docs; do \
+	  ( $(MAKE) --no-print-directory $$check > $$out/$$check 2>&1; echo $$? > $$out/$$check.rc ) & \
+	done; \
 	$(PY) -m pytest $(XDIST) --durations=20 tests/unit tests/deploy tests/integration || failed="$$failed tests"; \
+	wait; \
+	for check in lint docs; do \
+	  cat $$out/$$check; [ "$$(cat $$out/$$check.rc)" = 0 ] || failed="$$failed $$check"; \
+	done; \
+	rm -rf $$out; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
 
 test-deploy: setup ## offline checks of the chart, compose file, dashboard, alerts, Dockerfile, workflow
