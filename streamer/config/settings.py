@@ -90,9 +90,24 @@ class Settings(BaseSettings):
     )
     processing_guarantee: Literal["at-least-once", "exactly-once"] = Field(
         "at-least-once",
-        description="at-least-once, or exactly-once through a Kafka transaction per micro-batch",
+        description="at-least-once, or exactly-once through Kafka transactions that span"
+        " micro-batches (STREAMER_TRANSACTION_MAX_MS, STREAMER_TRANSACTION_MAX_BATCHES)",
     )
     transactional_id: str = Field("", description="exactly-once; default streamer-<group>-<host>")
+    transaction_max_ms: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="exactly-once: a transaction commits once open this long, input or not;"
+        " its outputs are visible to read_committed consumers only then",
+    )
+    transaction_max_batches: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="exactly-once: a transaction commits after this many micro-batches"
+        " (1: one per batch)",
+    )
 
     # Wire formats
     input_format: WireFormat = Field(

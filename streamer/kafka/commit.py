@@ -5,7 +5,7 @@ it runs with (the shape of quix-streams' ``Checkpoint``):
 
 - ``begin(batch)``: before any output of the batch is produced;
 - ``end(batch)``: after every output of the batch was queued;
-- ``tick()``: once per loop step, after delivery reports were served;
+- ``tick()``: once per loop step, after delivery reports were served (input or not);
 - ``drain()``: before partitions are given up or the process stops;
 - ``forget(partitions)``: partitions revoked (after ``drain``) or lost.
 """
@@ -13,7 +13,8 @@ it runs with (the shape of quix-streams' ``Checkpoint``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -22,11 +23,12 @@ from streamer.kafka.batch import Batch
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import Publisher
 from streamer.kafka.transactions import (
+    Span,
     TransactionAbortedError,
     Transactions,
     batch_start,
-    commit_offsets,
 )
+from streamer.observability.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,15 @@ class AtLeastOnce:
 
 
 class ExactlyOnce:
-    """Each batch's outputs and its input offsets commit in one Kafka transaction."""
+    """Batches' outputs and input offsets commit together in Kafka transactions, each
+    spanning batches until ``max_s`` passed since it began or ``max_batches`` joined it.
+
+    A transaction also commits when partitions are given up or the process stops
+    (``drain``), when the time bound passes on an idle stream (``tick``) and at once after
+    a batch with partitions to re-read (their seek must follow the commit). A retried
+    batch, or a transaction the broker aborts, rewinds every partition of the
+    transaction to where the transaction started; lost partitions abort it.
+    """
 
     def __init__(
         self,
@@ -145,44 +155,84 @@ class ExactlyOnce:
         transactions: Transactions,
         *,
         drain_timeout_s: float = 30.0,
+        max_s: float = 0.1,
+        max_batches: int = 100,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
         self.transactions = transactions
         self._drain_timeout_s = drain_timeout_s
+        self._max_s = max_s
+        self._max_batches = max_batches
+        self._observer = observer or Observer()
+        self._clock = clock
+        self._open: Span | None = None
         self._again = False
         self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
         self._again = False
-        self.transactions.begin()
+        if self._open is None:
+            self.transactions.begin()
+            self._open = Span(started=self._clock())
 
     def retry(self, batch: Batch) -> None:
-        """Abort the batch's transaction at its end and read the batch again."""
+        """Abort the transaction at the batch's end and read all of it again."""
         self._again = True
 
     def end(self, batch: Batch) -> None:
+        span = self._open
+        if span is None:
+            return
         if self._again:
-            self.transactions.abort()
-            self.rewinds += _seek(self._consumer, batch_start(batch.offsets), "batch retried")
+            self._abort(span, {**batch_start(batch.offsets), **span.starts}, "batch retried")
             return
-        offsets = commit_offsets(batch.offsets, batch.reread)
-        try:
-            self.transactions.commit(offsets, self._consumer.consumer_group_metadata())
-        except TransactionAbortedError:
-            starts = batch_start(batch.offsets)
-            self.rewinds += _seek(self._consumer, starts, "the batch's transaction aborted")
-            return
-        self.rewinds += _seek(self._consumer, dict(batch.reread), "schema registry unavailable")
+        span.add(batch.offsets, batch.reread)
+        if batch.reread or span.due(self._clock(), self._max_s, self._max_batches):
+            self._commit(span)
 
     def tick(self) -> None:
-        """Nothing to do: every batch committed with its transaction."""
+        """Commit the open transaction once its time bound passed, input or not."""
+        span = self._open
+        if span is not None and span.due(self._clock(), self._max_s, self._max_batches):
+            self._commit(span)
 
     def drain(self) -> None:
+        if self._open is not None:
+            self._commit(self._open)
         self._publisher.flush(self._drain_timeout_s)
 
     def forget(self, partitions: Iterable[Partition]) -> None:
-        """Nothing is held per partition between batches."""
+        """Partitions lost to another member: their offsets must not commit, so the open
+        transaction (if any) aborts and the partitions kept are read again from its start.
+        (Revoked partitions were committed by the ``drain`` before.)"""
+        span = self._open
+        if span is None:
+            return
+        gone = set(partitions)
+        kept = {tp: o for tp, o in span.starts.items() if tp not in gone}
+        self._abort(span, kept, "partitions lost")
 
     def committable(self, tp: Partition) -> int | None:
         return None
+
+    def _commit(self, span: Span) -> None:
+        self._open = None
+        started = time.perf_counter()
+        try:
+            self.transactions.commit(span.offsets, self._consumer.consumer_group_metadata())
+        except TransactionAbortedError:
+            self._observer.transaction("aborted", time.perf_counter() - started, span.batches)
+            self.rewinds += _seek(self._consumer, span.starts, "the transaction aborted")
+            return
+        self._observer.transaction("committed", time.perf_counter() - started, span.batches)
+        self.rewinds += _seek(self._consumer, span.reread, "schema registry unavailable")
+
+    def _abort(self, span: Span, rewind: dict[Partition, int], why: str) -> None:
+        self._open = None
+        started = time.perf_counter()
+        self.transactions.abort()
+        self._observer.transaction("aborted", time.perf_counter() - started, span.batches)
+        self.rewinds += _seek(self._consumer, rewind, why)

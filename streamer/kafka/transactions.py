@@ -1,12 +1,16 @@
-"""Exactly-once: each micro-batch's outputs and its input offsets in one Kafka transaction.
+"""Exactly-once: micro-batches' outputs and their input offsets in one Kafka transaction.
 
-``begin`` → the batch is scored and published as usual → ``commit(offsets)`` sends the
-offsets to the transaction (with the consumer group's metadata, so a zombie from an
-older group generation is fenced, KIP-447) and commits it. Downstream ``read_committed``
+``begin`` → one or more batches are scored and published as usual → ``commit(offsets)``
+sends the offsets to the transaction (with the consumer group's metadata, so a zombie from
+an older group generation is fenced, KIP-447) and commits it. Downstream ``read_committed``
 consumers then see every scored event exactly once, also across crashes.
 
+A commit costs round trips to the transaction coordinator whatever the batch's size, so a
+transaction spans several batches (``Span``), bounded by time and by count: the bounds
+trade how soon outputs become visible for how often that fixed cost is paid.
+
 Errors, as librdkafka classifies them: retriable → retry; abortable → abort, and the caller
-rewinds the batch's partitions to where the batch started; anything else (fenced) is fatal.
+rewinds the transaction's partitions to where it started; anything else (fenced) is fatal.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
@@ -42,6 +47,33 @@ def commit_offsets(
 def batch_start(consumed: Mapping[tuple[str, int], list[int]]) -> dict[tuple[str, int], int]:
     """Where each partition of a batch started: where to rewind after an abort."""
     return {tp: min(offsets) for tp, offsets in consumed.items() if offsets}
+
+
+@dataclass
+class Span:
+    """What one open transaction holds: the offsets to commit with it, where each of its
+    partitions started (where to rewind if it aborts) and how many batches it spans."""
+
+    started: float  # monotonic seconds
+    batches: int = 0
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    starts: dict[tuple[str, int], int] = field(default_factory=dict)
+    reread: dict[tuple[str, int], int] = field(default_factory=dict)  # seek after the commit
+
+    def add(self, consumed: Mapping[tuple[str, int], list[int]], reread: Offsets) -> None:
+        """One more batch: its offsets supersede earlier ones (a partition is read in
+        order), its starts do not (the transaction's first batch is where to rewind to)."""
+        self.batches += 1
+        self.offsets.update(commit_offsets(consumed, reread))
+        for tp, start in batch_start(consumed).items():
+            self.starts.setdefault(tp, start)
+        for tp, offset in reread.items():
+            self.starts.setdefault(tp, offset)
+        self.reread.update(reread)
+
+    def due(self, now: float, max_s: float, max_batches: int) -> bool:
+        """Time to commit: the time bound passed or the count bound is reached."""
+        return self.batches >= max_batches or now - self.started >= max_s
 
 
 class Transactions:

@@ -94,6 +94,12 @@ class StreamerCollector(Collector):
             [((), s.rewinds())],
         )
         yield _counter(
+            "streamer_transactions",
+            "Exactly-once: Kafka transactions committed or aborted, by outcome.",
+            [((o,), n) for o, n in sorted(t.transactions.items())],
+            ["outcome"],
+        )
+        yield _counter(
             "streamer_feature_lookups",
             "Feature lookups of each batch's unique entities: hit, miss (defaults) or "
             "degraded (cache unavailable).",
@@ -133,6 +139,17 @@ class StreamerCollector(Collector):
             t.latency,
         )
         yield _histogram("streamer_batch_size", "Messages per micro-batch.", t.batch_size)
+        yield _histogram(
+            "streamer_transaction_commit_seconds",
+            "Exactly-once: time to commit a transaction (offsets sent, outputs flushed, "
+            "commit acknowledged); the loop waits for it.",
+            t.commit_seconds,
+        )
+        yield _histogram(
+            "streamer_transaction_batches",
+            "Exactly-once: micro-batches per committed transaction.",
+            t.transaction_batches,
+        )
         stages = HistogramMetricFamily(
             "streamer_stage_duration_seconds", "Time per batch in each stage.", labels=["stage"]
         )

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+SPAN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 SCORE_BUCKETS = (
     0.001,
     0.005,
@@ -133,6 +135,11 @@ class Telemetry(Observer):
     shadow_agreement: Counter[tuple[str, str]] = field(default_factory=Counter)  # (version, agree)
     shadow_difference: BatchHistogram = field(default_factory=lambda: BatchHistogram(DIFF_BUCKETS))
     current_lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    transactions: Counter[str] = field(default_factory=Counter)  # by outcome
+    commit_seconds: BatchHistogram = field(default_factory=lambda: BatchHistogram(COMMIT_BUCKETS))
+    transaction_batches: BatchHistogram = field(
+        default_factory=lambda: BatchHistogram(SPAN_BUCKETS)
+    )
 
     # -- observer hooks -----------------------------------------------------------------
 
@@ -189,6 +196,12 @@ class Telemetry(Observer):
 
     def lag(self, lag: Lag) -> None:
         self.current_lag = dict(lag)
+
+    def transaction(self, outcome: str, seconds: float, batches: int) -> None:
+        self.transactions[outcome] += 1
+        if outcome == "committed":
+            self.commit_seconds.observe_one(seconds)
+            self.transaction_batches.observe_one(batches)
 
     def _scored(
         self,

@@ -56,6 +56,10 @@ class Observer:
     def lag(self, lag: Lag) -> None:
         """Messages behind each assigned partition's end."""
 
+    def transaction(self, outcome: str, seconds: float, batches: int) -> None:
+        """Exactly-once: a transaction spanning ``batches`` batches was committed or
+        aborted (``outcome``), the commit or abort call taking ``seconds``."""
+
 
 class Observers(Observer):
     """Several observers as one; hooks run in the given order."""
@@ -99,3 +103,7 @@ class Observers(Observer):
     def lag(self, lag: Lag) -> None:
         for observer in self._all:
             observer.lag(lag)
+
+    def transaction(self, outcome: str, seconds: float, batches: int) -> None:
+        for observer in self._all:
+            observer.transaction(outcome, seconds, batches)

@@ -143,11 +143,18 @@ def commit_strategy(
     publisher: Publisher,
     tracker: OffsetTracker,
     transactions: Transactions | None,
+    observer: Observer | None = None,
 ) -> CommitStrategy:
     """Exactly-once when the settings ask for it, else at-least-once."""
     if transactions is not None:
         return ExactlyOnce(
-            consumer, publisher, transactions, drain_timeout_s=settings.drain_timeout_s
+            consumer,
+            publisher,
+            transactions,
+            drain_timeout_s=settings.drain_timeout_s,
+            max_s=settings.transaction_max_ms / 1000.0,
+            max_batches=settings.transaction_max_batches,
+            observer=observer,
         )
     return AtLeastOnce(
         consumer,
@@ -215,7 +222,7 @@ def build(
         give_up_after_s=settings.dlq_give_up_s,
     )
     transactions = Transactions(producer) if settings.exactly_once else None
-    commits = commit_strategy(settings, consumer, publisher, tracker, transactions)
+    commits = commit_strategy(settings, consumer, publisher, tracker, transactions, observer)
     loop = StreamLoop(
         consumer=consumer,
         publisher=publisher,

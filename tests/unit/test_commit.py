@@ -2,8 +2,7 @@
 
 At-least-once: an input offset is committed only past outputs the broker acknowledged;
 failed outputs and batches to re-read are rewound with a logged reason; a drain commits
-synchronously. Exactly-once: each batch commits its outputs and offsets in one
-transaction, and a retried or aborted batch is read again from its first offsets.
+synchronously. Exactly-once is in ``test_exactly_once.py``.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 from streamer.kafka.batch import Batch
-from streamer.kafka.commit import AtLeastOnce, ExactlyOnce
+from streamer.kafka.commit import AtLeastOnce
 from streamer.kafka.offsets import OffsetTracker
-from streamer.kafka.transactions import TransactionAbortedError
 
 TP = ("in", 0)
 TP1 = ("in", 1)
@@ -62,23 +60,6 @@ class Publisher:
     def flush(self, timeout: float) -> int:
         self.flushes.append(timeout)
         return self.left
-
-
-class Transactions:
-    def __init__(self, abort_commit: bool = False) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.abort_commit = abort_commit
-
-    def begin(self) -> None:
-        self.calls.append(("begin", None))
-
-    def abort(self) -> None:
-        self.calls.append(("abort", None))
-
-    def commit(self, offsets: dict[tuple[str, int], int], group_metadata: Any) -> None:
-        self.calls.append(("commit", (offsets, group_metadata)))
-        if self.abort_commit:
-            raise TransactionAbortedError("fenced")
 
 
 def at_least_once(**options: Any) -> tuple[AtLeastOnce, Consumer, Publisher, OffsetTracker]:
@@ -218,98 +199,3 @@ def test_forgotten_partitions_are_dropped_from_the_tracker() -> None:
     tracker.ack(TP1, 0)
     strategy.tick()
     assert consumer.commits == []
-
-
-def exactly_once(abort_commit: bool = False) -> tuple[ExactlyOnce, Consumer, Transactions]:
-    consumer, transactions = Consumer(), Transactions(abort_commit)
-    strategy = ExactlyOnce(consumer, Publisher(), transactions, drain_timeout_s=3.0)  # type: ignore[arg-type]
-    return strategy, consumer, transactions
-
-
-def test_a_batch_commits_its_offsets_in_its_transaction() -> None:
-    strategy, consumer, transactions = exactly_once()
-    batch = Batch(offsets={TP: [5, 6], TP1: [9]})
-    strategy.begin(batch)
-    strategy.tick()
-    strategy.end(batch)
-    assert transactions.calls == [
-        ("begin", None),
-        ("commit", ({TP: 7, TP1: 10}, "group-metadata")),
-    ]
-    assert (consumer.seeks, strategy.rewinds, strategy.committable(TP)) == ([], 0, None)
-
-
-def test_a_batch_with_partitions_to_reread_commits_and_seeks_them(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    strategy, consumer, transactions = exactly_once()
-    batch = Batch(offsets={TP: [5, 6], TP1: [9, 10]}, reread={TP1: 10})
-    strategy.begin(batch)
-    with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
-        strategy.end(batch)
-    assert transactions.calls[-1] == ("commit", ({TP: 7, TP1: 10}, "group-metadata"))
-    assert (consumer.seeks, strategy.rewinds) == ([("in", 1, 10)], 1)
-    assert caplog.messages == ["rewinding in[1] to 10: schema registry unavailable"]
-
-
-def test_a_retried_batch_is_aborted_and_read_again_from_its_start(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    strategy, consumer, transactions = exactly_once()
-    batch = Batch(offsets={TP: [5, 6]})
-    strategy.begin(batch)
-    strategy.retry(batch)
-    with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
-        strategy.end(batch)
-    assert transactions.calls == [("begin", None), ("abort", None)]
-    assert (consumer.seeks, strategy.rewinds) == ([("in", 0, 5)], 1)
-    assert caplog.messages == ["rewinding in[0] to 5: batch retried"]
-    strategy.begin(batch)  # a new batch starts clean
-    strategy.end(batch)
-    assert transactions.calls[-1] == ("commit", ({TP: 7}, "group-metadata"))
-
-
-def test_an_aborted_transaction_reads_the_batch_again(caplog: pytest.LogCaptureFixture) -> None:
-    strategy, consumer, _ = exactly_once(abort_commit=True)
-    batch = Batch(offsets={TP: [5, 6], TP1: [1]}, reread={TP1: 1})
-    strategy.begin(batch)
-    with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
-        strategy.end(batch)
-    assert sorted(consumer.seeks) == [("in", 0, 5), ("in", 1, 1)]
-    assert strategy.rewinds == 2
-    assert sorted(caplog.messages) == [
-        "rewinding in[0] to 5: the batch's transaction aborted",
-        "rewinding in[1] to 1: the batch's transaction aborted",
-    ]
-
-
-def test_exactly_once_drains_by_flushing_and_holds_nothing_per_partition() -> None:
-    consumer, publisher, transactions = Consumer(), Publisher(), Transactions()
-    strategy = ExactlyOnce(consumer, publisher, transactions, drain_timeout_s=3.0)  # type: ignore[arg-type]
-    strategy.forget([TP])
-    strategy.tick()
-    strategy.drain()
-    assert publisher.flushes == [3.0]
-    assert (consumer.commits, transactions.calls, strategy.committable(TP)) == ([], [], None)
-
-
-def test_exactly_once_drains_within_thirty_seconds_by_default() -> None:
-    publisher = Publisher()
-    ExactlyOnce(Consumer(), publisher, Transactions()).drain()  # type: ignore[arg-type]
-    assert publisher.flushes == [30.0]
-
-
-def test_exactly_once_counts_every_rewind_across_batches() -> None:
-    strategy, _, transactions = exactly_once()
-    batch = Batch(offsets={TP: [5, 6]}, reread={TP1: 3})
-    for _ in range(2):  # retried twice: 1 + 1
-        strategy.begin(batch)
-        strategy.retry(batch)
-        strategy.end(batch)
-    strategy.begin(batch)  # committed, with one partition to re-read: + 1
-    strategy.end(batch)
-    assert strategy.rewinds == 3
-    transactions.abort_commit = True
-    strategy.begin(batch)  # aborted by the broker: + 1 per partition started
-    strategy.end(batch)
-    assert strategy.rewinds == 4
