@@ -45,6 +45,9 @@ LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
 
 SERVER_GROUPS = {"mlflow_tracking_uri": "mlflow", "schema_registry_url": "registry"}
 """Fixture of a slow-starting server -> the xdist group of the tests that use it."""
+SHARED_GROUPS = {"cluster": "redis-cluster"}
+"""Fixture of a session-scoped server its tests start themselves -> their xdist group, so
+that one worker runs them all on one such server."""
 _STARTERS: dict[str, Callable[[], AbstractContextManager[Any]]] = {
     "stack": acquire,
     "mlflow": mlflow_server,
@@ -124,7 +127,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in item.path.as_posix():
             item.add_marker(pytest.mark.integration)
-        for fixture, group in SERVER_GROUPS.items():
+        for fixture, group in (SERVER_GROUPS | SHARED_GROUPS).items():
             if fixture in _fixtures(item):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break

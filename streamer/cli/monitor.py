@@ -62,25 +62,17 @@ def _range(since: str, until: str) -> tuple[int, int]:
 
 def _state(config: Path | None, require: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """The client factory and the join state, Redis checked to answer (exit 3 if not)."""
-    from redis.exceptions import RedisError
-
     from streamer.config.redaction import redact_url
     from streamer.errors import DependencyError
+    from streamer.features.redis_client import REDIS_ERRORS
     from streamer.monitor.state import JoinState
 
     factory = clients(config, require=require)
     s = factory.settings
-    if s.redis_mode == "cluster":  # its scripts touch many transactions' keys in one call
-        from streamer.errors import ConfigError
-
-        raise ConfigError(
-            "streamer monitor needs one Redis node or a Sentinel primary for its join state: "
-            "STREAMER_REDIS_MODE=cluster is not supported (docs/redis.md)"
-        )
     client = factory.redis(timeout_ms=5000)
     try:
         client.ping()
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         where = redact_url(s.redis_url.get_secret_value())
         raise DependencyError(
             f"Redis at {where}: {type(exc).__name__}: {exc}; check STREAMER_REDIS_URL"

@@ -157,6 +157,30 @@ def per_slot(client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     return replies
 
 
+def eval_per_node(
+    client: Any, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    """The script ``sha`` (text ``script``) once per call of (keys, args), each call's keys
+    in one slot: EVALSHA on the slot's primary through ``per_node``, one round trip per node.
+    The calls answered with an error (NOSCRIPT from a node that never ran the script, a
+    redirection), or every call when a node could not be reached, go again as EVAL through
+    the library's cluster pipeline, which follows MOVED and ASK and refreshes its slot map.
+    Error replies come back as exception values; a node still unreachable raises."""
+    flat = [(len(keys), *keys, *args) for keys, args in calls]
+    try:
+        replies = per_node(
+            client, [keys[0] for keys, _ in calls], [("EVALSHA", sha, *c) for c in flat]
+        )
+    except _NODE_ERRORS:  # the library refreshes its map, or raises
+        replies = [redis.ResponseError("node unreachable")] * len(flat)
+    missing = [n for n, r in enumerate(replies) if isinstance(r, redis.ResponseError)]
+    if missing:  # NOSCRIPT (EVAL caches it), MOVED, ASK: the library's pipeline follows them
+        again = per_slot(client, [("EVAL", script, *flat[n]) for n in missing])
+        for n, reply in zip(missing, again, strict=True):
+            replies[n] = reply
+    return replies
+
+
 def slot_groups(client: Any, keys: Sequence[str]) -> list[list[int]]:
     """The positions of ``keys`` grouped by slot (the library's ``keyslot``), first seen
     first: each group may go in one multi-key command."""

@@ -5,7 +5,7 @@ Reading is the feature cache's business (the states' keys join its one MGET per 
 round trip per batch, one compare-and-set script call over the batch's cards, so that a
 stale instance (during a rebalance handover, or after a rewind) can never move a card's
 state backwards. On a Redis Cluster the batch's cards are grouped by slot, one script call
-per slot, grouped by node (``redis_cluster.per_node``): one round trip per node.
+per slot, grouped by node (``redis_cluster.eval_per_node``): one round trip per node.
 
 Keys are ``{prefix}vel:v1:{<card id>}``: the card id is the key's hash tag, so a card's
 key sits in its own slot. Redis Cluster takes the tag from the first ``{`` to the first
@@ -29,9 +29,8 @@ from redis.exceptions import NoScriptError
 from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
 from streamer.features.redis_cluster import (
     cluster_mget,
+    eval_per_node,
     is_cluster,
-    per_node,
-    per_slot,
     slot_groups,
 )
 from streamer.features.velocity_state import (
@@ -154,21 +153,11 @@ def _one_call(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> 
 
 
 def _per_slot_calls(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> list[Any]:
-    """A cluster's write: one script call per slot, a round trip per node (``per_node``);
-    the calls answered with an error (NOSCRIPT from a node that never ran the script, a
-    redirection) go again as EVAL through the library's cluster pipeline."""
+    """A cluster's write: one script call per slot, a round trip per node
+    (``eval_per_node``)."""
     groups = slot_groups(client, keys)
-    calls = [(len(g), *(keys[i] for i in g), ttl_ms, *(blobs[i] for i in g)) for g in groups]
-    firsts = [keys[g[0]] for g in groups]
-    try:
-        replies = per_node(client, firsts, [("EVALSHA", CAS_MANY_SHA, *c) for c in calls])
-    except (redis.ConnectionError, redis.TimeoutError, OSError):  # the library refreshes
-        replies = [redis.ResponseError("node unreachable")] * len(calls)  # its map, or raises
-    missing = [n for n, r in enumerate(replies) if isinstance(r, redis.ResponseError)]
-    if missing:  # NOSCRIPT (EVAL caches it), MOVED, ASK: the library's pipeline follows them
-        again = per_slot(client, [("EVAL", CAS_MANY_SCRIPT, *calls[n]) for n in missing])
-        for n, reply in zip(missing, again, strict=True):
-            replies[n] = reply
+    calls = [([keys[i] for i in g], [ttl_ms, *(blobs[i] for i in g)]) for g in groups]
+    replies = eval_per_node(client, CAS_MANY_SCRIPT, CAS_MANY_SHA, calls)
     out: list[Any] = [None] * len(keys)
     for group, reply in zip(groups, replies, strict=True):
         for j, i in enumerate(group):

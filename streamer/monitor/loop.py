@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
-from redis.exceptions import RedisError
 
 from streamer.codec.wire import Decoder
 from streamer.errors import DependencyError, Rejection
+from streamer.features.redis_client import REDIS_ERRORS
 from streamer.monitor.gauges import MonitorMetrics
 from streamer.monitor.labels import Label, to_label
 from streamer.monitor.records import (
@@ -113,7 +113,7 @@ class MonitorLoop:
         while not stopped.is_set():
             try:
                 self.metrics.refresh(self.state, self.now_ms(), self.window_ms)
-            except RedisError as exc:  # the consumer loop decides when Redis is gone for good
+            except REDIS_ERRORS as exc:  # the consumer loop decides when Redis is gone for good
                 log.warning("gauges not recomputed: Redis failed (%s)", type(exc).__name__)
             stopped.wait(self.refresh_s)
 
@@ -186,7 +186,7 @@ class MonitorLoop:
         while True:
             try:
                 return work()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if time.monotonic() + delay > deadline:
                     raise DependencyError(
                         f"Redis failed for {self.redis_retry_s:.0f}s ({type(exc).__name__}): "

@@ -1,7 +1,8 @@
 """The join state in Redis: what was served, what was learned later, and the two joined.
 
-Keys (``P`` = ``STREAMER_REDIS_KEY_PREFIX`` + ``mon:``; ``<id>`` = a UUID's 16 bytes, or
-``t`` + the id's text for ids that are not canonical UUIDs):
+Keys on one node (``P`` = ``STREAMER_REDIS_KEY_PREFIX`` + ``mon:``; ``<id>`` = a UUID's 16
+bytes, or ``t`` + the id's text for ids that are not canonical UUIDs; on a Redis Cluster
+each name carries the hash tag of its shard, ``keys.KeyLayout``):
 
 ``P s:<id>``     the packed scored event (``records.SCORED``), TTL the label horizon
 ``P f:<id>``     the logged model inputs of that event, when the stream logged them
@@ -17,19 +18,22 @@ from those stored values (rewriting it writes the same bytes); the scored count 
 is incremented in the same Lua script as the ``SET NX`` that makes the event new. Whoever
 comes second (the label or the score) finds the other and writes the join, whichever order
 they arrive in, also across two monitor processes (each sets its own key, then reads the
-other's). Hour buckets expire a label horizon after the hour ends.
+other's). Hour buckets expire a label horizon after the hour ends. A batch costs one script
+call per shard touched (one on a single node), sent one round trip per node.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 
+from streamer.features.redis_cluster import eval_per_node, is_cluster
+from streamer.monitor.keys import CLUSTER_SHARDS, KeyLayout
 from streamer.monitor.records import HOUR_MS, event_hour
 
 _SCORED_SCRIPT = """
@@ -83,18 +87,6 @@ return id
 _SCAN_COUNT = 5000
 
 
-def id_key(transaction_id: str) -> bytes:
-    """A transaction id as a short key part: a canonical UUID's 16 bytes, else the text."""
-    if len(transaction_id) == 36:
-        try:
-            parsed = uuid.UUID(transaction_id)
-        except ValueError:
-            parsed = None
-        if parsed is not None and str(parsed) == transaction_id:
-            return parsed.bytes
-    return b"t" + transaction_id.encode()
-
-
 @dataclass(frozen=True, slots=True)
 class ScoredWrite:
     """One scored event to keep: its id, packed bytes, version id and packed features."""
@@ -126,11 +118,11 @@ class Applied:
 
 class Interner:
     """Names (model versions, label sources, feature sets) as small ids, shared by every
-    monitor process through Redis and cached here (an id never changes meaning)."""
+    monitor process through Redis and cached here (an id never changes meaning). A name is
+    interned once per process, so its script goes as EVAL (no script cache to miss)."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
-        self._client, self._prefix = client, prefix
-        self._script = client.register_script(_INTERN_SCRIPT)
+    def __init__(self, client: Redis, layout: KeyLayout) -> None:
+        self._client, self._layout = client, layout
         self._ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[str, int], str] = {}
 
@@ -138,8 +130,8 @@ class Interner:
         """The id of ``name`` in ``namespace``, assigned on first use (ids start at 1)."""
         found = self._ids.get((namespace, name))
         if found is None:
-            keys = [f"{self._prefix}i:{namespace}", f"{self._prefix}i:{namespace}:ids"]
-            found = int(self._script(keys=keys, args=[name]))
+            keys = self._layout.interned(namespace)
+            found = int(self._client.eval(_INTERN_SCRIPT, 2, *keys, name))
             self._ids[(namespace, name)] = found
         return found
 
@@ -149,7 +141,7 @@ class Interner:
             return None
         found = self._names.get((namespace, id_))
         if found is None:
-            raw = self._client.hget(f"{self._prefix}i:{namespace}:ids", str(id_))
+            raw = self._client.hget(self._layout.interned(namespace)[1], str(id_))
             if raw is None:
                 return None
             text = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -165,35 +157,73 @@ class Interner:
         return None if text is None else list(json.loads(text))
 
 
+Call = tuple[list[bytes | str], list[bytes | str | int]]
+
+
 class JoinState:
-    """Scored events and labels joined in Redis (see the module docstring for the keys)."""
+    """Scored events and labels joined in Redis (see the module docstring for the keys).
+
+    On a Redis Cluster client the keys are spread over ``CLUSTER_SHARDS`` hash tags and
+    each batch's script runs once per shard (``redis_cluster.eval_per_node``); on one node
+    there is one shard and one script call per batch."""
 
     def __init__(self, client: Redis, key_prefix: str, horizon_ms: int) -> None:
-        self.prefix = f"{key_prefix}mon:"
+        self._cluster = is_cluster(client)
+        self.keys = KeyLayout(f"{key_prefix}mon:", CLUSTER_SHARDS if self._cluster else 1)
         self._client = client
         self._horizon_ms = horizon_ms
-        self._scored = client.register_script(_SCORED_SCRIPT)
-        self._labels = client.register_script(_LABEL_SCRIPT)
-        self.interner = Interner(client, self.prefix)
-
-    def _key(self, kind: str, transaction_id: str) -> bytes:
-        return f"{self.prefix}{kind}:".encode() + id_key(transaction_id)
+        self.interner = Interner(client, self.keys)
+        scripts = () if self._cluster else (_SCORED_SCRIPT, _LABEL_SCRIPT)
+        self._scripts = {script: client.register_script(script) for script in scripts}
 
     def _expire_at(self, hour: int) -> int:
         return (hour + 1) * HOUR_MS + self._horizon_ms
+
+    def _by_shard(self, transaction_ids: Iterable[str]) -> list[list[int]]:
+        """Positions grouped by shard, first seen first: one script call each."""
+        groups: dict[int, list[int]] = {}
+        for i, transaction_id in enumerate(transaction_ids):
+            groups.setdefault(self.keys.shard(transaction_id), []).append(i)
+        return list(groups.values())
+
+    def _run(self, script: str, calls: list[Call]) -> list[Any]:
+        """Each call's replies; a Redis failure raises (the loop retries the batch)."""
+        if self._cluster:
+            sha = hashlib.sha1(script.encode()).hexdigest()
+            replies = eval_per_node(self._client, script, sha, calls)
+        else:
+            runner = self._scripts[script]
+            replies = [runner(keys=keys, args=args) for keys, args in calls]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def add_scored(self, writes: Sequence[ScoredWrite]) -> Applied:
         """Keep scored events (the first served wins) and join those already labelled."""
         if not writes:
             return Applied()
-        keys: list[bytes | str] = []
-        args: list[bytes | str | int] = [self._horizon_ms]
-        for w in writes:
-            keys += [self._key("s", w.transaction_id), self._key("l", w.transaction_id)]
-            keys += [f"{self.prefix}c:{w.hour}", f"{self.prefix}j:{w.hour}"]
-            keys.append(self._key("f", w.transaction_id))
-            args += [w.packed, w.version_id, self._expire_at(w.hour), w.transaction_id, w.features]
-        codes = [int(c) for c in self._scored(keys=keys, args=args)]
+        calls: list[Call] = []
+        for group in self._by_shard(w.transaction_id for w in writes):
+            shard = self.keys.shard(writes[group[0]].transaction_id)
+            keys: list[bytes | str] = []
+            args: list[bytes | str | int] = [self._horizon_ms]
+            for w in (writes[i] for i in group):
+                keys += [
+                    self.keys.event("s", w.transaction_id),
+                    self.keys.event("l", w.transaction_id),
+                ]
+                keys += [self.keys.hour("c", w.hour, shard), self.keys.hour("j", w.hour, shard)]
+                keys.append(self.keys.event("f", w.transaction_id))
+                args += [
+                    w.packed,
+                    w.version_id,
+                    self._expire_at(w.hour),
+                    w.transaction_id,
+                    w.features,
+                ]
+            calls.append((keys, args))
+        codes = [int(c) for reply in self._run(_SCORED_SCRIPT, calls) for c in reply]
         return Applied(
             new=sum(c & 1 for c in codes),
             joined=sum(c == 3 for c in codes),
@@ -206,30 +236,44 @@ class JoinState:
         label whose score has not arrived stays pending until it does."""
         if not writes:
             return Applied()
-        keys: list[bytes] = []
-        for w in writes:
-            keys += [self._key("l", w.transaction_id), self._key("s", w.transaction_id)]
-        replies = self._labels(keys=keys, args=[self._horizon_ms, *(w.packed for w in writes)])
+        groups = self._by_shard(w.transaction_id for w in writes)
+        calls: list[Call] = []
+        for group in groups:
+            keys: list[bytes | str] = []
+            for w in (writes[i] for i in group):
+                keys += [
+                    self.keys.event("l", w.transaction_id),
+                    self.keys.event("s", w.transaction_id),
+                ]
+            calls.append((keys, [self._horizon_ms, *(writes[i].packed for i in group)]))
         pipe = self._client.pipeline(transaction=False)
         new = joined = 0
-        for w, (is_new, label, scored) in zip(writes, replies, strict=True):
-            new += int(is_new)
-            if scored:  # replays re-write the same bytes: a hash field per transaction
-                hour = event_hour(scored)
-                pipe.hset(f"{self.prefix}j:{hour}", w.transaction_id, scored + label)
-                pipe.pexpireat(f"{self.prefix}j:{hour}", self._expire_at(hour))
-                joined += int(is_new)
+        for group, replies in zip(groups, self._run(_LABEL_SCRIPT, calls), strict=True):
+            for i, (is_new, label, scored) in zip(group, replies, strict=True):
+                new += int(is_new)
+                if scored:  # replays re-write the same bytes: a hash field per transaction
+                    hour, w = event_hour(scored), writes[i]
+                    key = self.keys.hour("j", hour, self.keys.shard(w.transaction_id))
+                    pipe.hset(key, w.transaction_id, scored + label)
+                    pipe.pexpireat(key, self._expire_at(hour))
+                    joined += int(is_new)
         pipe.execute()
         return Applied(new=new, joined=joined, pending=new - joined, duplicate=len(writes) - new)
 
     def joined(self, hours: Iterable[int]) -> Iterator[tuple[str, bytes]]:
-        """(transaction id, joined bytes) of every joined event in those event-time hours."""
+        """(transaction id, joined bytes) of every joined event in those event-time hours:
+        each hour's hashes scanned together, one pipelined round trip per node a page."""
         for hour in hours:
+            cursors = dict.fromkeys(self.keys.hours("j", hour), 0)
             seen: dict[bytes | str, bytes] = {}  # HSCAN may return a field twice
-            for field, value in self._client.hscan_iter(
-                f"{self.prefix}j:{hour}", count=_SCAN_COUNT
-            ):
-                seen[field] = value
+            while cursors:
+                pipe = self._client.pipeline(transaction=False)
+                for key, cursor in cursors.items():
+                    pipe.hscan(key, cursor, count=_SCAN_COUNT)
+                pages = pipe.execute()
+                for _cursor, fields in pages:
+                    seen.update(fields)
+                cursors = {k: c for k, (c, _) in zip(cursors, pages, strict=True) if c}
             for field, value in seen.items():
                 yield (field.decode() if isinstance(field, bytes) else field), value
 
@@ -237,7 +281,8 @@ class JoinState:
         """Scored events per model version id over those event-time hours."""
         pipe = self._client.pipeline(transaction=False)
         for hour in hours:
-            pipe.hgetall(f"{self.prefix}c:{hour}")
+            for key in self.keys.hours("c", hour):
+                pipe.hgetall(key)
         totals: dict[int, int] = {}
         for counts in pipe.execute():
             for version, n in counts.items():
@@ -245,8 +290,11 @@ class JoinState:
         return totals
 
     def features(self, transaction_ids: Sequence[str]) -> list[bytes | None]:
-        """The logged model inputs of each transaction (None where none were logged)."""
+        """The logged model inputs of each transaction (None where none were logged); on a
+        cluster one MGET per slot, pipelined per node."""
         if not transaction_ids:
             return []
-        found: list[Any] = self._client.mget([self._key("f", t) for t in transaction_ids])
+        keys = [self.keys.event("f", t) for t in transaction_ids]
+        client: Any = self._client
+        found: list[Any] = client.mget_nonatomic(keys) if self._cluster else client.mget(keys)
         return found

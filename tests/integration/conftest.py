@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from streamer.dev.devstack.redis import RedisServer
+from streamer.dev.devstack.redis_cluster import RedisClusterGroup
 
 
 @pytest.fixture
@@ -37,6 +38,19 @@ def run_settings(
         "metrics_port": "0",
         **topics,
     }
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterGroup]:
+    """A 3-primary, 3-replica Redis Cluster on loopback, one per session: its tests form
+    one xdist group (``tests/conftest.py``), so one worker starts it. Tests own their key
+    prefixes; a test that kills a node leaves the cluster to its replica's promotion."""
+    group = RedisClusterGroup(tmp_path_factory.mktemp("cluster"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import pytest
 from confluent_kafka import Producer
 
 from streamer.dev.devstack.processes import free_port
+from streamer.dev.devstack.redis_cluster import RedisClusterGroup
 from tests.fixtures import dashboard as dash
+from tests.integration.cluster_helpers import count_keys, primaries
 from tests.integration.monitor_helpers import (
     SHUFFLED,
     V1,
@@ -134,6 +136,23 @@ def test_labels_in_any_order_with_duplicates_and_unknowns_agree_with_scikit_lear
     assert rejected == {"topic=scored": 1, "topic=labels": 1}
 
 
+def _kill_9_mid_stream(s: dict[str, str], log: Path) -> None:
+    """A slow monitor (batches of 20) killed with -9 once it has committed a tenth of the
+    scored topic, before it has all: what it wrote but did not commit will be replayed."""
+    bootstrap, group, topic = s["kafka_bootstrap_servers"], s["monitor_group_id"], s["output_topic"]
+    total = sum(end_offsets(bootstrap, topic).values())
+    proc = start_monitor(log, "--batch-size", "20", **s)
+    wait_until(
+        lambda: committed_total(bootstrap, group, topic) > total // 10,
+        120,
+        "the monitor to commit part of the scored topic",
+        proc,
+    )
+    proc.kill()
+    proc.wait(30)
+    assert committed_total(bootstrap, group, topic) < total
+
+
 def test_a_monitor_killed_mid_stream_counts_nothing_twice(
     monitor_settings: dict[str, str], tmp_path: Path
 ) -> None:
@@ -143,18 +162,8 @@ def test_a_monitor_killed_mid_stream_counts_nothing_twice(
     served = serve(30_000, seed=22, start_ms=start, champions=[(Model(V2, "2"), 1.0)])
     produce(bootstrap, s["output_topic"], served.scored, "scored")
     produce(bootstrap, s["labels_topic"], served.labels, "label")
-    total = sum(end_offsets(bootstrap, s["output_topic"]).values())
     log = tmp_path / "monitor.log"
-    proc = start_monitor(log, "--batch-size", "20", **s)  # slow: killed mid-stream
-    wait_until(
-        lambda: committed_total(bootstrap, s["monitor_group_id"], s["output_topic"]) > total // 10,
-        120,
-        "the monitor to commit part of the scored topic",
-        proc,
-    )
-    proc.kill()  # kill -9: whatever was written to Redis but not committed is replayed
-    proc.wait(30)
-    assert committed_total(bootstrap, s["monitor_group_id"], s["output_topic"]) < total
+    _kill_9_mid_stream(s, log)
     proc = start_monitor(log, **s)
     try:
         _caught_up(s, proc)
@@ -163,6 +172,40 @@ def test_a_monitor_killed_mid_stream_counts_nothing_twice(
     result = report(start - HOUR_MS, start + 8 * DAY_MS, **s)
     _assert_agrees(result["versions"], reference(served.scored, served.labels), "champion")
     assert result["versions"][0]["scored"] == 30_000
+
+
+def test_on_a_redis_cluster_a_monitor_killed_mid_stream_reports_what_one_node_reports(
+    monitor_settings: dict[str, str], cluster: RedisClusterGroup, tmp_path: Path
+) -> None:
+    one = monitor_settings
+    s = {**one, "redis_url": cluster.url, "redis_mode": "cluster"}
+    bootstrap = s["kafka_bootstrap_servers"]
+    start = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS - 8 * DAY_MS
+    served = serve(
+        8000, seed=23, start_ms=start, champions=[(Model(V2, "2"), 1.0)], shadow=Model(V1, "1")
+    )
+    produce(bootstrap, s["labels_topic"], served.labels[::2], "label")  # before their scores
+    produce(bootstrap, s["output_topic"], served.scored, "scored")
+    produce(bootstrap, s["labels_topic"], served.labels[1::2] + served.labels, "label")
+    log = tmp_path / "monitor.log"
+    _kill_9_mid_stream(s, log)
+    # The same topics on one Redis node, by a monitor of another group, not interrupted.
+    one |= {"monitor_group_id": f"{one['monitor_group_id']}-one", "metrics_port": str(free_port())}
+    procs = [start_monitor(log, **s), start_monitor(tmp_path / "one.log", **one)]
+    try:
+        _caught_up(s, procs[0])
+        _caught_up(one, procs[1])
+    finally:
+        assert [stop(p) for p in procs] == [0, 0], log.read_text()[-3000:]
+    since, until = start - HOUR_MS, start + 8 * DAY_MS
+    on_cluster = report(since, until, **s)
+    assert on_cluster == report(since, until, **one)
+    for role in ("champion", "shadow"):
+        _assert_agrees(on_cluster["versions"], reference(served.scored, served.labels, role), role)
+    assert on_cluster["versions"][0]["scored"] == 8000
+    per_primary = [count_keys(n, f"{s['redis_key_prefix']}mon:*") for n in primaries(cluster)]
+    assert len(per_primary) == 3, per_primary
+    assert min(per_primary) > 0, per_primary  # the shards spread over every primary
 
 
 def _gauges(port: int) -> dict[tuple[str, ...], float]:

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streamer.dev.devstack.redis import RedisServer
 from streamer.dev.devstack.redis_cluster import SENTINEL_SERVICE, RedisClusterGroup, SentinelGroup
 from streamer.features.breaker import CircuitBreaker
 from streamer.features.cache import FeatureCache
@@ -34,22 +32,13 @@ from streamer.model.registry import load_model
 from streamer.scoring.kernel import ScoringKernel
 from streamer.testing import sample_event
 from tests.integration.backfill_files import write_avro
+from tests.integration.cluster_helpers import count_keys, primaries
 from tests.integration.mlflow_helpers import MODELS, cli
 from tests.integration.steady_run import exactly_once, log_append_topics, stream_with
 from tests.integration.streamer_proc import committed_total, streamer_env
 from tests.integration.swap_helpers import CARDS, MERCHANTS, Output, now_ms
 
 FAILOVER_MS = 15_000  # node timeout 1 s + election; Sentinel: down-after 1 s + failover
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterGroup]:
-    group = RedisClusterGroup(tmp_path_factory.mktemp("cluster"))
-    try:
-        group.start()
-        yield group
-    finally:
-        group.stop()
 
 
 @pytest.fixture
@@ -93,33 +82,11 @@ def _load(settings: dict[str, str], prefix: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def _primaries(cluster: RedisClusterGroup) -> list[RedisServer]:
-    nodes = []
-    for node in cluster.nodes:
-        if not node.pid:
-            continue
-        client: Any = redis.Redis(**node.client_kwargs())
-        try:
-            if client.info("replication")["role"] == "master":
-                nodes.append(node)
-        finally:
-            client.close()
-    return nodes
-
-
-def _count(node: RedisServer, pattern: str) -> int:
-    client: Any = redis.Redis(**node.client_kwargs())
-    try:
-        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
-    finally:
-        client.close()
-
-
 def test_features_load_spreads_over_every_primary_and_reads_back(
     cluster: RedisClusterGroup, redis_prefix: str
 ) -> None:
     _load(_cluster_settings(cluster), redis_prefix)
-    per_primary = [_count(n, f"{redis_prefix}feat:v1:*") for n in _primaries(cluster)]
+    per_primary = [count_keys(n, f"{redis_prefix}feat:v1:*") for n in primaries(cluster)]
     print(f"features load: keys per primary {per_primary}")
     assert len(per_primary) == 3, per_primary
     assert sum(per_primary) == CARDS + MERCHANTS, per_primary
@@ -195,7 +162,7 @@ def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
     cache.fetch(cards, cards)  # connects to every primary, learns the slot map
     updates = {c: pack(CardState(high=10)) for c in cards}
     write_states(client, redis_prefix, updates, dict.fromkeys(cards, 9))  # caches the script
-    primaries = {("127.0.0.1", n.port) for n in _primaries(cluster)}
+    nodes = {("127.0.0.1", n.port) for n in primaries(cluster)}
     sends: list[tuple[str, int]] = []
     original = AbstractConnection.send_packed_command
 
@@ -210,8 +177,8 @@ def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
     done = write_states(client, redis_prefix, updates, dict.fromkeys(cards, 10))
     assert not features.degraded
     assert done.written == 500
-    assert sorted(reads) == sorted(primaries)  # one packed write to each primary
-    assert sorted(sends) == sorted(primaries)
+    assert sorted(reads) == sorted(nodes)  # one packed write to each primary
+    assert sorted(sends) == sorted(nodes)
     client.close()
 
 
@@ -306,13 +273,13 @@ def test_slots_migrated_mid_stream_are_followed_without_loss(
     run_settings: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    source, target = _primaries(cluster)[:2]
+    source, target = primaries(cluster)[:2]
     moved: list[int] = []
 
     def reshard() -> None:
-        before = _count(source, f"{run_settings['redis_key_prefix']}*")
+        before = count_keys(source, f"{run_settings['redis_key_prefix']}*")
         cluster.reshard(source, target, 1000)
-        moved.append(before - _count(source, f"{run_settings['redis_key_prefix']}*"))
+        moved.append(before - count_keys(source, f"{run_settings['redis_key_prefix']}*"))
 
     outputs, _ = _run(
         _cluster_settings(cluster), reshard, kafka_bootstrap, topics, group_id, run_settings,
