@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,30 @@ def measure(client: Any, batches: list[list[dict[str, Any]]]) -> dict[str, float
     }
 
 
+def on_both(
+    measure_one: Callable[[Any], dict[str, float]], timeout_ms: float
+) -> dict[str, dict[str, float]]:
+    """``measure_one`` on a fresh one-node Redis, then on a fresh 3-primary cluster, with
+    socket writes counted (``SENDS``); both stopped after."""
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, counted_sends():
+        single = RedisServer(Path(tmp) / "single")
+        cluster = RedisClusterGroup(Path(tmp) / "cluster")
+        try:
+            single.start()
+            cluster.start()
+            one = make_redis_client(single.url, password=None, timeout_ms=timeout_ms)
+            results["one node"] = measure_one(one)
+            many = make_redis_client(
+                cluster.url, password=None, timeout_ms=timeout_ms, mode="cluster"
+            )
+            results["cluster, 3 primaries"] = measure_one(many)
+        finally:
+            single.stop()
+            cluster.stop()
+    return results
+
+
 def _state(position: int) -> bytes:
     """A well-formed state at ``position`` with no entries (header only: the write's cost
     here is the round trips and the script calls, not the bytes)."""
@@ -110,20 +134,7 @@ def main() -> int:
     population = make_population(7)
     events = generate_events(population, args.batches * args.size, seed=11, start_ms=0)
     batches = [events[i : i + args.size] for i in range(0, len(events), args.size)]
-    results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp, counted_sends():
-        single = RedisServer(Path(tmp) / "single")
-        cluster = RedisClusterGroup(Path(tmp) / "cluster")
-        try:
-            single.start()
-            cluster.start()
-            one = make_redis_client(single.url, password=None, timeout_ms=1000)
-            results["one node"] = measure(one, batches)
-            many = make_redis_client(cluster.url, password=None, timeout_ms=1000, mode="cluster")
-            results["cluster, 3 primaries"] = measure(many, batches)
-        finally:
-            single.stop()
-            cluster.stop()
+    results = on_both(lambda client: measure(client, batches), timeout_ms=1000)
     print(f"{args.size}-event batches, {args.batches} of them; load {os.getloadavg()[0]:.1f}")
     for name, r in results.items():
         print(

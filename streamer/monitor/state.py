@@ -85,6 +85,7 @@ end
 return id
 """
 _SCAN_COUNT = 5000
+_HOURS_A_TRIP = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,20 +263,30 @@ class JoinState:
 
     def joined(self, hours: Iterable[int]) -> Iterator[tuple[str, bytes]]:
         """(transaction id, joined bytes) of every joined event in those event-time hours:
-        each hour's hashes scanned together, one pipelined round trip per node a page."""
-        for hour in hours:
-            cursors = dict.fromkeys(self.keys.hours("j", hour), 0)
-            seen: dict[bytes | str, bytes] = {}  # HSCAN may return a field twice
-            while cursors:
-                pipe = self._client.pipeline(transaction=False)
-                for key, cursor in cursors.items():
-                    pipe.hscan(key, cursor, count=_SCAN_COUNT)
-                pages = pipe.execute()
-                for _cursor, fields in pages:
-                    seen.update(fields)
-                cursors = {k: c for k, (c, _) in zip(cursors, pages, strict=True) if c}
-            for field, value in seen.items():
-                yield (field.decode() if isinstance(field, bytes) else field), value
+        a day's hashes (every shard's) scanned together, one pipelined round trip per node
+        a page."""
+        hours = list(hours)
+        for start in range(0, len(hours), _HOURS_A_TRIP):
+            keys = [
+                k
+                for hour in hours[start : start + _HOURS_A_TRIP]
+                for k in self.keys.hours("j", hour)
+            ]
+            yield from self._scan(keys)
+
+    def _scan(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
+        cursors = dict.fromkeys(keys, 0)
+        seen: dict[bytes | str, bytes] = {}  # HSCAN may return a field twice
+        while cursors:
+            pipe = self._client.pipeline(transaction=False)
+            for key, cursor in cursors.items():
+                pipe.hscan(key, cursor, count=_SCAN_COUNT)
+            pages = pipe.execute()
+            for _cursor, fields in pages:
+                seen.update(fields)
+            cursors = {k: c for k, (c, _) in zip(cursors, pages, strict=True) if c}
+        for field, value in seen.items():
+            yield (field.decode() if isinstance(field, bytes) else field), value
 
     def scored_counts(self, hours: Iterable[int]) -> dict[int, int]:
         """Scored events per model version id over those event-time hours."""
