@@ -22,6 +22,14 @@ from streamer.dev.devstack.stack import Endpoints
 
 BENCH = Path(__file__).resolve().parent
 OVERRIDES: dict[str, str] = {}  # ``--set NAME=VALUE``: for every streamer contender
+PIN: set[int] = set()  # ``--pin``: the CPUs every contender process (and its threads) runs on
+
+
+def _pinned(command: list[str]) -> list[str]:
+    """``command`` started under ``taskset`` when pinned: every thread it starts inherits."""
+    if not PIN:
+        return command
+    return ["taskset", "-c", ",".join(map(str, sorted(PIN))), *command]
 
 
 @dataclass
@@ -86,7 +94,7 @@ def _streamer(extra_env: dict[str, str], processes: int = 1, workers: int = 1) -
         # have (the default is the host name: the second would fence the first).
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "streamer", "run"],
+                _pinned([sys.executable, "-m", "streamer", "run"]),
                 env={
                     **env,
                     "STREAMER_METRICS_PORT": str(first + i * workers),
@@ -108,7 +116,7 @@ def _script(name: str, *extra: str) -> Launcher:
         if name == "naive.py":
             args += ["--redis-url", stack.redis_url]
         proc = subprocess.Popen(
-            [sys.executable, str(BENCH / name), *args, *extra],
+            _pinned([sys.executable, str(BENCH / name), *args, *extra]),
             env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
         )
         return Launched([proc])

@@ -12,6 +12,11 @@ then the same events again at fixed rates:
   rate): output append time (LogAppendTime, i.e. broker acknowledgement) minus the event
   time stamped when the event was sent, with a per-stage breakdown (``stages.py``).
 
+``--pin`` puts the contender on one core and everything else this benchmark starts (the
+broker, Redis, the sender and the reader) on the other, so a contender's latency tail is
+its own and not the stack's (``taskset``'s effect: affinity is inherited by every thread
+started later). Processes outside the benchmark still share both cores.
+
 ``--source DIR`` runs another checkout's ``streamer`` (the before numbers) with the same
 flags. ``--redis-cluster`` puts the features and velocity state on a 3-primary,
 3-replica Redis Cluster on this machine (``STREAMER_REDIS_MODE=cluster``) instead of the
@@ -270,9 +275,13 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for streamers")
     parser.add_argument("--source", type=Path, default=REPO, help="the streamer tree to run")
     parser.add_argument("--redis-cluster", action="store_true", help="Redis Cluster, 3 shards")
+    parser.add_argument("--pin", action="store_true", help="contender on CPU 1, the rest on 0")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
+    if args.pin:  # before any thread or process starts: they inherit this affinity
+        os.sched_setaffinity(0, {0})
+        contenders.PIN.add(1)
     population = make_population(7, CARDS)
     backlog = generate_events(population, args.events, seed=101, start_ms=0)
     steady = generate_events(population, int(args.rate * args.seconds), seed=202, start_ms=0)
@@ -316,6 +325,7 @@ def main() -> int:
                 "loadavg_before": load,
                 "loadavg_after": os.getloadavg(),
                 "overrides": contenders.OVERRIDES,
+                "pinned": args.pin,
                 "events": args.events,
                 "results": results,
             },

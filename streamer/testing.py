@@ -175,10 +175,15 @@ class FakeProducer:
 
 
 class FakeConsumer:
-    """Hands out the given batches in order, then nothing; records commits and seeks."""
+    """Hands out the given batches in order, then nothing; records commits and seeks.
+
+    A batch stays a batch under adaptive batching too: ``poll`` hands out its first message
+    (an empty batch: nothing arrived, ``None``) and the ``consume`` that follows the rest.
+    """
 
     def __init__(self, batches: list[list[Message]]) -> None:
         self.batches = batches
+        self._waiting: list[Message] | None = None  # the rest of the batch ``poll`` opened
         self.commits: list[list[TopicPartition]] = []
         self.seeks: list[TopicPartition] = []
         self.paused: list[TopicPartition] = []
@@ -187,7 +192,19 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
+    def poll(self, timeout: float | None = None) -> Message | None:
+        batch = self.batches.pop(0) if self.batches else []
+        if not batch:
+            return None
+        self._waiting = batch[1:]
+        return batch[0]
+
     def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            if len(waiting) > num_messages:  # the rest is still waiting: the next batch
+                self.batches.insert(0, waiting[num_messages:])
+            return waiting[:num_messages]
         return self.batches.pop(0) if self.batches else []
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:

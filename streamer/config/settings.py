@@ -238,11 +238,18 @@ class Settings(BaseSettings):
         500, ge=1, le=100_000, description="most messages in one micro-batch"
     )
     max_wait_ms: int = Field(
-        10, ge=0, le=60_000, description="longest wait for a micro-batch to fill, in ms"
+        0,
+        ge=0,
+        le=60_000,
+        description="longest wait for a micro-batch to fill, in ms; 0: adaptive, a batch is "
+        "what is waiting (one event when traffic is light, max_batch_size in a backlog), "
+        "scored at once",
     )
     max_in_flight: int = Field(20_000, ge=1, description="unacknowledged outputs before pausing")
     latency_target_ms: float = Field(
-        0.0, ge=0, description="size batches for this p99 (0: fixed max_batch_size/max_wait_ms)"
+        0.0,
+        ge=0,
+        description="cap batches for this p99: smaller batches and fill waits (0: no cap)",
     )
 
     # Processes

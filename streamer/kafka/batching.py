@@ -1,18 +1,28 @@
-"""Latency-targeted batching: the batch wait and size chosen from measured stage costs.
+"""Batching decisions: how much the loop takes from the consumer, and how long it waits.
 
-A fixed batch (size 500, wait 10 ms) is a compromise: at a low rate the wait dominates an
-event's latency, at a high rate a small batch wastes the per-batch cost. With a latency
-target ``T`` the sizer keeps an estimate of what a batch costs, ``fixed + per_event * n``
-(least squares over recent batches, no I/O), and picks:
+**Adaptive (the default, ``max_wait_ms`` 0).** The loop never waits for a batch to fill: it
+blocks only until the first message is there, then takes whatever else is already waiting,
+up to the size bound, and scores it at once. When little is waiting a batch is one or a
+few events and each is answered as soon as it arrives; when a backlog builds, whatever
+queued while the last batch was processed is the next batch, so batches grow by
+themselves until they reach the size bound, where throughput is best (the per-batch
+costs are shared by the most events). No rate estimate, no timer: the queue is the signal.
 
-- the largest size whose processing still fits in half of ``T``;
-- a wait of what is left of a quarter of ``T`` after processing a typical batch, so a
-  lone event is not held longer than the target allows.
+**Filled (``max_wait_ms`` > 0).** Wait up to ``max_wait_ms`` for the batch to reach the size
+bound (fewer, larger batches at moderate rates, each event held up to that long).
+
+**Latency target (``latency_target_ms``).** A cap on top of either mode. The sizer
+keeps an estimate of what a batch costs, ``fixed + per_event * n`` (least squares over
+recent batches, no I/O), and picks:
+
+- the largest size whose processing still fits in half of the target ``T``;
+- a fill wait of what is left of a quarter of ``T`` after processing a typical batch, so a
+  lone event is not held longer than the target allows (never longer than ``max_wait_ms``:
+  adaptive batching stays adaptive).
 
 The other half of ``T`` is for the broker's acknowledgement and the producer's linger.
-At high rates batches fill before the wait ends; a full batch means a backlog, and then the
-next batch may use the whole size bound (waiting in the queue costs more than a big
-batch): throughput wins. At low rates the wait is short: the tail wins. Pure: the loop
+A full batch means a backlog, and then the next batch may use the whole size bound
+(waiting in the queue costs more than a big batch): throughput wins. Pure: the loop
 reports, then asks.
 """
 
@@ -30,6 +40,35 @@ class BatchBounds:
 
     size: int
     wait_s: float
+
+
+@dataclass(frozen=True)
+class ConsumePlan:
+    """What the loop takes next: at most ``size`` messages; it blocks up to ``idle_s`` for
+    the first one, then waits up to ``fill_s`` for more (0: takes what is waiting)."""
+
+    size: int
+    fill_s: float
+    idle_s: float
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the batch is what is waiting, scored without a wait to fill."""
+        return self.fill_s <= 0
+
+
+def consume_plan(
+    max_size: int, max_wait_s: float, idle_s: float, capped: BatchBounds | None = None
+) -> ConsumePlan:
+    """The next consume's bounds from the settings and, with a latency target, the sizer's
+    ``capped`` bounds: the target only ever tightens them (a smaller size, a shorter fill
+    wait), so with ``max_wait_s`` 0 batching stays adaptive under a target too. The loop
+    blocks at least ``idle_s`` when nothing is waiting (it wakes up to serve delivery
+    reports and commits, not to poll an empty queue)."""
+    size, fill = max_size, max(max_wait_s, 0.0)
+    if capped is not None:
+        size, fill = max(min(capped.size, max_size), 1), min(fill, max(capped.wait_s, 0.0))
+    return ConsumePlan(size, fill, max(idle_s, fill))
 
 
 class LatencyTargetSizer:

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streamer.codec.columns import Column
 from streamer.errors import ConfigError, Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
-from streamer.kafka.batching import LatencyTargetSizer
+from streamer.kafka.batching import ConsumePlan, LatencyTargetSizer, consume_plan
 from streamer.kafka.commit import CommitStrategy
 from streamer.kafka.lag import LagMonitor
 from streamer.kafka.publisher import Publisher
@@ -87,7 +87,8 @@ class StreamLoop:
     observer: Observer = field(default_factory=Observer)
     stats: LoopStats = field(default_factory=LoopStats)
     max_batch_size: int = 500
-    max_wait_ms: int = 50
+    max_wait_ms: int = 0  # 0: adaptive batching (``kafka.batching``)
+    idle_wait_s: float = 0.05  # nothing waiting: how long one step blocks for a message
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
     settle_after_s: float = 0.005  # while outputs are in flight: see ``_consume``
@@ -120,18 +121,20 @@ class StreamLoop:
             raise self.publisher.fatal
         self.stats.last_heartbeat = now = time.monotonic()
         if now < self._resume_at:  # backing off after a registry outage: serve reports only
-            self.publisher.poll(min(self._resume_at - now, self.max_wait_ms / 1000.0))
+            self.publisher.poll(min(self._resume_at - now, self.idle_wait_s))
         else:
             if self.redis_gate is not None:
                 self._follow_redis(self.redis_gate())
-            size, wait = self._bounds()
-            messages = self._consume(size, wait)
+            plan = self._plan()
+            messages = self._take(plan)
             if messages:
                 started = time.perf_counter()
                 self.process(messages)
                 if self.sizer is not None:
                     self.sizer.report(
-                        len(messages), time.perf_counter() - started, full=len(messages) >= size
+                        len(messages),
+                        time.perf_counter() - started,
+                        full=len(messages) >= plan.size,
                     )
             self.publisher.poll(0)
         self.commits.tick()
@@ -141,6 +144,30 @@ class StreamLoop:
         lag = self._lag_monitor().due()
         if lag is not None:
             self.observer.lag(lag)
+
+    def _take(self, plan: ConsumePlan) -> list[Message]:
+        """The next batch. Adaptive: block until a message is there (``_first``), then take
+        what else is already waiting (no wait to fill). Filled: ``_consume``."""
+        if not plan.adaptive:
+            return self._consume(plan.size, plan.fill_s)
+        first = self._first(plan.idle_s)
+        if first is None:
+            return []
+        if plan.size == 1:
+            return [first]
+        return [first, *self.consumer.consume(plan.size - 1, 0)]
+
+    def _first(self, wait: float) -> Message | None:
+        """The first message within ``wait`` seconds; while outputs are in flight they are
+        settled after ``settle_after_s`` (as in ``_consume``)."""
+        if not self.publisher.unreported or wait <= self.settle_after_s:
+            return self.consumer.poll(wait)
+        deadline = time.monotonic() + wait
+        first = self.consumer.poll(self.settle_after_s)
+        if first is not None:
+            return first
+        self.publisher.poll(0)
+        return self.consumer.poll(max(deadline - time.monotonic(), 0.0))
 
     def _consume(self, size: int, wait: float) -> list[Message]:
         """Up to ``size`` messages within ``wait`` seconds. While outputs are in flight, the
@@ -158,11 +185,11 @@ class StreamLoop:
             messages += self.consumer.consume(size - len(messages), left)
         return messages
 
-    def _bounds(self) -> tuple[int, float]:
-        if self.sizer is None:
-            return self.max_batch_size, self.max_wait_ms / 1000.0
-        bounds = self.sizer.bounds()
-        return bounds.size, bounds.wait_s
+    def _plan(self) -> ConsumePlan:
+        capped = None if self.sizer is None else self.sizer.bounds()
+        return consume_plan(
+            self.max_batch_size, self.max_wait_ms / 1000.0, self.idle_wait_s, capped
+        )
 
     def process(self, messages: list[Message]) -> Batch:
         """Decode, score and publish one micro-batch, and hand it to the commit strategy."""

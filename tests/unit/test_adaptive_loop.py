@@ -1,0 +1,127 @@
+"""Adaptive batching in the loop: what is waiting is scored at once, a backlog makes the
+batches grow to the size bound, and a fill wait or a latency target still apply when set.
+
+The consumer here is a queue of waiting messages that records how long each call was
+allowed to wait; the real broker's side is exercised by the integration tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import Message
+
+from streamer.kafka.batching import LatencyTargetSizer
+from streamer.testing import FakeConsumer
+from tests.unit.fakes import avro_raw, make_event, make_message
+
+
+class WaitingQueue(FakeConsumer):
+    """Messages already waiting in the client; records each call's timeout."""
+
+    def __init__(self, waiting: list[Message]) -> None:
+        super().__init__([])
+        self.waiting = waiting
+        self.waits: list[tuple[str, float]] = []
+        self.taken: list[int] = []
+
+    def poll(self, timeout: float | None = None) -> Message | None:
+        self.waits.append(("poll", timeout or 0.0))
+        return self.waiting.pop(0) if self.waiting else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        self.waits.append(("consume", timeout))
+        out, self.waiting = self.waiting[:num_messages], self.waiting[num_messages:]
+        return out
+
+
+def _messages(n: int) -> list[Message]:
+    return [make_message(i, avro_raw(make_event(i))) for i in range(n)]
+
+
+def _on_queue(build: Any, waiting: list[Message], **loop: Any) -> tuple[Any, WaitingQueue, Any]:
+    """A loop on the fakes that reads from ``waiting``; ``loop`` sets its fields."""
+    pipeline, _, producer = build([])
+    queue = WaitingQueue(waiting)
+    pipeline.consumer = queue
+    for name, value in loop.items():
+        setattr(pipeline, name, value)
+    process = pipeline.process
+
+    def counted(messages: list[Message]) -> Any:
+        queue.taken.append(len(messages))
+        return process(messages)
+
+    pipeline.process = counted
+    return pipeline, queue, producer
+
+
+def _scored(producer: Any) -> int:
+    return sum(1 for topic, *_ in producer.delivered if topic == "scored")
+
+
+def test_a_lone_event_is_scored_in_the_step_it_arrives_without_a_wait_to_fill(
+    build: Any,
+) -> None:
+    pipeline, queue, producer = _on_queue(build, _messages(1))
+
+    pipeline.step()
+
+    assert queue.taken == [1]
+    assert _scored(producer) == 1
+    # blocked only for the first message; everything after it was taken without waiting
+    assert queue.waits[0][0] == "poll"
+    assert all(timeout == 0 for _, timeout in queue.waits[1:])
+
+
+@pytest.mark.parametrize(
+    ("waiting", "max_batch_size", "batches"),
+    [
+        (3, 500, [3]),  # a few waiting: one batch of them, at once
+        (1200, 500, [500, 500, 200]),  # a backlog: batches grow to the size bound
+        (7, 1, [1] * 7),
+    ],
+)
+def test_a_batch_is_what_is_waiting_up_to_the_size_bound(
+    build: Any, waiting: int, max_batch_size: int, batches: list[int]
+) -> None:
+    pipeline, queue, producer = _on_queue(build, _messages(waiting), max_batch_size=max_batch_size)
+
+    for _ in range(len(batches) + 1):  # and one idle step: nothing left, nothing taken
+        pipeline.step()
+
+    assert queue.taken == batches
+    assert _scored(producer) == waiting
+    assert all(timeout == 0 for call, timeout in queue.waits if call == "consume")
+
+
+def test_an_idle_step_blocks_for_a_message_instead_of_spinning(build: Any) -> None:
+    pipeline, queue, _ = _on_queue(build, [])
+
+    pipeline.step()
+
+    assert queue.taken == []
+    assert queue.waits == [("poll", pipeline.idle_wait_s)]
+    assert pipeline.idle_wait_s > 0
+
+
+def test_a_fill_wait_when_set_holds_the_batch_open(build: Any) -> None:
+    pipeline, queue, _ = _on_queue(build, _messages(2), max_wait_ms=10)
+
+    pipeline.step()
+
+    assert queue.taken == [2]
+    assert queue.waits == [("consume", 0.01)]
+
+
+def test_a_latency_target_caps_the_batch_and_stays_adaptive(build: Any) -> None:
+    sizer = LatencyTargetSizer(10, min_size=16)
+    for n in (10, 50, 100, 200, 400, 800):  # 2 ms a batch + 100 µs an event: 30 fit in 5 ms
+        sizer.report(n, 0.002 + 100e-6 * n)
+    pipeline, queue, _ = _on_queue(build, _messages(100), sizer=sizer)
+
+    pipeline.step()
+
+    assert queue.taken == [30]
+    assert all(timeout == 0 for call, timeout in queue.waits if call == "consume")
