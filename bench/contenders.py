@@ -183,6 +183,15 @@ CONTENDERS: dict[str, Contender] = {
     "streamer, exactly-once": Contender(
         lambda: _streamer({"STREAMER_PROCESSING_GUARANTEE": "exactly-once"}), half_rate=False
     ),
+    "streamer, exactly-once, a transaction per batch": Contender(
+        lambda: _streamer(
+            {
+                "STREAMER_PROCESSING_GUARANTEE": "exactly-once",
+                "STREAMER_TRANSACTION_MAX_BATCHES": "1",
+            }
+        ),
+        half_rate=False,
+    ),
     "passthrough (ceiling)": Contender(lambda: _script("passthrough.py")),
     "naive per-event": Contender(lambda: _script("naive.py"), half_rate=False),
 }

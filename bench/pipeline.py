@@ -110,8 +110,10 @@ class Phases:
             len(backlog), 600, self.launched.procs, times=False, on_first=on_first
         )
         cpu = self._cpu()
-        counts = {stage: max(b.values(), default=0.0) for stage, b in self._scrape()[0].items()}
+        buckets, sums = self._scrape()
+        counts = {stage: max(b.values(), default=0.0) for stage, b in buckets.items()}
         batches = counts.get("enrich", 0.0)  # one feature MGET per batch
+        commits = counts.get(stages.COMMIT, 0.0)  # exactly-once: transactions committed
         trips = (batches + counts.get("velocity_write", 0.0)) / batches if batches else None
         threads: dict[str, float] = {}
         for proc in self.launched.procs:
@@ -130,6 +132,9 @@ class Phases:
             "cpu_us_per_event_steady": 1e6 * (cpu - first.get("cpu", 0.0)) / max(len(rows), 1),
             "cpu_s_by_thread": threads,
             "redis_round_trips_per_batch": trips,
+            "transactions": commits or None,
+            "batches_per_transaction": batches / commits if commits else None,
+            "commit_ms_mean": 1000 * sums.get(stages.COMMIT, 0.0) / commits if commits else None,
             "complete": len(rows) >= len(backlog),
         }
 
@@ -235,6 +240,13 @@ def _report(results: list[dict[str, Any]], title: str) -> None:
             "yes" if r["complete"] else "NO",
         )
     console.print(table)
+    for r in results:
+        if r.get("transactions"):
+            console.print(
+                f"{r['contender']}, draining: {r['transactions']:.0f} transactions of "
+                f"{r['batches_per_transaction']:.1f} batches, commit {r['commit_ms_mean']:.1f} ms "
+                "on average"
+            )
     for r in results:
         for x in r["rates"]:
             stages_table = Table(title=f"{r['contender']} at {x['rate']:,.0f}/s")

@@ -10,6 +10,8 @@ Two sources, because neither alone tells the whole story:
 - per batch, the streamer's own ``streamer_stage_duration_seconds`` histograms read from
   its ``/metrics`` before and after the phase (decode, validate, enrich, score, publish);
   percentiles interpolated inside Prometheus buckets, so coarse, but the mean is exact.
+  Exactly-once adds ``streamer_transaction_commit_seconds`` as the pseudo-stage
+  ``transaction commit`` (one a transaction, not a batch).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 Histograms = dict[str, dict[float, float]]  # stage -> upper bound -> cumulative count
 STAGE_METRIC = "streamer_stage_duration_seconds"
+COMMIT_METRIC = "streamer_transaction_commit_seconds"
+COMMIT = "transaction commit"
 
 
 def scrape(port: int) -> tuple[Histograms, dict[str, float]]:
@@ -36,10 +40,10 @@ def scrape(port: int) -> tuple[Histograms, dict[str, float]]:
     buckets: Histograms = {}
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != STAGE_METRIC:
+        if family.name not in (STAGE_METRIC, COMMIT_METRIC):
             continue
         for sample in family.samples:
-            stage = sample.labels.get("stage", "")
+            stage = sample.labels.get("stage", COMMIT)
             if sample.name.endswith("_bucket"):
                 buckets.setdefault(stage, {})[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith("_sum"):

@@ -155,7 +155,7 @@ class ExactlyOnce:
         transactions: Transactions,
         *,
         drain_timeout_s: float = 30.0,
-        max_s: float = 0.1,
+        max_s: float = 0.25,
         max_batches: int = 100,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.monotonic,
