@@ -2,7 +2,8 @@
 
 At-least-once: an input offset is committed only past outputs the broker acknowledged;
 failed outputs and batches to re-read are rewound with a logged reason; a drain commits
-synchronously. Exactly-once is in ``test_exactly_once.py``.
+synchronously. Exactly-once is in ``test_exactly_once.py`` (on the broker:
+``test_transactions_faults.py``).
 """
 
 from __future__ import annotations
