@@ -26,6 +26,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from streamer.errors import ModelError
+from streamer.model.lightgbm_lib import Booster, LightGBMError
 from streamer.model.metadata import ModelMetadata
 
 TOLERANCE = 1e-5
@@ -37,7 +38,7 @@ _CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
 class Explainer:
     """Exact per-input contributions to the margin (log-odds) of a LightGBM model."""
 
-    def __init__(self, booster: Any, width: int) -> None:
+    def __init__(self, booster: Booster, width: int) -> None:
         self._booster = booster
         self.width = width
 
@@ -46,15 +47,12 @@ class Explainer:
         (the expected margin), so a row sums to the model's margin."""
         if matrix.shape[0] == 0:
             return np.empty((0, self.width + 1), dtype=np.float64)
-        batch = np.ascontiguousarray(matrix, dtype=np.float32)
-        out = self._booster.predict(batch, pred_contrib=True, num_threads=1)
-        return np.asarray(out, dtype=np.float64)
+        return self._booster.contributions(matrix)
 
 
-def load_explainer(
-    spec: str, onnx_path: Path, meta: ModelMetadata, onnx: bytes
-) -> Explainer | None:
-    """The verified explainer beside ``onnx_path`` (None when the metadata names none)."""
+def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer | None:
+    """The explainer beside ``onnx_path``, its file checked against its sha256 but not yet
+    against the ONNX model (``verify``); None when the metadata names none."""
     record = meta.explainer
     if record is None:
         return None
@@ -72,9 +70,7 @@ def load_explainer(
             f"sha256 of {path} is {digest[:12]}…, metadata says {record.sha256[:12]}…",
             "the file changed after registration: restore it or re-export with models/train.py",
         )
-    explainer = Explainer(_booster(spec, text), len(meta.feature_names))
-    verify(spec, explainer, meta, onnx)
-    return explainer
+    return Explainer(_booster(spec, text), len(meta.feature_names))
 
 
 def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) -> None:
@@ -138,18 +134,16 @@ def reference_rows(meta: ModelMetadata, n: int = REFERENCE_ROWS) -> npt.NDArray[
     return np.ascontiguousarray(np.stack(columns, axis=1), dtype=np.float32)
 
 
-def _booster(spec: str, text: bytes) -> Any:
+def _booster(spec: str, text: bytes) -> Booster:
     try:
-        import lightgbm as lgb
+        return Booster(text.decode("utf-8"))
     except (ImportError, OSError) as exc:  # OSError: no OpenMP runtime (libgomp.so.1)
         raise _fail(
             spec,
-            f"its explainer needs lightgbm, which cannot be imported ({type(exc).__name__})",
+            f"its explainer needs lightgbm, which cannot be loaded ({type(exc).__name__})",
             "install lightgbm and its OpenMP runtime (Debian: libgomp1)",
         ) from None
-    try:
-        return lgb.Booster(model_str=text.decode("utf-8"))
-    except Exception as exc:  # noqa: BLE001 - LightGBM raises its own and ValueError
+    except (LightGBMError, UnicodeDecodeError) as exc:
         raise _fail(
             spec, f"LightGBM cannot read its explainer ({type(exc).__name__})", "re-export it"
         ) from None
