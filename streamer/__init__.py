@@ -14,9 +14,10 @@ Names are imported on first use, so ``import streamer`` stays cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamer.lazy import exports
 
 try:
     __version__ = version("streamer")
@@ -82,8 +83,4 @@ if TYPE_CHECKING:
     from streamer.service import Service, StopFlag, build, run
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streamer' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = exports(__name__, _EXPORTS)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from streamer.clients import LIBRDKAFKA_LOGGER, Clients
-from streamer.config.loader import load_settings
-from streamer.config.settings import Settings
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from streamer.clients import Clients
+    from streamer.config.settings import Settings
 
 STATE: dict[str, Any] = {"debug": False, "config": None}
 
@@ -68,6 +68,8 @@ def settings(config: Path | None = None, **flags: Any) -> Settings:
 
     ``require`` (a tuple of field names) lists what the command cannot do without.
     """
+    from streamer.config.loader import load_settings
+
     require = flags.pop("require", ())
     return load_settings(config or STATE["config"], require=require, **flags)
 
@@ -80,6 +82,7 @@ def clients(config: Path | None = None, **flags: Any) -> Clients:
     so it is kept out of the terminal unless ``--debug`` asks for everything. Our own
     warnings (a Redis round trip failing midway) come out as structured log lines.
     """
+    from streamer.clients import Clients
     from streamer.observability import logs
 
     loaded = settings(config, **flags)
@@ -96,6 +99,8 @@ def _severity(level: str) -> int:
 
 def quiet_librdkafka(quiet: bool = True) -> None:
     """Keep librdkafka's log lines (and ``error_cb`` reports) off stderr when ``quiet``."""
+    from streamer.clients import LIBRDKAFKA_LOGGER
+
     logger = logging.getLogger(LIBRDKAFKA_LOGGER)
     logger.propagate = not quiet
     if quiet and not logger.handlers:

@@ -8,15 +8,18 @@ a table of the checks for people, writes the JSON report for machines (and for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from streamer.cli.common import ConfigFile, ModelsDir, clients
-from streamer.clients import Clients
-from streamer.model.gate import Bounds, GateReport, ModelRef, Rates
+from streamer.model.gate_bounds import Bounds
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from streamer.clients import Clients
+    from streamer.model.gate import GateReport, ModelRef, Rates
 
 _DEFAULT = Bounds()
 
@@ -56,6 +59,8 @@ def gate(
         decline_rate_change=decline_rate_change,
         p99_batch_ms=p99_batch_ms,
     )
+    from rich.console import Console
+
     result = _verdict(factory, (candidate, against), (file, topic, max_events), bounds)
     Console(width=130).print(_table(result))
     if report is not None:
@@ -107,6 +112,8 @@ def _shares(rates: Rates | None) -> str:
 
 
 def _table(result: GateReport) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=f"{named(result.candidate)} vs {named(result.champion)} "
         f"on {result.events} events: {'PASS' if result.passed else 'FAIL'}",

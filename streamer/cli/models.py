@@ -16,15 +16,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from streamer.cli.common import ModelsDir, settings
 from streamer.cli.gate import gate
-from streamer.model.aliases import AliasChange
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamer.model.aliases import AliasChange
 
 models_app = typer.Typer(
     help="The model registry in STREAMER_MODELS_DIR, or MLflow (models:/…).",
@@ -35,9 +38,17 @@ models_app.command("gate")(gate)
 
 def console() -> Console:
     """A terminal's own width; at natural width (no cut, no wrap) into a pipe or a file."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console()
     return Console(width=100_000, no_color=True)
+
+
+def _table(title: str) -> Table:
+    from rich.table import Table
+
+    return Table(title=title)
 
 
 @contextmanager
@@ -65,7 +76,7 @@ def list_(models_dir: ModelsDir = None) -> None:
     from streamer.model.registry import list_models
 
     directory = settings(models_dir=models_dir).models_dir
-    table = Table(title=f"models in {directory}")
+    table = _table(f"models in {directory}")
     columns = ("model", "aliases", "created", "ROC-AUC", "PR-AUC", "review", "decline", "problem")
     for column in columns:
         table.add_column(column, no_wrap=column != "problem")
@@ -100,7 +111,7 @@ def _mlflow_table() -> Table:
     from streamer.config.redaction import redact_url
     from streamer.model.mlflow_listing import list_versions
 
-    table = Table(title=f"MLflow at {redact_url(os.environ['MLFLOW_TRACKING_URI'])}")
+    table = _table(f"MLflow at {redact_url(os.environ['MLFLOW_TRACKING_URI'])}")
     for column in ("model", "aliases", "created", "sha256", "ROC-AUC", "PR-AUC", "from"):
         table.add_column(column, no_wrap=True)
     for found in list_versions():
@@ -121,7 +132,7 @@ def _metric(metrics: dict[str, float], name: str) -> str:
 
 
 def _history(name: str, changes: Sequence[AliasChange]) -> Table:
-    table = Table(title=f"{name}: alias history")
+    table = _table(f"{name}: alias history")
     for column in ("when", "alias", "from", "to", "reason"):
         table.add_column(column)
     for change in changes:
