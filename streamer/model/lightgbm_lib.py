@@ -5,9 +5,10 @@ its scikit-learn and DataFrame interfaces): 2.5 to 3 s of a start-up on a loaded
 machine, for an explainer that only loads a model text and asks for contributions. The
 package's own ``lib_lightgbm`` does both through three documented C API calls
 (``LGBM_BoosterLoadModelFromString``, ``LGBM_BoosterCalcNumPredict``,
-``LGBM_BoosterPredictForMat`` with ``C_API_PREDICT_CONTRIB``), the ones the package's
-``Booster.predict(pred_contrib=True)`` makes for a float32 matrix; the library is loaded
-from the installed package, so the arithmetic is the same.
+``LGBM_BoosterPredictForMat`` with ``C_API_PREDICT_CONTRIB`` or ``_RAW_SCORE``), the ones
+the package's ``Booster.predict(pred_contrib=True)`` and ``predict(raw_score=True)`` make
+for a float32 matrix; the library is loaded from the installed package, so the arithmetic
+is the same.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy.typing as npt
 
 _DTYPE_FLOAT32 = 0  # C_API_DTYPE_FLOAT32
 _ROW_MAJOR = 1
+_PREDICT_RAW_SCORE = 1  # C_API_PREDICT_RAW_SCORE
 _PREDICT_CONTRIB = 3  # C_API_PREDICT_CONTRIB
 _ALL_ITERATIONS = -1
 _PARAMETERS = b"num_threads=1"
@@ -78,17 +80,24 @@ class Booster:
     def contributions(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """``predict(pred_contrib=True)``: per row, each input's contribution, then the base
         value; ``matrix`` is a float32 ``[n, width]`` array."""
+        return self._predict(matrix, _PREDICT_CONTRIB)
+
+    def margins(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """``predict(raw_score=True)``: per row, the model's margin (log-odds)."""
+        return self._predict(matrix, _PREDICT_RAW_SCORE)[:, 0]
+
+    def _predict(self, matrix: npt.NDArray[np.float32], kind: int) -> npt.NDArray[np.float64]:
         batch = np.ascontiguousarray(matrix, dtype=np.float32)
         rows, width = batch.shape
         if rows == 0:
-            return np.empty((0, width + 1), dtype=np.float64)
+            return np.empty((0, width + 1 if kind == _PREDICT_CONTRIB else 1), dtype=np.float64)
         lib = _lib()
         expected = ctypes.c_int64(0)
         _check(
             lib.LGBM_BoosterCalcNumPredict(
                 self._handle,
                 ctypes.c_int(rows),
-                ctypes.c_int(_PREDICT_CONTRIB),
+                ctypes.c_int(kind),
                 ctypes.c_int(0),
                 ctypes.c_int(_ALL_ITERATIONS),
                 ctypes.byref(expected),
@@ -104,7 +113,7 @@ class Booster:
                 ctypes.c_int32(rows),
                 ctypes.c_int32(width),
                 ctypes.c_int(_ROW_MAJOR),
-                ctypes.c_int(_PREDICT_CONTRIB),
+                ctypes.c_int(kind),
                 ctypes.c_int(0),
                 ctypes.c_int(_ALL_ITERATIONS),
                 ctypes.c_char_p(_PARAMETERS),
@@ -113,7 +122,7 @@ class Booster:
             )
         )
         if written.value != expected.value:
-            raise LightGBMError(f"{written.value} contributions written, {expected.value} due")
+            raise LightGBMError(f"{written.value} values written, {expected.value} due")
         return out.reshape(rows, -1)
 
     def __del__(self) -> None:

@@ -1,5 +1,6 @@
-"""The explainer's contributions through LightGBM's C library are exactly those of the
-``lightgbm`` package's own ``predict(pred_contrib=True)``, on any input."""
+"""The explainer's contributions and margins through LightGBM's C library are exactly
+those of the ``lightgbm`` package's own ``predict(pred_contrib=True)`` and
+``predict(raw_score=True)``, on any input."""
 
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ values = st.floats(-1e7, 1e7, width=32) | st.just(float("nan")) | st.sampled_fro
 
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(0, 12), st.just(WIDTH)), elements=values))
-def test_contributions_are_lightgbms_own(matrix: npt.NDArray[np.float32]) -> None:
-    ours = OURS.contributions(matrix)
+def test_contributions_and_margins_are_lightgbms_own(matrix: npt.NDArray[np.float32]) -> None:
+    ours, margins = OURS.contributions(matrix), OURS.margins(matrix)
     assert ours.shape == (len(matrix), WIDTH + 1)
+    assert margins.shape == (len(matrix),)
     if len(matrix):
         theirs = THEIRS.predict(matrix, pred_contrib=True, num_threads=1)
         assert np.array_equal(ours, theirs)
+        own = THEIRS.predict(matrix, raw_score=True, num_threads=1)
+        assert np.array_equal(margins, own)
 
 
 def test_a_text_that_is_no_model_is_refused_with_lightgbms_reason() -> None:
