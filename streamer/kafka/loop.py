@@ -97,15 +97,25 @@ class StreamLoop:
     _paused: bool = False
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
+    _joining: bool = False
 
-    def run(self, should_stop: Callable[[], bool]) -> None:
-        """Consume until ``should_stop()``; then drain, commit and leave the group."""
+    def subscribe(self) -> None:
+        """Ask to join the consumer group (once). librdkafka joins in its own threads, so
+        what the caller does next (warming the model) overlaps the join; the partitions
+        are taken in the first ``consume``, inside ``run``."""
+        if self._joining:
+            return
         self.consumer.subscribe(
             [self.topics.input],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self._joining = True
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Consume until ``should_stop()``; then drain, commit and leave the group."""
+        self.subscribe()
         self.stats.subscribed = True
         try:
             while not should_stop():

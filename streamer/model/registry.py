@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from streamer.errors import ModelError
 from streamer.features.engineering import unknown_features
 from streamer.model.aliases import read_aliases
-from streamer.model.explainer import load_explainer
+from streamer.model.explainer import open_explainer, verify
 from streamer.model.metadata import (
     NAME,
     LoadedModel,
@@ -39,6 +40,7 @@ __all__ = [
     "Thresholds",
     "list_models",
     "load_model",
+    "open_model",
     "read_metadata",
     "resolve",
     "version_key",
@@ -144,10 +146,21 @@ def read_metadata(path: Path, spec: str | None = None) -> ModelMetadata:
 def load_model(spec: str, models_dir: Path) -> LoadedModel:
     """Resolve, read and verify a model; ``ModelError`` (one line) when it must not be used.
     ``models:/name@alias`` and ``models:/name/version`` come from MLflow (``mlflow_registry``)."""
+    model, check = open_model(spec, models_dir)
+    check()
+    return model
+
+
+def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], None]]:
+    """``load_model`` in two steps, so that a start-up can do other work during the second:
+    every check but one is made here; the returned callable makes the last, the explainer's
+    agreement with the ONNX model on the reference rows (TreeSHAP over 256 rows, the slow
+    one, in C without the GIL), and raises its ``ModelError``. Nothing may be scored with
+    the model before that callable returned."""
     if spec.startswith("models:/"):
         from streamer.model import mlflow_registry
 
-        return mlflow_registry.load(spec)
+        return mlflow_registry.load(spec), _nothing  # verified whole: its retry needs it
     path = resolve(spec, models_dir)
     meta = read_metadata(path, spec)
     data = path.read_bytes()
@@ -178,8 +191,15 @@ def load_model(spec: str, models_dir: Path) -> LoadedModel:
     except KeyError as exc:
         raise _fail(spec, f"defaults name {exc.args[0]}", "fix the metadata's defaults") from None
     _check_signature(spec, data, meta)
-    explainer = load_explainer(spec, path, meta, data)
-    return LoadedModel(metadata=meta, path=path, onnx_bytes=data, explainer=explainer)
+    explainer = open_explainer(spec, path, meta)
+    model = LoadedModel(metadata=meta, path=path, onnx_bytes=data, explainer=explainer)
+    if explainer is None:
+        return model, _nothing
+    return model, lambda: verify(spec, explainer, meta, data)
+
+
+def _nothing() -> None:
+    """No check left to make."""
 
 
 def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:

@@ -143,6 +143,15 @@ class ScoringKernel:
         if use_defaults is not None:  # missing entities get this model's training defaults
             use_defaults(model.card_defaults, model.merchant_defaults)
 
+    def warm(self, rows: int = 256) -> None:
+        """Run the model (and the shadow) once on ``rows`` zero rows: the first run's costs
+        (ONNX Runtime's allocations) are paid at start-up, not by the first batch."""
+        zeros = np.zeros((rows, len(self._feature_names)), dtype=np.float32)
+        self._scorer.score(zeros)
+        if self.shadow is not None:
+            width = len(self.shadow.model.metadata.feature_names)
+            self.shadow.scorer.score(np.zeros((rows, width), dtype=np.float32))
+
     def offer(self, model: LoadedModel, scorer: BatchScorer) -> None:
         """Swap to ``model`` before the next batch (thread-safe: for a model watcher)."""
         with self._offer_lock:

@@ -1,9 +1,11 @@
 """``streamer run``: build the stream from settings, check dependencies, run until told to stop.
 
-Start-up fails fast with one line naming the problem and the setting to change:
-``ConfigError``/``ModelError`` (exit 2) for settings and models, ``DependencyError``
-(exit 3) for an unreachable broker, a missing topic or an unreachable schema registry. An
-unreachable Redis is not fatal: scoring starts degraded and recovers by itself.
+Start-up overlaps its slow parts. The model is read and checked first (``open_model``: a
+wrong spec, file or signature stops it at once, exit 2); its last check, the explainer
+against the ONNX model on the reference rows, runs in C on a thread while this module
+imports the rest of the stream, builds and checks it and joins the consumer group
+(``startup``). Nothing is scored before that check passed; when it fails, the consumer
+leaves the group and start-up stops with its ``ModelError`` (exit 2).
 """
 
 from __future__ import annotations
@@ -11,19 +13,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamer.clients import Clients
-from streamer.config.redaction import redact_url
-from streamer.config.settings import Settings
-from streamer.errors import ConfigError, DependencyError
-from streamer.features.redis_client import RedisCredentialsError, check_redis, reachable
-from streamer.observability.health import OpsServer, Probes
-from streamer.observability.tracing import provider_from_env
-from streamer.service import heap
-from streamer.service.assembly import Service, build
-from streamer.service.checks import check_output_schema, check_schema_registry, check_topics
+from streamer.model.registry import open_model
+
+if TYPE_CHECKING:
+    from streamer.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,81 +46,22 @@ class StopFlag:
         signal.signal(signal.SIGINT, self.set)
 
 
-def probes(service: Service, stale_after_s: float) -> Probes:
-    stats = service.loop.stats
-    probe_client = service.clients.redis()  # its own: the loop's client stays on one thread
-
-    def model_present() -> bool:
-        return service.kernel.model.path.exists()  # the model scoring now, after any swap
-
-    return Probes(
-        heartbeat=lambda: stats.last_heartbeat,
-        subscribed=lambda: stats.subscribed,
-        assigned=lambda: len(stats.assigned),
-        model_present=model_present,
-        redis_reachable=lambda: reachable(probe_client),
-        breaker_state=lambda: service.cache.breaker.state,
-        stale_after_s=stale_after_s,
-        details=service.models.readiness,
-    )
-
-
-def ops_server(settings: Settings, service: Service) -> OpsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz``; a busy port is a one-line error."""
-    stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
-    try:
-        return OpsServer(
-            settings.metrics_port,
-            service.metrics,
-            probes(service, stale_after),
-            host=settings.metrics_host,
-        )
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
-            f"{exc.strerror or exc}; change STREAMER_METRICS_HOST or STREAMER_METRICS_PORT "
-            "(port 0 turns the server off)"
-        ) from None
-
-
-def check_feature_cache(settings: Settings, service: Service) -> None:
-    """Refused credentials stop start-up (exit 3); an outage does only if Redis is required,
-    otherwise scoring starts degraded and recovers by itself."""
-    where = redact_url(settings.redis_url.get_secret_value())
-    client = service.clients.redis()
-    try:
-        check_redis(client)
-    except RedisCredentialsError as exc:
-        raise DependencyError(f"Redis at {where}: {exc}; check STREAMER_REDIS_*") from None
-    except DependencyError as exc:
-        if settings.redis_required:
-            raise DependencyError(
-                f"Redis at {where}: {exc}; STREAMER_REDIS_REQUIRED is set"
-            ) from None
-        log.warning(
-            "Redis at %s: %s; scoring with default features (DEGRADED) until it is", where, exc
-        )
-    finally:
-        client.close()
-
-
 def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
     stop = stop or StopFlag()
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
-    clients = Clients(settings)
-    check_topics(clients.admin(), settings, clients.errors)  # first: fail fast, before the model
-    service = build(
-        settings,
-        tracer_provider=provider_from_env(max_links=settings.max_batch_size),
-        clients=clients,
-    )
-    check_schema_registry(settings, service.schema_registry)
-    check_output_schema(service.loop.encoder)
-    if service.transactions is not None:
-        service.transactions.init()
-    ops = ops_server(settings, service)
-    check_feature_cache(settings, service)
+    model, last_check = open_model(settings.models.spec, settings.models.models_dir)
+    with ThreadPoolExecutor(1, thread_name_prefix="model-check") as pool:
+        checked = pool.submit(last_check)  # C without the GIL: beside the imports below
+        from streamer.service import heap, startup
+
+        service, ops = startup.start(settings, model)
+        try:
+            heap.settle()  # after start-up: the collector never walks what it built again
+            checked.result()  # the model's ModelError, before anything is scored
+        except BaseException:
+            startup.abandon(service, ops)
+            raise
     log.info("effective settings", extra={"settings": settings.redacted()})
     meta, shadow = service.model.metadata, service.kernel.shadow
     shadow_name = f"{shadow.stamp.name}@{shadow.stamp.version}" if shadow else "none"
@@ -140,7 +78,6 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         extra={"model": f"{meta.name}@{meta.version}", "shadow_model": shadow_name},
     )
     service.models.start()
-    heap.settle()  # after start-up: the collector never walks what it built again
     try:
         service.loop.run(stop)
     finally:

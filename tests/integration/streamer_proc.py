@@ -233,3 +233,18 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
     if proc.poll() is None:
         proc.terminate()
     return proc.wait(timeout)
+
+
+def refused_start(**settings: str) -> tuple[int, list[str], str]:
+    """Run ``streamer run`` expecting it to stop at start-up: its exit code, its one-line
+    ``streamer: ...`` messages, and all of standard error (for assertion messages)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "run"],
+        env=streamer_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [x for x in done.stderr.splitlines() if x.startswith("streamer: ")]
+    return done.returncode, lines, done.stderr

@@ -4,8 +4,6 @@ line names the model and the shadow, and ``STREAMER_METRICS_HOST`` decides the a
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +12,9 @@ import pytest
 from streamer.dev.devstack.processes import free_port
 from tests.integration.streamer_proc import (
     http_get,
+    refused_start,
     start_streamer,
     stop,
-    streamer_env,
     wait_until,
 )
 
@@ -65,17 +63,10 @@ def test_loopback_host_serves_probes_on_loopback_only_and_the_log_names_the_shad
 def test_an_address_that_cannot_be_bound_is_one_line_naming_the_setting(
     settings: dict[str, str],
 ) -> None:
-    env = streamer_env(**settings, metrics_host="192.0.2.1", metrics_port=str(free_port()))
-    done = subprocess.run(
-        [sys.executable, "-m", "streamer", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    code, lines, stderr = refused_start(
+        **settings, metrics_host="192.0.2.1", metrics_port=str(free_port())
     )
-    lines = [x for x in done.stderr.splitlines() if x.startswith("streamer: ")]
-    assert done.returncode == 2, done.stderr
-    assert len(lines) == 1, done.stderr
+    assert code == 2, stderr
+    assert len(lines) == 1, stderr
     assert "192.0.2.1" in lines[0]
     assert "STREAMER_METRICS_HOST" in lines[0]

@@ -1,0 +1,119 @@
+"""``streamer run``'s start-up: build the stream, check what it depends on, join the group.
+
+Everything here runs while the model's last check (its explainer against the ONNX model,
+``registry.open_model``) runs on another thread; the consumer group is asked to join as
+soon as the stream is built and its local checks passed, so the join (librdkafka's own
+threads) overlaps the checks over the network, the warm-up and the wait for that check.
+
+Start-up fails fast with one line naming the problem and the setting to change:
+``ConfigError``/``ModelError`` (exit 2) for settings and models, ``DependencyError``
+(exit 3) for an unreachable broker, a missing topic or an unreachable schema registry. An
+unreachable Redis is not fatal: scoring starts degraded and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from streamer.clients import Clients
+from streamer.config.redaction import redact_url
+from streamer.config.settings import Settings
+from streamer.errors import ConfigError, DependencyError
+from streamer.features.redis_client import RedisCredentialsError, check_redis, reachable
+from streamer.model.metadata import LoadedModel
+from streamer.observability.health import OpsServer, Probes
+from streamer.observability.tracing import provider_from_env
+from streamer.service.assembly import Service, build
+from streamer.service.checks import check_output_schema, check_schema_registry, check_topics
+
+log = logging.getLogger(__name__)
+
+
+def start(settings: Settings, model: LoadedModel) -> tuple[Service, OpsServer]:
+    """The stream built and checked, its metrics port open and its group join under way;
+    on failure nothing is left open (the consumer has left the group)."""
+    clients = Clients(settings)
+    check_topics(clients.admin(), settings, clients.errors)
+    service = build(
+        settings,
+        model=model,
+        tracer_provider=provider_from_env(max_links=settings.max_batch_size),
+        clients=clients,
+    )
+    check_schema_registry(settings, service.schema_registry)
+    check_output_schema(service.loop.encoder)
+    ops = ops_server(settings, service)
+    service.loop.subscribe()  # joins in librdkafka's threads, beside what follows
+    try:
+        if service.transactions is not None:
+            service.transactions.init()
+        check_feature_cache(settings, service)
+        service.kernel.warm()
+    except BaseException:
+        abandon(service, ops)
+        raise
+    return service, ops
+
+
+def abandon(service: Service, ops: OpsServer) -> None:
+    """Close what ``start`` opened: leave the group, close the port."""
+    service.loop.consumer.close()
+    ops.close()
+
+
+def probes(service: Service, stale_after_s: float) -> Probes:
+    stats = service.loop.stats
+    probe_client = service.clients.redis()  # its own: the loop's client stays on one thread
+
+    def model_present() -> bool:
+        return service.kernel.model.path.exists()  # the model scoring now, after any swap
+
+    return Probes(
+        heartbeat=lambda: stats.last_heartbeat,
+        subscribed=lambda: stats.subscribed,
+        assigned=lambda: len(stats.assigned),
+        model_present=model_present,
+        redis_reachable=lambda: reachable(probe_client),
+        breaker_state=lambda: service.cache.breaker.state,
+        stale_after_s=stale_after_s,
+        details=service.models.readiness,
+    )
+
+
+def ops_server(settings: Settings, service: Service) -> OpsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz``; a busy port is a one-line error."""
+    stale_after = max(30.0, settings.max_wait_ms / 1000.0 * 10)
+    try:
+        return OpsServer(
+            settings.metrics_port,
+            service.metrics,
+            probes(service, stale_after),
+            host=settings.metrics_host,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}; change STREAMER_METRICS_HOST or STREAMER_METRICS_PORT "
+            "(port 0 turns the server off)"
+        ) from None
+
+
+def check_feature_cache(settings: Settings, service: Service) -> None:
+    """Refused credentials stop start-up (exit 3); an outage does only if Redis is required,
+    otherwise scoring starts degraded and recovers by itself."""
+    where = redact_url(settings.redis_url.get_secret_value())
+    client = service.clients.redis()
+    try:
+        check_redis(client)
+    except RedisCredentialsError as exc:
+        raise DependencyError(f"Redis at {where}: {exc}; check STREAMER_REDIS_*") from None
+    except DependencyError as exc:
+        if settings.redis_required:
+            raise DependencyError(
+                f"Redis at {where}: {exc}; STREAMER_REDIS_REQUIRED is set"
+            ) from None
+        log.warning(
+            "Redis at %s: %s; scoring with default features (DEGRADED) until it is", where, exc
+        )
+    finally:
+        client.close()
