@@ -95,7 +95,7 @@ def test_serve_scores_with_the_clusters_features_and_velocity_state_as_on_one_no
     beds: dict[str, Bed], cluster: RedisClusterGroup, tmp_path: Path
 ) -> None:
     seen = {e["card_id"]: e for e in synthetic_events(400, seed=31)}
-    live = list(seen.values())[:150]  # one event per card: the state is the history alone
+    live = list(seen.values())[:80]  # one event per card: the state is the history alone
     history = write_avro(tmp_path / "history.avro", _history(live))
     with ExitStack() as stack:
         urls = {
@@ -122,7 +122,7 @@ def test_serve_scores_with_the_clusters_features_and_velocity_state_as_on_one_no
 def test_score_file_and_the_gate_read_the_clusters_features_as_on_one_node(
     beds: dict[str, Bed], tmp_path: Path
 ) -> None:
-    events = write_avro(tmp_path / "events.avro", synthetic_events(1500, seed=32))
+    events = write_avro(tmp_path / "events.avro", synthetic_events(800, seed=32))
     out = str(tmp_path / "{bed}")
     _both(["score-file", str(events), f"{out}.parquet", "--chunk", "500"], beds)
     scored = {
@@ -131,7 +131,7 @@ def test_score_file_and_the_gate_read_the_clusters_features_as_on_one_node(
     }
     assert scored["cluster"] == scored["one"]
     statuses = Counter(row["feature_status"] for row in scored["cluster"])
-    assert statuses == {"COMPLETE": 1500}, statuses
+    assert statuses == {"COMPLETE": 800}, statuses
     gate = ["models", "gate", "fraud-gbt@3", "--against", "fraud-gbt@champion"]
     _both([*gate, "--file", str(events), "--report", f"{out}.json"], beds)
     reports = {name: _replayed(tmp_path / f"{name}.json") for name in beds}
