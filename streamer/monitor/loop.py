@@ -25,6 +25,7 @@ from streamer.codec.wire import Decoder
 from streamer.errors import DependencyError, Rejection
 from streamer.features.redis_client import REDIS_ERRORS
 from streamer.monitor.gauges import MonitorMetrics
+from streamer.monitor.interner import Interner
 from streamer.monitor.labels import Label, to_label
 from streamer.monitor.records import (
     ScoredRow,
@@ -33,7 +34,7 @@ from streamer.monitor.records import (
     pack_label,
     pack_scored,
 )
-from streamer.monitor.state import Applied, Interner, JoinState, LabelWrite, ScoredWrite
+from streamer.monitor.state import Applied, JoinState, LabelWrite, ScoredWrite
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamer.monitor.interner import Interner
 from streamer.monitor.metrics import Measures, by_version
 from streamer.monitor.records import HOUR_MS, joined_array
-from streamer.monitor.state import Interner, JoinState
+from streamer.monitor.state import JoinState
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,14 @@ call per shard touched (one on a single node), sent one round trip per node.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 
-from streamer.features.redis_cluster import eval_per_node, is_cluster
+from streamer.features.redis_cluster import cluster_hgetall, eval_per_node, is_cluster, on_nodes
+from streamer.monitor.interner import Interner
 from streamer.monitor.keys import CLUSTER_SHARDS, KeyLayout
 from streamer.monitor.records import HOUR_MS, event_hour
 
@@ -75,15 +75,6 @@ for i = 0, (#KEYS / 2) - 1 do
 end
 return out
 """
-_INTERN_SCRIPT = """
-local id = redis.call('HGET', KEYS[1], ARGV[1])
-if not id then
-  id = redis.call('HINCRBY', KEYS[2], '#next', 1)
-  redis.call('HSET', KEYS[1], ARGV[1], id)
-  redis.call('HSET', KEYS[2], id, ARGV[1])
-end
-return id
-"""
 _SCAN_COUNT = 5000
 _HOURS_A_TRIP = 24
 
@@ -115,47 +106,6 @@ class Applied:
     joined: int = 0
     pending: int = 0
     duplicate: int = 0
-
-
-class Interner:
-    """Names (model versions, label sources, feature sets) as small ids, shared by every
-    monitor process through Redis and cached here (an id never changes meaning). A name is
-    interned once per process, so its script goes as EVAL (no script cache to miss)."""
-
-    def __init__(self, client: Redis, layout: KeyLayout) -> None:
-        self._client, self._layout = client, layout
-        self._ids: dict[tuple[str, str], int] = {}
-        self._names: dict[tuple[str, int], str] = {}
-
-    def id(self, namespace: str, name: str) -> int:
-        """The id of ``name`` in ``namespace``, assigned on first use (ids start at 1)."""
-        found = self._ids.get((namespace, name))
-        if found is None:
-            keys = self._layout.interned(namespace)
-            found = int(self._client.eval(_INTERN_SCRIPT, 2, *keys, name))
-            self._ids[(namespace, name)] = found
-        return found
-
-    def name(self, namespace: str, id_: int) -> str | None:
-        """The name of ``id_`` in ``namespace`` (None for 0 or an unknown id)."""
-        if not id_:
-            return None
-        found = self._names.get((namespace, id_))
-        if found is None:
-            raw = self._client.hget(self._layout.interned(namespace)[1], str(id_))
-            if raw is None:
-                return None
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            found = self._names[(namespace, id_)] = text
-        return found
-
-    def feature_set(self, names: Sequence[str]) -> int:
-        """The id of an ordered tuple of feature names."""
-        return self.id("features", json.dumps(list(names), separators=(",", ":")))
-
-    def feature_names(self, set_id: int) -> list[str] | None:
-        text = self.name("features", set_id)
-        return None if text is None else list(json.loads(text))
 
 
 Call = tuple[list[bytes | str], list[bytes | str | int]]
@@ -247,7 +197,8 @@ class JoinState:
                     self.keys.event("s", w.transaction_id),
                 ]
             calls.append((keys, [self._horizon_ms, *(writes[i].packed for i in group)]))
-        pipe = self._client.pipeline(transaction=False)
+        join_keys: list[str] = []
+        commands: list[tuple[Any, ...]] = []
         new = joined = 0
         for group, replies in zip(groups, self._run(_LABEL_SCRIPT, calls), strict=True):
             for i, (is_new, label, scored) in zip(group, replies, strict=True):
@@ -255,24 +206,43 @@ class JoinState:
                 if scored:  # replays re-write the same bytes: a hash field per transaction
                     hour, w = event_hour(scored), writes[i]
                     key = self.keys.hour("j", hour, self.keys.shard(w.transaction_id))
-                    pipe.hset(key, w.transaction_id, scored + label)
-                    pipe.pexpireat(key, self._expire_at(hour))
+                    join_keys += [key, key]
+                    commands += [
+                        ("HSET", key, w.transaction_id, scored + label),
+                        ("PEXPIREAT", key, self._expire_at(hour)),
+                    ]
                     joined += int(is_new)
-        pipe.execute()
+        self._send(join_keys, commands)
         return Applied(new=new, joined=joined, pending=new - joined, duplicate=len(writes) - new)
+
+    def _send(self, keys: list[str], commands: list[tuple[Any, ...]]) -> None:
+        """Commands whose replies say nothing: one round trip (per node on a cluster,
+        ``on_nodes``); a failure raises."""
+        if self._cluster:
+            replies = on_nodes(self._client, keys, commands)
+        else:
+            pipe: Any = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     def joined(self, hours: Iterable[int]) -> Iterator[tuple[str, bytes]]:
         """(transaction id, joined bytes) of every joined event in those event-time hours:
-        a day's hashes (every shard's) scanned together, one pipelined round trip per node
-        a page."""
+        a day's hashes (every shard's) read together, one round trip per node (a page, on
+        one node, where an hour's one hash may be large)."""
         hours = list(hours)
         for start in range(0, len(hours), _HOURS_A_TRIP):
-            keys = [
-                k
-                for hour in hours[start : start + _HOURS_A_TRIP]
-                for k in self.keys.hours("j", hour)
-            ]
-            yield from self._scan(keys)
+            day = hours[start : start + _HOURS_A_TRIP]
+            keys = [k for hour in day for k in self.keys.hours("j", hour)]
+            if self._cluster:  # 64 small hashes an hour: each read whole
+                hashes = cluster_hgetall(self._client, keys)
+                fields = {f: v for fields in hashes for f, v in fields.items()}
+                yield from ((f.decode(), v) for f, v in fields.items())
+            else:
+                yield from self._scan(keys)
 
     def _scan(self, keys: list[str]) -> Iterator[tuple[str, bytes]]:
         cursors = dict.fromkeys(keys, 0)
@@ -290,12 +260,16 @@ class JoinState:
 
     def scored_counts(self, hours: Iterable[int]) -> dict[int, int]:
         """Scored events per model version id over those event-time hours."""
-        pipe = self._client.pipeline(transaction=False)
-        for hour in hours:
-            for key in self.keys.hours("c", hour):
+        keys = [key for hour in hours for key in self.keys.hours("c", hour)]
+        if self._cluster:
+            hashes: list[Any] = cluster_hgetall(self._client, keys)
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
                 pipe.hgetall(key)
+            hashes = pipe.execute()
         totals: dict[int, int] = {}
-        for counts in pipe.execute():
+        for counts in hashes:
             for version, n in counts.items():
                 totals[int(version)] = totals.get(int(version), 0) + int(n)
         return totals

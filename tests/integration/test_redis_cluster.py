@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -145,11 +146,26 @@ def test_features_load_history_seeds_velocity_state_over_the_cluster(
     client.close()
 
 
-def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
-    cluster: RedisClusterGroup, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(host, port) of every packed write to a Redis socket from now on: one per node
+    per round trip."""
     from redis.connection import AbstractConnection
 
+    sent: list[tuple[str, int]] = []
+    original = AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append((self.host, self.port))
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
+    cluster: RedisClusterGroup, redis_prefix: str, sends: list[tuple[str, int]]
+) -> None:
     from streamer.features.velocity_state import CardState, pack
     from streamer.features.velocity_store import write_states
 
@@ -163,14 +179,7 @@ def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
     updates = {c: pack(CardState(high=10)) for c in cards}
     write_states(client, redis_prefix, updates, dict.fromkeys(cards, 9))  # caches the script
     nodes = {("127.0.0.1", n.port) for n in primaries(cluster)}
-    sends: list[tuple[str, int]] = []
-    original = AbstractConnection.send_packed_command
-
-    def counted(self: Any, command: Any, check_health: bool = True) -> None:
-        sends.append((self.host, self.port))
-        original(self, command, check_health)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    sends.clear()
     features = cache.fetch(cards, [f"merchant-{i % 300:05d}" for i in range(500)])
     reads, sends[:] = list(sends), []
     updates = {c: pack(CardState(high=11)) for c in cards}
@@ -179,6 +188,45 @@ def test_a_batch_costs_one_round_trip_per_primary_to_read_and_one_to_write(
     assert done.written == 500
     assert sorted(reads) == sorted(nodes)  # one packed write to each primary
     assert sorted(sends) == sorted(nodes)
+    client.close()
+
+
+def _monitor_batch(version: int, start_ms: int) -> tuple[list[Any], list[Any]]:
+    """1,000 scored events over 7 days from ``start_ms`` and a label for each."""
+    from streamer.monitor.records import ScoredRow, pack_label, pack_scored
+    from streamer.monitor.state import LabelWrite, ScoredWrite
+
+    ids = [str(uuid.uuid4()) for _ in range(1000)]
+    rows = [ScoredRow(t, start_ms + i * 600_000, 100, "EUR", 0.5, "APPROVE", version)
+            for i, t in enumerate(ids)]  # fmt: skip
+    scored = [ScoredWrite(r.transaction_id, pack_scored(r), r.hour, version) for r in rows]
+    return scored, [LabelWrite(t, pack_label(start_ms, 1, 1)) for t in ids]
+
+
+def test_a_monitor_batch_costs_one_round_trip_per_primary_a_step(
+    cluster: RedisClusterGroup, redis_prefix: str, sends: list[tuple[str, int]]
+) -> None:
+    from streamer.monitor.state import JoinState
+
+    client = make_redis_client(cluster.url, password=None, timeout_ms=2000, mode="cluster")
+    state = JoinState(client, redis_prefix, 120 * 86_400_000)
+    version = state.interner.id("version", "fraud-gbt@2")
+    start = (now_ms() // 3_600_000 - 24 * 7) * 3_600_000
+    scored, labels = _monitor_batch(version, start)
+    state.add_scored(scored)  # connects to every primary, caches the scripts
+    state.add_labels(labels)
+    scored, labels = _monitor_batch(version, start)
+    nodes = sorted(("127.0.0.1", n.port) for n in primaries(cluster))
+    sends.clear()
+    assert state.add_scored(scored).new == 1000
+    assert sorted(sends) == nodes  # one script call per shard, one packed write per primary
+    sends.clear()
+    assert state.add_labels(labels).joined == 1000
+    assert sorted(sends) == sorted(nodes * 2)  # the label scripts, then the joins
+    sends.clear()
+    hours = range(start // 3_600_000, start // 3_600_000 + 24 * 7)
+    assert len(dict(state.joined(hours))) == 2000
+    assert sorted(sends) == sorted(nodes * 7)  # a day of hashes a round trip
     client.close()
 
 
