@@ -5,7 +5,8 @@ Redis Cluster and a Sentinel group of ``redis-server`` processes on loopback.
 steady stream on them with its velocity state, every input exactly once and COMPLETE; a
 primary killed with -9 mid-stream (on the cluster and under Sentinel) loses nothing: the
 batches caught by the failover are scored DEGRADED (as for a one-node outage), and
-COMPLETE batches come back once the replica has taken over.
+COMPLETE batches come back once the replica has taken over. The monitor's join state costs
+one round trip per primary a step, and joins on the primary Sentinel promoted.
 """
 
 from __future__ import annotations
@@ -394,4 +395,14 @@ def test_kill_9_of_the_sentinel_primary_mid_stream_is_followed(
     )  # fmt: skip
     cards = {o.record["card_id"] for o in outputs[-200:]}
     assert _velocity_keys(client, run_settings["redis_key_prefix"], cards) == len(cards)
+    from streamer.monitor.state import JoinState  # the monitor, on the promoted primary
+
+    state = JoinState(client, run_settings["redis_key_prefix"], 120 * 86_400_000)
+    start = (now_ms() // 3_600_000 - 24 * 7) * 3_600_000
+    scored, labels = _monitor_batch(state.interner.id("version", "fraud-gbt@2"), start)
+    assert state.add_labels(labels[::2]).pending == 500  # labels before their scores
+    assert state.add_scored(scored).joined == 500
+    assert state.add_labels(labels).joined == 500
+    hours = range(start // 3_600_000, start // 3_600_000 + 24 * 7)
+    assert len(dict(state.joined(hours))) == 1000
     client.close()
