@@ -92,12 +92,14 @@ class StreamLoop:
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
     settle_after_s: float = 0.005  # while outputs are in flight: see ``_consume``
+    settle_every_s: float = 0.05  # outputs in flight this long are waited for: ``_settle``
     sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
     redis_gate: Callable[[], bool] | None = None  # STREAMER_REDIS_REQUIRED: is Redis usable?
     _paused: bool = False
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
     _joining: bool = False
+    _settled_at: float = field(default_factory=time.monotonic)
 
     def subscribe(self) -> None:
         """Ask to join the consumer group (once). librdkafka joins in its own threads, so
@@ -147,6 +149,7 @@ class StreamLoop:
                         full=len(messages) >= plan.size,
                     )
             self.publisher.poll(0)
+            self._settle(now)
         self.commits.tick()
         latencies = self.publisher.take_latencies_ms()
         if latencies:
@@ -154,6 +157,17 @@ class StreamLoop:
         lag = self._lag_monitor().due()
         if lag is not None:
             self.observer.lag(lag)
+
+    def _settle(self, now: float) -> None:
+        """Outputs in flight for ``settle_every_s`` are waited for (a bounded flush).
+        Acknowledgement is read from the producer running empty (``Publisher``); a steady
+        stream of small batches keeps something in flight at every poll, so without this
+        no offset would be committed, nor latency taken, until traffic paused."""
+        if not self.publisher.unreported:
+            self._settled_at = now
+        elif now - self._settled_at >= self.settle_every_s:
+            self.publisher.flush(self.settle_every_s)
+            self._settled_at = time.monotonic()
 
     def _take(self, plan: ConsumePlan) -> list[Message]:
         """The next batch. Adaptive: block until a message is there (``_first``), then take

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Message
 
 from streamer.kafka.batching import LatencyTargetSizer
-from streamer.testing import FakeConsumer
+from streamer.testing import FakeConsumer, FakeProducer
 from tests.unit.fakes import avro_raw, make_event, make_message
 
 
@@ -125,3 +125,34 @@ def test_a_latency_target_caps_the_batch_and_stays_adaptive(build: Any) -> None:
 
     assert queue.taken == [30]
     assert all(timeout == 0 for call, timeout in queue.waits if call == "consume")
+
+
+class SteadyProducer(FakeProducer):
+    """A steady stream's producer: a poll answers all but the newest output (the producer
+    never runs empty by itself); a flush answers everything."""
+
+    def poll(self, timeout: float = 0) -> int:
+        newest, self.queued = self.queued[-1:], self.queued[:-1]
+        served = super().poll(timeout)
+        self.queued = newest
+        return served
+
+    def flush(self, timeout: float = 0) -> int:
+        super().poll(timeout)
+        return 0
+
+
+@pytest.mark.parametrize(("settle_every_s", "committed"), [(0.0, 5), (3600.0, None)])
+def test_a_steady_stream_of_small_batches_is_settled_and_committed_in_bounded_time(
+    build: Any, settle_every_s: float, committed: int | None
+) -> None:
+    pipeline, consumer, _ = build([])
+    pipeline.consumer = WaitingQueue(_messages(5))
+    pipeline.publisher._producer = SteadyProducer()
+    pipeline.settle_every_s, pipeline.max_batch_size = settle_every_s, 1
+
+    for _ in range(5):  # five one-event batches, an output always in flight
+        pipeline.step()
+
+    last = consumer.commits[-1][0].offset if consumer.commits else None
+    assert last == committed  # 3600 s: nothing committed while traffic flows
