@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 venv="${VENV:-.venv}"
-extras="test,dev,deploy,serve,parquet,mlflow,docs,train"
+extras="test,dev,deploy,serve,parquet,mlflow,docs,train,spark"
 # Go builds helm and actionlint; with GOTOOLCHAIN=auto (Go >= 1.21) it fetches the newer
 # toolchain they require from the Go module proxy by itself.
 go_min_minor=21

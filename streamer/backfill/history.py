@@ -25,7 +25,7 @@ import numpy as np
 
 from streamer.backfill.formats import is_parquet, read_chunks
 from streamer.errors import ConfigError, DependencyError, Rejection
-from streamer.scoring.kernel import ScoringKernel
+from streamer.scoring.kernel import Scored, ScoringKernel
 
 _POSITION_COLUMNS = (("partition", "offset"), ("source_partition", "source_offset"))
 
@@ -100,7 +100,6 @@ def build(
 
     if not source.is_file():
         raise ConfigError(f"history file {source} does not exist")
-    names = list(kernel.model.metadata.feature_names)
     result = BuildResult()
     tables = []
     for chunk in _chunks(ordered_events(source), chunk_size):
@@ -114,23 +113,35 @@ def build(
         result.read += len(chunk)
         result.rejected += len(scored.rejected)
         result.built += len(scored.rows)
-        if scored.matrix is None:
-            continue
-        columns: dict[str, Any] = {
-            "transaction_id": [events[r]["transaction_id"] for r in scored.rows],
-            "card_id": [events[r]["card_id"] for r in scored.rows],
-            "event_time": [events[r]["event_time"] for r in scored.rows],
-            "source_partition": [chunk[r][1][0] for r in scored.rows],
-            "source_offset": [chunk[r][1][1] for r in scored.rows],
-        }
-        matrix = scored.matrix.astype(np.float64)
-        columns.update({name: matrix[:, j] for j, name in enumerate(names)})
-        tables.append(pa.table(columns))
+        if scored.matrix is not None:
+            tables.append(feature_table(events, [where for _, where in chunk], scored))
     if tables:
         pq.write_table(pa.concat_tables(tables), target, compression="zstd")
     else:
         raise ConfigError(f"{source} holds no event that could be built")
     return result
+
+
+def feature_table(events: list[Event], sources: list[Source], scored: Scored) -> Any:
+    """The built rows of one kernel run (``scored`` of ``events`` at ``sources``): ids,
+    event time, (partition, offset) and the model's input widened to float64. The Spark
+    builder (``streamer.spark``) writes its rows with this function too."""
+    import pyarrow as pa
+
+    if scored.matrix is None or scored.loaded is None:
+        raise ValueError("feature_table needs a kernel result with scored rows")
+    rows = scored.rows
+    columns: dict[str, Any] = {
+        "transaction_id": [events[r]["transaction_id"] for r in rows],
+        "card_id": [events[r]["card_id"] for r in rows],
+        "event_time": [events[r]["event_time"] for r in rows],
+        "source_partition": [sources[r][0] for r in rows],
+        "source_offset": [sources[r][1] for r in rows],
+    }
+    matrix = scored.matrix.astype(np.float64)
+    names = scored.loaded.metadata.feature_names
+    columns.update({name: matrix[:, j] for j, name in enumerate(names)})
+    return pa.table(columns)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -7,13 +7,18 @@ types included, so ``event_time`` is given as a ``datetime``), not by streamer's
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import redis
 
 from streamer.dev.synth import generate_events, make_population
+from tests.integration.streamer_proc import load_synthetic_features
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = {
@@ -57,3 +62,21 @@ def write_avro(
 
 def write_events(path: Path, count: int, *, seed: int = 21) -> Path:
     return write_avro(path, synthetic_events(count, seed=seed))
+
+
+@contextmanager
+def synthetic_snapshot(redis_url: str) -> Iterator[dict[str, str]]:
+    """Settings (as environment variables) that point an offline command at Redis with the
+    synthetic features loaded under a key prefix of its own, removed afterwards."""
+    prefix = f"t-{uuid.uuid4().hex[:10]}:"
+    load_synthetic_features(redis_url, prefix)
+    yield {
+        "STREAMER_REDIS_URL": redis_url,
+        "STREAMER_REDIS_KEY_PREFIX": prefix,
+        "STREAMER_MODELS_DIR": str(REPO / "models"),
+    }
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -8,7 +8,6 @@ the run, with the synthetic features loaded under a prefix of this module's own.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +17,15 @@ import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from streamer.errors import DependencyError
 from tests.cli import streamer_cli
-from tests.integration.backfill_files import REPO, synthetic_events, write_avro
-from tests.integration.streamer_proc import load_synthetic_features
+from tests.integration.backfill_files import (
+    REPO,
+    synthetic_events,
+    synthetic_snapshot,
+    write_avro,
+)
 
 N = 1200
 
@@ -31,18 +33,8 @@ N = 1200
 @pytest.fixture(scope="module")
 def features(redis_url: str) -> Iterator[dict[str, str]]:
     """Settings that point score-file at Redis with the synthetic features loaded."""
-    prefix = f"t-{uuid.uuid4().hex[:10]}:"
-    load_synthetic_features(redis_url, prefix)
-    yield {
-        "STREAMER_REDIS_URL": redis_url,
-        "STREAMER_REDIS_KEY_PREFIX": prefix,
-        "STREAMER_MODELS_DIR": str(REPO / "models"),
-    }
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with synthetic_snapshot(redis_url) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,108 @@
+"""``python -m streamer.spark score|features IN OUT``: the ``spark-submit`` entry point.
+
+IN and OUT are Parquet (a file or a folder of files, local or in object storage: any path
+Spark reads, ``s3a://``, ``abfss://``, ``gs://``, ``dbfs:/``), or Avro when the path ends
+in ``.avro`` and the session has spark-avro (``--packages
+org.apache.spark:spark-avro_2.13:4.3.0`` on spark-submit). Settings come from the
+``STREAMER_*`` environment (or ``--config``), as for every streamer command.
+
+Run without ``spark-submit`` (``python -m streamer.spark`` alone), it starts a local
+session (``--master``, default ``local[*]``) whose Python workers use this interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+Source = Annotated[str, typer.Argument(help="TransactionEvents: Parquet, or .avro (spark-avro).")]
+Target = Annotated[str, typer.Argument(help="Where to write; it must not exist yet.")]
+Model = Annotated[str | None, typer.Option(help="Model spec; default STREAMER_MODEL.")]
+Degraded = Annotated[
+    bool, typer.Option(help="Go on with default features if Redis is unreachable.")
+]
+Master = Annotated[str, typer.Option(help="Spark master when not run by spark-submit.")]
+Config = Annotated[Path | None, typer.Option(help="YAML settings file.")]
+
+
+@app.command("score")
+def score_command(
+    source: Source,
+    target: Target,
+    model: Model = None,
+    allow_degraded: Degraded = False,
+    master: Master = "local[*]",
+    config: Config = None,
+) -> None:
+    """Score every event: one row out per row in (rejections carry error_class)."""
+    from streamer.config.loader import load_settings
+    from streamer.spark.scoring import score
+
+    spark = session(master)
+    settings = load_settings(config)
+    scored = score(read(spark, source), model, settings, allow_degraded=allow_degraded)
+    write(scored, target)
+
+
+@app.command("features")
+def features_command(
+    source: Source,
+    target: Target,
+    model: Model = None,
+    allow_degraded: Degraded = False,
+    master: Master = "local[*]",
+    config: Config = None,
+) -> None:
+    """Each event's model input, as `streamer features build` writes it."""
+    from streamer.config.loader import load_settings
+    from streamer.spark.features import build_features
+
+    spark = session(master)
+    settings = load_settings(config)
+    built = build_features(read(spark, source), model, settings, allow_degraded=allow_degraded)
+    write(built, target)
+
+
+def session(master: str) -> Any:
+    """The spark-submit session, or a local one whose workers run this interpreter."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
+
+    SparkContext._ensure_initialized()  # under spark-submit: joins its JVM, which holds
+    conf = SparkConf()  # its --master and --conf; alone: a fresh JVM, nothing set
+    if not conf.contains("spark.master"):
+        conf.setMaster(master)
+    if conf.get("spark.master", "").startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return SparkSession.builder.config(conf=conf).appName("streamer").getOrCreate()
+
+
+def read(spark: Any, path: str) -> Any:
+    if path.rstrip("/").endswith(".avro"):
+        return spark.read.format("avro").load(path)
+    return spark.read.parquet(path)
+
+
+def write(df: Any, path: str) -> None:
+    fmt = "avro" if path.rstrip("/").endswith(".avro") else "parquet"
+    df.write.format(fmt).mode("errorifexists").save(path)
+
+
+def main() -> None:
+    from streamer.errors import StreamerError
+
+    try:
+        app()
+    except StreamerError as exc:
+        typer.echo(f"streamer.spark: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()
