@@ -13,6 +13,7 @@ position in ``source_offset`` and what could be read of its ids. Timestamps are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from itertools import repeat
 from typing import Any
 
@@ -41,6 +42,7 @@ def conformer(columns: Sequence[str], source: str = "the DataFrame") -> Conforme
     return Conformer(ours, plain(ours), list(columns), source)
 
 
+@cache
 def output_schema() -> pa.Schema:
     """ScoredEvent fields (every one nullable: a rejected row has no score) and the
     rejection's three columns."""
@@ -55,7 +57,7 @@ def input_rows(
     ``Rejection`` (``score-file``'s Parquet reader, ``backfill.parquet``, does the same)."""
     positions: list[int] = batch.column(ROW).to_pylist()  # type: ignore[assignment]
     raw = batch.drop_columns([ROW]).to_pylist()
-    return positions, raw, [conform(dict(row)) for row in raw]
+    return positions, raw, [conform(row) for row in raw]
 
 
 def as_records(events: Sequence[Mapping[str, Any]]) -> Records:
