@@ -3,7 +3,7 @@
 IN and OUT are Parquet (a file or a folder of files, local or in object storage: any path
 Spark reads, ``s3a://``, ``abfss://``, ``gs://``, ``dbfs:/``), or Avro when the path ends
 in ``.avro`` and the session has spark-avro (``--packages
-org.apache.spark:spark-avro_2.13:4.3.0`` on spark-submit). Settings come from the
+org.apache.spark:spark-avro_2.13:<Spark version>`` on spark-submit). Settings come from the
 ``STREAMER_*`` environment (or ``--config``), as for every streamer command.
 
 Run without ``spark-submit`` (``python -m streamer.spark`` alone), it starts a local
@@ -90,8 +90,12 @@ def read(spark: Any, path: str) -> Any:
 
 
 def write(df: Any, path: str) -> None:
-    fmt = "avro" if path.rstrip("/").endswith(".avro") else "parquet"
-    df.write.format(fmt).mode("errorifexists").save(path)
+    """Parquet (zstd), or Avro (deflate: readable by fastavro, and so ``score-file``'s reader
+    and ``streamer dlq``, without a snappy library)."""
+    if path.rstrip("/").endswith(".avro"):
+        df.write.format("avro").option("compression", "deflate").mode("errorifexists").save(path)
+    else:
+        df.write.option("compression", "zstd").mode("errorifexists").parquet(path)
 
 
 def main() -> None:
