@@ -6,6 +6,7 @@ recall drop for its version alone, in the report and in the gauges the alert com
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -184,6 +185,7 @@ def test_on_a_redis_cluster_a_monitor_killed_mid_stream_reports_what_one_node_re
     served = serve(
         8000, seed=23, start_ms=start, champions=[(Model(V2, "2"), 1.0)], shadow=Model(V1, "1")
     )
+    _log_inputs(served.scored, 6)
     produce(bootstrap, s["labels_topic"], served.labels[::2], "label")  # before their scores
     produce(bootstrap, s["output_topic"], served.scored, "scored")
     produce(bootstrap, s["labels_topic"], served.labels[1::2] + served.labels, "label")
@@ -203,6 +205,13 @@ def test_on_a_redis_cluster_a_monitor_killed_mid_stream_reports_what_one_node_re
     for role in ("champion", "shadow"):
         _assert_agrees(on_cluster["versions"], reference(served.scored, served.labels, role), role)
     assert on_cluster["versions"][0]["scored"] == 8000
+    exports = [_export(settings, tmp_path / f"{n}.parquet") for n, settings in enumerate((s, one))]
+    assert [p.communicate(timeout=120)[1] for p in exports] == [None, None]
+    assert [p.returncode for p in exports] == [0, 0]
+    rows = [_rows(tmp_path / f"{n}.parquet") for n in range(2)]
+    assert rows[0] == rows[1]  # the labelled events and their logged inputs, as on one node
+    assert len(rows[0]) == len({x["transaction_id"] for x in served.labels})
+    assert any(row["feature.amount"] is not None for row in rows[0])
     per_primary = [count_keys(n, f"{s['redis_key_prefix']}mon:*") for n in primaries(cluster)]
     assert len(per_primary) == 3, per_primary
     assert min(per_primary) > 0, per_primary  # the shards spread over every primary
@@ -327,6 +336,40 @@ def _the_chart_alert_fires_on(gauges: dict[tuple[str, ...], float], tmp: Path) -
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """An export's rows, NaN (no logged input) as None so that rows compare equal."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    rows = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        for r in rows
+    ]
+    return sorted(rows, key=lambda row: str(row["transaction_id"]))
+
+
+def _export(s: dict[str, str], out: Path) -> subprocess.Popen[str]:
+    """``streamer monitor export`` of the last 9 days to ``out``, started (stdout piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer", "monitor", "export", "--since", "9d", "--out", str(out)],
+        env=streamer_env(**s),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _log_inputs(scored: list[dict[str, Any]], seed: int) -> dict[str, dict[str, float]]:
+    """Every other scored event carries three logged inputs (as with feature logging)."""
+    rng = np.random.default_rng(seed)
+    logged: dict[str, dict[str, float]] = {}
+    for record in scored[::2]:
+        values = rng.random(3).astype(np.float32)
+        names = ("amount", "mcc", "txn_count_1h")
+        record["features"] = dict(zip(names, map(float, values), strict=True))
+        logged[record["transaction_id"]] = record["features"]
+    return logged
+
+
 def test_logged_inputs_on_the_scored_topic_become_the_training_set(
     monitor_settings: dict[str, str], tmp_path: Path
 ) -> None:
@@ -339,15 +382,7 @@ def test_logged_inputs_on_the_scored_topic_become_the_training_set(
     bootstrap = s["kafka_bootstrap_servers"]
     start = int(time.time() * 1000) - 7 * DAY_MS - HOUR_MS  # 7 days of events, up to now
     served = serve(1500, seed=24, start_ms=start, champions=[(Model(V2, "2"), 1.0)])
-    rng = np.random.default_rng(5)
-    logged: dict[str, dict[str, float]] = {}
-    for i, record in enumerate(served.scored):
-        if i % 2 == 0:  # half the stream ran with feature logging
-            values = rng.random(3).astype(np.float32)
-            record["features"] = dict(
-                zip(("amount", "mcc", "txn_count_1h"), map(float, values), strict=True)
-            )
-            logged[record["transaction_id"]] = record["features"]
+    logged = _log_inputs(served.scored, 5)  # half the stream ran with feature logging
     produce(bootstrap, s["output_topic"], served.scored, "scored")
     produce(bootstrap, s["labels_topic"], served.labels, "label")
     log = tmp_path / "monitor.log"
@@ -357,15 +392,7 @@ def test_logged_inputs_on_the_scored_topic_become_the_training_set(
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
     out = tmp_path / "labelled.parquet"
-    done = subprocess.run(
-        [sys.executable, "-m", "streamer", "monitor", "export", "--since", "8d", "--out", str(out)],
-        env=streamer_env(**s),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _export(s, out).communicate(timeout=120)[0]
     rows = pq.read_table(out).to_pylist()
     labelled = {x["transaction_id"] for x in served.labels}
     assert {r["transaction_id"] for r in rows} == labelled
@@ -376,5 +403,5 @@ def test_logged_inputs_on_the_scored_topic_become_the_training_set(
         else:
             assert {k: row[f"feature.{k}"] for k in features} == features
     without = sum(1 for t in labelled if t not in logged)
-    assert f"{without} events have no logged inputs" in done.stdout
-    assert "fraud-gbt@2: amount, log_amount," in done.stdout
+    assert f"{without} events have no logged inputs" in done
+    assert "fraud-gbt@2: amount, log_amount," in done
