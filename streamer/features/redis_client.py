@@ -1,10 +1,11 @@
 """The one Redis client factory, and how Redis failures are told apart.
 
-Every command that reads or writes features (``run``, ``features load``, ``score-file``)
-builds its client here, so AUTH, TLS with a CA and a client certificate, and unix sockets
-work the same everywhere. The client fails fast: redis-py's defaults (5 s timeouts, retries
-with backoff) would let one command against a dead Redis block the consumer loop for about
-a minute; retrying is the feature cache's decision, within its batch's time budget.
+Every command that reads or writes Redis (``run``, ``features load``, ``score-file``,
+``serve``, ``models gate``, ``monitor``) builds its client here, so AUTH, TLS with a CA and
+a client certificate, and unix sockets work the same everywhere. The client fails fast:
+redis-py's defaults (5 s timeouts, retries with backoff) would let one command against a
+dead Redis block the consumer loop for about a minute; retrying is the feature cache's
+decision, within its batch's time budget.
 
 A wrong password and an outage call for different reactions (exit naming authentication at
 start-up, count separately at run time), so failures are classified: ``auth`` (wrong or
@@ -62,12 +63,13 @@ def make_redis_client(
     """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` that fails in
     ``timeout_ms``; connects lazily, so a Redis that is down at start-up is not an error here.
 
-    ``mode="cluster"``: a Redis Cluster found through the URL's node (``redis_cluster``);
-    it stands in for ``redis.Redis`` (the commands streamer sends have the same names, and
-    the multi-key ones go through ``mget_of`` / ``velocity_store`` / ``loader``, which
-    group keys by slot on a cluster). ``mode="sentinel"``: the primary of ``service`` as
-    the ``sentinels`` name it, looked up again on every new connection, so a failover is
-    followed (the URL then gives only the database, TLS and credentials).
+    ``mode="cluster"``: a Redis Cluster found through the URL's node (``redis_cluster``); it
+    stands in for ``redis.Redis`` (the commands streamer sends have the same names, and the
+    multi-key ones go through ``mget_of`` / ``velocity_store`` / ``loader`` /
+    ``monitor.state``, which group keys by slot or hash tag on a cluster).
+    ``mode="sentinel"``: the primary of ``service`` as the ``sentinels`` name it, looked up
+    again on every new connection, so a failover is followed (the URL then gives only the
+    database, TLS and credentials).
     """
     if timeout_ms <= 0:
         raise ConfigError(f"STREAMER_REDIS_TIMEOUT_MS must be > 0, got {timeout_ms}")
