@@ -23,6 +23,7 @@ from streamer.kafka.batch import Batch
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import Publisher
 from streamer.kafka.transactions import (
+    FatalTransactionError,
     Span,
     TransactionAbortedError,
     Transactions,
@@ -170,6 +171,7 @@ class ExactlyOnce:
         self._clock = clock
         self._open: Span | None = None
         self._again = False
+        self._fatal = False  # the producer can do nothing more (fenced): drain nothing
         self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
@@ -200,6 +202,8 @@ class ExactlyOnce:
             self._commit(span)
 
     def drain(self) -> None:
+        if self._fatal:  # a fenced producer's flush fails too; the broker aborted its work
+            return
         if self._open is not None:
             self._commit(self._open)
         self._publisher.flush(self._drain_timeout_s)
@@ -223,6 +227,9 @@ class ExactlyOnce:
         started = time.perf_counter()
         try:
             self.transactions.commit(span.offsets, self._consumer.consumer_group_metadata())
+        except FatalTransactionError:
+            self._fatal = True
+            raise
         except TransactionAbortedError:
             self._observer.transaction("aborted", time.perf_counter() - started, span.batches)
             self.rewinds += _seek(self._consumer, span.starts, "the transaction aborted")
@@ -233,6 +240,10 @@ class ExactlyOnce:
     def _abort(self, span: Span, rewind: dict[Partition, int], why: str) -> None:
         self._open = None
         started = time.perf_counter()
-        self.transactions.abort()
+        try:
+            self.transactions.abort()
+        except FatalTransactionError:
+            self._fatal = True
+            raise
         self._observer.transaction("aborted", time.perf_counter() - started, span.batches)
         self.rewinds += _seek(self._consumer, rewind, why)

@@ -23,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from streamer.errors import DependencyError
+from streamer.errors import DependencyError, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,27 @@ Offsets = Mapping[tuple[str, int], int]
 
 
 class TransactionAbortedError(Exception):
-    """The batch's transaction was aborted: reprocess the batch from its first offsets."""
+    """The transaction was aborted: reprocess its batches from their first offsets."""
+
+
+class FatalTransactionError(StreamerError):
+    """The producer can do no transaction again (librdkafka's fatal errors), most often
+    because it was fenced: an instance with the same transactional id started, or, with
+    the group's metadata, a newer member owns the partitions (a zombie, KIP-447). The open
+    transaction is aborted by the broker: nothing of it becomes visible."""
+
+
+def _fatal(error: KafkaError) -> FatalTransactionError:
+    why = (
+        "another instance with the same STREAMER_TRANSACTIONAL_ID, or a newer member of the "
+        "consumer group, took over"
+        if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+        else "the Kafka producer failed for good"
+    )
+    return FatalTransactionError(
+        f"exactly-once stopped: {why} ({error.str()}); the open transaction is aborted, "
+        "nothing of it is visible, and its inputs are read again by whoever owns them"
+    )
 
 
 def commit_offsets(
@@ -112,6 +132,8 @@ class Transactions:
             if error is not None and error.txn_requires_abort():
                 self._abort(error)
                 raise TransactionAbortedError(str(error)) from None
+            if error is not None and error.fatal():
+                raise _fatal(error) from None
             raise
         self.committed += 1
 
@@ -129,7 +151,13 @@ class Transactions:
 
     def abort(self) -> None:
         """Abort the open transaction: nothing of it becomes visible."""
-        self._producer.abort_transaction(self._timeout)
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error is not None and error.fatal():
+                raise _fatal(error) from None
+            raise
         self.aborted += 1
 
     def _abort(self, error: KafkaError) -> None:

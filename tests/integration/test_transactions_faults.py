@@ -1,10 +1,11 @@
 """Exactly-once transactions that span micro-batches, on the real broker.
 
 kill -9 while a transaction of several batches is open (its outputs appended, not
-committed): after a restart a read_committed reader sees every input scored once, none
-lost. An idle stream: its last outputs become visible by the time bound alone, with no
-more input, no stop and a count bound it cannot reach. The crash of a stream committing
-by the default bounds is ``test_pipeline_e2e.test_exactly_once_survives_a_crash_…``.
+committed), or a successor taking over while it is frozen there (it wakes as a fenced
+zombie): a read_committed reader sees every input scored once, none lost. An idle
+stream: its last outputs become visible by the time bound alone, with no more input, no
+stop and a count bound it cannot reach. The crash of a stream committing by the default
+bounds is ``test_pipeline_e2e.test_exactly_once_survives_a_crash_…``.
 """
 
 from __future__ import annotations
@@ -73,34 +74,53 @@ def appended(bootstrap: str, topic: str) -> int:
 
 
 @pytest.mark.faults
-def test_kill_9_mid_multi_batch_transaction_loses_nothing_and_duplicates_nothing(
-    bed: Bed,
+@pytest.mark.parametrize("fault", ["kill -9", "zombie"])
+def test_a_multi_batch_transaction_cut_short_loses_nothing_and_duplicates_nothing(
+    bed: Bed, fault: str
 ) -> None:
     """Commits by time only (1 s); small batches, so an open transaction spans several. The
     process is frozen (SIGSTOP) to check that one is open, with more than two batches'
-    outputs on the broker, and killed in that state."""
+    outputs on the broker. Then either it is killed in that state and restarted, or a
+    successor with its identity (transactional id, group instance id) takes over while it
+    is frozen, and it wakes as a zombie in the middle of its transaction: fenced, it must
+    stop without committing anything."""
     settings = exactly_once(bed, max_ms=1000, max_batch_size=str(BATCH))
     kafka_bootstrap, group, tmp_path = bed.kafka, bed.group, bed.tmp
     topic, out = bed.topics["input_topic"], bed.topics["output_topic"]
     stream = Stream(kafka_bootstrap, topic, seconds=60).start()
     first = start_streamer(tmp_path / "first.log", **settings)
+    frozen_at = 0
 
     def open_transaction_of_several_batches() -> bool:
+        nonlocal frozen_at
         first.send_signal(signal.SIGSTOP)  # nothing commits or appends while we look
-        committed = committed_total(kafka_bootstrap, group, topic)
-        uncommitted = appended(kafka_bootstrap, out) - committed
-        if committed > 0 and uncommitted > 2 * BATCH:
+        frozen_at = committed_total(kafka_bootstrap, group, topic)
+        uncommitted = appended(kafka_bootstrap, out) - frozen_at
+        if frozen_at > 0 and uncommitted > 2 * BATCH:
             return True
         first.send_signal(signal.SIGCONT)
         return False
 
     try:
         wait_until(open_transaction_of_several_batches, 90, "an open multi-batch transaction")
+        if fault == "kill -9":
+            first.kill()  # still stopped: the open transaction is never committed
+        second = start_streamer(tmp_path / "second.log", **settings)
+        if fault == "zombie":
+            wait_until(
+                lambda: committed_total(kafka_bootstrap, group, topic) > frozen_at,
+                90,
+                "the successor's first commit",
+                second,
+            )
+            first.send_signal(signal.SIGCONT)
+            assert first.wait(60) != 0, "a fenced zombie must stop with an error"
+            log = (tmp_path / "first.log").read_text()
+            assert "exactly-once stopped" in log, log[-3000:]
     finally:
-        first.kill()  # still stopped: the open transaction is never committed
+        first.kill()
         first.wait(30)
     stream.finish_in(3)
-    second = start_streamer(tmp_path / "second.log", **settings)
     try:
         stream.join()
         wait_caught_up(kafka_bootstrap, group, topic, 120, second)
@@ -108,7 +128,7 @@ def test_kill_9_mid_multi_batch_transaction_loses_nothing_and_duplicates_nothing
         assert stop(second) == 0, (tmp_path / "second.log").read_text()[-3000:]
     scored = outputs(kafka_bootstrap, out, len(stream.sent))  # read_committed
     lost, duplicates = lost_and_duplicates(stream.sent, scored)
-    print(f"kill -9 mid-transaction: {len(stream.sent)} sent, {lost} lost, {duplicates} dup")
+    print(f"{fault} mid-transaction: {len(stream.sent)} sent, {lost} lost, {duplicates} dup")
     assert (lost, duplicates) == (0, 0)
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from streamer.kafka.batch import Batch
 from streamer.kafka.commit import ExactlyOnce
-from streamer.kafka.transactions import TransactionAbortedError
+from streamer.kafka.transactions import FatalTransactionError, TransactionAbortedError
 from streamer.observability.metrics import Telemetry
 from tests.unit.test_commit import TP, TP1, Consumer, Publisher
 
@@ -26,11 +26,13 @@ Offsets = dict[tuple[str, int], int]
 
 
 class Transactions:
-    """Records calls; ``abort_commit`` makes the broker abort the next commits."""
+    """Records calls; ``abort_commit`` makes the broker abort the next commits, ``fenced``
+    makes every commit fail for good."""
 
     def __init__(self, abort_commit: bool = False) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.abort_commit = abort_commit
+        self.fenced = False
         self.open = False
 
     def begin(self) -> None:
@@ -46,6 +48,8 @@ class Transactions:
     def commit(self, offsets: Offsets, group_metadata: Any) -> None:
         assert self.open, "commit with no transaction open"
         self.calls.append(("commit", (dict(offsets), group_metadata)))
+        if self.fenced:
+            raise FatalTransactionError("fenced")
         if self.abort_commit:
             self.abort()
             raise TransactionAbortedError("broker aborted")
@@ -150,6 +154,17 @@ def test_a_drain_commits_the_open_transaction_then_flushes() -> None:
     assert transactions.commits() == [{TP: 7}]
     assert publisher.flushes == [3.0, 3.0]
     assert consumer.commits == []  # offsets go with the transaction, never the consumer
+
+
+def test_a_fenced_instance_stops_and_its_drain_touches_the_producer_no_more() -> None:
+    consumer, publisher, transactions = Consumer(), Publisher(), Transactions()
+    strategy = ExactlyOnce(consumer, publisher, transactions, max_batches=2)  # type: ignore[arg-type]
+    process(strategy, Batch(offsets={TP: [5]}))
+    transactions.fenced = True  # a successor with this transactional id started meanwhile
+    with pytest.raises(FatalTransactionError):
+        process(strategy, Batch(offsets={TP: [6]}))
+    strategy.drain()  # the loop's ``finally``: a fenced producer's flush would fail too
+    assert (publisher.flushes, consumer.seeks, strategy.rewinds) == ([], [], 0)
 
 
 def test_exactly_once_drains_within_thirty_seconds_by_default() -> None:
