@@ -171,11 +171,12 @@ class ExactlyOnce:
         self._clock = clock
         self._open: Span | None = None
         self._again = False
+        self._in_batch = False  # between begin and end: the open transaction holds part of it
         self._fatal = False  # the producer can do nothing more (fenced): drain nothing
         self.rewinds = 0
 
     def begin(self, batch: Batch) -> None:
-        self._again = False
+        self._again, self._in_batch = False, True
         if self._open is None:
             self.transactions.begin()
             self._open = Span(started=self._clock())
@@ -185,6 +186,7 @@ class ExactlyOnce:
         self._again = True
 
     def end(self, batch: Batch) -> None:
+        self._in_batch = False
         span = self._open
         if span is None:
             return
@@ -202,10 +204,16 @@ class ExactlyOnce:
             self._commit(span)
 
     def drain(self) -> None:
+        """Commit the open transaction, unless a batch failed half way (an exception left
+        ``end`` uncalled): some of its outputs are in the transaction and none of its
+        offsets, so the whole transaction aborts and the next owner reads it all again."""
         if self._fatal:  # a fenced producer's flush fails too; the broker aborted its work
             return
-        if self._open is not None:
+        if self._open is not None and self._in_batch:
+            self._abort(self._open, {}, "a batch failed half way")
+        elif self._open is not None:
             self._commit(self._open)
+        self._in_batch = False
         self._publisher.flush(self._drain_timeout_s)
 
     def forget(self, partitions: Iterable[Partition]) -> None:

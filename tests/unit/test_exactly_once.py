@@ -156,6 +156,17 @@ def test_a_drain_commits_the_open_transaction_then_flushes() -> None:
     assert consumer.commits == []  # offsets go with the transaction, never the consumer
 
 
+def test_a_batch_that_failed_half_way_aborts_the_transaction_on_the_way_out() -> None:
+    strategy, consumer, transactions, _, telemetry = exactly_once()
+    process(strategy, Batch(offsets={TP: [5]}))
+    strategy.begin(Batch(offsets={TP: [6]}))  # some outputs queued, then an exception
+    strategy.drain()  # the loop's ``finally``
+    assert transactions.calls == [("begin", None), ("abort", None)]
+    assert (telemetry.transactions, consumer.commits) == ({"aborted": 1}, [])
+    strategy.drain()  # nothing open any more
+    assert transactions.calls[-1] == ("abort", None)
+
+
 def test_a_fenced_instance_stops_and_its_drain_touches_the_producer_no_more() -> None:
     consumer, publisher, transactions = Consumer(), Publisher(), Transactions()
     strategy = ExactlyOnce(consumer, publisher, transactions, max_batches=2)  # type: ignore[arg-type]
