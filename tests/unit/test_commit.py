@@ -186,6 +186,7 @@ def test_a_failed_commit_is_logged_and_the_next_one_carries_the_offset(
         strategy.drain()
     assert len(caplog.messages) == 1
     assert caplog.messages[0].startswith("offset commit failed: ")
+    assert "coordinator not available" in caplog.messages[0]
     consumer.fail_commits = False
     tracker.ack(TP, 1)
     strategy.tick()

@@ -20,6 +20,7 @@ from streamer.kafka.batch import Batch
 from streamer.kafka.commit import ExactlyOnce
 from streamer.kafka.transactions import FatalTransactionError, TransactionAbortedError
 from streamer.observability.metrics import Telemetry
+from streamer.observability.observer import Observer
 from tests.unit.test_commit import TP, TP1, Consumer, Publisher
 
 Offsets = dict[tuple[str, int], int]
@@ -41,6 +42,8 @@ class Transactions:
         self.calls.append(("begin", None))
 
     def abort(self) -> None:
+        if self.fenced:
+            raise FatalTransactionError("fenced")
         assert self.open, "abort with no transaction open"
         self.open = False
         self.calls.append(("abort", None))
@@ -176,6 +179,78 @@ def test_a_fenced_instance_stops_and_its_drain_touches_the_producer_no_more() ->
         process(strategy, Batch(offsets={TP: [6]}))
     strategy.drain()  # the loop's ``finally``: a fenced producer's flush would fail too
     assert (publisher.flushes, consumer.seeks, strategy.rewinds) == ([], [], 0)
+
+
+def test_a_fenced_abort_also_stops_the_instance_and_its_drain() -> None:
+    consumer, publisher, transactions = Consumer(), Publisher(), Transactions()
+    strategy = ExactlyOnce(consumer, publisher, transactions)  # type: ignore[arg-type]
+    process(strategy, Batch(offsets={TP: [5]}))
+    transactions.fenced = True
+    with pytest.raises(FatalTransactionError):
+        strategy.forget([TP1])  # lost partitions abort the transaction: fenced meanwhile
+    strategy.drain()
+    assert publisher.flushes == []
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float, int]] = []
+
+    def transaction(self, outcome: str, seconds: float, batches: int) -> None:
+        self.seen.append((outcome, seconds, batches))
+
+
+def test_each_transaction_reports_its_outcome_its_call_time_and_its_batches(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer, transactions, recorder = Consumer(), Transactions(), Recorder()
+    strategy = ExactlyOnce(
+        consumer,  # type: ignore[arg-type]
+        Publisher(),  # type: ignore[arg-type]
+        transactions,  # type: ignore[arg-type]
+        max_batches=2,
+        observer=recorder,
+    )
+    with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
+        process(strategy, Batch(offsets={TP: [1]}))
+        process(strategy, Batch(offsets={TP: [2]}, reread={TP1: 7}))  # committed: + 1 rewind
+        process(strategy, Batch(offsets={TP: [3]}))
+        process(strategy, Batch(offsets={TP: [4]}), retried=True)  # aborted: + 1
+        process(strategy, Batch(offsets={TP: [3]}))
+        strategy.forget([TP1])  # aborted: + 1
+        transactions.abort_commit = True
+        process(strategy, Batch(offsets={TP: [3]}))
+        process(strategy, Batch(offsets={TP: [4]}))  # aborted by the broker: + 1
+    assert [(o, b) for o, _, b in recorder.seen] == [
+        ("committed", 2),
+        ("aborted", 1),
+        ("aborted", 1),
+        ("aborted", 2),
+    ]
+    assert all(0 <= seconds < 1 for _, seconds, _ in recorder.seen)
+    assert strategy.rewinds == 4
+    assert caplog.messages == [
+        "rewinding in[1] to 7: schema registry unavailable",
+        "rewinding in[0] to 3: batch retried",
+        "rewinding in[0] to 3: partitions lost",
+        "rewinding in[0] to 3: the transaction aborted",
+    ]
+
+
+def test_by_default_a_transaction_commits_after_250_ms_or_100_batches() -> None:
+    consumer, transactions, clock = Consumer(), Transactions(), Clock()
+    strategy = ExactlyOnce(consumer, Publisher(), transactions, clock=clock)  # type: ignore[arg-type]
+    for offset in range(99):
+        process(strategy, Batch(offsets={TP: [offset]}))
+    clock.now += 0.249
+    strategy.tick()
+    assert transactions.commits() == []
+    process(strategy, Batch(offsets={TP: [99]}))  # the 100th batch
+    assert transactions.commits() == [{TP: 100}]
+    process(strategy, Batch(offsets={TP: [100]}))
+    clock.now += 0.25
+    strategy.tick()
+    assert transactions.commits()[-1] == {TP: 101}
 
 
 def test_exactly_once_drains_within_thirty_seconds_by_default() -> None:
