@@ -10,7 +10,7 @@ def main() -> None:
     stopped = stop_on_sigterm()
     consumer, producer = clients(args)
     while not stopped():
-        for msg in consumer.consume(500, 0.01):  # the same 10 ms window as streamer
+        for msg in consumer.consume(500, 0.01):  # a 10 ms window: a batch per call
             if msg.error():
                 continue
             produce(producer, args.output, msg.value(), msg.key(), headers=msg.headers())

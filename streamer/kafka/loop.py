@@ -159,14 +159,16 @@ class StreamLoop:
             self.observer.lag(lag)
 
     def _settle(self, now: float) -> None:
-        """Outputs in flight for ``settle_every_s`` are waited for (a bounded flush).
-        Acknowledgement is read from the producer running empty (``Publisher``); a steady
-        stream of small batches keeps something in flight at every poll, so without this
-        no offset would be committed, nor latency taken, until traffic paused."""
+        """Outputs in flight for ``settle_every_s`` are waited for, ``settle_after_s`` at
+        most (a short flush: a slow broker must not stall the stream; the next try comes
+        ``settle_every_s`` later). Acknowledgement is read from the producer running empty
+        (``Publisher``); a steady stream of small batches keeps something in flight at
+        every poll, so without this no offset would be committed, nor latency taken,
+        until traffic paused."""
         if not self.publisher.unreported:
             self._settled_at = now
         elif now - self._settled_at >= self.settle_every_s:
-            self.publisher.flush(self.settle_every_s)
+            self.publisher.flush(self.settle_after_s)
             self._settled_at = time.monotonic()
 
     def _take(self, plan: ConsumePlan) -> list[Message]:
