@@ -5,7 +5,7 @@ wrong spec, file or signature stops it at once, exit 2); its last check, the exp
 against the ONNX model on the reference rows, runs in C on a thread while this module
 imports the rest of the stream, builds and checks it and joins the consumer group
 (``startup``). Nothing is scored before that check passed; when it fails, the consumer
-leaves the group and start-up stops with its ``ModelError`` (exit 2).
+is closed and start-up stops with its ``ModelError`` (exit 2).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def start(settings: Settings, model: LoadedModel) -> tuple[Service, OpsServer]:
     """The stream built and checked, its metrics port open and its group join under way;
-    on failure nothing is left open (the consumer has left the group)."""
+    on failure nothing is left open (the consumer is closed)."""
     clients = Clients(settings)
     check_topics(clients.admin(), settings, clients.errors)
     service = build(
@@ -56,7 +56,8 @@ def start(settings: Settings, model: LoadedModel) -> tuple[Service, OpsServer]:
 
 
 def abandon(service: Service, ops: OpsServer) -> None:
-    """Close what ``start`` opened: leave the group, close the port."""
+    """Close what ``start`` opened: the consumer (a dynamic member leaves the group; a static
+    one is dropped after its session timeout, as after any exit), the port."""
     service.loop.consumer.close()
     ops.close()
 
