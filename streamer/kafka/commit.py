@@ -247,6 +247,7 @@ class ExactlyOnce:
 
     def _abort(self, span: Span, rewind: dict[Partition, int], why: str) -> None:
         self._open = None
+        log.warning("aborting a transaction of %d batches: %s", span.batches, why)
         started = time.perf_counter()
         try:
             self.transactions.abort()

@@ -159,11 +159,15 @@ def test_a_drain_commits_the_open_transaction_then_flushes() -> None:
     assert consumer.commits == []  # offsets go with the transaction, never the consumer
 
 
-def test_a_batch_that_failed_half_way_aborts_the_transaction_on_the_way_out() -> None:
+def test_a_batch_that_failed_half_way_aborts_the_transaction_on_the_way_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     strategy, consumer, transactions, _, telemetry = exactly_once()
     process(strategy, Batch(offsets={TP: [5]}))
     strategy.begin(Batch(offsets={TP: [6]}))  # some outputs queued, then an exception
-    strategy.drain()  # the loop's ``finally``
+    with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
+        strategy.drain()  # the loop's ``finally``
+    assert caplog.messages == ["aborting a transaction of 1 batches: a batch failed half way"]
     assert transactions.calls == [("begin", None), ("abort", None)]
     assert (telemetry.transactions, consumer.commits) == ({"aborted": 1}, [])
     strategy.drain()  # nothing open any more
@@ -212,27 +216,29 @@ def test_each_transaction_reports_its_outcome_its_call_time_and_its_batches(
         observer=recorder,
     )
     with caplog.at_level(logging.WARNING, logger="streamer.kafka.commit"):
-        process(strategy, Batch(offsets={TP: [1]}))
-        process(strategy, Batch(offsets={TP: [2]}, reread={TP1: 7}))  # committed: + 1 rewind
         process(strategy, Batch(offsets={TP: [3]}))
-        process(strategy, Batch(offsets={TP: [4]}), retried=True)  # aborted: + 1
+        process(strategy, Batch(offsets={TP: [4]}), retried=True)  # aborted: + 1 rewind
         process(strategy, Batch(offsets={TP: [3]}))
+        process(strategy, Batch(offsets={TP: [4]}, reread={TP1: 7}))  # committed: + 1
+        process(strategy, Batch(offsets={TP: [5]}))
         strategy.forget([TP1])  # aborted: + 1
         transactions.abort_commit = True
         process(strategy, Batch(offsets={TP: [3]}))
         process(strategy, Batch(offsets={TP: [4]}))  # aborted by the broker: + 1
     assert [(o, b) for o, _, b in recorder.seen] == [
-        ("committed", 2),
         ("aborted", 1),
+        ("committed", 2),
         ("aborted", 1),
         ("aborted", 2),
     ]
     assert all(0 <= seconds < 1 for _, seconds, _ in recorder.seen)
     assert strategy.rewinds == 4
     assert caplog.messages == [
-        "rewinding in[1] to 7: schema registry unavailable",
+        "aborting a transaction of 1 batches: batch retried",
         "rewinding in[0] to 3: batch retried",
-        "rewinding in[0] to 3: partitions lost",
+        "rewinding in[1] to 7: schema registry unavailable",
+        "aborting a transaction of 1 batches: partitions lost",
+        "rewinding in[0] to 5: partitions lost",
         "rewinding in[0] to 3: the transaction aborted",
     ]
 
@@ -283,6 +289,7 @@ def test_a_retried_batch_aborts_and_rewinds_the_whole_transaction(
     assert sorted(consumer.seeks) == [("in", 0, 5), ("in", 1, 3)]
     assert strategy.rewinds == 2
     assert sorted(caplog.messages) == [
+        "aborting a transaction of 2 batches: batch retried",
         "rewinding in[0] to 5: batch retried",
         "rewinding in[1] to 3: batch retried",
     ]
