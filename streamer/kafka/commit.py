@@ -213,7 +213,6 @@ class ExactlyOnce:
             self._abort(self._open, {}, "a batch failed half way")
         elif self._open is not None:
             self._commit(self._open)
-        self._in_batch = False
         self._publisher.flush(self._drain_timeout_s)
 
     def forget(self, partitions: Iterable[Partition]) -> None:
