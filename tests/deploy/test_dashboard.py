@@ -74,6 +74,9 @@ def test_dashboard_queries_only_documented_metrics() -> None:
         ("Shadow failures", "streamer_shadow_failures_total"),
         ("Drift PSI by input", "max by (model_version, feature) (streamer_drift_psi"),
         ("Top reasons", "sum by (reason, decision) (rate(streamer_decision_reasons_total"),
+        ("Transaction commit time", "streamer_transaction_commit_seconds_bucket"),
+        ("Transactions", "streamer_transactions_total"),
+        ("Transactions", "streamer_transaction_batches_count"),
     ],
 )
 def test_dashboard_has_the_required_panels(title: str, metric: str) -> None:
