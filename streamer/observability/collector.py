@@ -77,6 +77,22 @@ class StreamerCollector(Collector):
             [((k,), n) for k, n in sorted(t.feature_status.items())],
             ["status"],
         )
+        yield from self._delivery_counters()
+        yield _counter(
+            "streamer_feature_lookups",
+            "Feature lookups of each batch's unique entities: hit, miss (defaults) or "
+            "degraded (cache unavailable).",
+            sorted(s.lookups().items()),
+            ["entity", "result"],
+        )
+        yield _counter(
+            "streamer_redis_errors", "Failed feature cache round trips.", [((), s.redis_errors())]
+        )
+        yield from _velocity(s.velocity())
+
+    def _delivery_counters(self) -> Iterator[Metric]:
+        """What became of the outputs: failed, refused, rewound, transactions."""
+        t, s = self.telemetry, self.sources
         yield _counter(
             "streamer_delivery_failures",
             "Outputs the broker did not acknowledge (their inputs are reprocessed).",
@@ -99,17 +115,6 @@ class StreamerCollector(Collector):
             [((o,), n) for o, n in sorted(t.transactions.items())],
             ["outcome"],
         )
-        yield _counter(
-            "streamer_feature_lookups",
-            "Feature lookups of each batch's unique entities: hit, miss (defaults) or "
-            "degraded (cache unavailable).",
-            sorted(s.lookups().items()),
-            ["entity", "result"],
-        )
-        yield _counter(
-            "streamer_redis_errors", "Failed feature cache round trips.", [((), s.redis_errors())]
-        )
-        yield from _velocity(s.velocity())
 
     def _states(self) -> Iterator[Metric]:
         t, s = self.telemetry, self.sources
