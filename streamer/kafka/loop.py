@@ -23,6 +23,7 @@ from streamer.errors import ConfigError, Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
 from streamer.kafka.batching import ConsumePlan, LatencyTargetSizer, consume_plan
 from streamer.kafka.commit import CommitStrategy
+from streamer.kafka.intake import take
 from streamer.kafka.lag import LagMonitor
 from streamer.kafka.publisher import Publisher
 from streamer.observability.observer import Observer
@@ -91,7 +92,7 @@ class StreamLoop:
     idle_wait_s: float = 0.05  # nothing waiting: how long one step blocks for a message
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
-    settle_after_s: float = 0.005  # while outputs are in flight: see ``_consume``
+    settle_after_s: float = 0.005  # while outputs are in flight: see ``kafka.intake``
     settle_every_s: float = 0.05  # outputs in flight this long are waited for: ``_settle``
     sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
     redis_gate: Callable[[], bool] | None = None  # STREAMER_REDIS_REQUIRED: is Redis usable?
@@ -138,7 +139,7 @@ class StreamLoop:
             if self.redis_gate is not None:
                 self._follow_redis(self.redis_gate())
             plan = self._plan()
-            messages = self._take(plan)
+            messages = take(self.consumer, self.publisher, plan, self.settle_after_s)
             if messages:
                 started = time.perf_counter()
                 self.process(messages)
@@ -170,46 +171,6 @@ class StreamLoop:
         elif now - self._settled_at >= self.settle_every_s:
             self.publisher.flush(self.settle_after_s)
             self._settled_at = time.monotonic()
-
-    def _take(self, plan: ConsumePlan) -> list[Message]:
-        """The next batch. Adaptive: block until a message is there (``_first``), then take
-        what else is already waiting (no wait to fill). Filled: ``_consume``."""
-        if not plan.adaptive:
-            return self._consume(plan.size, plan.fill_s)
-        first = self._first(plan.idle_s)
-        if first is None:
-            return []
-        if plan.size == 1:
-            return [first]
-        return [first, *self.consumer.consume(plan.size - 1, 0)]
-
-    def _first(self, wait: float) -> Message | None:
-        """The first message within ``wait`` seconds; while outputs are in flight they are
-        settled after ``settle_after_s`` (as in ``_consume``)."""
-        if not self.publisher.unreported or wait <= self.settle_after_s:
-            return self.consumer.poll(wait)
-        deadline = time.monotonic() + wait
-        first = self.consumer.poll(self.settle_after_s)
-        if first is not None:
-            return first
-        self.publisher.poll(0)
-        return self.consumer.poll(max(deadline - time.monotonic(), 0.0))
-
-    def _consume(self, size: int, wait: float) -> list[Message]:
-        """Up to ``size`` messages within ``wait`` seconds. While outputs are in flight, the
-        wait is split: the broker's silence is read as acknowledgement only between polls
-        (``Publisher.poll``), so the outputs of a quiet stream are settled (their latency
-        taken, their inputs made committable) ``settle_after_s`` after they were queued,
-        not a whole batch wait later; the batch is the same one."""
-        if not self.publisher.unreported or wait <= self.settle_after_s:
-            return self.consumer.consume(size, wait)
-        deadline = time.monotonic() + wait
-        messages = self.consumer.consume(size, self.settle_after_s)
-        self.publisher.poll(0)
-        left = deadline - time.monotonic()
-        if len(messages) < size and left > 0:
-            messages += self.consumer.consume(size - len(messages), left)
-        return messages
 
     def _plan(self) -> ConsumePlan:
         capped = None if self.sizer is None else self.sizer.bounds()

@@ -16,6 +16,7 @@ from confluent_kafka import TopicPartition
 from fastavro import schemaless_reader
 
 from streamer.codec.schemas import scored_schema, without_logical_types
+from streamer.kafka.intake import filled
 from streamer.model.scorer import Scorer
 from tests.unit.fakes import TOPIC, avro_raw, make_event, make_message
 
@@ -213,7 +214,7 @@ def test_a_quiet_stream_settles_its_outputs_within_the_batch_wait(build: Any) ->
     pipeline.process(first)  # queued, not answered: in flight
     assert pipeline.publisher.unreported == 1
 
-    messages = pipeline._consume(500, 0.05)
+    messages = filled(consumer, pipeline.publisher, 500, 0.05, pipeline.settle_after_s)
 
     assert [m.offset() for m in messages] == [1, 2]  # both consumes make one batch
     assert waits[0] == pipeline.settle_after_s
@@ -222,5 +223,5 @@ def test_a_quiet_stream_settles_its_outputs_within_the_batch_wait(build: Any) ->
     pipeline.commits.tick()
     assert consumer.commits == [[TopicPartition(TOPIC, 0, 1)]]
     waits.clear()
-    pipeline._consume(500, 0.05)  # nothing in flight: one wait, whole
+    filled(consumer, pipeline.publisher, 500, 0.05, pipeline.settle_after_s)  # nothing in flight
     assert waits == [0.05]
