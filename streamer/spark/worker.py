@@ -13,6 +13,7 @@ one task per core, and more threads per session would oversubscribe the executor
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 from streamer.clients import Clients
@@ -38,7 +39,8 @@ class Loaded:
 
 _LOADED: dict[tuple[str, str, str], Loaded] = {}
 _LOCK = threading.Lock()
-loads = 0  # models loaded by this worker process (the tests read it through a job)
+LOADS: Counter[str] = Counter()
+"""How many times this worker process loaded and verified each model location."""
 
 
 def task_cpus() -> int:
@@ -51,13 +53,12 @@ def task_cpus() -> int:
 
 def loaded(job: Job) -> Loaded:
     """The job's model and feature cache, loaded and verified on first use in this worker."""
-    global loads  # noqa: PLW0603 - a per-process counter is what is being counted
     with _LOCK:
         found = _LOADED.get(job.key)
         if found is None:
             found = _load(job)
             _LOADED[job.key] = found
-            loads += 1
+            LOADS[job.location] += 1
         return found
 
 

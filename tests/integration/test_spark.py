@@ -43,7 +43,8 @@ def spark() -> Iterator[SparkSession]:
         SparkSession.builder.master("local[2,2]")
         .appName("streamer-tests")
         .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", "6")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")  # tasks stay 6
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -246,3 +247,29 @@ def test_a_retried_task_gives_the_same_output(
 
     assert _spark_answers(retried) == expected
     assert failed.exists()
+
+
+def test_each_python_worker_loads_the_model_once_for_all_its_tasks(
+    spark: SparkSession, env: dict[str, str], events_file: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "fraud-gbt-copy"  # a location no other test's workers have loaded
+    shutil.copytree(REPO / "models" / "fraud-gbt" / "2", model)
+    location = str(model / "model.onnx")
+
+    def loads_here(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from streamer.spark.worker import LOADS
+
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pylist([{"pid": os.getpid(), "loads": LOADS[location]}])
+
+    df = spark.read.parquet(str(events_file))
+    scored = score(df, model=str(model), settings=settings_of(env))
+    assert len(_spark_answers(scored)) == EVENTS + 6  # 6 tasks on 2 cores
+    # Then ask the Python workers Spark keeps (reuse) how often each loaded that model.
+    pool = spark.range(0, 64, numPartitions=32)
+    probes = pool.mapInArrow(loads_here, "pid long, loads long").collect()
+
+    loads = {p["pid"]: p["loads"] for p in probes}
+    assert 1 in loads.values()
+    assert max(loads.values()) == 1  # a worker that ran several scoring tasks loaded it once
