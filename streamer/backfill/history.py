@@ -113,7 +113,7 @@ def build(
         result.read += len(chunk)
         result.rejected += len(scored.rejected)
         result.built += len(scored.rows)
-        if scored.matrix is not None:
+        if scored.matrix is not None and scored.rows:  # a chunk of rejected rows adds none
             tables.append(feature_table(events, [where for _, where in chunk], scored))
     if tables:
         pq.write_table(pa.concat_tables(tables), target, compression="zstd")

@@ -248,6 +248,8 @@ class FeatureCache:
     def _mget(
         self, cards: Sequence[str], merchants: Sequence[str], velocity: Sequence[str]
     ) -> list[bytes | None] | None:
+        if not (cards or merchants or velocity):  # nothing to read: MGET refuses no keys
+            return []
         if not self.breaker.allow():
             return None
         keys = _keys(card_key(self._prefix, ""), cards)
