@@ -58,8 +58,14 @@ def test_every_metric_the_dashboard_queries_is_exported(bed: Bed) -> None:
 
     port = free_port()
     log = bed.tmp / "streamer.log"
-    # A shadow model, so the shadow panels' metrics have samples.
-    settings = {**bed.settings, "metrics_port": str(port), "shadow_model": "fraud-gbt@1"}
+    # A shadow model, so the shadow panels' metrics have samples; exactly-once, so the
+    # transaction panels' have too (it exports every at-least-once metric as well).
+    settings = {
+        **bed.settings,
+        "metrics_port": str(port),
+        "shadow_model": "fraud-gbt@1",
+        "processing_guarantee": "exactly-once",
+    }
     proc = start_streamer(log, **settings)
     try:
         wait_caught_up(bed.kafka, bed.group, bed.topics["input_topic"], 120, proc)
