@@ -13,6 +13,7 @@ it runs with (the shape of quix-streams' ``Checkpoint``):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -58,7 +59,12 @@ def _seek(consumer: Consumer, rewinds: dict[Partition, int], why: str) -> int:
 
 
 class AtLeastOnce:
-    """Offsets committed past the contiguous prefix whose outputs the broker acknowledged."""
+    """Offsets committed past the contiguous prefix whose outputs the broker acknowledged.
+
+    While streaming, at most one commit per ``commit_interval_s``: adaptive batching makes
+    a batch of every event or two when traffic is light, and a commit request per batch
+    would load the broker more than the stream does (a rebalance or a stop commits all at
+    once, whatever the interval)."""
 
     def __init__(
         self,
@@ -68,12 +74,17 @@ class AtLeastOnce:
         *,
         max_in_flight: int = 20_000,
         drain_timeout_s: float = 30.0,
+        commit_interval_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
         self.tracker = tracker
         self._max_in_flight = max_in_flight
         self._drain_timeout_s = drain_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._clock = clock
+        self._committed_at = -math.inf
         self._reread: dict[Partition, int] = {}
         self.rewinds = 0
 
@@ -105,7 +116,9 @@ class AtLeastOnce:
             self.rewinds += _seek(self._consumer, reread, "the schema registry was unavailable")
             self.rewinds += _seek(self._consumer, undelivered, "reprocessing undelivered outputs")
             self._reread.clear()
-        self._commit(asynchronous=True)
+        now = self._clock()
+        if now - self._committed_at >= self._commit_interval_s and self._commit(asynchronous=True):
+            self._committed_at = now
 
     def drain(self) -> None:
         left = self._publisher.flush(self._drain_timeout_s)
@@ -123,10 +136,11 @@ class AtLeastOnce:
     def committable(self, tp: Partition) -> int | None:
         return self.tracker.committable(tp)
 
-    def _commit(self, *, asynchronous: bool) -> None:
+    def _commit(self, *, asynchronous: bool) -> bool:
+        """Commit what advanced; False when nothing had."""
         commits = self.tracker.commits()
         if not commits:
-            return
+            return False
         offsets = [TopicPartition(t, p, o) for (t, p), o in commits.items()]
         try:
             if asynchronous:
@@ -136,6 +150,7 @@ class AtLeastOnce:
         except KafkaException as exc:
             # Not fatal: the next commit carries a later offset; a restart reprocesses.
             log.warning("offset commit failed: %s", exc)
+        return True
 
 
 class ExactlyOnce:

@@ -177,7 +177,7 @@ def test_retry_rewinds_each_partition_to_its_first_offset(
 def test_a_failed_commit_is_logged_and_the_next_one_carries_the_offset(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    strategy, consumer, _, tracker = at_least_once()
+    strategy, consumer, _, tracker = at_least_once(commit_interval_s=0.0)
     strategy.begin(Batch(offsets={TP: [0, 1]}))
     tracker.ack(TP, 0)
     consumer.fail_commits = True
@@ -191,6 +191,27 @@ def test_a_failed_commit_is_logged_and_the_next_one_carries_the_offset(
     tracker.ack(TP, 1)
     strategy.tick()
     assert consumer.commits == [([("in", 0, 2)], True)]
+
+
+def test_while_streaming_commits_are_at_most_one_per_interval_and_a_drain_commits_at_once() -> None:
+    clock = [100.0]
+    strategy, consumer, _, tracker = at_least_once(commit_interval_s=0.1, clock=lambda: clock[0])
+    strategy.begin(Batch(offsets={TP: [0, 1, 2, 3]}))
+    tracker.ack(TP, 0)
+    strategy.tick()  # the first commit goes at once
+    tracker.ack(TP, 1)
+    clock[0] += 0.05
+    strategy.tick()  # within the interval: held
+    assert consumer.commits == [([("in", 0, 1)], True)]
+    clock[0] += 0.06
+    strategy.tick()  # the interval is over: what advanced meanwhile, in one commit
+    tracker.ack(TP, 2)
+    strategy.drain()  # a stop (or a revocation) commits what is acknowledged, at once
+    assert consumer.commits == [
+        ([("in", 0, 1)], True),
+        ([("in", 0, 2)], True),
+        ([("in", 0, 3)], False),
+    ]
 
 
 def test_forgotten_partitions_are_dropped_from_the_tracker() -> None:
