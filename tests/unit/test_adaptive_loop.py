@@ -41,11 +41,12 @@ def _messages(n: int) -> list[Message]:
 
 
 def _on_queue(build: Any, waiting: list[Message], **loop: Any) -> tuple[Any, WaitingQueue, Any]:
-    """A loop on the fakes that reads from ``waiting``; ``loop`` sets its fields."""
+    """An adaptive loop (``max_wait_ms=0``) on the fakes that reads from ``waiting``;
+    ``loop`` sets its fields."""
     pipeline, _, producer = build([])
     queue = WaitingQueue(waiting)
     pipeline.consumer = queue
-    for name, value in loop.items():
+    for name, value in {"max_wait_ms": 0, **loop}.items():
         setattr(pipeline, name, value)
     process = pipeline.process
 
