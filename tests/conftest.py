@@ -16,6 +16,7 @@ Tests share a worker's servers and own their names (topics, group, key prefix: `
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -40,6 +41,20 @@ from tests.services import Background
 # 2-core CI machine a per-example deadline only makes them flaky.
 settings.register_profile("streamer", deadline=None)
 settings.load_profile("streamer")
+
+
+class _SnapshotLoggerDict(dict[str, Any]):
+    """pytest's log capture walks every logger (``loggerDict.values()``) as each test phase
+    starts, while a server starting in a background thread may import a module that adds
+    one: "RuntimeError: dictionary changed size during iteration" (an INTERNALERROR that
+    ends the worker). The walk gets a snapshot; ``list()`` of a dict is one C call, which
+    no other thread interrupts."""
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return list(super().values())
+
+
+logging.Logger.manager.loggerDict = _SnapshotLoggerDict(logging.Logger.manager.loggerDict)
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "build" / "test-logs"
 
