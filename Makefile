@@ -22,8 +22,10 @@ setup: ## what tests and demo need: system packages, .venv with all extras, Kafk
 
 # pytest-xdist spreads a run across the cores: each worker has its own Kafka and Redis, and
 # the tests of the schema registry and of MLflow run on one worker each, which starts that
-# server only (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= 2
+# server only (tests/conftest.py). TEST_WORKERS=0 runs everything in one process. Three
+# workers on two cores: the integration tests spend much of their time waiting (for a
+# broker, a restart, an outage's fixed length), so a third keeps the cores busier.
+TEST_WORKERS ?= 3
 XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
 # Every check runs even when another fails (one CI run shows every failure); the target
