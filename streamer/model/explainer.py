@@ -17,7 +17,6 @@ a ``ModelError``: the version is refused, not served without reasons.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from streamer.errors import ModelError
+from streamer.model.integrity import check_sha256, model_error
 from streamer.model.lightgbm_lib import Booster, LightGBMError
 from streamer.model.metadata import ModelMetadata
 
@@ -70,16 +70,10 @@ def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer
     try:
         text = path.read_bytes()
     except OSError:
-        raise _fail(
+        raise model_error(
             spec, f"{path} is missing", "restore it or re-export with models/train.py"
         ) from None
-    digest = hashlib.sha256(text).hexdigest()
-    if digest != record.sha256:
-        raise _fail(
-            spec,
-            f"sha256 of {path} is {digest[:12]}…, metadata says {record.sha256[:12]}…",
-            "the file changed after registration: restore it or re-export with models/train.py",
-        )
+    check_sha256(spec, path, text, record.sha256)
     return Explainer(_booster(spec, text), len(meta.feature_names))
 
 
@@ -94,7 +88,7 @@ def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) ->
     )
     agreement = float(np.max(np.abs(1.0 / (1.0 + np.exp(-own)) - scores)))
     if not (additivity <= TOLERANCE and agreement <= TOLERANCE):
-        raise _fail(
+        raise model_error(
             spec,
             f"its explainer disagrees with model.onnx on {len(rows)} reference rows "
             f"(margin off by {additivity:.2e}, score by {agreement:.2e}; limit {TOLERANCE:g})",
@@ -151,16 +145,12 @@ def _booster(spec: str, text: bytes) -> Booster:
     try:
         return Booster(text.decode("utf-8"))
     except (ImportError, OSError) as exc:  # OSError: no OpenMP runtime (libgomp.so.1)
-        raise _fail(
+        raise model_error(
             spec,
             f"its explainer needs lightgbm, which cannot be loaded ({type(exc).__name__})",
             "install lightgbm and its OpenMP runtime (Debian: libgomp1)",
         ) from None
     except (LightGBMError, UnicodeDecodeError) as exc:
-        raise _fail(
+        raise model_error(
             spec, f"LightGBM cannot read its explainer ({type(exc).__name__})", "re-export it"
         ) from None
-
-
-def _fail(spec: str, problem: str, todo: str) -> ModelError:
-    return ModelError(f"model {spec!r}: {problem}; {todo} (setting STREAMER_MODEL)")

@@ -8,7 +8,6 @@ Specs: a path, ``name`` (the highest version; versions sort naturally, "10" afte
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from streamer.errors import ModelError
 from streamer.features.engineering import unknown_features
 from streamer.model.aliases import read_aliases
 from streamer.model.explainer import open_explainer, verify
+from streamer.model.integrity import check_sha256, model_error
 from streamer.model.metadata import (
     NAME,
     LoadedModel,
@@ -48,7 +48,6 @@ __all__ = [
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
-_SETTING = "STREAMER_MODEL"
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,6 @@ class RegistryEntry:
     metadata: ModelMetadata | None
     problem: str | None = None
     aliases: tuple[str, ...] = ()
-
-
-def _fail(spec: str, problem: str, todo: str) -> ModelError:
-    return ModelError(f"model {spec!r}: {problem}; {todo} (setting {_SETTING})")
 
 
 def is_path_spec(spec: str) -> bool:
@@ -82,25 +77,29 @@ def resolve(spec: str, models_dir: Path) -> Path:
         path = Path(spec).expanduser()
         path = path / MODEL_FILE if path.is_dir() else path
         if not path.is_file():
-            raise _fail(spec, f"{path} does not exist", "point it at a model.onnx or its folder")
+            raise model_error(
+                spec, f"{path} does not exist", "point it at a model.onnx or its folder"
+            )
         return path
     name, _, version = spec.partition("@")
     if not NAME.fullmatch(name) or (version and not NAME.fullmatch(version)):
-        raise _fail(spec, "not a path, name or name@version", "use e.g. fraud-gbt@1")
+        raise model_error(spec, "not a path, name or name@version", "use e.g. fraud-gbt@1")
     model_dir = models_dir / name
     if not model_dir.is_dir():
         known = ", ".join(e.name for e in sorted(models_dir.glob("*")) if e.is_dir()) or "none"
-        raise _fail(spec, f"no model {name!r} in {models_dir} (found: {known})", "fix the name")
+        raise model_error(
+            spec, f"no model {name!r} in {models_dir} (found: {known})", "fix the name"
+        )
     versions = list_versions(model_dir)
     if not version:
         if not versions:
-            raise _fail(spec, f"{model_dir} holds no versions", "train or copy one there")
+            raise model_error(spec, f"{model_dir} holds no versions", "train or copy one there")
         version = versions[-1]
     elif version not in versions:
         version = _follow_alias(spec, model_dir, version, versions)
     path = model_dir / version / MODEL_FILE
     if not path.is_file():
-        raise _fail(spec, f"{path} does not exist", "restore it or pick another version")
+        raise model_error(spec, f"{path} does not exist", "restore it or pick another version")
     return path
 
 
@@ -108,18 +107,18 @@ def _follow_alias(spec: str, model_dir: Path, alias: str, versions: list[str]) -
     try:
         pointers = read_aliases(model_dir).aliases
     except ModelError as exc:
-        raise _fail(spec, str(exc), "or use name@version") from None
+        raise model_error(spec, str(exc), "or use name@version") from None
     target = pointers.get(alias)
     if target is None:
         found = ", ".join(versions) or "none"
         names = ", ".join(sorted(pointers)) or "none"
-        raise _fail(
+        raise model_error(
             spec,
             f"no version or alias {alias!r} (versions: {found}; aliases: {names})",
             "pick an existing version or alias",
         )
     if target not in versions:
-        raise _fail(
+        raise model_error(
             spec,
             f"alias {alias!r} points at version {target}, which does not exist",
             "restore that version or promote another one to the alias",
@@ -134,13 +133,15 @@ def read_metadata(path: Path, spec: str | None = None) -> ModelMetadata:
     try:
         return ModelMetadata.model_validate(json.loads(meta_path.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise _fail(
+        raise model_error(
             spec, f"{meta_path} is missing", "register the model with its metadata"
         ) from None
     except (ValueError, ValidationError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else None
         detail = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else str(exc)
-        raise _fail(spec, f"{meta_path} is invalid ({detail})", "fix or regenerate it") from None
+        raise model_error(
+            spec, f"{meta_path} is invalid ({detail})", "fix or regenerate it"
+        ) from None
 
 
 def load_model(spec: str, models_dir: Path) -> LoadedModel:
@@ -164,23 +165,17 @@ def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], N
     path = resolve(spec, models_dir)
     meta = read_metadata(path, spec)
     data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != meta.sha256:
-        raise _fail(
-            spec,
-            f"sha256 of {path} is {digest[:12]}…, metadata says {meta.sha256[:12]}…",
-            "the file changed after registration: restore it or re-export with models/train.py",
-        )
+    check_sha256(spec, path, data, meta.sha256)
     unknown = unknown_features(meta.feature_names)
     if unknown:
-        raise _fail(
+        raise model_error(
             spec,
             f"metadata lists features this streamer cannot compute: {', '.join(unknown)}",
             "upgrade streamer or choose a model built for this version",
         )
     width = len(meta.feature_names)
     if meta.input_shape[-1] != width:
-        raise _fail(
+        raise model_error(
             spec,
             f"{width} feature names but input width {meta.input_shape[-1]}",
             "fix the metadata or re-export the model",
@@ -189,7 +184,9 @@ def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], N
         meta.card_default_vector()
         meta.merchant_default_vector()
     except KeyError as exc:
-        raise _fail(spec, f"defaults name {exc.args[0]}", "fix the metadata's defaults") from None
+        raise model_error(
+            spec, f"defaults name {exc.args[0]}", "fix the metadata's defaults"
+        ) from None
     _check_signature(spec, data, meta)
     explainer = open_explainer(spec, path, meta)
     model = LoadedModel(metadata=meta, path=path, onnx_bytes=data, explainer=explainer)
@@ -208,7 +205,7 @@ def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        raise _fail(
+        raise model_error(
             spec, f"ONNX Runtime cannot load it ({type(exc).__name__})", "re-export it"
         ) from None
     inputs = session.get_inputs()
@@ -226,7 +223,7 @@ def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:
     elif problem is None and meta.probability_output not in outputs:
         problem = f"probability output {meta.probability_output!r} is not an ONNX output"
     if problem is not None:
-        raise _fail(spec, problem, "the metadata does not describe this file: re-export both")
+        raise model_error(spec, problem, "the metadata does not describe this file: re-export both")
 
 
 def list_models(models_dir: Path) -> list[RegistryEntry]:

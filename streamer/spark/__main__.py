@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,13 +42,9 @@ def score_command(
     config: Config = None,
 ) -> None:
     """Score every event: one row out per row in (rejections carry error_class)."""
-    from streamer.config.loader import load_settings
     from streamer.spark.scoring import score
 
-    spark = session(master)
-    settings = load_settings(config)
-    scored = score(read(spark, source), model, settings, allow_degraded=allow_degraded)
-    write(scored, target)
+    _run(score, source, target, model, allow_degraded, master, config)
 
 
 @app.command("features")
@@ -60,13 +57,26 @@ def features_command(
     config: Config = None,
 ) -> None:
     """Each event's model input, as `streamer features build` writes it."""
-    from streamer.config.loader import load_settings
     from streamer.spark.features import build_features
+
+    _run(build_features, source, target, model, allow_degraded, master, config)
+
+
+def _run(
+    job: Callable[..., Any],
+    source: str,
+    target: str,
+    model: str | None,
+    allow_degraded: bool,
+    master: str,
+    config: Path | None,
+) -> None:
+    """Read ``source``, run ``job`` on it with the settings, write ``target``."""
+    from streamer.config.loader import load_settings
 
     spark = session(master)
     settings = load_settings(config)
-    built = build_features(read(spark, source), model, settings, allow_degraded=allow_degraded)
-    write(built, target)
+    write(job(read(spark, source), model, settings, allow_degraded=allow_degraded), target)
 
 
 def session(master: str) -> Any:
