@@ -136,6 +136,29 @@ def test_spark_scores_decisions_and_rejections_equal_score_files(
     assert sum(v[0] == "rejected" for v in got.values()) == 6
 
 
+def test_the_spark_submit_entry_point_writes_what_score_file_writes(
+    spark: SparkSession,
+    env: dict[str, str],
+    events_file: Path,
+    expected: dict[int, Any],
+    tmp_path: Path,
+) -> None:
+    """``python -m streamer.spark score IN OUT``, run in this process so that it joins the
+    session as it joins spark-submit's: Parquet out, one row per row in, score-file's
+    answers; an existing OUT is refused, never overwritten."""
+    from typer.testing import CliRunner
+
+    from streamer.spark.__main__ import app
+
+    target = tmp_path / "scored.parquet"
+    result = CliRunner().invoke(app, ["score", str(events_file), str(target)], env=env)
+    assert result.exit_code == 0, result.output
+    assert _spark_answers(spark.read.parquet(str(target))) == expected
+    again = CliRunner().invoke(app, ["score", str(events_file), str(target)], env=env)
+    assert again.exit_code != 0
+    assert len(pq.read_table(target)) == EVENTS + 6
+
+
 def test_rows_of_arbitrary_bytes_are_rejection_rows_not_a_failed_job(
     spark: SparkSession, env: dict[str, str], tmp_path: Path
 ) -> None:
