@@ -1,7 +1,9 @@
-"""The C part of the Avro codec (``streamer/codec/_native.c``); everything else is in pyproject.toml.
+"""The C parts: the Avro codec (``streamer/codec/_native.c``) and TreeSHAP
+(``streamer/model/_treeshap.c``); everything else is in pyproject.toml.
 
 ``optional=True``: where no C compiler is at hand the build goes on without it and the
-generated Python codec serves alone (``streamer version`` says which one is in use).
+generated Python codec serves alone (``streamer version`` says which one is in use), and
+LightGBM its own TreeSHAP.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,12 @@ setup(
             ["streamer/codec/_native.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(  # LightGBM's TreeSHAP with memory (streamer/model/treeshap.py)
+            "streamer.model._treeshap",
+            ["streamer/model/_treeshap.c"],
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

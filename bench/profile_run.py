@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CARDS = 200_000  # as bench/pipeline.py: its flag rate, so its share of reason codes
 sys.path.insert(0, str(REPO))
 
 import procstat  # noqa: E402
@@ -71,7 +72,8 @@ def main() -> int:
         inp, out = f"prof-{tag}-in", f"prof-{tag}-out"
         topics(admin, [inp, inp + ".dlq"], 3)
         topics(admin, [out], 3, log_append=True)
-        backlog = generate_events(make_population(7), args.events, seed=101, start_ms=0)
+        population = make_population(7, CARDS)  # bench/pipeline.py's backlog
+        backlog = generate_events(population, args.events, seed=101, start_ms=0)
         send(Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5}), inp, backlog)
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
         env |= {
@@ -86,7 +88,8 @@ def main() -> int:
             "PYTHONPATH": str(args.source),
         }
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        command = [spy, "record", "--format", "raw", "--rate", str(args.rate), "-o", str(out_file)]
+        command = [spy, "record", "--nonblocking", "--format", "raw", "--rate", str(args.rate)]
+        command += ["-o", str(out_file)]
         proc = subprocess.Popen(  # cwd: ``-m`` puts it first on sys.path, before PYTHONPATH
             [*command, "--", sys.executable, "-m", "streamer", "run"], env=env, cwd=args.source
         )

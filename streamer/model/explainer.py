@@ -28,6 +28,7 @@ from streamer.errors import ModelError
 from streamer.model.integrity import check_sha256, model_error
 from streamer.model.lightgbm_lib import Booster, LightGBMError
 from streamer.model.metadata import ModelMetadata
+from streamer.model.treeshap import FastContributions, fast_contributions
 
 TOLERANCE = 1e-5
 """Largest |explainer margin - ONNX margin| (also of base + sum of contributions, and of
@@ -44,15 +45,18 @@ _CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
 class Explainer:
     """Exact per-input contributions to the margin (log-odds) of a LightGBM model."""
 
-    def __init__(self, booster: Booster, width: int) -> None:
+    def __init__(self, booster: Booster, width: int, fast: FastContributions | None = None) -> None:
         self._booster = booster
         self.width = width
+        self._fast = fast  # the same bytes as the booster's, faster (``model.treeshap``)
 
     def contributions(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """``[n, width + 1]``: each input's contribution; the last column is the base value
         (the expected margin), so a row sums to the model's margin."""
         if matrix.shape[0] == 0:
             return np.empty((0, self.width + 1), dtype=np.float64)
+        if self._fast is not None:
+            return self._fast(matrix)
         return self._booster.contributions(matrix)
 
     def margins(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -74,7 +78,11 @@ def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer
             spec, f"{path} is missing", "restore it or re-export with models/train.py"
         ) from None
     check_sha256(spec, path, text, record.sha256)
-    return Explainer(_booster(spec, text), len(meta.feature_names))
+    booster = _booster(spec, text)
+    width = len(meta.feature_names)
+    rows = reference_rows(meta, ADDITIVE_ROWS)
+    fast = fast_contributions(text.decode("utf-8"), booster.contributions, rows)
+    return Explainer(booster, width, fast if fast is not None and fast.width == width else None)
 
 
 def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) -> None:
