@@ -98,7 +98,9 @@ class FastContributions:
     """``pred_contrib`` of one model through the C TreeSHAP (not thread-safe: its memory
     is written under the GIL, one batch at a time)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, memory: tuple[int, int] | None = None) -> None:
+        """``memory``: (terms, bytes of per-leaf tables) to remember before starting over;
+        the C defaults when None (small ones test the starting over)."""
         if _treeshap is None:
             raise UnsupportedModelError("the C TreeSHAP was not built")
         self.width, trees = parse(text)
@@ -114,6 +116,7 @@ class FastContributions:
             _flat(trees, "internal_count", np.int32),
             _flat(trees, "leaf_value", np.float64),
             _flat(trees, "leaf_count", np.int32),
+            *(memory or ()),
         )
 
     def __call__(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -65,6 +65,17 @@ def test_repeated_and_reordered_rows_are_lightgbms_bytes() -> None:
     assert kept > 0
 
 
+@pytest.mark.parametrize("tables", [0, 1 << 20])
+def test_a_memory_that_starts_over_all_the_time_gives_the_same_bytes(tables: int) -> None:
+    """A memory of a few terms is emptied for nearly every leaf, within a row and a tree;
+    without per-leaf tables every leaf is looked up in the hash."""
+    meta = ModelMetadata.model_validate_json((VERSION / "metadata.json").read_text())
+    rows = reference_rows(meta, 24)
+    rows = np.concatenate([rows, rows[::-1]])
+    fast = FastContributions(TEXT, memory=(40, tables))
+    assert fast(rows).tobytes() == BOOSTER.contributions(rows).tobytes()
+
+
 def _trained(
     data: npt.NDArray[np.float64], categorical: list[int] | None = None, **params: object
 ) -> str:
