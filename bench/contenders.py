@@ -170,7 +170,7 @@ CONTENDERS: dict[str, Contender] = {
     "streamer, reasons on every event": Contender(
         lambda: _streamer({"STREAMER_REASONS": "all"}), half_rate=False
     ),
-    "streamer, adaptive batching": Contender(lambda: _streamer({"STREAMER_MAX_WAIT_MS": "0"})),
+    "streamer, 10 ms fill wait": Contender(lambda: _streamer({"STREAMER_MAX_WAIT_MS": "10"})),
     "streamer, latency target 25 ms": Contender(
         lambda: _streamer({"STREAMER_LATENCY_TARGET_MS": "25"})
     ),

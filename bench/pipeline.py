@@ -17,6 +17,15 @@ broker, Redis, the sender and the reader) on the other, so a contender's latency
 its own and not the stack's (``taskset``'s effect: affinity is inherited by every thread
 started later). Processes outside the benchmark still share both cores.
 
+**A warm broker for every contender.** A fresh broker (the stack this benchmark starts when
+``KAFKA_BOOTSTRAP_SERVERS`` is not set) is slow for its first seconds of traffic: its JVM
+is not yet compiled hot and the group coordinator is still loading (librdkafka logs
+"Coordinator load in progress"). Whichever contender ran first met that broker and paid
+for it in its first fixed-rate phase, hundreds of milliseconds of p99 that were the
+broker's, not the contender's. So before the first contender a throwaway passthrough
+drains a backlog and sends a few seconds at the fixed rate on its own topics, and its
+figures are discarded (``--no-warm-up`` skips it).
+
 ``--source DIR`` runs another checkout's ``streamer`` (the before numbers) with the same
 flags. ``--redis-cluster`` puts the features and velocity state on a 3-primary,
 3-replica Redis Cluster on this machine (``STREAMER_REDIS_MODE=cluster``) instead of the
@@ -62,6 +71,9 @@ CARDS = 200_000
 cards, so that ordinary cards transact a few times at most and the velocity state (and
 the share of flagged events that get reasons) sees the traffic of a real minute."""
 from streamer.features.redis_client import make_redis_client  # noqa: E402
+
+WARM_UP_BACKLOG = 20_000
+"""Events the warm-up's passthrough drains before its 5 s at the fixed rate."""
 
 console = Console(width=180)
 
@@ -208,6 +220,27 @@ def run_contender(
     return result
 
 
+def warm_up(
+    stack: Endpoints, backlog: list[dict[str, Any]], live: tuple[float, list[dict[str, Any]]]
+) -> None:
+    """Warm the broker (see the module's docstring): a passthrough drains ``backlog`` and
+    then takes the fixed-rate ``live`` events; only one line is printed, nothing is kept."""
+    started = time.monotonic()
+    phases = Phases(stack, CONTENDERS["passthrough (ceiling)"], REPO)
+    try:
+        drained = phases.drain(backlog)
+        rate, events = live
+        steady = phases.fixed_rate(events, rate)
+    finally:
+        phases.stop()
+    console.print(
+        f"warming the broker: a passthrough drained {drained['events']:,} events at "
+        f"{drained['events_per_s']:,.0f}/s, then {steady['events']:,} at {rate:,.0f}/s "
+        f"(p50 / p99 {steady['p50_ms']:.0f} / {steady['p99_ms']:.0f} ms), "
+        f"{time.monotonic() - started:.0f} s; discarded"
+    )
+
+
 def _report(results: list[dict[str, Any]], title: str) -> None:
     base = next((r for r in results if r["contender"] == "streamer"), results[0])
     table = Table(title=title)
@@ -288,6 +321,7 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=REPO, help="the streamer tree to run")
     parser.add_argument("--redis-cluster", action="store_true", help="Redis Cluster, 3 shards")
     parser.add_argument("--pin", action="store_true", help="contender on CPU 1, the rest on 0")
+    parser.add_argument("--no-warm-up", action="store_true", help="no throwaway first run")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     contenders.OVERRIDES.update(item.split("=", 1) for item in args.set)
@@ -317,6 +351,8 @@ def main() -> int:
             count = int(fixed[0] * args.seconds)
             return fixed[0], generate_events(population, count, seed=303, start_ms=0)
 
+        if not args.no_warm_up:
+            warm_up(stack, backlog[:WARM_UP_BACKLOG], (args.rate, steady[: int(args.rate * 5)]))
         for name, contender in chosen.items():
             results.append(
                 run_contender(
@@ -338,6 +374,7 @@ def main() -> int:
                 "loadavg_after": os.getloadavg(),
                 "overrides": contenders.OVERRIDES,
                 "pinned": args.pin,
+                "warmed_up": not args.no_warm_up,
                 "events": args.events,
                 "results": results,
             },
