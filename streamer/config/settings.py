@@ -240,12 +240,12 @@ class Settings(BaseSettings):
         500, ge=1, le=100_000, description="most messages in one micro-batch"
     )
     max_wait_ms: int = Field(
-        10,
+        0,
         ge=0,
         le=60_000,
         description="longest wait for a micro-batch to fill, in ms; 0: adaptive, a batch is "
         "what is waiting (one event when traffic is light, max_batch_size in a backlog), "
-        "scored at once (falls behind where the stream has about one core)",
+        "scored at once",
     )
     max_in_flight: int = Field(20_000, ge=1, description="unacknowledged outputs before pausing")
     latency_target_ms: float = Field(
