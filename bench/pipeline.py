@@ -291,7 +291,10 @@ def _report(results: list[dict[str, Any]], title: str) -> None:
 
 
 def _batch_rows(per_batch: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    return {f"{stage} (per batch, mean {v['mean_ms']:.2f})": v for stage, v in per_batch.items()}
+    def each(stage: str) -> str:
+        return "per event" if stage == stages.ACKNOWLEDGED else "per batch"
+
+    return {f"{s} ({each(s)}, mean {v['mean_ms']:.2f})": v for s, v in per_batch.items()}
 
 
 def _on_a_cluster(stack: Endpoints, cleanup: contextlib.ExitStack) -> Endpoints:

@@ -11,7 +11,11 @@ Two sources, because neither alone tells the whole story:
   its ``/metrics`` before and after the phase (decode, validate, enrich, score, publish);
   percentiles interpolated inside Prometheus buckets, so coarse, but the mean is exact.
   Exactly-once adds ``streamer_transaction_commit_seconds`` as the pseudo-stage
-  ``transaction commit`` (one a transaction, not a batch).
+  ``transaction commit`` (one a transaction, not a batch), and every streamer its own
+  end-to-end latency, ``streamer_end_to_end_latency_seconds`` (event time to when it knew
+  of the acknowledgement), as ``acknowledged, by streamer's own clock`` (one an event):
+  beside the per-event ``end to end`` (to the broker's append time) it shows how late
+  streamer learns of acknowledgements.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ Histograms = dict[str, dict[float, float]]  # stage -> upper bound -> cumulative
 STAGE_METRIC = "streamer_stage_duration_seconds"
 COMMIT_METRIC = "streamer_transaction_commit_seconds"
 COMMIT = "transaction commit"
+LATENCY_METRIC = "streamer_end_to_end_latency_seconds"
+ACKNOWLEDGED = "acknowledged, by streamer's own clock"
+PSEUDO_STAGES = {COMMIT_METRIC: COMMIT, LATENCY_METRIC: ACKNOWLEDGED}
 
 
 def scrape(port: int) -> tuple[Histograms, dict[str, float]]:
@@ -40,10 +47,10 @@ def scrape(port: int) -> tuple[Histograms, dict[str, float]]:
     buckets: Histograms = {}
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in (STAGE_METRIC, COMMIT_METRIC):
+        if family.name != STAGE_METRIC and family.name not in PSEUDO_STAGES:
             continue
         for sample in family.samples:
-            stage = sample.labels.get("stage", COMMIT)
+            stage = sample.labels.get("stage", PSEUDO_STAGES.get(family.name, ""))
             if sample.name.endswith("_bucket"):
                 buckets.setdefault(stage, {})[float(sample.labels["le"])] = sample.value
             elif sample.name.endswith("_sum"):
@@ -102,6 +109,10 @@ def per_event(rows: list[tuple[int, int, int, int]]) -> dict[str, dict[str, floa
             **spans,
         }
     return {
-        name: {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))}
+        name: {
+            "p50_ms": float(np.percentile(v, 50)),
+            "p99_ms": float(np.percentile(v, 99)),
+            "mean_ms": float(v.mean()),
+        }
         for name, v in spans.items()
     }
