@@ -3,7 +3,9 @@
 ``python bench/profile_run.py [--events 60000] [--rate 100] [--source DIR]``: writes a backlog to a
 fresh topic, starts ``streamer run`` (from ``--source``, default this checkout) under
 ``py-spy record`` (sampling, ``--rate`` 100 Hz, native frames off), stops it once every event was
-scored, and prints the functions with the most samples, self and inclusive. The raw
+scored, and prints its per-batch stage means and velocity outcomes (from its metrics) and
+the functions with the most samples, self and inclusive. Velocity states left in Redis by
+earlier runs are deleted first: their positions would make every event a replay. The raw
 collapsed stacks stay in ``build/profiles/profile-<tag>.txt`` (open in speedscope).
 """
 
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -34,6 +38,7 @@ from phases import Collector, send, topics  # noqa: E402
 from streamer.dev.devstack.stack import acquire  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
 from streamer.features.loader import load_command  # noqa: E402
+from streamer.features.velocity_store import velocity_key  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -56,6 +61,41 @@ def summarize(collapsed: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def forget_velocity(client: redis.Redis) -> int:
+    """Delete every card's velocity state: a state an earlier run left holds positions
+    above this run's offsets, and its events would all be replays (no state written)."""
+    keys = list(client.scan_iter(match=velocity_key("", "*"), count=10_000))
+    for start in range(0, len(keys), 10_000):
+        client.unlink(*keys[start : start + 10_000])
+    return len(keys)
+
+
+def drain_metrics(port: int) -> str:
+    """The run's per-batch stage means and velocity outcomes, from its /metrics: which
+    stages the time went to, and whether the velocity state took the live path (``new``)
+    or found the events already seen (``replay``: a state left in Redis by an earlier run
+    over the same cards and lower offsets)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    except OSError as exc:
+        return f"no metrics ({exc})"
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    lines = []
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        stage = re.search(r'stage="([a-z_]+)"', name)
+        if name.startswith("streamer_stage_duration_seconds_sum") and stage:
+            sums[stage[1]] = float(value)
+        elif name.startswith("streamer_stage_duration_seconds_count") and stage:
+            counts[stage[1]] = float(value)
+        elif name.startswith("streamer_velocity_events_total"):
+            lines.append(f"{name} {float(value):.0f}")
+    means = [f"{s} {1000 * sums[s] / counts[s]:.2f}" for s in sums if counts.get(s)]
+    return "per batch, mean ms: " + ", ".join(means) + "\n" + "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=60_000)
@@ -67,7 +107,9 @@ def main() -> int:
     tag = uuid.uuid4().hex[:6]
     out_file = REPO / "build" / "profiles" / f"profile-{tag}.txt"
     with acquire() as stack:
-        load_command(redis.Redis.from_url(stack.redis_url), prefix="", file=None)
+        client = redis.Redis.from_url(stack.redis_url)
+        load_command(client, prefix="", file=None)
+        forgotten = forget_velocity(client)  # the live path, not replays of an earlier run
         admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
         inp, out = f"prof-{tag}-in", f"prof-{tag}-out"
         topics(admin, [inp, inp + ".dlq"], 3)
@@ -83,7 +125,7 @@ def main() -> int:
             "STREAMER_OUTPUT_TOPIC": out,
             "STREAMER_GROUP_ID": f"prof-{tag}",
             "STREAMER_LOG_LEVEL": "WARNING",
-            "STREAMER_METRICS_PORT": str(free_ports(1)),
+            "STREAMER_METRICS_PORT": str(port := free_ports(1)),
             "STREAMER_MODELS_DIR": str(args.source / "models"),
             "PYTHONPATH": str(args.source),
         }
@@ -101,6 +143,8 @@ def main() -> int:
         started = time.monotonic()
         rows = Collector(consumer, []).collect(args.events, 600, [proc], times=False)
         print(f"{len(rows)} scored in {time.monotonic() - started:.1f}s (start-up included)")
+        print(f"velocity states of earlier runs deleted first: {forgotten}")
+        print(drain_metrics(port))
         for child in procstat.family(proc.pid)[1:]:
             os.kill(child, signal.SIGTERM)
         proc.wait(120)
