@@ -14,21 +14,22 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from redis import Redis
 
 from streamer.config.loader import property_origin
 from streamer.config.redaction import redact_url
 from streamer.config.registry import registry_client_config
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError
-from streamer.features.redis_client import make_redis_client, parse_sentinels
 from streamer.kafka.config import admin_config, consumer_config, producer_config
+from streamer.kafka.membership import LIBRDKAFKA_LOGGER
 
-LIBRDKAFKA_LOGGER = "librdkafka"
+if TYPE_CHECKING:
+    from redis import Redis
+
 Config = dict[str, str | int | float | bool]
 
 
@@ -87,7 +88,11 @@ class Clients:
 
     def redis(self, *, timeout_ms: float | None = None) -> Redis:
         """The feature cache's client: fail-fast timeouts, AUTH and TLS from the settings;
-        one node, a Redis Cluster or a Sentinel-managed primary (``STREAMER_REDIS_MODE``)."""
+        one node, a Redis Cluster or a Sentinel-managed primary (``STREAMER_REDIS_MODE``).
+        redis-py is imported here, not with this module: ``run`` builds its consumer first
+        and joins the group while the slower imports run (``service.runner``)."""
+        from streamer.features.redis_client import make_redis_client, parse_sentinels
+
         r = self.settings.redis
         return make_redis_client(
             r.url.get_secret_value(),

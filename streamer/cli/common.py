@@ -99,7 +99,7 @@ def _severity(level: str) -> int:
 
 def quiet_librdkafka(quiet: bool = True) -> None:
     """Keep librdkafka's log lines (and ``error_cb`` reports) off stderr when ``quiet``."""
-    from streamer.clients import LIBRDKAFKA_LOGGER
+    from streamer.kafka.membership import LIBRDKAFKA_LOGGER
 
     logger = logging.getLogger(LIBRDKAFKA_LOGGER)
     logger.propagate = not quiet

@@ -25,6 +25,7 @@ from streamer.kafka.batching import ConsumePlan, LatencyTargetSizer, consume_pla
 from streamer.kafka.commit import CommitStrategy
 from streamer.kafka.intake import take
 from streamer.kafka.lag import LagMonitor
+from streamer.kafka.membership import Membership
 from streamer.kafka.publisher import Publisher
 from streamer.observability.observer import Observer
 from streamer.observability.tracing import trace_headers
@@ -96,25 +97,21 @@ class StreamLoop:
     settle_every_s: float = 0.05  # outputs in flight this long are waited for: ``_settle``
     sizer: LatencyTargetSizer | None = None  # STREAMER_LATENCY_TARGET_MS: sizes batches
     redis_gate: Callable[[], bool] | None = None  # STREAMER_REDIS_REQUIRED: is Redis usable?
+    membership: Membership | None = None  # joined early by ``run``; else made at ``subscribe``
     _paused: bool = False
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
-    _joining: bool = False
     _settled_at: float = field(default_factory=time.monotonic)
 
     def subscribe(self) -> None:
-        """Ask to join the consumer group (once). librdkafka joins in its own threads, so
-        what the caller does next (warming the model) overlaps the join; the partitions
-        are taken in the first ``consume``, inside ``run``."""
-        if self._joining:
-            return
-        self.consumer.subscribe(
-            [self.topics.input],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        self._joining = True
+        """Follow the consumer group membership, asking to join if nobody has yet.
+        librdkafka joins in its own threads, so what the caller does next (warming the
+        model) overlaps the join; the partitions are taken in the first ``consume``,
+        inside ``run``."""
+        if self.membership is None:
+            self.membership = Membership(self.consumer, self.topics.input)
+        self.membership.follow(self)
+        self.membership.join()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Consume until ``should_stop()``; then drain, commit and leave the group."""
@@ -255,21 +252,21 @@ class StreamLoop:
             )
         return self._lag
 
-    # -- rebalance callbacks (called from inside consume) ----------------------------------
+    # -- rebalances (``Membership`` calls these from inside consume) ---------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assigned.update((p.topic, p.partition) for p in partitions)
         self._lag_monitor().soon()  # report the new partitions' lag at once
         log.info("assigned %s", _names(partitions))
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.commits.drain()
         revoked = [(p.topic, p.partition) for p in partitions]
         self.commits.forget(revoked)
         self.stats.assigned.difference_update(revoked)
         log.info("revoked %s", _names(partitions))
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = [(p.topic, p.partition) for p in partitions]
         self.commits.forget(lost)  # another member owns them now: committing would be wrong
         self.stats.assigned.difference_update(lost)

@@ -28,6 +28,7 @@ from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
 from streamer.kafka.config import producer_config
 from streamer.kafka.loop import Encoder, LoopStats, StatsObserver, StreamLoop, Topics
+from streamer.kafka.membership import Membership
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import STREAM_PRODUCER, DeadLetterTopic, Publisher
 from streamer.kafka.transactions import Transactions
@@ -198,8 +199,10 @@ def build(
     model: LoadedModel | None = None,
     tracer_provider: TracerProvider | None = None,
     clients: Clients | None = None,
+    membership: Membership | None = None,
 ) -> Service:
-    """Every collaborator of the stream, from settings. Makes no network call."""
+    """Every collaborator of the stream, from settings. Makes no network call (but for
+    the group join ``membership`` may have under way: its consumer is the stream's)."""
     clients = clients or Clients(settings)
     model = model or load(settings)
     telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
@@ -211,7 +214,8 @@ def build(
     registry = clients.schema_registry()
     cache = feature_cache(clients, model, velocity="read-write")
     kernel, switch = scoring_kernel(settings, model, cache, observer)
-    producer, consumer = clients.producer(**STREAM_PRODUCER), clients.consumer()
+    producer = clients.producer(**STREAM_PRODUCER)
+    consumer = membership.consumer if membership is not None else clients.consumer()
     tracker = OffsetTracker()
     publisher = Publisher(
         producer,
@@ -237,6 +241,7 @@ def build(
         max_wait_ms=settings.max_wait_ms,
         redis_gate=cache.available if settings.redis_required else None,
         sizer=_sizer(settings),
+        membership=membership,
     )
     sources = _sources(stats, cache, tracker, publisher, loop)
     metrics = registry_for(

@@ -1,11 +1,13 @@
 """``streamer run``: build the stream from settings, check dependencies, run until told to stop.
 
-Start-up overlaps its slow parts. The model is read and checked first (``open_model``: a
-wrong spec, file or signature stops it at once, exit 2); its last check, the explainer
-against the ONNX model on the reference rows, runs in C on a thread while this module
-imports the rest of the stream, builds and checks it and joins the consumer group
-(``startup``). Nothing is scored before that check passed; when it fails, the consumer
-is closed and start-up stops with its ``ModelError`` (exit 2).
+Start-up overlaps its slow parts. The consumer is built first and asks to join its group
+(``kafka.membership``): the join's round trips run in librdkafka's threads while this
+module imports and checks the rest. The topics are checked on a thread (a network wait),
+the model is read and checked (``open_model``: a wrong spec, file or signature stops it at
+once, exit 2) and its last check, the explainer against the ONNX model on the reference
+rows, runs in C on a thread while the rest of the stream is imported, built and checked
+(``startup``). Nothing is consumed before every check passed; when one fails, the
+consumer is closed and start-up stops with its one-line error.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from streamer.model.registry import open_model
-
 if TYPE_CHECKING:
     from streamer.config.settings import Settings
+    from streamer.observability.health import OpsServer
+    from streamer.service.assembly import Service
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +52,7 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
     stop = stop or StopFlag()
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
-    model, last_check = open_model(settings.models.spec, settings.models.models_dir)
-    with ThreadPoolExecutor(1, thread_name_prefix="model-check") as pool:
-        checked = pool.submit(last_check)  # C without the GIL: beside the imports below
-        from streamer.service import heap, startup
-
-        service, ops = startup.start(settings, model)
-        try:
-            heap.settle()  # after start-up: the collector never walks what it built again
-            checked.result()  # the model's ModelError, before anything is scored
-        except BaseException:
-            startup.abandon(service, ops)
-            raise
+    service, ops = _start(settings)
     log.info("effective settings", extra={"settings": settings.redacted()})
     meta, shadow = service.model.metadata, service.kernel.shadow
     shadow_name = f"{shadow.stamp.name}@{shadow.stamp.version}" if shadow else "none"
@@ -97,3 +88,34 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
         "scored": stats.scored,
         "dead_lettered": stats.dead_lettered,
     }
+
+
+def _start(settings: Settings) -> tuple[Service, OpsServer]:
+    """Join, check and build, overlapped (module docstring); on failure, nothing is left
+    open and the one-line error is raised."""
+    from streamer.clients import Clients
+    from streamer.kafka.membership import Membership
+    from streamer.service.checks import check_topics
+
+    clients = Clients(settings)
+    membership = Membership(clients.consumer(), settings.input_topic)
+    membership.join()  # in librdkafka's threads, beside everything below
+    with ThreadPoolExecutor(2, thread_name_prefix="start-up") as pool:
+        try:
+            topics = pool.submit(check_topics, clients.admin(), settings, clients.errors)
+            from streamer.model.registry import open_model
+
+            model, last_check = open_model(settings.models.spec, settings.models.models_dir)
+            checked = pool.submit(last_check)  # C without the GIL: beside the imports below
+            from streamer.service import heap, startup
+        except BaseException:
+            membership.abandon()
+            raise
+        service, ops = startup.start(settings, model, clients, membership, topics.result)
+        try:
+            heap.settle()  # after start-up: the collector never walks what it built again
+            checked.result()  # the model's ModelError, before anything is scored
+        except BaseException:
+            startup.abandon(service, ops)
+            raise
+    return service, ops

@@ -1,9 +1,8 @@
-"""``streamer run``'s start-up: build the stream, check what it depends on, join the group.
+"""``streamer run``'s start-up: build the stream around its consumer and check what it depends on.
 
-Everything here runs while the model's last check (its explainer against the ONNX model,
-``registry.open_model``) runs on another thread; the consumer group is asked to join as
-soon as the stream is built and its local checks passed, so the join (librdkafka's own
-threads) overlaps the checks over the network, the warm-up and the wait for that check.
+Everything here runs while the consumer joins its group (librdkafka's threads), the
+topics are checked and the model's last check (its explainer against the ONNX model,
+``registry.open_model``) runs, each on another thread (``service.runner``).
 
 Start-up fails fast with one line naming the problem and the setting to change:
 ``ConfigError``/``ModelError`` (exit 2) for settings and models, ``DependencyError``
@@ -14,36 +13,49 @@ unreachable Redis is not fatal: scoring starts degraded and recovers by itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from streamer.clients import Clients
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
 from streamer.errors import ConfigError, DependencyError
 from streamer.features.redis_client import RedisCredentialsError, check_redis, reachable
+from streamer.kafka.membership import Membership
 from streamer.model.metadata import LoadedModel
 from streamer.observability.health import OpsServer, Probes
 from streamer.observability.tracing import provider_from_env
 from streamer.service.assembly import Service, build
-from streamer.service.checks import check_output_schema, check_schema_registry, check_topics
+from streamer.service.checks import check_output_schema, check_schema_registry
 
 log = logging.getLogger(__name__)
 
 
-def start(settings: Settings, model: LoadedModel) -> tuple[Service, OpsServer]:
-    """The stream built and checked, its metrics port open and its group join under way;
-    on failure nothing is left open (the consumer is closed)."""
-    clients = Clients(settings)
-    check_topics(clients.admin(), settings, clients.errors)
-    service = build(
-        settings,
-        model=model,
-        tracer_provider=provider_from_env(max_links=settings.max_batch_size),
-        clients=clients,
-    )
-    check_schema_registry(settings, service.schema_registry)
-    check_output_schema(service.loop.encoder)
-    ops = ops_server(settings, service)
-    service.loop.subscribe()  # joins in librdkafka's threads, beside what follows
+def start(
+    settings: Settings,
+    model: LoadedModel,
+    clients: Clients,
+    membership: Membership,
+    topics_checked: Callable[[], None],
+) -> tuple[Service, OpsServer]:
+    """The stream built around the joining ``membership``'s consumer, checked (the topics by
+    ``topics_checked``, which raises what the check on its thread raised), its metrics port
+    open; on failure nothing is left open (the consumer is closed)."""
+    try:
+        service = build(
+            settings,
+            model=model,
+            tracer_provider=provider_from_env(max_links=settings.max_batch_size),
+            clients=clients,
+            membership=membership,
+        )
+        topics_checked()
+        check_schema_registry(settings, service.schema_registry)
+        check_output_schema(service.loop.encoder)
+        ops = ops_server(settings, service)
+    except BaseException:
+        membership.abandon()
+        raise
+    service.loop.subscribe()  # follows the membership: rebalances reach the loop
     try:
         if service.transactions is not None:
             service.transactions.init()
@@ -58,7 +70,10 @@ def start(settings: Settings, model: LoadedModel) -> tuple[Service, OpsServer]:
 def abandon(service: Service, ops: OpsServer) -> None:
     """Close what ``start`` opened: the consumer (a dynamic member leaves the group; a static
     one is dropped after its session timeout, as after any exit), the port."""
-    service.loop.consumer.close()
+    if service.loop.membership is not None:
+        service.loop.membership.abandon()
+    else:
+        service.loop.consumer.close()
     ops.close()
 
 

@@ -80,3 +80,36 @@ def test_a_model_refused_by_the_check_beside_the_join_scores_nothing(
     bootstrap = settings["kafka_bootstrap_servers"]
     assert read_all(bootstrap, settings["output_topic"], 0, timeout=5) == []
     assert committed_total(bootstrap, settings["group_id"], settings["input_topic"]) == 0
+
+
+def test_the_group_join_is_asked_for_before_the_model_runtime_and_redis_are_imported(
+    run_settings: dict[str, str], redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The join's round trips run beside the slow imports, not after them."""
+    load_synthetic_features(redis_url, redis_prefix)
+    _produce(run_settings)
+    report = tmp_path / "at-join.json"
+    code = (
+        "import json, pathlib, sys\n"
+        "from streamer.kafka.membership import Membership\n"
+        "join = Membership.join\n"
+        f"report = pathlib.Path({str(report)!r})\n"
+        "def record(self):\n"
+        "    if not report.exists():  # the first ask\n"
+        "        report.write_text(json.dumps(sorted(sys.modules)))\n"
+        "    join(self)\n"
+        "Membership.join = record\n"
+        "sys.argv = ['streamer', 'run']\n"
+        "from streamer.cli.app import main\n"
+        "main()\n"
+    )
+    env = streamer_env(**run_settings)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    bootstrap = run_settings["kafka_bootstrap_servers"]
+    try:
+        scored = read_all(bootstrap, run_settings["output_topic"], EVENTS, timeout=90)
+    finally:
+        assert stop(proc) == 0
+    assert len(scored) >= EVENTS
+    assert imported(report, ("onnxruntime", "onnx", "redis", "numpy")) == []

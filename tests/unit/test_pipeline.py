@@ -100,7 +100,7 @@ def test_revocation_drains_and_commits_before_giving_partitions_up(build: Any) -
     )
     assert producer.queued
 
-    pipeline._on_revoke(consumer, [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
+    pipeline.revoked(consumer, [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])  # type: ignore[arg-type]
 
     assert producer.queued == []
     assert sorted((tp.partition, tp.offset) for tp in consumer.commits[0]) == [(0, 1), (1, 1)]
