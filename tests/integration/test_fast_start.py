@@ -35,21 +35,26 @@ def _produce(settings: dict[str, str]) -> None:
     )
 
 
-def test_run_scores_without_the_optional_paths_libraries(
-    run_settings: dict[str, str], redis_url: str, redis_prefix: str, tmp_path: Path
-) -> None:
-    load_synthetic_features(redis_url, redis_prefix)
-    _produce(run_settings)
-    report = tmp_path / "modules.json"
+def _scores_everything(run_settings: dict[str, str], python_args: list[str]) -> None:
+    """``python ARGS`` (a ``streamer run``) scores every event produced, then stops cleanly."""
     env = streamer_env(**run_settings)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # tracing off: no exporter to import
-    proc = subprocess.Popen([sys.executable, *command(report, "run")], env=env)
+    proc = subprocess.Popen([sys.executable, *python_args], env=env)
     bootstrap = run_settings["kafka_bootstrap_servers"]
     try:
         scored = read_all(bootstrap, run_settings["output_topic"], EVENTS, timeout=90)
     finally:
         assert stop(proc) == 0
     assert len(scored) >= EVENTS
+
+
+def test_run_scores_without_the_optional_paths_libraries(
+    run_settings: dict[str, str], redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    load_synthetic_features(redis_url, redis_prefix)
+    _produce(run_settings)
+    report = tmp_path / "modules.json"
+    _scores_everything(run_settings, command(report, "run"))
     assert imported(report, HEAVY) == []
 
 
@@ -103,13 +108,5 @@ def test_the_group_join_is_asked_for_before_the_model_runtime_and_redis_are_impo
         "from streamer.cli.app import main\n"
         "main()\n"
     )
-    env = streamer_env(**run_settings)
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
-    bootstrap = run_settings["kafka_bootstrap_servers"]
-    try:
-        scored = read_all(bootstrap, run_settings["output_topic"], EVENTS, timeout=90)
-    finally:
-        assert stop(proc) == 0
-    assert len(scored) >= EVENTS
+    _scores_everything(run_settings, ["-c", code])
     assert imported(report, ("onnxruntime", "onnx", "redis", "numpy")) == []
