@@ -89,7 +89,7 @@ class StreamLoop:
     observer: Observer = field(default_factory=Observer)
     stats: LoopStats = field(default_factory=LoopStats)
     max_batch_size: int = 500
-    max_wait_ms: int = 10  # 0: adaptive batching (``kafka.batching``)
+    max_wait_ms: int = 0  # 0: adaptive batching (``kafka.batching``); > 0: a fill wait
     idle_wait_s: float = 0.05  # nothing waiting: how long one step blocks for a message
     retry_backoff_s: float = 0.5
     lag_interval_s: float = 2.0
