@@ -52,7 +52,10 @@ def run(settings: Settings, stop: StopFlag | None = None) -> dict[str, Any]:
     """Check dependencies, then score until stopped. Returns the loop's final counters."""
     stop = stop or StopFlag()
     stop.install()  # first: a SIGTERM during start-up is a clean stop, not a kill
-    service, ops = _start(settings)
+    from streamer.service import heap
+
+    with heap.start_up():
+        service, ops = _start(settings)
     log.info("effective settings", extra={"settings": settings.redacted()})
     meta, shadow = service.model.metadata, service.kernel.shadow
     shadow_name = f"{shadow.stamp.name}@{shadow.stamp.version}" if shadow else "none"
@@ -107,13 +110,12 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
 
             model, last_check = open_model(settings.models.spec, settings.models.models_dir)
             checked = pool.submit(last_check)  # C without the GIL: beside the imports below
-            from streamer.service import heap, startup
+            from streamer.service import startup
         except BaseException:
             membership.abandon()
             raise
         service, ops = startup.start(settings, model, clients, membership, topics.result)
         try:
-            heap.settle()  # after start-up: the collector never walks what it built again
             checked.result()  # the model's ModelError, before anything is scored
         except BaseException:
             startup.abandon(service, ops)

@@ -16,6 +16,7 @@ def restored_gc() -> Iterator[None]:
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
+    gc.enable()
 
 
 def test_settle_freezes_start_up_objects_and_raises_gen0_threshold(restored_gc: None) -> None:
@@ -36,3 +37,26 @@ def test_cycles_made_after_settling_are_still_collected(restored_gc: None) -> No
     a.other, b.other = b, a
     del a, b
     assert gc.collect() >= 2
+
+
+def test_start_up_makes_no_collection_and_settles_when_it_succeeds(restored_gc: None) -> None:
+    passes = []
+    gc.callbacks.append(lambda phase, info: passes.append(phase))
+    try:
+        with heap.start_up():
+            assert not gc.isenabled()
+            built = [[i] for i in range(100_000)]  # many times the young threshold
+        assert passes == []
+        assert gc.isenabled()
+        assert gc.get_threshold()[0] == heap.GEN0_THRESHOLD
+        assert not any(o is built for o in gc.get_objects())  # frozen: never walked
+    finally:
+        gc.callbacks.pop()
+
+
+def test_a_failed_start_up_resumes_collections_unfrozen(restored_gc: None) -> None:
+    frozen = gc.get_freeze_count()
+    with pytest.raises(RuntimeError), heap.start_up():
+        raise RuntimeError("refused")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
