@@ -89,8 +89,9 @@ demo: ## the main job: local stack, features, synthetic events, live scoring, su
 	@SETUP_SKIP_GO_TOOLS=1 VENV=$(VENV) .ci/setup.sh
 	@$(PY) -m streamer.dev.demo
 
-bench: $(STAMP) ## streamer vs raw passthrough vs naive per-event scorer on the local stack
+bench: $(STAMP) ## streamer vs raw passthrough vs naive per-event scorer, then start-up, on the local stack
 	$(PY) bench/pipeline.py
+	$(PY) bench/startup.py --imports
 
 train: $(STAMP) ## retrain the model in models/ (needs the train extra)
 	$(PY) -m pip install -q -e ".[train]"

@@ -22,6 +22,7 @@ from fastavro import schemaless_reader
 from streamer.codec.schemas import known_schemas, transaction_schema, without_logical_types
 from streamer.codec.wire import make_encoder
 from streamer.dev.generator import traceparent
+from streamer.features.velocity_store import velocity_key
 
 Procs = list[subprocess.Popen[bytes]]
 # (append ms, event ms, received ms, published ms); the last three 0 when not decoded
@@ -112,3 +113,16 @@ class Collector:
         # A passthrough's outputs are input events: they carry the event time only.
         event = int(record["event_time"])
         return event, int(record.get("received_time", 0)), int(record.get("scored_time", 0))
+
+
+def forget_velocity(client: Any) -> int:
+    """Delete every card's velocity state: a state an earlier run (or contender) left holds
+    positions above a fresh topic's offsets, and its events would all be replays (no state
+    written), not the live path. One ``UNLINK`` per key, pipelined: a Redis Cluster routes
+    each to its slot."""
+    keys = list(client.scan_iter(match=velocity_key("", "*"), count=10_000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    pipe.execute()
+    return len(keys)

@@ -12,6 +12,10 @@ then the same events again at fixed rates:
   rate): output append time (LogAppendTime, i.e. broker acknowledgement) minus the event
   time stamped when the event was sent, with a per-stage breakdown (``stages.py``).
 
+Every contender starts with no velocity state in Redis: a state an earlier run left holds
+positions above a fresh topic's offsets, and its events would all be replays (the state
+not written), not the path a live stream takes.
+
 ``--pin`` puts the contender on one core and everything else this benchmark starts (the
 broker, Redis, the sender and the reader) on the other, so a contender's latency tail is
 its own and not the stack's (``taskset``'s effect: affinity is inherited by every thread
@@ -60,7 +64,7 @@ import contenders  # noqa: E402
 import procstat  # noqa: E402
 import stages  # noqa: E402
 from contenders import CONTENDERS, Contender, Launched  # noqa: E402
-from phases import Collector, Row, send, topics  # noqa: E402
+from phases import Collector, Row, forget_velocity, send, topics  # noqa: E402
 
 from streamer.dev.devstack.stack import Endpoints, acquire  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
@@ -370,6 +374,7 @@ def main() -> int:
             live = (args.rate, warming[: int(args.rate * WARM_UP_S)])
             warm_up(stack, warming, live)
         for name, contender in chosen.items():
+            forget_velocity(client)  # every contender takes the live path, not replays
             results.append(
                 run_contender(
                     name, contender, stack, backlog, (args.rate, steady), half, args.source

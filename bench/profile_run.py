@@ -33,12 +33,11 @@ import redis  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from contenders import free_ports  # noqa: E402
-from phases import Collector, send, topics  # noqa: E402
+from phases import Collector, forget_velocity, send, topics  # noqa: E402
 
 from streamer.dev.devstack.stack import acquire  # noqa: E402
 from streamer.dev.synth import generate_events, make_population  # noqa: E402
 from streamer.features.loader import load_command  # noqa: E402
-from streamer.features.velocity_store import velocity_key  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -59,15 +58,6 @@ def summarize(collapsed: Path, top: int) -> str:
     lines += ["inclusive %"]
     lines += [f"{100 * n / total:5.1f}  {f}" for f, n in inclusive.most_common(top)]
     return "\n".join(lines)
-
-
-def forget_velocity(client: redis.Redis) -> int:
-    """Delete every card's velocity state: a state an earlier run left holds positions
-    above this run's offsets, and its events would all be replays (no state written)."""
-    keys = list(client.scan_iter(match=velocity_key("", "*"), count=10_000))
-    for start in range(0, len(keys), 10_000):
-        client.unlink(*keys[start : start + 10_000])
-    return len(keys)
 
 
 def drain_metrics(port: int) -> str:
