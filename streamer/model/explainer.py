@@ -17,6 +17,8 @@ a ``ModelError``: the version is refused, not served without reasons.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +44,41 @@ these rows that its contributions are read whole."""
 _CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
 
 
-class Explainer:
-    """Exact per-input contributions to the margin (log-odds) of a LightGBM model."""
+Trees = tuple[Booster, FastContributions | None]
+"""LightGBM's model, and the same bytes faster (``model.treeshap``) where it can."""
 
-    def __init__(self, booster: Booster, width: int, fast: FastContributions | None = None) -> None:
-        self._booster = booster
+
+class Explainer:
+    """Exact per-input contributions to the margin (log-odds) of a LightGBM model.
+
+    The trees are loaded on first use (``load``: LightGBM parsing the text, the C TreeSHAP
+    checked against it, about 50 ms), which is ``verify``'s, on the thread where a
+    start-up checks the model beside its other work (``registry.open_model``)."""
+
+    def __init__(self, load: Callable[[], Trees], width: int) -> None:
         self.width = width
-        self._fast = fast  # the same bytes as the booster's, faster (``model.treeshap``)
+        self._load = load
+        self._trees: Trees | None = None
+        self._lock = threading.Lock()
 
     def contributions(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """``[n, width + 1]``: each input's contribution; the last column is the base value
         (the expected margin), so a row sums to the model's margin."""
         if matrix.shape[0] == 0:
             return np.empty((0, self.width + 1), dtype=np.float64)
-        if self._fast is not None:
-            return self._fast(matrix)
-        return self._booster.contributions(matrix)
+        booster, fast = self._loaded()
+        return fast(matrix) if fast is not None else booster.contributions(matrix)
 
     def margins(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """The model's margin (log-odds) per row."""
-        return self._booster.margins(matrix)
+        return self._loaded()[0].margins(matrix)
+
+    def _loaded(self) -> Trees:
+        trees = self._trees
+        if trees is None:
+            with self._lock:  # loaded once; a load that raised raises again on the next use
+                trees = self._trees = self._trees or self._load()
+        return trees
 
 
 def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer | None:
@@ -78,11 +95,15 @@ def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer
             spec, f"{path} is missing", "restore it or re-export with models/train.py"
         ) from None
     check_sha256(spec, path, text, record.sha256)
-    booster = _booster(spec, text)
     width = len(meta.feature_names)
-    rows = reference_rows(meta, ADDITIVE_ROWS)
-    fast = fast_contributions(text.decode("utf-8"), booster.contributions, rows)
-    return Explainer(booster, width, fast if fast is not None and fast.width == width else None)
+
+    def load() -> Trees:
+        booster = _booster(spec, text)
+        rows = reference_rows(meta, ADDITIVE_ROWS)
+        fast = fast_contributions(text.decode("utf-8"), booster.contributions, rows)
+        return booster, fast if fast is not None and fast.width == width else None
+
+    return Explainer(load, width)
 
 
 def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) -> None:
