@@ -329,7 +329,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=50_000, help="backlog size per contender")
+    parser.add_argument("--events", type=int, default=200_000, help="backlog size per contender")
     parser.add_argument("--rate", type=float, default=1_000.0, help="steady rate for latency")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each rate")
     parser.add_argument("--half-rate", type=float, default=0.0, help="default: half the first")
