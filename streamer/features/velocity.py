@@ -88,6 +88,7 @@ from streamer.features.velocity_state import (
     HOUR_MS,
     NO_TIME,
     CardState,
+    first_state,
     merchant_hash,
     pack,
     txn_hash,
@@ -130,6 +131,10 @@ VELOCITY_CARD_COLUMNS: tuple[int, ...] = tuple(CARD_INDEX[name] for name in VELO
 
 _AMOUNT_LIMIT = 1 << 40  # thousandths of a major unit: 1.1e9 major units, beyond any payment
 _COUNTRY_LIMIT = 0xFFFF
+
+
+_NO_HISTORY = features(CardState(), 0)
+"""The values of an event whose card has no earlier event (the same at every time)."""
 
 
 class Outcome(IntEnum):
@@ -189,7 +194,16 @@ def fold(
     highs: dict[str, int] = {}
     corrupt = 0
     for card, idx in groups.items():
-        state = unpack(states.get(card))
+        blob = states.get(card)
+        if blob is None and len(idx) == 1 and log_cap > 0:  # a card's first transaction
+            i = idx[0]  # NEW; nothing to evict: its one entry is the newest, under the cap
+            rows[i] = _NO_HISTORY
+            p = pos[i]
+            h, m = txn_hash(transaction_ids[i]), merchant_hash(merchant_ids[i])
+            updates[card] = first_state(p, times[i], amts[i], h, m, ctry[i])
+            highs[card] = p - 1
+            continue
+        state = unpack(blob)
         if state is None:
             corrupt += 1
             state = CardState()

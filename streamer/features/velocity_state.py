@@ -201,6 +201,17 @@ def pack(state: CardState) -> bytes:
     return b"".join([head, *[c.tobytes() for c in columns]])
 
 
+_FIRST = struct.Struct(HEADER.format + "qQqQIH")  # a header, then a log of one entry
+
+
+def first_state(p: int, t: int, amount: int, txn: int, merchant: int, country: int) -> bytes:
+    """``pack`` of an empty state after its first entry (position + 1 ``p``, time ``t``,
+    amount in thousandths, hashes, country code), in one ``struct`` call: a card's first
+    transaction is the stream's most common event on a fresh state, and building,
+    filling and packing a ``CardState`` costs it several times more. Same bytes."""
+    return _FIRST.pack(VERSION, p, t, NO_TIME, 0, 1, 0, t, p, amount, txn, merchant, country)
+
+
 def rebase(blob: bytes) -> bytes | None:
     """``blob`` as a state that comes before every input position (high and every entry
     at "none"): for seeding Redis from a history whose positions are not the live
