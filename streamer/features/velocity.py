@@ -88,7 +88,7 @@ from streamer.features.velocity_state import (
     HOUR_MS,
     NO_TIME,
     CardState,
-    first_state,
+    first_states,
     merchant_hash,
     pack,
     txn_hash,
@@ -188,20 +188,16 @@ def fold(
     groups: dict[str, list[int]] = {}
     for i, card in enumerate(card_ids):
         groups.setdefault(card, []).append(i)
-    rows: list[tuple[float, ...]] = [()] * n
-    outcomes = [0] * n
+    rows = [_NO_HISTORY] * n  # every event not of a first transaction is set below
+    outcomes = [0] * n  # Outcome.NEW
     updates: dict[str, bytes] = {}
     highs: dict[str, int] = {}
+    first: list[int] = []  # events that are their card's first transaction
     corrupt = 0
     for card, idx in groups.items():
         blob = states.get(card)
-        if blob is None and len(idx) == 1 and log_cap > 0:  # a card's first transaction
-            i = idx[0]  # NEW; nothing to evict: its one entry is the newest, under the cap
-            rows[i] = _NO_HISTORY
-            p = pos[i]
-            h, m = txn_hash(transaction_ids[i]), merchant_hash(merchant_ids[i])
-            updates[card] = first_state(p, times[i], amts[i], h, m, ctry[i])
-            highs[card] = p - 1
+        if blob is None and len(idx) == 1 and log_cap > 0:  # NEW, with nothing to evict:
+            first.append(idx[0])  # its one entry is the card's newest, under the cap
             continue
         state = unpack(blob)
         if state is None:
@@ -228,6 +224,16 @@ def fold(
         if changed:
             updates[card] = pack(state)
             highs[card] = state.high - 1
+    if first:
+
+        def at(column: Sequence[Any]) -> list[Any]:
+            return list(map(column.__getitem__, first))
+
+        firsts = first_states(
+            at(pos), at(times), at(amts), at(transaction_ids), at(merchant_ids), at(ctry)
+        )
+        updates.update(zip(map(card_ids.__getitem__, first), firsts, strict=True))
+        highs.update((card_ids[i], pos[i] - 1) for i in first)
     values = np.array(rows, dtype=np.float64).reshape(n, len(VELOCITY_FIELDS))
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
 

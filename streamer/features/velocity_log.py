@@ -58,7 +58,18 @@ def evict(s: CardState, log_cap: int, rewind_span: int = REWIND_SPAN) -> None:
     the highest, or the log exceeds ``log_cap``; then drop tiles more than ``TILE_DAYS``
     before the newest day."""
     limit = s.newest - HORIZON_MS
-    settled = s.high - rewind_span
+    # The log is sorted by time: when its first time is newer than the limit, so is the
+    # front entry's, and a log within the cap keeps it (the common case: nothing moves).
+    if len(s.positions) > log_cap or (s.positions and s.times[0] <= limit):
+        _evict_front(s, limit, s.high - rewind_span, log_cap)
+    first = bisect_left(s.days, (s.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1)
+    if first:
+        for column in s.tile_columns():
+            del column[:first]
+
+
+def _evict_front(s: CardState, limit: int, settled: int, log_cap: int) -> None:
+    """``evict``'s moves of front entries into their tiles."""
     positions = s.positions
     while positions:
         j = positions.index(min(positions))
@@ -70,10 +81,6 @@ def evict(s: CardState, log_cap: int, rewind_span: int = REWIND_SPAN) -> None:
             s.tiled_last, s.tiled_last_country = t, s.countries[j]
         for column in s.log_columns():
             del column[j]
-    first = bisect_left(s.days, (s.newest - LATENESS_MS) // DAY_MS - TILE_DAYS + 1)
-    if first:
-        for column in s.tile_columns():
-            del column[:first]
 
 
 def _into_tile(s: CardState, day: int, amount: int) -> None:

@@ -42,6 +42,7 @@ import struct
 import sys
 import zlib
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from hashlib import blake2b
@@ -201,15 +202,30 @@ def pack(state: CardState) -> bytes:
     return b"".join([head, *[c.tobytes() for c in columns]])
 
 
-_FIRST = struct.Struct(HEADER.format + "qQqQIH")  # a header, then a log of one entry
+_FIRST = struct.Struct(HEADER.format + "qQq8sIH")  # a header, then a log of one entry
 
 
-def first_state(p: int, t: int, amount: int, txn: int, merchant: int, country: int) -> bytes:
-    """``pack`` of an empty state after its first entry (position + 1 ``p``, time ``t``,
-    amount in thousandths, hashes, country code), in one ``struct`` call: a card's first
-    transaction is the stream's most common event on a fresh state, and building,
-    filling and packing a ``CardState`` costs it several times more. Same bytes."""
-    return _FIRST.pack(VERSION, p, t, NO_TIME, 0, 1, 0, t, p, amount, txn, merchant, country)
+def first_states(
+    positions: list[int],
+    times: list[int],
+    amounts: list[int],
+    transaction_ids: Sequence[str],
+    merchant_ids: Sequence[str],
+    countries: list[int],
+) -> list[bytes]:
+    """``pack`` of empty states after each one's first entry (positions plus one, times,
+    amounts in thousandths, ids, country codes), one ``struct`` call each: a card's first
+    transaction is the stream's most common event on fresh states, and building, filling
+    and packing a ``CardState`` costs it several times more. The same bytes (the blake2b
+    digest is ``txn_hash`` little-endian)."""
+    pack, no = _FIRST.pack, NO_TIME
+    return [
+        pack(VERSION, p, t, no, 0, 1, 0, t, p, a, blake2b(x.encode(), digest_size=8).digest(),
+             zlib.crc32(m.encode()), c)
+        for p, t, a, x, m, c in zip(
+            positions, times, amounts, transaction_ids, merchant_ids, countries, strict=True
+        )
+    ]  # fmt: skip
 
 
 def rebase(blob: bytes) -> bytes | None:

@@ -11,13 +11,15 @@ beyond their fields, any log cap and rewind span.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.features.velocity import fold
-from streamer.features.velocity_log import REWIND_SPAN
-from streamer.features.velocity_state import CardState, pack
+from streamer.features.velocity_log import HORIZON_MS, REWIND_SPAN, TILE_DAYS, add, evict
+from streamer.features.velocity_log import _into_tile as into_tile
+from streamer.features.velocity_state import CardState, pack, unpack
 
 EMPTY = pack(CardState())
 T0 = 1_767_225_600_000
@@ -85,3 +87,53 @@ def test_a_cards_first_transaction_is_one_entry_at_its_position() -> None:
     again = fold(fast.updates, ["c"], ["u"], [8], [T0 + 1], [1.0], ["m"], [250.0])
     assert again.values[0].tolist()[:4] == [1.0, 1.0, 1.0, 1.0]
     assert again.values[0].tolist()[4] == 12.345
+
+
+def _evict_plain(s: CardState, log_cap: int, rewind_span: int) -> None:
+    """The eviction rule read literally: test the front entry every time (no shortcut)."""
+    limit, settled = s.newest - HORIZON_MS, s.high - rewind_span
+    while s.positions:
+        j = s.positions.index(min(s.positions))
+        t = s.times[j]
+        if (t > limit or s.positions[j] > settled) and len(s.positions) <= log_cap:
+            break
+        into_tile(s, min(t // DAY, 0xFFFF), s.amounts[j])
+        if t >= s.tiled_last:
+            s.tiled_last, s.tiled_last_country = t, s.countries[j]
+        for column in s.log_columns():
+            del column[j]
+    first = bisect_left(s.days, (s.newest - HOUR) // DAY - TILE_DAYS + 1)
+    for column in s.tile_columns():
+        del column[:first]
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> CardState:
+    """A state whose log (sorted by time, then position) sits around the eviction limit:
+    times at, just before and just after ``newest - HORIZON_MS``, positions in any order."""
+    newest = draw(st.integers(HORIZON_MS + 1, 60 * DAY))
+    limit = newest - HORIZON_MS
+    near = st.sampled_from([limit - 1, limit, limit + 1, 0, newest])
+    times = sorted(draw(st.lists(st.one_of(near, st.integers(0, newest)), max_size=12)))
+    positions = draw(st.permutations(range(1, len(times) + 1)))
+    s = CardState()
+    for t, p in sorted(zip(times, positions, strict=True)):
+        add(s, p, t, draw(st.integers(-(10**6), 10**6)), p, p % 3, p % 5)
+    s.high, s.newest = len(times) + draw(st.integers(0, 3)), newest
+    return s
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    state=logs(),
+    log_cap=st.sampled_from([0, 1, 2, 5, 512]),
+    rewind_span=st.sampled_from([0, 1, 3, REWIND_SPAN]),
+)
+def test_eviction_is_the_rule_read_literally(
+    state: CardState, log_cap: int, rewind_span: int
+) -> None:
+    expected = unpack(pack(state))
+    assert expected is not None
+    _evict_plain(expected, log_cap, rewind_span)
+    evict(state, log_cap, rewind_span)
+    assert pack(state) == pack(expected)
