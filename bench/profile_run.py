@@ -92,6 +92,7 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=REPO)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for streamer")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     tag = uuid.uuid4().hex[:6]
@@ -118,6 +119,7 @@ def main() -> int:
             "STREAMER_METRICS_PORT": str(port := free_ports(1)),
             "STREAMER_MODELS_DIR": str(args.source / "models"),
             "PYTHONPATH": str(args.source),
+            **dict(item.split("=", 1) for item in args.set),
         }
         out_file.parent.mkdir(parents=True, exist_ok=True)
         command = [spy, "record", "--nonblocking", "--format", "raw", "--rate", str(args.rate)]
