@@ -185,9 +185,8 @@ def fold(
     """
     n = len(card_ids)
     pos, times, amts, ctry = _integers(positions, event_times_ms, amounts, countries)
-    groups: dict[str, list[int]] = {}
-    for i, card in enumerate(card_ids):
-        groups.setdefault(card, []).append(i)
+    columns = (pos, times, amts, transaction_ids, merchant_ids, ctry)
+    groups = _by_card(card_ids)
     rows = [_NO_HISTORY] * n  # every event not of a first transaction is set below
     outcomes = [0] * n  # Outcome.NEW
     updates: dict[str, bytes] = {}
@@ -203,39 +202,75 @@ def fold(
         if state is None:
             corrupt += 1
             state = CardState()
-        changed = False
-        for i in idx:
-            p, t = pos[i], times[i]
-            if p <= state.high:
-                rows[i] = features(view(state, p), t)
-                outcomes[i] = Outcome.REPLAY
-                continue
-            rows[i] = features(state, t)
-            h = txn_hash(transaction_ids[i])
-            if h in state.txns:  # no entry, but its position and time count as seen
-                outcomes[i] = Outcome.DUPLICATE
-                state.high, state.newest = p, max(state.newest, t)
-            else:
-                late = state.newest != NO_TIME and t < state.newest - LATENESS_MS
-                outcomes[i] = Outcome.LATE if late else Outcome.NEW
-                add(state, p, t, amts[i], h, merchant_hash(merchant_ids[i]), ctry[i])
-            evict(state, log_cap, rewind_span)
-            changed = True
-        if changed:
+        if _fold_card(state, idx, columns, rows, outcomes, log_cap, rewind_span):
             updates[card] = pack(state)
             highs[card] = state.high - 1
     if first:
-
-        def at(column: Sequence[Any]) -> list[Any]:
-            return list(map(column.__getitem__, first))
-
-        firsts = first_states(
-            at(pos), at(times), at(amts), at(transaction_ids), at(merchant_ids), at(ctry)
-        )
-        updates.update(zip(map(card_ids.__getitem__, first), firsts, strict=True))
-        highs.update((card_ids[i], pos[i] - 1) for i in first)
+        _first_transactions(first, card_ids, columns, updates, highs)
     values = np.array(rows, dtype=np.float64).reshape(n, len(VELOCITY_FIELDS))
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
+
+
+def _fold_card(
+    state: CardState,
+    idx: list[int],
+    columns: tuple[Sequence[Any], ...],
+    rows: list[Any],
+    outcomes: list[int],
+    log_cap: int,
+    rewind_span: int,
+) -> bool:
+    """One card's events (``idx``, in batch order) folded into its ``state``, their values
+    into ``rows`` and outcomes into ``outcomes``; True when the state changed. ``columns``:
+    positions (+ 1), times, amounts, transaction ids, merchant ids, countries."""
+    pos, times, amts, transaction_ids, merchant_ids, ctry = columns
+    changed = False
+    for i in idx:
+        p, t = pos[i], times[i]
+        if p <= state.high:
+            rows[i] = features(view(state, p), t)
+            outcomes[i] = Outcome.REPLAY
+            continue
+        rows[i] = features(state, t)
+        h = txn_hash(transaction_ids[i])
+        if h in state.txns:  # no entry, but its position and time count as seen
+            outcomes[i] = Outcome.DUPLICATE
+            state.high, state.newest = p, max(state.newest, t)
+        else:
+            late = state.newest != NO_TIME and t < state.newest - LATENESS_MS
+            outcomes[i] = Outcome.LATE if late else Outcome.NEW
+            add(state, p, t, amts[i], h, merchant_hash(merchant_ids[i]), ctry[i])
+        evict(state, log_cap, rewind_span)
+        changed = True
+    return changed
+
+
+def _by_card(card_ids: Sequence[str]) -> dict[str, list[int]]:
+    """Each card's events, by their index in the batch, in batch order."""
+    groups: dict[str, list[int]] = {}
+    for i, card in enumerate(card_ids):
+        groups.setdefault(card, []).append(i)
+    return groups
+
+
+def _first_transactions(
+    first: list[int],
+    card_ids: Sequence[str],
+    columns: tuple[Sequence[Any], ...],
+    updates: dict[str, bytes],
+    highs: dict[str, int],
+) -> None:
+    """The new states of the cards whose one event in the batch is their first
+    transaction (``first``: those events' indices), into ``updates`` and ``highs``.
+    ``columns``: positions (+ 1), times, amounts, transaction ids, merchant ids, countries."""
+
+    def at(column: Sequence[Any]) -> list[Any]:
+        return list(map(column.__getitem__, first))
+
+    firsts = first_states(*map(at, columns))
+    updates.update(zip(map(card_ids.__getitem__, first), firsts, strict=True))
+    pos = columns[0]
+    highs.update((card_ids[i], pos[i] - 1) for i in first)
 
 
 def _integers(
