@@ -202,7 +202,7 @@ def pack(state: CardState) -> bytes:
     return b"".join([head, *[c.tobytes() for c in columns]])
 
 
-_FIRST = struct.Struct(HEADER.format + "qQq8sIH")  # a header, then a log of one entry
+_FIRST = struct.Struct(HEADER.format + "qQqQIH")  # a header, then a log of one entry
 
 
 def first_states(
@@ -216,16 +216,14 @@ def first_states(
     """``pack`` of empty states after each one's first entry (positions plus one, times,
     amounts in thousandths, ids, country codes), one ``struct`` call each: a card's first
     transaction is the stream's most common event on fresh states, and building, filling
-    and packing a ``CardState`` costs it several times more. The same bytes (the blake2b
-    digest is ``txn_hash`` little-endian)."""
+    and packing a ``CardState`` costs it several times more. The same bytes."""
     pack, no = _FIRST.pack, NO_TIME
     return [
-        pack(VERSION, p, t, no, 0, 1, 0, t, p, a, blake2b(x.encode(), digest_size=8).digest(),
-             zlib.crc32(m.encode()), c)
+        pack(VERSION, p, t, no, 0, 1, 0, t, p, a, txn_hash(x), merchant_hash(m), c)
         for p, t, a, x, m, c in zip(
             positions, times, amounts, transaction_ids, merchant_ids, countries, strict=True
         )
-    ]  # fmt: skip
+    ]
 
 
 def rebase(blob: bytes) -> bytes | None:

@@ -155,9 +155,9 @@ def load_model(spec: str, models_dir: Path) -> LoadedModel:
 def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], None]]:
     """``load_model`` in two steps, so that a start-up can do other work during the second:
     every check but one is made here; the returned callable makes the last, the explainer's
-    agreement with the ONNX model on the reference rows (two ONNX Runtime sessions and
-    LightGBM over them: the slow one, mostly in C without the GIL), and raises its
-    ``ModelError``. Nothing may be scored with the model before that callable returned."""
+    agreement with the ONNX model on the reference rows (its trees loaded, two ONNX Runtime
+    sessions and LightGBM over them: the slow one), and raises its ``ModelError``. Nothing
+    may be scored with the model before that callable returned."""
     if spec.startswith("models:/"):
         from streamer.model import mlflow_registry
 

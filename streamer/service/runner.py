@@ -109,7 +109,7 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
             from streamer.model.registry import open_model
 
             model, last_check = open_model(settings.models.spec, settings.models.models_dir)
-            checked = pool.submit(last_check)  # C without the GIL: beside the imports below
+            checked = pool.submit(last_check)  # beside the imports and the build below
             from streamer.service import startup
         except BaseException:
             membership.abandon()
@@ -118,6 +118,6 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
         try:
             checked.result()  # the model's ModelError, before anything is scored
         except BaseException:
-            startup.abandon(service, ops)
+            startup.abandon(membership, ops)
             raise
     return service, ops

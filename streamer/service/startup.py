@@ -62,18 +62,15 @@ def start(
         check_feature_cache(settings, service)
         service.kernel.warm()
     except BaseException:
-        abandon(service, ops)
+        abandon(membership, ops)
         raise
     return service, ops
 
 
-def abandon(service: Service, ops: OpsServer) -> None:
+def abandon(membership: Membership, ops: OpsServer) -> None:
     """Close what ``start`` opened: the consumer (a dynamic member leaves the group; a static
     one is dropped after its session timeout, as after any exit), the port."""
-    if service.loop.membership is not None:
-        service.loop.membership.abandon()
-    else:
-        service.loop.consumer.close()
+    membership.abandon()
     ops.close()
 
 
