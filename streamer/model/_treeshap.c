@@ -1,29 +1,33 @@
-/* LightGBM's TreeSHAP, the same arithmetic, with each leaf's terms remembered.
+/* LightGBM's TreeSHAP, the same arithmetic per leaf, with each tree's sums remembered.
  *
  * ``treeshap.py`` reads the trees out of LightGBM's model text and hands them here as flat
  * arrays. ``contributions`` then computes what ``LGBM_BoosterPredictForMat`` with
  * ``C_API_PREDICT_CONTRIB`` computes (LightGBM's ``GBDT::PredictContrib`` and
- * ``Tree::TreeSHAP``), bit for bit: the same operations on the same doubles in the same
- * order. What it adds is memory. In LightGBM's recursion the terms a leaf adds to the
- * contributions (``w * (one - zero) * leaf_value`` per input on the leaf's path) depend
- * only on which way the row goes at each of the leaf's ancestors (its "hot" child or not);
- * the costly part, the path's weights (O(depth^2) per leaf), is the same for every row
- * with the same pattern. So each (tree, leaf, pattern) is computed once, exactly as
- * LightGBM computes it, and its terms are kept; every row still adds them to its own
- * contributions one by one, in LightGBM's order (trees in order; in a tree, the leaves
- * depth first, hot child before cold), so each sum rounds as LightGBM's does.
+ * ``Tree::TreeSHAP``) up to rounding. The terms a leaf adds to the contributions
+ * (``w * (one - zero) * leaf_value`` per input on the leaf's path) depend only on which
+ * way the row goes at each of the leaf's ancestors (its "hot" child or not), so what a
+ * whole tree adds depends only on which way the row goes at each of its nodes: its
+ * pattern, one bit per node. Two memories:
  *
- * Where the terms are kept: their values in one arena (a leaf's inputs are the same for
- * every pattern, kept once per leaf), found through a table per leaf indexed by the
- * pattern (leaves up to DIRECT_DEPTH deep, DIRECT_BUDGET bytes of tables) or a hash for
- * the rest. When the arena is full everything is forgotten and filled again. A tree's
- * leaves are listed in visiting order first and their memory fetched for all of them
- * before the first is added: looking up 4,650 leaves a row (fraud-gbt 2) is bound by the
- * memory's latency, not by the arithmetic.
+ * - per (tree, pattern), the tree's sums over the inputs it splits on: its leaves' terms
+ *   added to zeros in LightGBM's order (the leaves depth first, hot child before cold).
+ *   A row adds them to its contributions, trees in order. Their values are a function of
+ *   (tree, pattern), so a row's bytes are a function of the row: not of the batch, nor of
+ *   what is remembered. LightGBM adds the terms to the row one by one; the difference is
+ *   rounding (``treeshap.py``'s bound). The patterns' slots are fetched for every tree of
+ *   the row before the first is added.
+ * - per (tree, leaf, pattern of its ancestors), the leaf's terms, computed as LightGBM
+ *   computes them (the path's weights, O(depth^2) per leaf): a tree first seen with a
+ *   pattern is summed from these. Their values in one arena (a leaf's inputs are the same
+ *   for every pattern, kept once per leaf), found through a table per leaf indexed by the
+ *   pattern (leaves up to DIRECT_DEPTH deep, DIRECT_BUDGET bytes of tables) or a hash for
+ *   the rest; a tree's leaves are listed in visiting order and their memory fetched for
+ *   all of them before the first is added.
  *
+ * Each memory is bounded: when full, it is forgotten and filled again. ``contributions``
+ * runs without the GIL (the model's lock keeps one call at a time in its memory).
  * Only plain numerical trees are taken (``treeshap.py`` refuses the rest and LightGBM
- * serves them). ``tests/unit/test_treeshap.py`` compares the bytes with LightGBM's on
- * generated rows.
+ * serves them). ``tests/unit/test_treeshap.py`` compares with LightGBM on generated rows.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -42,6 +46,8 @@
 #define MAX_MEMO_DEPTH 32                  /* deeper leaves are computed every time */
 #define DIRECT_DEPTH 12                    /* leaves this shallow: a table per leaf, */
 #define DIRECT_BUDGET (16u << 20)          /* indexed by the pattern, up to these bytes */
+#define TREE_SLOTS (1u << 20)              /* whole trees: slots (half of them used at most) */
+#define TREE_VALUES (1u << 22)             /* and their sums before that memory is reset */
 
 static const double ZERO_THRESHOLD = (double)1e-35f; /* LightGBM's kZeroThreshold */
 
@@ -65,8 +71,18 @@ typedef struct {
     int32_t node0, leaf0;                   /* offsets into the flat arrays */
     int32_t depth;                          /* the deepest leaf's depth */
     int32_t plain;                          /* every split: no missing-value handling */
+    int32_t f0, nf;                         /* its distinct split inputs: tree_features[f0..] */
+    int32_t whole;                          /* remembered whole (nodes <= 64: a 64-bit pattern) */
     double expected;                        /* Tree::ExpectedValue() */
 } Tree;
+
+typedef struct {
+    uint64_t bits;                          /* the tree's pattern: bit n, node n sends left */
+    uint32_t tree;                          /* tree + 1; 0: empty */
+    uint32_t start;                         /* its sums in tree_values */
+} TreeSlot;
+
+#define NOT_FOUND 0xffffffffu
 
 typedef struct {
     int32_t features;
@@ -100,38 +116,58 @@ typedef struct {
     double *scratch;
     int32_t *scratch_features;
     uint64_t hits, misses;
+    /* the whole trees' memory: (tree, pattern) -> the tree's sums over its inputs */
+    int32_t *tree_features;
+    double base;                            /* the expected values' sum, in LightGBM's order */
+    TreeSlot *tree_slots;
+    uint32_t tree_slots_n, tree_used;       /* slots (a power of 2), taken */
+    double *tree_values;
+    uint32_t tree_values_n, tree_values_used;
+    uint32_t epoch;                         /* bumped at each reset of that memory */
+    uint64_t *patterns;                     /* per tree: the current row's pattern */
+    uint32_t *found;                        /* per tree: its sums' start, or NOT_FOUND */
+    double *tree_sums;                      /* [features]: a tree's sums as computed */
+    uint64_t tree_hits, tree_misses;
+    PyThread_type_lock lock;                /* one call at a time (the GIL is released) */
 } Model;
 
 static void model_free(Model *m) {
     if (m == NULL) return;
-    PyMem_Free(m->trees);
-    PyMem_Free(m->split_feature);
-    PyMem_Free(m->left);
-    PyMem_Free(m->right);
-    PyMem_Free(m->internal_count);
-    PyMem_Free(m->leaf_count);
-    PyMem_Free(m->decision_type);
-    PyMem_Free(m->threshold);
-    PyMem_Free(m->leaf_value);
+    PyMem_RawFree(m->trees);
+    PyMem_RawFree(m->split_feature);
+    PyMem_RawFree(m->left);
+    PyMem_RawFree(m->right);
+    PyMem_RawFree(m->internal_count);
+    PyMem_RawFree(m->leaf_count);
+    PyMem_RawFree(m->decision_type);
+    PyMem_RawFree(m->threshold);
+    PyMem_RawFree(m->leaf_value);
     if (m->direct) {
-        for (int g = 0; g < m->leaves_total; g++) PyMem_Free(m->direct[g]);
-        PyMem_Free(m->direct);
+        for (int g = 0; g < m->leaves_total; g++) PyMem_RawFree(m->direct[g]);
+        PyMem_RawFree(m->direct);
     }
-    PyMem_Free(m->leaf_depth);
-    PyMem_Free(m->slots);
-    PyMem_Free(m->terms);
-    PyMem_Free(m->hot);
-    PyMem_Free(m->order);
-    PyMem_Free(m->pending);
-    PyMem_Free(m->stack_node);
-    PyMem_Free(m->stack_child);
-    PyMem_Free(m->path);
-    PyMem_Free(m->scratch);
-    PyMem_Free(m->scratch_features);
-    PyMem_Free(m->leaf_unique);
-    PyMem_Free(m->leaf_feature0);
-    PyMem_Free(m->leaf_features);
-    PyMem_Free(m);
+    PyMem_RawFree(m->leaf_depth);
+    PyMem_RawFree(m->slots);
+    PyMem_RawFree(m->terms);
+    PyMem_RawFree(m->hot);
+    PyMem_RawFree(m->order);
+    PyMem_RawFree(m->pending);
+    PyMem_RawFree(m->stack_node);
+    PyMem_RawFree(m->stack_child);
+    PyMem_RawFree(m->path);
+    PyMem_RawFree(m->scratch);
+    PyMem_RawFree(m->scratch_features);
+    PyMem_RawFree(m->leaf_unique);
+    PyMem_RawFree(m->leaf_feature0);
+    PyMem_RawFree(m->leaf_features);
+    PyMem_RawFree(m->tree_features);
+    PyMem_RawFree(m->tree_slots);
+    PyMem_RawFree(m->tree_values);
+    PyMem_RawFree(m->patterns);
+    PyMem_RawFree(m->found);
+    PyMem_RawFree(m->tree_sums);
+    if (m->lock) PyThread_free_lock(m->lock);
+    PyMem_RawFree(m);
 }
 
 static void capsule_free(PyObject *capsule) {
@@ -301,7 +337,7 @@ static void add_leaf(Model *m, int ti, const Tree *t, int leaf, int depth, uint6
         const int g = t->leaf0 + leaf;
         uint32_t *table = m->direct[g];
         if (table == NULL && m->direct_bytes + direct_size(depth) <= m->direct_budget) {
-            table = m->direct[g] = PyMem_Calloc(1, direct_size(depth));
+            table = m->direct[g] = PyMem_RawCalloc(1, direct_size(depth));
             if (table) m->direct_bytes += direct_size(depth);
         }
         if (table) {
@@ -346,9 +382,15 @@ static void add_leaf(Model *m, int ti, const Tree *t, int leaf, int depth, uint6
     add_terms(m, t->leaf0 + leaf, start, phi);
 }
 
-/* Tree::TreeSHAP's visiting order: depth first, the hot child before the cold one. */
+/* Tree::TreeSHAP's visiting order: depth first, the hot child before the cold one.
+ * ``absolute``: each term's |value| added, computed afresh (``magnitudes``). */
 static void visit(Model *m, int ti, const Tree *t, int node, int depth, uint64_t bits,
-                  double *phi) {
+                  int absolute, double *phi) {
+    if (node < 0 && absolute) {
+        const int n = leaf_terms(m, t, ~node, depth, m->scratch, m->scratch_features);
+        for (int i = 0; i < n; i++) phi[m->scratch_features[i]] += fabs(m->scratch[i]);
+        return;
+    }
     if (node < 0) {
         add_leaf(m, ti, t, ~node, depth, bits, 1, phi);
         return;
@@ -358,10 +400,11 @@ static void visit(Model *m, int ti, const Tree *t, int node, int depth, uint64_t
     const int cold = (hot == left ? m->right[t->node0 + node] : left);
     m->stack_node[depth] = node;
     m->stack_child[depth] = hot;
-    visit(m, ti, t, hot, depth + 1, depth < 64 ? bits | ((uint64_t)1 << depth) : bits, phi);
+    const uint64_t hot_bits = depth < 64 ? bits | ((uint64_t)1 << depth) : bits;
+    visit(m, ti, t, hot, depth + 1, hot_bits, absolute, phi);
     m->stack_node[depth] = node;
     m->stack_child[depth] = cold;
-    visit(m, ti, t, cold, depth + 1, bits, phi);
+    visit(m, ti, t, cold, depth + 1, bits, absolute, phi);
 }
 
 /* The same order without recursion's work at the leaves: the leaves' patterns, so that
@@ -398,7 +441,7 @@ static int order_leaves(Model *m, const Tree *t) {
 
 static void tree_contributions(Model *m, int ti, const Tree *t, double *phi) {
     if (t->depth > 63) {
-        visit(m, ti, t, 0, 0, 0, phi);
+        visit(m, ti, t, 0, 0, 0, 0, phi);
         return;
     }
     const int n = order_leaves(m, t);
@@ -431,32 +474,159 @@ static inline int decision(const Model *m, const Tree *t, int node, double fval)
     return fval <= m->threshold[at] ? m->left[at] : m->right[at];
 }
 
-static void row_contributions(Model *m, const float *row, double *features, double *phi) {
-    double *plain = features + m->features; /* as a split without missing handling reads it */
+/* The row's inputs as LightGBM's C API reads them (``features``), and as a split without
+ * missing-value handling reads them (``plain``). */
+static void row_inputs(const Model *m, const float *row, double *features, double *plain) {
     for (int j = 0; j < m->features; j++) {
         const double v = (double)row[j];
         /* the C API keeps a value only when |v| > kZeroThreshold or NaN; others read 0 */
         features[j] = (fabs(v) > ZERO_THRESHOLD || isnan(v)) ? v : 0.0;
         plain[j] = isnan(features[j]) ? 0.0f : features[j];
     }
-    memset(phi, 0, sizeof(double) * (size_t)(m->features + 1));
+}
+
+/* The way the row goes at each node of the tree, into m->hot (the hot child). */
+static void hot_children(Model *m, const Tree *t, const double *features, const double *plain) {
+    if (t->plain) {
+        const int32_t *split = m->split_feature + t->node0;
+        const double *threshold = m->threshold + t->node0;
+        const int32_t *left = m->left + t->node0, *right = m->right + t->node0;
+        for (int node = 0; node < t->nodes; node++) {
+            m->hot[node] = plain[split[node]] <= threshold[node] ? left[node] : right[node];
+        }
+    } else {
+        for (int node = 0; node < t->nodes; node++) {
+            m->hot[node] = decision(m, t, node, features[m->split_feature[t->node0 + node]]);
+        }
+    }
+}
+
+/* The tree's whole pattern (nodes <= 64): bit n set when node n sends the row left. */
+static inline uint64_t tree_pattern(const Model *m, const Tree *t, const double *features,
+                                    const double *plain) {
+    uint64_t bits = 0;
+    const int32_t *split = m->split_feature + t->node0;
+    const int32_t *left = m->left + t->node0;
+    if (t->plain) {
+        const double *threshold = m->threshold + t->node0;
+        for (int node = 0; node < t->nodes; node++) {
+            bits |= (uint64_t)(plain[split[node]] <= threshold[node]) << node;
+        }
+    } else {
+        for (int node = 0; node < t->nodes; node++) {
+            const int hot = decision(m, t, node, features[split[node]]);
+            bits |= (uint64_t)(hot == left[node]) << node;
+        }
+    }
+    return bits;
+}
+
+static inline uint32_t tree_hash(const Model *m, int ti, uint64_t bits) {
+    return (uint32_t)mix(bits + ((uint64_t)ti + 1) * 0x9e3779b97f4a7c15ULL) &
+           (m->tree_slots_n - 1);
+}
+
+/* The slot holding (tree, pattern), or the empty one where it would go. */
+static inline uint32_t tree_probe(const Model *m, int ti, uint64_t bits) {
+    uint32_t s = tree_hash(m, ti, bits);
+    for (;;) {
+        const TreeSlot *x = &m->tree_slots[s];
+        if (x->tree == 0 || (x->tree == (uint32_t)ti + 1 && x->bits == bits)) return s;
+        s = (s + 1) & (m->tree_slots_n - 1);
+    }
+}
+
+static void tree_memo_reset(Model *m) {
+    memset(m->tree_slots, 0, sizeof(TreeSlot) * m->tree_slots_n);
+    m->tree_used = 0;
+    m->tree_values_used = 0;
+    m->epoch++;
+}
+
+/* The tree's sums for the pattern ``bits``: its leaves' terms added in LightGBM's order to
+ * zeros (the per-leaf memory above), kept over the tree's inputs. Returns their start. */
+static uint32_t tree_remember(Model *m, int ti, const Tree *t, uint64_t bits) {
+    const int32_t *left = m->left + t->node0, *right = m->right + t->node0;
+    for (int node = 0; node < t->nodes; node++) {
+        m->hot[node] = ((bits >> node) & 1) ? left[node] : right[node];
+    }
+    double *sums = m->tree_sums;
+    memset(sums, 0, sizeof(double) * (size_t)m->features);
+    tree_contributions(m, ti, t, sums);
+    if (m->tree_values_used + (uint32_t)t->nf > m->tree_values_n ||
+        (m->tree_used + 1) * 2 > m->tree_slots_n) {
+        tree_memo_reset(m);
+    }
+    const uint32_t start = m->tree_values_used;
+    const int32_t *inputs = m->tree_features + t->f0;
+    for (int k = 0; k < t->nf; k++) m->tree_values[start + k] = sums[inputs[k]];
+    m->tree_values_used += (uint32_t)t->nf;
+    TreeSlot *slot = &m->tree_slots[tree_probe(m, ti, bits)];
+    slot->bits = bits;
+    slot->tree = (uint32_t)ti + 1;
+    slot->start = start;
+    m->tree_used++;
+    return start;
+}
+
+/* One row: phi = base, then each tree's sums added in tree order. A tree's sums are a
+ * function of (tree, pattern) alone, so a row's bytes do not depend on what is remembered.
+ * The patterns' slots and sums are fetched for every tree before the first is added. */
+static void row_contributions(Model *m, const float *row, double *features, double *phi) {
+    double *plain = features + m->features;
+    row_inputs(m, row, features, plain);
+    memset(phi, 0, sizeof(double) * (size_t)m->features);
+    phi[m->features] = m->base;
     for (int ti = 0; ti < m->trees_n; ti++) {
         const Tree *t = &m->trees[ti];
-        phi[m->features] += t->expected;
+        if (!t->whole) continue;
+        const uint64_t bits = tree_pattern(m, t, features, plain);
+        m->patterns[ti] = bits;
+        __builtin_prefetch(&m->tree_slots[tree_hash(m, ti, bits)]);
+    }
+    for (int ti = 0; ti < m->trees_n; ti++) {
+        if (!m->trees[ti].whole) continue;
+        const TreeSlot *x = &m->tree_slots[tree_probe(m, ti, m->patterns[ti])];
+        m->found[ti] = x->tree ? x->start : NOT_FOUND;
+        if (x->tree) __builtin_prefetch(m->tree_values + x->start);
+    }
+    const uint32_t epoch = m->epoch;
+    for (int ti = 0; ti < m->trees_n; ti++) {
+        const Tree *t = &m->trees[ti];
         if (t->leaves <= 1) continue;
-        if (t->plain) {
-            const int32_t *split = m->split_feature + t->node0;
-            const double *threshold = m->threshold + t->node0;
-            const int32_t *left = m->left + t->node0, *right = m->right + t->node0;
-            for (int node = 0; node < t->nodes; node++) {
-                m->hot[node] = plain[split[node]] <= threshold[node] ? left[node] : right[node];
-            }
-        } else {
-            for (int node = 0; node < t->nodes; node++) {
-                m->hot[node] = decision(m, t, node, features[m->split_feature[t->node0 + node]]);
-            }
+        if (!t->whole) { /* too many nodes for a pattern word: leaf by leaf, into phi */
+            hot_children(m, t, features, plain);
+            tree_contributions(m, ti, t, phi);
+            continue;
         }
-        tree_contributions(m, ti, t, phi);
+        uint32_t start = m->found[ti];
+        if (m->epoch != epoch) { /* a reset since the lookups above: look again */
+            const TreeSlot *x = &m->tree_slots[tree_probe(m, ti, m->patterns[ti])];
+            start = x->tree ? x->start : NOT_FOUND;
+        }
+        if (start == NOT_FOUND) {
+            m->tree_misses++;
+            start = tree_remember(m, ti, t, m->patterns[ti]);
+        } else {
+            m->tree_hits++;
+        }
+        const double *sums = m->tree_values + start;
+        const int32_t *inputs = m->tree_features + t->f0;
+        for (int k = 0; k < t->nf; k++) phi[inputs[k]] += sums[k];
+    }
+}
+
+/* Each input's sum of |term| over the row's leaves (no memory: a load-time check's bound),
+ * the base column 0. */
+static void row_magnitudes(Model *m, const float *row, double *features, double *out) {
+    double *plain = features + m->features;
+    row_inputs(m, row, features, plain);
+    memset(out, 0, sizeof(double) * (size_t)(m->features + 1));
+    for (int ti = 0; ti < m->trees_n; ti++) {
+        const Tree *t = &m->trees[ti];
+        if (t->leaves <= 1) continue;
+        hot_children(m, t, features, plain);
+        visit(m, ti, t, 0, 0, 0, 1, out);
     }
 }
 
@@ -471,7 +641,7 @@ static int copy_buffer(PyObject *obj, void **dest, Py_ssize_t item, Py_ssize_t c
         PyErr_Format(PyExc_ValueError, "%s: %zd bytes, %zd due", what, view.len, item * count);
         return -1;
     }
-    *dest = PyMem_Malloc(view.len > 0 ? (size_t)view.len : 1);
+    *dest = PyMem_RawMalloc(view.len > 0 ? (size_t)view.len : 1);
     if (*dest == NULL) {
         PyBuffer_Release(&view);
         PyErr_NoMemory();
@@ -504,9 +674,10 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
         *lvalue, *lcount;
     unsigned int arena_terms = ARENA_TERMS;
     unsigned long direct_budget = DIRECT_BUDGET;
-    if (!PyArg_ParseTuple(args, "iOOOOOOOOOO|Ik", &features, &node_counts, &leaf_counts, &split,
-                          &threshold, &dtype, &left, &right, &icount, &lvalue, &lcount,
-                          &arena_terms, &direct_budget)) {
+    unsigned int tree_slots = TREE_SLOTS, tree_values = TREE_VALUES;
+    if (!PyArg_ParseTuple(args, "iOOOOOOOOOO|IkII", &features, &node_counts, &leaf_counts,
+                          &split, &threshold, &dtype, &left, &right, &icount, &lvalue, &lcount,
+                          &arena_terms, &direct_budget, &tree_slots, &tree_values)) {
         return NULL;
     }
     Py_buffer nodes_view, leaves_view;
@@ -515,7 +686,7 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
         PyBuffer_Release(&nodes_view);
         return NULL;
     }
-    Model *m = PyMem_Calloc(1, sizeof(Model));
+    Model *m = PyMem_RawCalloc(1, sizeof(Model));
     if (m == NULL) {
         PyBuffer_Release(&nodes_view);
         PyBuffer_Release(&leaves_view);
@@ -525,7 +696,7 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
     m->trees_n = (int32_t)(nodes_view.len / 4);
     int ok = features > 0 && nodes_view.len == leaves_view.len && nodes_view.len % 4 == 0 &&
              m->trees_n < 65535;
-    m->trees = PyMem_Calloc((size_t)m->trees_n + 1, sizeof(Tree));
+    m->trees = PyMem_RawCalloc((size_t)m->trees_n + 1, sizeof(Tree));
     int32_t total_nodes = 0, total_leaves = 0, widest = 1;
     if (ok && m->trees) {
         const int32_t *nc = nodes_view.buf, *lc = leaves_view.buf;
@@ -559,8 +730,8 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
         return NULL;
     }
     m->leaves_total = total_leaves;
-    m->leaf_depth = PyMem_Calloc((size_t)total_leaves + 1, sizeof(int32_t));
-    m->direct = PyMem_Calloc((size_t)total_leaves + 1, sizeof(uint32_t *));
+    m->leaf_depth = PyMem_RawCalloc((size_t)total_leaves + 1, sizeof(int32_t));
+    m->direct = PyMem_RawCalloc((size_t)total_leaves + 1, sizeof(uint32_t *));
     if (m->leaf_depth == NULL || m->direct == NULL) {
         model_free(m);
         return PyErr_NoMemory();
@@ -606,27 +777,61 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
         return NULL;
     }
     const size_t deep = (size_t)m->max_depth + 2;
-    m->slots = PyMem_Calloc(MEMO_SLOTS, sizeof(Slot));
+    m->slots = PyMem_RawCalloc(MEMO_SLOTS, sizeof(Slot));
     /* room for the longest path at least: a reset must make room for any leaf */
     m->arena_terms = arena_terms > deep + 1 ? arena_terms : (uint32_t)deep + 1;
     m->direct_budget = direct_budget;
-    m->terms = PyMem_Calloc(m->arena_terms, sizeof(double));
-    m->leaf_unique = PyMem_Calloc((size_t)m->leaves_total + 1, sizeof(int32_t));
-    m->leaf_feature0 = PyMem_Calloc((size_t)m->leaves_total + 1, sizeof(int32_t));
+    m->terms = PyMem_RawCalloc(m->arena_terms, sizeof(double));
+    m->leaf_unique = PyMem_RawCalloc((size_t)m->leaves_total + 1, sizeof(int32_t));
+    m->leaf_feature0 = PyMem_RawCalloc((size_t)m->leaves_total + 1, sizeof(int32_t));
     size_t paths = 0;
     for (int g = 0; m->leaf_feature0 && g < m->leaves_total; g++) {
         m->leaf_feature0[g] = (int32_t)paths;
         paths += (size_t)m->leaf_depth[g] + 1;
     }
-    m->leaf_features = PyMem_Calloc(paths + 1, sizeof(int32_t));
-    m->hot = PyMem_Calloc((size_t)widest, sizeof(int32_t));
-    m->order = PyMem_Calloc((size_t)widest + 2, sizeof(Visit));
-    m->pending = PyMem_Calloc(deep + 1, sizeof(Visit));
-    m->stack_node = PyMem_Calloc(deep, sizeof(int32_t));
-    m->stack_child = PyMem_Calloc(deep, sizeof(int32_t));
-    m->path = PyMem_Calloc(deep, sizeof(PathElement));
-    m->scratch = PyMem_Calloc(deep, sizeof(double));
-    m->scratch_features = PyMem_Calloc(deep, sizeof(int32_t));
+    m->leaf_features = PyMem_RawCalloc(paths + 1, sizeof(int32_t));
+    m->hot = PyMem_RawCalloc((size_t)widest, sizeof(int32_t));
+    m->order = PyMem_RawCalloc((size_t)widest + 2, sizeof(Visit));
+    m->pending = PyMem_RawCalloc(deep + 1, sizeof(Visit));
+    m->stack_node = PyMem_RawCalloc(deep, sizeof(int32_t));
+    m->stack_child = PyMem_RawCalloc(deep, sizeof(int32_t));
+    m->path = PyMem_RawCalloc(deep, sizeof(PathElement));
+    m->scratch = PyMem_RawCalloc(deep, sizeof(double));
+    m->scratch_features = PyMem_RawCalloc(deep, sizeof(int32_t));
+    /* the whole trees' memory: each tree's distinct inputs, the base, the tables */
+    int32_t widest_inputs = 1;
+    m->tree_features = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int32_t));
+    for (int ti = 0; m->tree_features && ti < m->trees_n; ti++) {
+        Tree *t = &m->trees[ti];
+        t->f0 = ti == 0 ? 0 : m->trees[ti - 1].f0 + m->trees[ti - 1].nf;
+        for (int j = 0; j < features; j++) { /* in input order */
+            for (int n = 0; n < t->nodes; n++) {
+                if (m->split_feature[t->node0 + n] == j) {
+                    m->tree_features[t->f0 + t->nf++] = j;
+                    break;
+                }
+            }
+        }
+        t->whole = t->leaves > 1 && t->nodes <= 64;
+        if (t->nf > widest_inputs) widest_inputs = t->nf;
+        m->base += t->expected; /* Tree::PredictContrib: output[features] += ExpectedValue() */
+    }
+    uint32_t slots_n = 4;
+    while (slots_n < tree_slots && slots_n < (1u << 30)) slots_n <<= 1;
+    m->tree_slots_n = slots_n;
+    /* room for the widest tree at least: a reset must make room for any tree */
+    m->tree_values_n = tree_values > (uint32_t)widest_inputs ? tree_values : (uint32_t)widest_inputs;
+    m->tree_slots = PyMem_RawCalloc(slots_n, sizeof(TreeSlot));
+    m->tree_values = PyMem_RawCalloc(m->tree_values_n, sizeof(double));
+    m->patterns = PyMem_RawCalloc((size_t)m->trees_n + 1, sizeof(uint64_t));
+    m->found = PyMem_RawCalloc((size_t)m->trees_n + 1, sizeof(uint32_t));
+    m->tree_sums = PyMem_RawCalloc((size_t)features, sizeof(double));
+    m->lock = PyThread_allocate_lock();
+    if (!m->tree_features || !m->tree_slots || !m->tree_values || !m->patterns || !m->found ||
+        !m->tree_sums || !m->lock) {
+        model_free(m);
+        return PyErr_NoMemory();
+    }
     if (!m->slots || !m->terms || !m->hot || !m->order || !m->pending || !m->leaf_unique ||
         !m->leaf_feature0 || !m->leaf_features || !m->scratch_features || !m->stack_node || !m->stack_child || !m->path ||
         !m->scratch) {
@@ -638,9 +843,13 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
     return capsule;
 }
 
-/* contributions(model, matrix, rows, out): ``matrix`` float32 [rows, features] C order,
- * ``out`` a writable float64 [rows, features + 1] buffer. */
-static PyObject *contributions(PyObject *self, PyObject *args) {
+typedef void (*RowFunction)(Model *, const float *, double *, double *);
+
+/* ``each`` for every row of ``matrix`` (float32 [rows, features], C order) into ``out``
+ * (float64 [rows, features + 1]), the GIL released: no Python object is touched in the
+ * loop and its memory is the C allocator's (PyMem_Raw*); the model's lock keeps its memory
+ * to one call at a time. */
+static PyObject *each_row(PyObject *args, RowFunction each) {
     PyObject *capsule, *matrix, *out;
     Py_ssize_t rows;
     if (!PyArg_ParseTuple(args, "OOnO", &capsule, &matrix, &rows, &out)) return NULL;
@@ -659,7 +868,7 @@ static PyObject *contributions(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "matrix or output of the wrong size");
         return NULL;
     }
-    double *features = PyMem_Malloc(sizeof(double) * 2 * (size_t)width);
+    double *features = PyMem_RawMalloc(sizeof(double) * 2 * (size_t)width);
     if (features == NULL) {
         PyBuffer_Release(&in_view);
         PyBuffer_Release(&out_view);
@@ -667,26 +876,43 @@ static PyObject *contributions(PyObject *self, PyObject *args) {
     }
     const float *in = in_view.buf;
     double *phi = out_view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(m->lock, WAIT_LOCK);
     for (Py_ssize_t r = 0; r < rows; r++) {
-        row_contributions(m, in + r * width, features, phi + r * (width + 1));
+        each(m, in + r * width, features, phi + r * (width + 1));
     }
-    PyMem_Free(features);
+    PyThread_release_lock(m->lock);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(features);
     PyBuffer_Release(&in_view);
     PyBuffer_Release(&out_view);
     Py_RETURN_NONE;
 }
 
-/* stats(model) -> (hits, misses, remembered leaves): how well the memory serves. */
+/* contributions(model, matrix, rows, out): LightGBM's pred_contrib, up to rounding. */
+static PyObject *contributions(PyObject *self, PyObject *args) {
+    return each_row(args, row_contributions);
+}
+
+/* magnitudes(model, matrix, rows, out): each input's sum of |term| (base column 0). */
+static PyObject *magnitudes(PyObject *self, PyObject *args) {
+    return each_row(args, row_magnitudes);
+}
+
+/* stats(model) -> (leaf hits, leaf misses, leaves remembered, tree hits, tree misses, trees
+ * remembered): how well the memory serves. */
 static PyObject *stats(PyObject *self, PyObject *capsule) {
     Model *m = PyCapsule_GetPointer(capsule, "treeshap.Model");
     if (m == NULL) return NULL;
-    return Py_BuildValue("KKI", (unsigned long long)m->hits, (unsigned long long)m->misses,
-                         m->used);
+    return Py_BuildValue("KKIKKI", (unsigned long long)m->hits, (unsigned long long)m->misses,
+                         m->used, (unsigned long long)m->tree_hits,
+                         (unsigned long long)m->tree_misses, m->tree_used);
 }
 
 static PyMethodDef methods[] = {
     {"model", model_new, METH_VARARGS, "A TreeSHAP model from flat tree arrays."},
-    {"contributions", contributions, METH_VARARGS, "LightGBM's pred_contrib, exactly."},
+    {"contributions", contributions, METH_VARARGS, "LightGBM's pred_contrib, up to rounding."},
+    {"magnitudes", magnitudes, METH_VARARGS, "Each input's sum of |term|, per row."},
     {"stats", stats, METH_O, "(hits, misses, remembered leaves)."},
     {NULL, NULL, 0, NULL},
 };

@@ -45,7 +45,8 @@ _CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
 
 
 Trees = tuple[Booster, FastContributions | None]
-"""LightGBM's model, and the same bytes faster (``model.treeshap``) where it can."""
+"""LightGBM's model, and its contributions faster, up to rounding (``model.treeshap``),
+where it can."""
 
 
 class Explainer:

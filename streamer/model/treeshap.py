@@ -1,23 +1,30 @@
-"""LightGBM's TreeSHAP in C with each leaf's terms remembered: the same bits, faster.
+"""LightGBM's TreeSHAP in C with each tree's sums remembered: its contributions, faster.
 
 TreeSHAP costs about 0.7 ms of CPU per explained row for the bundled model (150 trees of
-31 leaves), most of the stream's CPU when reasons are on. In LightGBM's recursion the
-terms a leaf adds to a row's contributions depend only on which way the row goes at the
-leaf's ancestors, and rows that are flagged go the same ways again and again; the C part
-(``_treeshap.c``) computes each (tree, leaf, pattern) once, with LightGBM's own arithmetic
-operation for operation, and adds the remembered terms to each row in LightGBM's order.
-The result is LightGBM's ``pred_contrib``, byte for byte.
+31 leaves), most of the stream's CPU when reasons are on. What a tree adds to a row's
+contributions depends only on which way the row goes at each of the tree's nodes (its
+pattern), and flagged rows go the same ways again and again. The C part (``_treeshap.c``)
+computes a tree's sums once per pattern, its leaves' terms with LightGBM's own arithmetic
+operation for operation (each leaf's terms remembered per pattern of its ancestors too),
+and adds the remembered sums to each row: per tree, the node decisions, a lookup and an
+addition per input the tree splits on.
+
+A row's contributions are a function of the row alone (the batch and the memory's state
+change no bit), and LightGBM's ``pred_contrib`` up to rounding: LightGBM adds the terms
+one by one, this each tree's first (``FastContributions.bound`` says how far apart that
+can take them). The base value is LightGBM's exactly.
 
 ``fast_contributions`` gives the C model for a model text it takes (plain numerical
 trees, one per iteration, no linear trees), checked at load against LightGBM itself on
-the rows given (``Explainer`` passes its reference rows) and refused on any difference:
-the explainer then asks LightGBM, as it does where the extension was not built.
+the rows given (``Explainer`` passes its reference rows) and refused on any difference
+beyond rounding: the explainer then asks LightGBM, as it does where the extension was not
+built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -94,20 +101,34 @@ def _flat(trees: list[dict[str, list[Any]]], key: str, dtype: Any) -> bytes:
     return np.asarray(values, dtype=dtype).tobytes()
 
 
-class FastContributions:
-    """``pred_contrib`` of one model through the C TreeSHAP (not thread-safe: its memory
-    is written under the GIL, one batch at a time)."""
+class MemoryStats(NamedTuple):
+    """How well the C TreeSHAP's memory serves: (tree, pattern) sums and per-leaf terms."""
 
-    def __init__(self, text: str, *, memory: tuple[int, int] | None = None) -> None:
-        """``memory``: (terms, bytes of per-leaf tables) to remember before starting over;
-        the C defaults when None (small ones test the starting over)."""
+    tree_hits: int
+    tree_misses: int
+    trees_kept: int
+    leaf_hits: int
+    leaf_misses: int
+    leaves_kept: int
+
+
+class FastContributions:
+    """``pred_contrib`` of one model through the C TreeSHAP, up to the rounding of its sums
+    (``bound``). A call releases the GIL; calls on one object wait for each other (its
+    memory is one)."""
+
+    def __init__(self, text: str, *, memory: tuple[int, int, int, int] | None = None) -> None:
+        """``memory``: (leaf terms, bytes of per-leaf tables, tree slots, tree sums) to
+        remember before starting over; the C defaults when None (small ones test the
+        starting over)."""
         if _treeshap is None:
             raise UnsupportedModelError("the C TreeSHAP was not built")
         self.width, trees = parse(text)
+        leaves = [len(t["leaf_value"]) for t in trees]
         self._model = _treeshap.model(
             self.width,
             np.asarray([len(t["split_feature"]) for t in trees], dtype=np.int32).tobytes(),
-            np.asarray([len(t["leaf_value"]) for t in trees], dtype=np.int32).tobytes(),
+            np.asarray(leaves, dtype=np.int32).tobytes(),
             _flat(trees, "split_feature", np.int32),
             _flat(trees, "threshold", np.float64),
             _flat(trees, "decision_type", np.int8),
@@ -118,32 +139,56 @@ class FastContributions:
             _flat(trees, "leaf_count", np.int32),
             *(memory or ()),
         )
+        # Both sums run over the same terms (at most one per leaf and input). LightGBM adds
+        # a row's terms for an input one after another: each is rounded at most
+        # ``sum(leaves) - 1`` times. Here a tree's terms are added up first (up to
+        # ``max(leaves) - 1`` roundings), then the trees' sums (``len(trees)`` more). A
+        # recursive sum of terms t_i, each rounded at most k times, is within
+        # gamma(k) * sum |t_i| of the exact sum (gamma(k) = k u / (1 - k u), u = 2^-53:
+        # Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 4.2),
+        # so the two differ by at most (gamma(a) + gamma(b)) * sum |t_i|.
+        self._rounding = _gamma(sum(leaves) - 1) + _gamma(max(leaves) - 1 + len(trees))
 
     def __call__(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        return self._each_row(_treeshap.contributions, matrix)
+
+    def bound(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Per row and input, the most this object's contributions can differ from
+        LightGBM's by rounding alone (0 for the base value: the same sum in the same order).
+        As costly as LightGBM's TreeSHAP: for a load-time check."""
+        return self._rounding * self._each_row(_treeshap.magnitudes, matrix)
+
+    def _each_row(self, function: Any, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         batch = np.ascontiguousarray(matrix, dtype=np.float32)
         if batch.ndim != 2 or batch.shape[1] != self.width:
             raise ValueError(f"a [n, {self.width}] matrix is due, not {batch.shape}")
         out = np.empty((batch.shape[0], self.width + 1), dtype=np.float64)
-        _treeshap.contributions(self._model, batch, batch.shape[0], out)
+        function(self._model, batch, batch.shape[0], out)
         return out
 
-    def stats(self) -> tuple[int, int, int]:
-        """(leaves served from memory, leaves computed, leaves remembered now)."""
-        hits, misses, kept = _treeshap.stats(self._model)
-        return int(hits), int(misses), int(kept)
+    def stats(self) -> MemoryStats:
+        """The memory's hits, misses and what it keeps now."""
+        leaf_hits, leaf_misses, leaves, tree_hits, tree_misses, trees = _treeshap.stats(self._model)
+        return MemoryStats(tree_hits, tree_misses, trees, leaf_hits, leaf_misses, leaves)
+
+
+def _gamma(k: int) -> float:
+    u = 2.0**-53
+    return k * u / (1 - k * u)
 
 
 def fast_contributions(
     text: str, reference: Contributions, rows: npt.NDArray[np.float32]
 ) -> FastContributions | None:
     """The C TreeSHAP of ``text`` when it takes the model and agrees with ``reference``
-    (LightGBM's own) on every byte of ``rows``' contributions; otherwise None."""
+    (LightGBM's own) on ``rows`` within rounding (``FastContributions.bound``); otherwise
+    None."""
     try:
         fast = FastContributions(text)
     except (UnsupportedModelError, KeyError, ValueError):
         return None
     expected = reference(rows)
     got = fast(rows)
-    if got.shape != expected.shape or got.tobytes() != expected.tobytes():
+    if got.shape != expected.shape or not np.all(np.abs(got - expected) <= fast.bound(rows)):
         return None
     return fast
