@@ -922,4 +922,13 @@ static struct PyModuleDef module = {
     -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__treeshap(void) { return PyModule_Create(&module); }
+/* FORMAT: what ``treeshap.py`` expects of this module (an extension built from another
+ * version of this file is not used). */
+PyMODINIT_FUNC PyInit__treeshap(void) {
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL && PyModule_AddIntConstant(mod, "FORMAT", 2) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}

@@ -29,9 +29,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+FORMAT = 2
+"""The extension's ``FORMAT`` this module calls (a build of another version of
+``_treeshap.c``, left from before a source update, is not used)."""
+
 try:
     from streamer.model import _treeshap  # type: ignore[attr-defined]
 except ImportError:  # not built (no C compiler at install): LightGBM's own TreeSHAP
+    _treeshap = None
+if getattr(_treeshap, "FORMAT", None) != FORMAT:  # stale build: rebuild (pip install -e .)
     _treeshap = None
 
 Contributions = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]]
@@ -42,7 +48,7 @@ class UnsupportedModelError(ValueError):
 
 
 def available() -> bool:
-    """Whether the C extension was built and imports."""
+    """Whether the C extension was built from this source and imports."""
     return _treeshap is not None
 
 
