@@ -162,10 +162,13 @@ class StreamLoop:
         ``settle_every_s`` later). Acknowledgement is read from the producer running empty
         (``Publisher``); a steady stream of small batches keeps something in flight at
         every poll, so without this no offset would be committed, nor latency taken,
-        until traffic paused."""
+        until traffic paused. What is in flight was queued after the publisher last
+        settled (``Publisher.settled_at``: a drain settles at nearly every batch, as the
+        previous batch is acknowledged while the next is scored), so only a longer wait
+        than that is waited for: a drain is not held up by a flush every ``settle_every_s``."""
         if not self.publisher.unreported:
             self._settled_at = now
-        elif now - self._settled_at >= self.settle_every_s:
+        elif now - max(self._settled_at, self.publisher.settled_at) >= self.settle_every_s:
             self.publisher.flush(self.settle_after_s)
             self._settled_at = time.monotonic()
 

@@ -82,6 +82,7 @@ class Publisher:
         self._careful = CarefulSender(producer, self._delivered)
         self._give_up = GiveUpClock(give_up_after_s)
         self.fatal: StreamerError | None = None
+        self.settled_at = time.monotonic()  # when every output was last known answered
 
     @property
     def delivered(self) -> int:
@@ -184,6 +185,7 @@ class Publisher:
     def _settle(self) -> None:
         """The producer holds nothing and every report was served: each output still
         unanswered was acknowledged (a failure would have been reported)."""
+        self.settled_at = time.monotonic()
         batches, careful = self._pending.take_all(), self._careful.take_all()
         now = now_ms()
         for queued in batches:

@@ -7,6 +7,7 @@ allowed to wait; the real broker's side is exercised by the integration tests.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -156,3 +157,44 @@ def test_a_steady_stream_of_small_batches_is_settled_and_committed_in_bounded_ti
         pipeline.step()
 
     assert bool(consumer.commits) == committed  # 3600 s: nothing committed while it flows
+
+
+class DrainingProducer(FakeProducer):
+    """A draining stream's producer: a poll answers what was queued before the previous
+    poll (the previous batch is acknowledged while the next is scored); flushes counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+        self._older = 0  # queued before the last poll: answered at the next
+
+    def poll(self, timeout: float = 0) -> int:
+        answerable, self.queued = self.queued[: self._older], self.queued[self._older :]
+        newer, self.queued = self.queued, answerable
+        served = super().poll(timeout)
+        self.queued = newer
+        self._older = len(newer)
+        return served
+
+    def flush(self, timeout: float = 0) -> int:
+        self.flushes += 1
+        self._older = len(self.queued)
+        return super().flush(timeout)
+
+
+def test_a_drain_that_settles_as_it_goes_is_not_held_up_by_flushes(
+    build: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, consumer, _ = build([])
+    pipeline.consumer = WaitingQueue(_messages(20))
+    producer = pipeline.publisher._producer = DrainingProducer()
+    pipeline.settle_every_s, pipeline.max_batch_size = 0.05, 1
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(time, "monotonic", lambda: next(ticks) * 0.01)  # 10 ms a reading
+    pipeline._settled_at = pipeline.publisher.settled_at = 0.0  # on the fake clock
+
+    for _ in range(20):  # each batch's send settles the previous batch first
+        pipeline.step()
+
+    assert producer.flushes == 0  # not one every 50 ms: the sends settle what was answered
+    assert consumer.commits  # and what was acknowledged is committed
