@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import concat
@@ -36,7 +36,13 @@ from streamer.features.redis_client import (
     reachable,
 )
 from streamer.features.velocity import Outcome, VelocityBatch
-from streamer.features.velocity_store import TTL_S, velocity_key, write_states
+from streamer.features.velocity_store import (
+    TTL_S,
+    PendingWrite,
+    send_states,
+    velocity_key,
+    write_states,
+)
 
 __all__ = ["FEATURE_STATUSES", "CacheStats", "FeatureCache", "Features", "feature_status"]
 
@@ -123,9 +129,10 @@ class FeatureCache:
     more only if a whole second try (the client's socket timeout) still fits in it.
 
     With ``velocity`` (the stream's and the API's cache), the same MGET also reads the
-    velocity state of the batch's distinct cards, and ``write_velocity`` writes the new
+    velocity state of the batch's distinct cards, and ``record_velocity`` writes the new
     states back in one round trip (only when ``velocity == "read-write"``: the
-    stream records transactions, the API only reads them).
+    stream records transactions, the API only reads them), read back by
+    ``velocity_written``.
     """
 
     def __init__(
@@ -155,13 +162,16 @@ class FeatureCache:
         self.breaker = breaker
         self.stats = CacheStats()
         self.last_error: ErrorKind | None = None
+        self._writing: tuple[PendingWrite, Mapping[str, bytes], Mapping[str, int]] | None = None
 
     def use_defaults(self, card: np.ndarray, merchant: np.ndarray) -> None:
         """Defaults for missing entities from now on (a model swap brings its own)."""
         self._card_defaults, self._merchant_defaults = card, merchant
 
     def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features:
-        """Features for each event; never raises for a Redis problem (degrades instead)."""
+        """Features for each event; never raises for a Redis problem (degrades instead).
+        A velocity write still in flight is waited for first (``velocity_written``)."""
+        self.velocity_written()
         n = len(card_ids)
         cards, card_inverse = _distinct(card_ids)
         merchants, merchant_inverse = _distinct(merchant_ids)
@@ -200,18 +210,32 @@ class FeatureCache:
         )
 
     def record_velocity(self, batch: VelocityBatch) -> None:
-        """Count a batch's velocity outcomes and write its new states (one round
-        trip; a card's state only moves forward; only when this cache is read-write). A
-        write lost to an outage (a timeout, a dropped connection) is sent once more: the
-        compare-and-set makes that safe, states already written come back as stale. A
-        failure is counted and logged, never raised: the batch is scored all the same."""
+        """Count a batch's velocity outcomes and send its new states (one round trip,
+        only when this cache is read-write; a card's state only moves forward). The reply
+        is read by ``velocity_written``, which the kernel calls once the batch is scored:
+        Redis runs the write meanwhile. The next ``fetch`` calls it first if nobody did,
+        so a state is always written before a later batch reads it."""
         outcomes, counts = np.unique(batch.outcomes, return_counts=True)
         for outcome, count in zip(outcomes.tolist(), counts.tolist(), strict=True):
             self.stats.velocity["event", Outcome(outcome).name.lower()] += count
         updates, positions = batch.updates, batch.positions
         if self._velocity != "read-write" or not updates:
             return
-        done = write_states(self._client, self._prefix, updates, positions, self._velocity_ttl_s)
+        self.velocity_written()  # one write in flight at most
+        sent = send_states(self._client, self._prefix, updates, positions, self._velocity_ttl_s)
+        self._writing = (sent, updates, positions)
+
+    def velocity_written(self) -> None:
+        """Wait for the velocity write ``record_velocity`` sent, if one is in flight, and
+        count what it did. A write lost to an outage (a timeout, a dropped connection) is
+        sent once more: the compare-and-set makes that safe, states already written come
+        back as stale. A failure is counted and logged, never raised: the batch is scored
+        all the same."""
+        if self._writing is None:
+            return
+        sent, updates, positions = self._writing
+        self._writing = None
+        done = sent.result()
         if done.failed and done.error == "outage":  # one slow reply: the CAS makes a retry safe
             self.stats.retries += 1
             done = write_states(

@@ -109,12 +109,21 @@ def cluster_mget(client: Any) -> Callable[[Sequence[str]], list[bytes | None]]:
 
 def per_node(client: Any, keys: Sequence[str], commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """``commands[i]`` (whose keys share the slot of ``keys[i]``) sent to the primary that
-    redis-py's slot map names for that slot: one packed write (hiredis) per node, every
-    node written before any is read, so the nodes work in parallel. Error replies come
-    back as exception values; a connection or timeout failure closes that connection and
-    raises. redis-py's cluster pipeline does the same in ~45 µs of Python per command
-    (measured: 36 ms for a 500-event batch's ~1,000 keys, against 4 ms on one node); the
-    routing (slot of a key, node of a slot) stays the library's."""
+    redis-py's slot map names for that slot, and their replies (``send_per_node``). Error
+    replies come back as exception values; a connection or timeout failure closes that
+    connection and raises. redis-py's cluster pipeline does the same in ~45 µs of Python
+    per command (measured: 36 ms for a 500-event batch's ~1,000 keys, against 4 ms on one
+    node); the routing (slot of a key, node of a slot) stays the library's."""
+    return send_per_node(client, keys, commands)()
+
+
+def send_per_node(
+    client: Any, keys: Sequence[str], commands: Sequence[tuple[Any, ...]]
+) -> Callable[[], list[Any]]:
+    """``per_node``'s writes: one packed write (hiredis) per node, every node written before
+    any is read, so the nodes work in parallel, and the caller's own work too until it
+    calls the returned reader (once), which reads every reply and gives the connections
+    back. A failure, sending or reading, closes every connection taken and raises."""
     cluster = _cluster(client)
     nodes, slot_node = cluster.nodes_manager, cluster.keyslot
     groups: dict[str, tuple[Any, list[int]]] = {}
@@ -122,6 +131,13 @@ def per_node(client: Any, keys: Sequence[str], commands: Sequence[tuple[Any, ...
         node = nodes.get_node_from_slot(slot_node(key))
         groups.setdefault(node.name, (node, []))[1].append(i)
     sent: list[tuple[Any, Any, list[int]]] = []
+
+    def give_back(failed: bool) -> None:
+        for pool, conn, _ in sent:
+            if failed:
+                conn.disconnect()
+            pool.release(conn)
+
     try:
         for node, positions in groups.values():
             pool = cluster.get_redis_connection(node).connection_pool
@@ -129,21 +145,26 @@ def per_node(client: Any, keys: Sequence[str], commands: Sequence[tuple[Any, ...
             sent.append((pool, conn, positions))
             packed = b"".join(hiredis.pack_command(commands[i]) for i in positions)
             conn.send_packed_command([packed])
-        replies: list[Any] = [None] * len(commands)
-        for _, conn, positions in sent:
-            for i in positions:
-                try:
-                    replies[i] = conn.read_response()
-                except redis.ResponseError as exc:
-                    replies[i] = exc
-        return replies
     except BaseException:
-        for _, conn, _ in sent:
-            conn.disconnect()
+        give_back(failed=True)
         raise
-    finally:
-        for pool, conn, _ in sent:
-            pool.release(conn)
+
+    def read() -> list[Any]:
+        failed = True
+        try:
+            replies: list[Any] = [None] * len(commands)
+            for _, conn, positions in sent:
+                for i in positions:
+                    try:
+                        replies[i] = conn.read_response()
+                    except redis.ResponseError as exc:
+                        replies[i] = exc
+            failed = False
+            return replies
+        finally:
+            give_back(failed)
+
+    return read
 
 
 def on_nodes(client: Any, keys: Sequence[Any], commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -191,23 +212,40 @@ def eval_per_node(
     client: Any, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
 ) -> list[Any]:
     """The script ``sha`` (text ``script``) once per call of (keys, args), each call's keys
-    in one slot: EVALSHA on the slot's primary through ``per_node``, one round trip per node.
+    in one slot, and the replies (``send_eval_per_node``)."""
+    return send_eval_per_node(client, script, sha, calls)()
+
+
+def send_eval_per_node(
+    client: Any, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> Callable[[], list[Any]]:
+    """``eval_per_node``'s EVALSHA calls sent on each slot's primary (``send_per_node``, one
+    write per node); the returned reader (call it once) reads the replies, one per call.
     The calls answered with an error (NOSCRIPT from a node that never ran the script, a
     redirection), or every call when a node could not be reached, go again as EVAL through
     the library's cluster pipeline, which follows MOVED and ASK and refreshes its slot map.
     Error replies come back as exception values; a node still unreachable raises."""
     flat = [(len(keys), *keys, *args) for keys, args in calls]
+    unreachable = [redis.ResponseError("node unreachable")] * len(flat)
     try:
-        replies = per_node(
+        read = send_per_node(
             client, [keys[0] for keys, _ in calls], [("EVALSHA", sha, *c) for c in flat]
         )
     except _NODE_ERRORS:  # the library refreshes its map, or raises
-        replies = [redis.ResponseError("node unreachable")] * len(flat)
-    missing = [n for n, r in enumerate(replies) if isinstance(r, redis.ResponseError)]
-    if missing:  # NOSCRIPT (EVAL caches it), MOVED, ASK: the library's pipeline follows them
-        again = per_slot(client, [("EVAL", script, *flat[n]) for n in missing])
-        for n, reply in zip(missing, again, strict=True):
-            replies[n] = reply
+        read = unreachable.copy
+
+    def replies() -> list[Any]:
+        try:
+            got = read()
+        except _NODE_ERRORS:
+            got = unreachable.copy()
+        missing = [n for n, r in enumerate(got) if isinstance(r, redis.ResponseError)]
+        if missing:  # NOSCRIPT (EVAL caches it), MOVED, ASK: the library's pipeline follows
+            again = per_slot(client, [("EVAL", script, *flat[n]) for n in missing])
+            for n, reply in zip(missing, again, strict=True):
+                got[n] = reply
+        return got
+
     return replies
 
 

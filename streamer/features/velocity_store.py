@@ -7,6 +7,11 @@ stale instance (during a rebalance handover, or after a rewind) can never move a
 state backwards. On a Redis Cluster the batch's cards are grouped by slot, one script call
 per slot, grouped by node (``redis_cluster.eval_per_node``): one round trip per node.
 
+The round trip is split in two (``send_states``, then ``PendingWrite.result``): the stream
+sends a batch's states as soon as the fold has made them and reads the replies once the
+batch is scored, so Redis runs the script on its own core while this process scores and
+explains the batch, instead of this process waiting for it.
+
 Keys are ``{prefix}vel:v1:{<card id>}``: the card id is the key's hash tag, so a card's
 key sits in its own slot. Redis Cluster takes the tag from the first ``{`` to the first
 ``}`` after it: a card id containing ``}`` is tagged by its part before the ``}`` (cards
@@ -18,7 +23,7 @@ card in one slot).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +34,8 @@ from redis.exceptions import NoScriptError
 from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
 from streamer.features.redis_cluster import (
     cluster_mget,
-    eval_per_node,
     is_cluster,
+    send_eval_per_node,
     slot_groups,
 )
 from streamer.features.velocity_state import (
@@ -113,7 +118,48 @@ def write_states(
     positions: Mapping[str, int],
     ttl_s: int = TTL_S,
 ) -> WriteResult:
-    """Compare-and-set every updated card state in one round trip (one script call).
+    """Compare-and-set every updated card state in one round trip (one script call):
+    ``send_states`` and its result at once."""
+    return send_states(client, prefix, updates, positions, ttl_s).result()
+
+
+class PendingWrite:
+    """A batch's compare-and-set write, sent, its replies not read yet: Redis runs it while
+    the caller goes on. ``result`` reads them (once; it holds a pooled connection until
+    then, so call it before the next write or read of the same cards)."""
+
+    def __init__(self, replies: Callable[[], list[Any]] | WriteResult, count: int) -> None:
+        self._replies, self._count = replies, count
+
+    def result(self) -> WriteResult:
+        """What the write did; a Redis problem is classified into it, never raised."""
+        if isinstance(self._replies, WriteResult):
+            return self._replies
+        read, self._replies = self._replies, WriteResult(failed=self._count, error="outage")
+        try:
+            self._replies = _tally(read())
+        except REDIS_ERRORS as exc:
+            self._replies = WriteResult(failed=self._count, error=classify(exc))
+        return self._replies
+
+
+def _tally(replies: list[Any]) -> WriteResult:
+    """A write's result from its replies: 1 written, 0 stale, an exception failed."""
+    errors = [r for r in replies if isinstance(r, Exception)]
+    written = sum(1 for r in replies if r == 1)
+    stale = sum(1 for r in replies if r == 0)
+    return WriteResult(written, stale, len(errors), classify(errors[0]) if errors else None)
+
+
+def send_states(
+    client: redis.Redis,
+    prefix: str,
+    updates: Mapping[str, bytes],
+    positions: Mapping[str, int],
+    ttl_s: int = TTL_S,
+) -> PendingWrite:
+    """Send the compare-and-set of every updated card state (one script call); the replies
+    are read by the returned write's ``result``.
 
     Each state is written (with a TTL of ``ttl_s``) only if the stored one is older, by
     ``high_position``. The script is sent by its SHA1; after a Redis restart or SCRIPT
@@ -123,69 +169,90 @@ def write_states(
     bytes (a mismatch is a caller bug and raises ``ValueError``).
     """
     if not updates:
-        return WriteResult()
+        return PendingWrite(WriteResult(), 0)
     cards = list(updates)
     for card in cards:
         if high_position(updates[card]) != positions[card]:
             raise ValueError(f"state of card {card!r} does not hold position {positions[card]}")
     ttl_ms = str(int(ttl_s * 1000))
     keys = [velocity_key(prefix, card) for card in cards]
-    call = _per_slot_calls if is_cluster(client) else _one_call
+    send = _per_slot_calls if is_cluster(client) else _one_call
     try:
-        replies = call(client, keys, [updates[c] for c in cards], ttl_ms)
+        replies = send(client, keys, [updates[c] for c in cards], ttl_ms)
     except REDIS_ERRORS as exc:
-        return WriteResult(failed=len(cards), error=classify(exc))
-    written = sum(1 for r in replies if r == 1)
-    stale = sum(1 for r in replies if r == 0)
-    errors = [r for r in replies if isinstance(r, Exception)]
-    return WriteResult(written, stale, len(errors), classify(errors[0]) if errors else None)
+        return PendingWrite(WriteResult(failed=len(cards), error=classify(exc)), len(cards))
+    return PendingWrite(replies, len(cards))
 
 
-def _one_call(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> list[Any]:
-    """One script call for the whole batch (one Redis node); NOSCRIPT: once more as EVAL."""
+def _one_call(
+    client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str
+) -> Callable[[], list[Any]]:
+    """One script call for the whole batch (one Redis node), sent; the reader of its
+    replies, one per key (NOSCRIPT: once more as EVAL, a round trip then)."""
     args = (len(keys), *keys, ttl_ms, *blobs)
-    [reply] = _round_trip(client, [("EVALSHA", CAS_MANY_SHA, *args)])
-    if isinstance(reply, NoScriptError):
-        [reply] = _round_trip(client, [("EVAL", CAS_MANY_SCRIPT, *args)])
-    if isinstance(reply, Exception):
-        return [reply] * len(keys)
-    return list(reply)
+    read = _send(client, [("EVALSHA", CAS_MANY_SHA, *args)])
+
+    def replies() -> list[Any]:
+        [reply] = read()
+        if isinstance(reply, NoScriptError):
+            [reply] = _send(client, [("EVAL", CAS_MANY_SCRIPT, *args)])()
+        if isinstance(reply, Exception):
+            return [reply] * len(keys)
+        return list(reply)
+
+    return replies
 
 
-def _per_slot_calls(client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str) -> list[Any]:
-    """A cluster's write: one script call per slot, a round trip per node
-    (``eval_per_node``)."""
+def _per_slot_calls(
+    client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str
+) -> Callable[[], list[Any]]:
+    """A cluster's write, sent: one script call per slot, a round trip per node
+    (``send_eval_per_node``); the reader of its replies, one per key."""
     groups = slot_groups(client, keys)
     calls = [([keys[i] for i in g], [ttl_ms, *(blobs[i] for i in g)]) for g in groups]
-    replies = eval_per_node(client, CAS_MANY_SCRIPT, CAS_MANY_SHA, calls)
-    out: list[Any] = [None] * len(keys)
-    for group, reply in zip(groups, replies, strict=True):
-        for j, i in enumerate(group):
-            out[i] = reply if isinstance(reply, Exception) else reply[j]
-    return out
+    read = send_eval_per_node(client, CAS_MANY_SCRIPT, CAS_MANY_SHA, calls)
+
+    def replies() -> list[Any]:
+        out: list[Any] = [None] * len(keys)
+        for group, reply in zip(groups, read(), strict=True):
+            for j, i in enumerate(group):
+                out[i] = reply if isinstance(reply, Exception) else reply[j]
+        return out
+
+    return replies
 
 
-def _round_trip(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send ``commands`` in one write on one pooled connection and read every reply;
-    error replies come back as exception values, not raised. hiredis packs the commands
-    (redis-py's packer walks every argument in Python). A connection or timeout failure
-    closes the connection and raises."""
+def _send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> Callable[[], list[Any]]:
+    """Send ``commands`` in one write on one pooled connection; the returned reader reads
+    every reply (error replies come back as exception values, not raised) and gives the
+    connection back. hiredis packs the commands (redis-py's packer walks every argument in
+    Python). A connection or timeout failure, sending or reading, closes the connection
+    and raises."""
     pool = client.connection_pool
     conn: Any = pool.get_connection()
     try:
         conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:
-                replies.append(exc)
-        return replies
     except BaseException:
         conn.disconnect()
-        raise
-    finally:
         pool.release(conn)
+        raise
+
+    def read() -> list[Any]:
+        try:
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    return read
 
 
 class MemoryVelocityStore:

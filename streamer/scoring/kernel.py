@@ -130,6 +130,7 @@ class ScoringKernel:
         self.shadow: ShadowModel | None = None
         self.shadow_failures = 0
         self._offered: tuple[LoadedModel, BatchScorer] | None = None
+        self._writing: Callable[[], None] | None = None  # the velocity write in flight
         self._offer_lock = threading.Lock()
         self.use(model, scorer or Scorer(model))
 
@@ -209,6 +210,7 @@ class ScoringKernel:
         )
         if matrix is not None:
             self._explain(columns, matrix, decisions)
+        self._written()
         result = Scored(
             rows,
             columns,
@@ -247,8 +249,9 @@ class ScoringKernel:
         matrices: _Matrices,
     ) -> tuple[Any, Any, Any, Any]:
         """Score the valid events, splitting the batch until only the events that fail on
-        their own are left (``run_contained``); then record the batch's velocity states."""
-        whole = self._enrich(chosen, offsets)
+        their own are left (``run_contained``). The whole batch's enrichment sends its new
+        velocity states (``_written`` waits for them)."""
+        whole = self._enrich(chosen, offsets, record=True)
 
         def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
             if isinstance(whole, StageError):  # isolate the event that fails on its own
@@ -261,15 +264,13 @@ class ScoringKernel:
             matrices.add(subset, matrix, shadow_matrix)
             return scores, part.features.status()
 
-        result = run_contained(contained, np.arange(len(chosen)))
-        record = getattr(self.features, "record_velocity", None)
-        if record is not None and not isinstance(whole, StageError) and whole.velocity:
-            with self.observer.stage("velocity_write"):
-                record(whole.velocity)
-        return result
+        return run_contained(contained, np.arange(len(chosen)))
 
-    def _enrich(self, events: Sequence[Event], offsets: Sequence[int]) -> _Enriched | StageError:
-        """Features of a (sub-)batch: one feature read, the velocity fold, the columns."""
+    def _enrich(
+        self, events: Sequence[Event], offsets: Sequence[int], *, record: bool = False
+    ) -> _Enriched | StageError:
+        """Features of a (sub-)batch: one feature read, the velocity fold, the columns;
+        with ``record`` (the whole batch), its new velocity states are sent at once."""
         with self.observer.stage("enrich"):
             try:
                 features = self.features.fetch(
@@ -281,7 +282,19 @@ class ScoringKernel:
                 )
             except Exception as exc:  # noqa: BLE001 - contained: the batch is split
                 return StageError("enrich", exc)
+            record_velocity = getattr(self.features, "record_velocity", None)
+            if record and velocity is not None and record_velocity is not None:
+                record_velocity(velocity)  # sent: Redis writes while the batch is scored
+                self._writing = getattr(self.features, "velocity_written", None)
         return _Enriched(features, columns, velocity)
+
+    def _written(self) -> None:
+        """Wait for the batch's velocity write, once the batch is scored and explained and
+        before it is handed on: a state is written before its events' scores go out."""
+        wait, self._writing = self._writing, None
+        if wait is not None:
+            with self.observer.stage("velocity_write"):
+                wait()
 
     def _scores(
         self, enriched: _Enriched, shadow: ShadowModel | None
