@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from confluent_kafka import Message
 
@@ -39,6 +40,41 @@ def read_headers(msg: Message, only: frozenset[str] | None = None) -> Headers | 
     """
     if _UNREADABLE and _position(msg) in _UNREADABLE:  # none so far: nothing to look up
         return None
+    items = _checked(msg)
+    if items is None:
+        return None
+    if only is not None:
+        return [(k, v.encode() if isinstance(v, str) else v) for k, v in items if k in only and v]
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
+
+
+def read_headers_many(messages: Sequence[Message], only: frozenset[str]) -> list[Headers | None]:
+    """``read_headers(msg, only) or None`` of each message, in one pass: a batch's trace
+    headers. A message with no headers, or with one header of these names holding bytes
+    (a ``traceparent``: the rule), costs no filtering pass of its own."""
+    out: list[Headers | None] = []
+    append = out.append
+    for msg in messages:
+        if _UNREADABLE and _position(msg) in _UNREADABLE:
+            append(None)
+            continue
+        items = _checked(msg)
+        if not items:  # none, or unreadable
+            append(None)
+            continue
+        if len(items) == 1:
+            name, value = items[0]
+            if name in only and value.__class__ is bytes and value:
+                append([(name, value)])
+                continue
+        kept = [(k, v.encode() if isinstance(v, str) else v) for k, v in items if k in only and v]
+        append(kept or None)
+    return out
+
+
+def _checked(msg: Message) -> list[tuple[str, str | bytes | None]] | None:
+    """The message's header items, asked of the client once; None when it cannot read
+    them (the message is then remembered as unreadable)."""
     try:
         raw = msg.headers()
         if raw is None:  # no headers (most messages): nothing to check
@@ -51,9 +87,7 @@ def read_headers(msg: Message, only: frozenset[str] | None = None) -> Headers | 
     if broken:  # a NULL slot in the list: never touch it
         _remember(_position(msg))
         return None
-    if only is not None:
-        return [(k, v.encode() if isinstance(v, str) else v) for k, v in items if k in only and v]
-    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
+    return items
 
 
 def _position(msg: Message) -> _Position:

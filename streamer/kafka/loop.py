@@ -28,7 +28,7 @@ from streamer.kafka.lag import LagMonitor
 from streamer.kafka.membership import Membership
 from streamer.kafka.publisher import Publisher
 from streamer.observability.observer import Observer
-from streamer.observability.tracing import trace_headers
+from streamer.observability.tracing import trace_headers_of
 from streamer.scoring.kernel import Scored, ScoringKernel
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class StreamLoop:
         """Queue every scored record; its trace headers continue its input's trace."""
         rows, columns, positions = result.rows, result.columns, batch.positions
         messages = [batch.messages[r] for r in rows]
-        headers = self.observer.output_headers(messages) or [trace_headers(m) for m in messages]
+        headers = self.observer.output_headers(messages) or trace_headers_of(messages)
         self.publisher.send_many(
             self.topics.output,
             columns["card_id"],

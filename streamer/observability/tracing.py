@@ -33,7 +33,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from streamer import __version__
-from streamer.kafka.headers import read_headers
+from streamer.kafka.headers import read_headers, read_headers_many
 from streamer.observability.observer import Headers, Observer
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -95,6 +95,11 @@ def trace_headers(msg: Message) -> list[tuple[str, bytes]] | None:
     slot for a header name that is not UTF-8, and touching it crashes the process.
     """
     return read_headers(msg, _TRACE_HEADERS) or None
+
+
+def trace_headers_of(messages: Sequence[Message]) -> list[list[tuple[str, bytes]] | None]:
+    """``trace_headers`` of each message (the outputs of a batch not traced here)."""
+    return read_headers_many(messages, _TRACE_HEADERS)
 
 
 def upstream_context(msg: Message) -> Context | None:
