@@ -40,16 +40,18 @@ from streamer.service.assembly import build  # noqa: E402
 
 def _batches(topic: str, n_batches: int, size: int) -> list[list[Message]]:
     """Consumed messages as the bench's backlog holds them: single-object values, the
-    card as key, a traceparent header each, three partitions in turn."""
+    card as key, a traceparent header each, in runs of a partition (as a fetch gives them):
+    three runs a batch."""
     events = generate_events(make_population(7, 200_000), n_batches * size, seed=101, start_ms=0)
     encoder = make_encoder("single-object", schema=transaction_schema())
     now = time.time_ns() // 1_000_000
+    run = -(-size // 3)
     header = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-00")]
     messages = [
         Message(
             topic=topic,
-            partition=i % 3,
-            offset=i // 3,
+            partition=(i // run) % 3,
+            offset=i,
             key=event["card_id"].encode(),
             value=encoder.encode({**event, "event_time": now}),
             headers=header,
