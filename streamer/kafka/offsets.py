@@ -122,7 +122,11 @@ def _advance(state: _PartitionState) -> None:
     """Move the committable offset past the acknowledged prefix of what was consumed."""
     order, acked = state.order, state.acked
     done = len(list(takewhile(acked.__getitem__, order)))
-    if done:
+    if done and done == len(order):  # all of it (a drain's rule): no offset dropped one by one
+        state.committable = order[-1] + 1
+        order.clear()
+        acked.clear()  # it holds the offsets of ``order``, no others
+    elif done:
         prefix = [order.popleft() for _ in range(done)]
         for offset in prefix:
             del acked[offset]

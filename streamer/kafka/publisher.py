@@ -130,20 +130,15 @@ class Publisher:
         queued = QueuedBatch(values, positions, event_times, origins)
         self._pending.add(queued)  # first: a report served while producing must find it
         produce, delivered = self._producer.produce, self._on_scored
-        for row, (key, value, output_headers) in enumerate(zip(keys, values, headers, strict=True)):
+        given = cast(Sequence[ProducerHeaders], headers)  # list is invariant; once, not a row
+        for row, (key, value, output_headers) in enumerate(zip(keys, values, given, strict=True)):
             try:
-                produce(
-                    topic,
-                    value,
-                    key,
-                    on_delivery=delivered,
-                    headers=cast(ProducerHeaders, output_headers),  # list is invariant
-                )
+                produce(topic, value, key, on_delivery=delivered, headers=output_headers)
             except (BufferError, KafkaException):  # full queue or refused: the careful path
                 self._pending.answer(queued, row)
                 (source, offset), event_time = positions[row], event_times[row]
                 output = Output(source, offset, event_time, origins[row])
-                self._careful.produce(topic, key, value, output_headers, 0, output)
+                self._careful.produce(topic, key, value, headers[row], 0, output)
 
     def send_dead_letter(
         self, msg: Message, rejection: Rejection, budget: int = 0, attempts: int = 0
