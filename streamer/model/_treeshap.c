@@ -9,24 +9,26 @@
  * whole tree adds depends only on which way the row goes at each of its nodes: its
  * pattern, one bit per node. Two memories:
  *
- * - per (tree, pattern), the tree's sums over the inputs it splits on: its leaves' terms
- *   added to zeros in LightGBM's order (the leaves depth first, hot child before cold).
- *   A row adds them to its contributions, trees in order. Their values are a function of
- *   (tree, pattern), so a row's bytes are a function of the row: not of the batch, nor of
- *   what is remembered. LightGBM adds the terms to the row one by one; the difference is
- *   rounding (``treeshap.py``'s bound). The patterns' slots are fetched for every tree of
- *   the row before the first is added.
+ * - per (tree, pattern), the tree's sums over the inputs it splits on, and likewise per
+ *   (tree, node, the pattern's bits at the node's ancestors and in its subtree) for each
+ *   subtree of SMALL_LEAVES leaves or fewer: a tree first seen with a pattern is summed
+ *   from its small subtrees (most of them seen before) and the leaves above them, hot
+ *   child before cold, each to zeros. A row adds the trees' sums to its contributions,
+ *   trees in order. Every value is a function of what it is remembered by, so a row's
+ *   bytes are a function of the row: not of the batch, nor of what is remembered.
+ *   LightGBM adds the terms to the row one by one; the difference is rounding
+ *   (``treeshap.py``'s bound). The slots and sums are fetched for every tree of the row
+ *   (for every small subtree of a tree not found) before the first is added.
  * - per (tree, leaf, pattern of its ancestors), the leaf's terms, computed as LightGBM
- *   computes them (the path's weights, O(depth^2) per leaf): a tree first seen with a
- *   pattern is summed from these. Their values in one arena (a leaf's inputs are the same
- *   for every pattern, kept once per leaf), found through a table per leaf indexed by the
- *   pattern (leaves up to DIRECT_DEPTH deep, DIRECT_BUDGET bytes of tables) or a hash for
- *   the rest; a tree's leaves are listed in visiting order and their memory fetched for
- *   all of them before the first is added.
+ *   computes them (the path's weights, O(depth^2) per leaf). Their values in one arena (a
+ *   leaf's inputs are the same for every pattern, kept once per leaf), found through a
+ *   table per leaf indexed by the pattern (leaves up to DIRECT_DEPTH deep, DIRECT_BUDGET
+ *   bytes of tables) or a hash for the rest.
  *
- * Each memory is bounded: when full, it is forgotten and filled again. ``contributions``
- * runs without the GIL (the model's lock keeps one call at a time in its memory).
- * Only plain numerical trees are taken (``treeshap.py`` refuses the rest and LightGBM
+ * Each memory is bounded (about 115 MB with the defaults below: the trees' sums for some
+ * 15,000 flagged rows of a drain need most of it): when full, it is forgotten and filled
+ * again. ``contributions`` runs without the GIL (the model's lock keeps one call at a time
+ * in its memory). Only plain numerical trees are taken (``treeshap.py`` refuses the rest and LightGBM
  * serves them). ``tests/unit/test_treeshap.py`` compares with LightGBM on generated rows.
  */
 #define PY_SSIZE_T_CLEAN
@@ -40,14 +42,17 @@
 #endif
 #define MEMO_SLOTS (1u << MEMO_BITS)
 #ifndef ARENA_BITS
-#define ARENA_BITS 21
+#define ARENA_BITS 20
 #endif
 #define ARENA_TERMS (1u << ARENA_BITS)     /* remembered terms before the memory is reset */
 #define MAX_MEMO_DEPTH 32                  /* deeper leaves are computed every time */
 #define DIRECT_DEPTH 12                    /* leaves this shallow: a table per leaf, */
-#define DIRECT_BUDGET (16u << 20)          /* indexed by the pattern, up to these bytes */
-#define TREE_SLOTS (1u << 20)              /* whole trees: slots (half of them used at most) */
-#define TREE_VALUES (1u << 22)             /* and their sums before that memory is reset */
+#define DIRECT_BUDGET (8u << 20)           /* indexed by the pattern, up to these bytes */
+#define TREE_SLOTS (1u << 21)              /* whole trees: slots (half of them used at most) */
+#define TREE_VALUES (1u << 23)             /* and their sums before that memory is reset */
+#ifndef SMALL_LEAVES
+#define SMALL_LEAVES 8                     /* subtrees this small remembered too */
+#endif
 
 static const double ZERO_THRESHOLD = (double)1e-35f; /* LightGBM's kZeroThreshold */
 
@@ -71,14 +76,15 @@ typedef struct {
     int32_t node0, leaf0;                   /* offsets into the flat arrays */
     int32_t depth;                          /* the deepest leaf's depth */
     int32_t plain;                          /* every split: no missing-value handling */
-    int32_t f0, nf;                         /* its distinct split inputs: tree_features[f0..] */
+    int32_t nf;                             /* its distinct split inputs */
+    int32_t fr0, frn;                       /* its largest kept subtrees: frontier[fr0..] */
     int32_t whole;                          /* remembered whole (nodes <= 64: a 64-bit pattern) */
     double expected;                        /* Tree::ExpectedValue() */
 } Tree;
 
 typedef struct {
-    uint64_t bits;                          /* the tree's pattern: bit n, node n sends left */
-    uint32_t tree;                          /* tree + 1; 0: empty */
+    uint64_t bits;                          /* the pattern (bit n: node n sends left), masked */
+    uint32_t tree;                          /* tree + 1, node << 17; 0: empty */
     uint32_t start;                         /* its sums in tree_values */
 } TreeSlot;
 
@@ -94,7 +100,8 @@ typedef struct {
     double *threshold, *leaf_value;
     /* memory: a table per shallow leaf (pattern -> 1 + its terms' start in the arena, 0:
        not seen), and open addressing (key -> terms) for the others */
-    uint32_t **direct;                      /* per leaf of the model, allocated when used */
+    uint32_t **direct;                      /* per leaf of the model, taken when used */
+    uint32_t *direct_pool;                  /* from here (direct_budget bytes) */
     int32_t leaves_total;
     int32_t *leaf_depth;                    /* per leaf of the model: its ancestors */
     size_t direct_bytes;
@@ -117,7 +124,11 @@ typedef struct {
     int32_t *scratch_features;
     uint64_t hits, misses;
     /* the whole trees' memory: (tree, pattern) -> the tree's sums over its inputs */
-    int32_t *tree_features;
+    uint64_t *node_mask;                    /* per node: its ancestors and its subtree's nodes */
+    int8_t *node_kept;                      /* per node: its sums remembered (root, small) */
+    int32_t *node_f0, *node_nf;             /* per kept node: the inputs split on in its mask, */
+    int32_t *node_features;                 /* node_features[node_f0..], in input order */
+    int32_t *frontier;                      /* per tree: the kept nodes below unkept ones */
     double base;                            /* the expected values' sum, in LightGBM's order */
     TreeSlot *tree_slots;
     uint32_t tree_slots_n, tree_used;       /* slots (a power of 2), taken */
@@ -126,7 +137,7 @@ typedef struct {
     uint32_t epoch;                         /* bumped at each reset of that memory */
     uint64_t *patterns;                     /* per tree: the current row's pattern */
     uint32_t *found;                        /* per tree: its sums' start, or NOT_FOUND */
-    double *tree_sums;                      /* [features]: a tree's sums as computed */
+    double *level_sums;                     /* [depth][features]: nodes' sums as computed */
     uint64_t tree_hits, tree_misses;
     PyThread_type_lock lock;                /* one call at a time (the GIL is released) */
 } Model;
@@ -142,10 +153,8 @@ static void model_free(Model *m) {
     PyMem_RawFree(m->decision_type);
     PyMem_RawFree(m->threshold);
     PyMem_RawFree(m->leaf_value);
-    if (m->direct) {
-        for (int g = 0; g < m->leaves_total; g++) PyMem_RawFree(m->direct[g]);
-        PyMem_RawFree(m->direct);
-    }
+    PyMem_RawFree(m->direct);
+    PyMem_RawFree(m->direct_pool);
     PyMem_RawFree(m->leaf_depth);
     PyMem_RawFree(m->slots);
     PyMem_RawFree(m->terms);
@@ -160,12 +169,17 @@ static void model_free(Model *m) {
     PyMem_RawFree(m->leaf_unique);
     PyMem_RawFree(m->leaf_feature0);
     PyMem_RawFree(m->leaf_features);
-    PyMem_RawFree(m->tree_features);
+    PyMem_RawFree(m->node_mask);
+    PyMem_RawFree(m->node_kept);
+    PyMem_RawFree(m->node_f0);
+    PyMem_RawFree(m->node_nf);
+    PyMem_RawFree(m->node_features);
+    PyMem_RawFree(m->frontier);
     PyMem_RawFree(m->tree_slots);
     PyMem_RawFree(m->tree_values);
     PyMem_RawFree(m->patterns);
     PyMem_RawFree(m->found);
-    PyMem_RawFree(m->tree_sums);
+    PyMem_RawFree(m->level_sums);
     if (m->lock) PyThread_free_lock(m->lock);
     PyMem_RawFree(m);
 }
@@ -337,8 +351,8 @@ static void add_leaf(Model *m, int ti, const Tree *t, int leaf, int depth, uint6
         const int g = t->leaf0 + leaf;
         uint32_t *table = m->direct[g];
         if (table == NULL && m->direct_bytes + direct_size(depth) <= m->direct_budget) {
-            table = m->direct[g] = PyMem_RawCalloc(1, direct_size(depth));
-            if (table) m->direct_bytes += direct_size(depth);
+            table = m->direct[g] = m->direct_pool + m->direct_bytes / sizeof(uint32_t);
+            m->direct_bytes += direct_size(depth);
         }
         if (table) {
             const uint32_t at = table[bits];
@@ -521,17 +535,16 @@ static inline uint64_t tree_pattern(const Model *m, const Tree *t, const double 
     return bits;
 }
 
-static inline uint32_t tree_hash(const Model *m, int ti, uint64_t bits) {
-    return (uint32_t)mix(bits + ((uint64_t)ti + 1) * 0x9e3779b97f4a7c15ULL) &
-           (m->tree_slots_n - 1);
+static inline uint32_t tree_hash(const Model *m, uint32_t id, uint64_t bits) {
+    return (uint32_t)mix(bits + (uint64_t)id * 0x9e3779b97f4a7c15ULL) & (m->tree_slots_n - 1);
 }
 
-/* The slot holding (tree, pattern), or the empty one where it would go. */
-static inline uint32_t tree_probe(const Model *m, int ti, uint64_t bits) {
-    uint32_t s = tree_hash(m, ti, bits);
+/* The slot holding (id: tree + 1 and node, pattern), or the empty one where it would go. */
+static inline uint32_t tree_probe(const Model *m, uint32_t id, uint64_t bits) {
+    uint32_t s = tree_hash(m, id, bits);
     for (;;) {
         const TreeSlot *x = &m->tree_slots[s];
-        if (x->tree == 0 || (x->tree == (uint32_t)ti + 1 && x->bits == bits)) return s;
+        if (x->tree == 0 || (x->tree == id && x->bits == bits)) return s;
         s = (s + 1) & (m->tree_slots_n - 1);
     }
 }
@@ -543,29 +556,90 @@ static void tree_memo_reset(Model *m) {
     m->epoch++;
 }
 
-/* The tree's sums for the pattern ``bits``: its leaves' terms added in LightGBM's order to
- * zeros (the per-leaf memory above), kept over the tree's inputs. Returns their start. */
-static uint32_t tree_remember(Model *m, int ti, const Tree *t, uint64_t bits) {
-    const int32_t *left = m->left + t->node0, *right = m->right + t->node0;
-    for (int node = 0; node < t->nodes; node++) {
-        m->hot[node] = ((bits >> node) & 1) ? left[node] : right[node];
-    }
-    double *sums = m->tree_sums;
-    memset(sums, 0, sizeof(double) * (size_t)m->features);
-    tree_contributions(m, ti, t, sums);
-    if (m->tree_values_used + (uint32_t)t->nf > m->tree_values_n ||
+/* Room for ``n`` sums and a slot, the memory reset when there is none. */
+static uint32_t tree_room(Model *m, int32_t n) {
+    if (m->tree_values_used + (uint32_t)n > m->tree_values_n ||
         (m->tree_used + 1) * 2 > m->tree_slots_n) {
         tree_memo_reset(m);
     }
     const uint32_t start = m->tree_values_used;
-    const int32_t *inputs = m->tree_features + t->f0;
-    for (int k = 0; k < t->nf; k++) m->tree_values[start + k] = sums[inputs[k]];
-    m->tree_values_used += (uint32_t)t->nf;
-    TreeSlot *slot = &m->tree_slots[tree_probe(m, ti, bits)];
-    slot->bits = bits;
-    slot->tree = (uint32_t)ti + 1;
+    m->tree_values_used += (uint32_t)n;
+    return start;
+}
+
+static inline void add_sums(const Model *m, int at, const double *values, double *acc) {
+    const int32_t *inputs = m->node_features + m->node_f0[at];
+    for (int k = 0; k < m->node_nf[at]; k++) acc[inputs[k]] += values[k];
+}
+
+/* The memory of the tree's largest kept subtrees for the pattern, fetched before it is
+ * read: their slots, then their sums (lookups that wait on each other otherwise). */
+static void fetch_frontier(const Model *m, int ti, const Tree *t, uint64_t bits) {
+    const int32_t *nodes = m->frontier + t->fr0;
+    for (int k = 0; k < t->frn; k++) {
+        const uint32_t id = ((uint32_t)ti + 1) | ((uint32_t)nodes[k] << 17);
+        __builtin_prefetch(&m->tree_slots[tree_hash(m, id, bits & m->node_mask[t->node0 + nodes[k]])]);
+    }
+    for (int k = 0; k < t->frn; k++) {
+        const uint32_t id = ((uint32_t)ti + 1) | ((uint32_t)nodes[k] << 17);
+        const uint64_t key = bits & m->node_mask[t->node0 + nodes[k]];
+        const TreeSlot *x = &m->tree_slots[tree_probe(m, id, key)];
+        if (x->tree) __builtin_prefetch(m->tree_values + x->start);
+    }
+}
+
+/* Add to ``acc`` the terms of the leaves under ``node`` (at ``depth``; ``path``: the
+ * per-leaf memory's pattern of its path, bit k: hot at ancestor k; stack[0..depth) its
+ * path) for the tree's pattern ``bits`` (m->hot set from it), in a fixed order: the hot
+ * child's, then the cold child's. A kept node's (the root, a subtree of SMALL_LEAVES or
+ * fewer) are summed to zeros first and remembered per (tree, node, the pattern's bits at
+ * the node's ancestors and in its subtree: all they depend on), then added from there; a
+ * leaf's terms come from the per-leaf memory. So what is added is a function of (tree,
+ * pattern), whatever was remembered. Returns a kept node's start in tree_values. */
+static uint32_t add_subtree(Model *m, int ti, const Tree *t, int node, int depth,
+                            uint64_t path, uint64_t bits, double *acc) {
+    const int at = t->node0 + node;
+    const int kept = m->node_kept[at];
+    const uint64_t key = bits & m->node_mask[at];
+    const uint32_t id = ((uint32_t)ti + 1) | ((uint32_t)node << 17);
+    if (kept) {
+        const TreeSlot *found = &m->tree_slots[tree_probe(m, id, key)];
+        if (found->tree) {
+            m->tree_hits++;
+            add_sums(m, at, m->tree_values + found->start, acc);
+            return found->start;
+        }
+        m->tree_misses++;
+    }
+    double *sums = acc;
+    if (kept) {
+        sums = m->level_sums + (size_t)depth * (size_t)m->features;
+        memset(sums, 0, sizeof(double) * (size_t)m->features);
+    }
+    const int hot = m->hot[node];
+    const int left = m->left[at];
+    const int children[2] = {hot, hot == left ? m->right[at] : left};
+    for (int c = 0; c < 2; c++) {
+        const int child = children[c];
+        const uint64_t child_path = c == 0 ? path | ((uint64_t)1 << depth) : path;
+        m->stack_node[depth] = node;
+        m->stack_child[depth] = child;
+        if (child < 0) {
+            add_leaf(m, ti, t, ~child, depth + 1, child_path, 1, sums);
+        } else {
+            add_subtree(m, ti, t, child, depth + 1, child_path, bits, sums);
+        }
+    }
+    if (!kept) return NOT_FOUND;
+    const uint32_t start = tree_room(m, m->node_nf[at]); /* may reset: nothing held from it */
+    const int32_t *inputs = m->node_features + m->node_f0[at];
+    for (int k = 0; k < m->node_nf[at]; k++) m->tree_values[start + k] = sums[inputs[k]];
+    TreeSlot *slot = &m->tree_slots[tree_probe(m, id, key)];
+    slot->bits = key;
+    slot->tree = id;
     slot->start = start;
     m->tree_used++;
+    add_sums(m, at, m->tree_values + start, acc);
     return start;
 }
 
@@ -582,11 +656,11 @@ static void row_contributions(Model *m, const float *row, double *features, doub
         if (!t->whole) continue;
         const uint64_t bits = tree_pattern(m, t, features, plain);
         m->patterns[ti] = bits;
-        __builtin_prefetch(&m->tree_slots[tree_hash(m, ti, bits)]);
+        __builtin_prefetch(&m->tree_slots[tree_hash(m, (uint32_t)ti + 1, bits)]);
     }
     for (int ti = 0; ti < m->trees_n; ti++) {
         if (!m->trees[ti].whole) continue;
-        const TreeSlot *x = &m->tree_slots[tree_probe(m, ti, m->patterns[ti])];
+        const TreeSlot *x = &m->tree_slots[tree_probe(m, (uint32_t)ti + 1, m->patterns[ti])];
         m->found[ti] = x->tree ? x->start : NOT_FOUND;
         if (x->tree) __builtin_prefetch(m->tree_values + x->start);
     }
@@ -601,18 +675,21 @@ static void row_contributions(Model *m, const float *row, double *features, doub
         }
         uint32_t start = m->found[ti];
         if (m->epoch != epoch) { /* a reset since the lookups above: look again */
-            const TreeSlot *x = &m->tree_slots[tree_probe(m, ti, m->patterns[ti])];
+            const TreeSlot *x = &m->tree_slots[tree_probe(m, (uint32_t)ti + 1, m->patterns[ti])];
             start = x->tree ? x->start : NOT_FOUND;
         }
-        if (start == NOT_FOUND) {
-            m->tree_misses++;
-            start = tree_remember(m, ti, t, m->patterns[ti]);
-        } else {
+        if (start != NOT_FOUND) {
             m->tree_hits++;
+            add_sums(m, t->node0, m->tree_values + start, phi);
+            continue;
         }
-        const double *sums = m->tree_values + start;
-        const int32_t *inputs = m->tree_features + t->f0;
-        for (int k = 0; k < t->nf; k++) phi[inputs[k]] += sums[k];
+        const uint64_t bits = m->patterns[ti]; /* from its subtrees' and leaves' memory */
+        const int32_t *left = m->left + t->node0, *right = m->right + t->node0;
+        for (int node = 0; node < t->nodes; node++) {
+            m->hot[node] = ((bits >> node) & 1) ? left[node] : right[node];
+        }
+        fetch_frontier(m, ti, t, bits);
+        add_subtree(m, ti, t, 0, 0, 0, bits, phi);
     }
 }
 
@@ -650,6 +727,19 @@ static int copy_buffer(PyObject *obj, void **dest, Py_ssize_t item, Py_ssize_t c
     memcpy(*dest, view.buf, (size_t)view.len);
     PyBuffer_Release(&view);
     return 0;
+}
+
+/* node_mask of the nodes under ``node`` (whose ancestors are ``above``), and whether they
+ * are small enough to be kept; returns the nodes of its subtree (64 nodes at most). */
+static uint64_t node_masks(Model *m, const Tree *t, int node, uint64_t above) {
+    if (node < 0) return 0;
+    const uint64_t here = above | ((uint64_t)1 << node);
+    const uint64_t below = ((uint64_t)1 << node) |
+                           node_masks(m, t, m->left[t->node0 + node], here) |
+                           node_masks(m, t, m->right[t->node0 + node], here);
+    m->node_mask[t->node0 + node] = above | below;
+    m->node_kept[t->node0 + node] = node == 0 || __builtin_popcountll(below) + 1 <= SMALL_LEAVES;
+    return below;
 }
 
 static int tree_depth(Model *m, const Tree *t, int node, int depth) {
@@ -781,6 +871,7 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
     /* room for the longest path at least: a reset must make room for any leaf */
     m->arena_terms = arena_terms > deep + 1 ? arena_terms : (uint32_t)deep + 1;
     m->direct_budget = direct_budget;
+    m->direct_pool = PyMem_RawCalloc(m->direct_budget + 1, 1);
     m->terms = PyMem_RawCalloc(m->arena_terms, sizeof(double));
     m->leaf_unique = PyMem_RawCalloc((size_t)m->leaves_total + 1, sizeof(int32_t));
     m->leaf_feature0 = PyMem_RawCalloc((size_t)m->leaves_total + 1, sizeof(int32_t));
@@ -798,23 +889,48 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
     m->path = PyMem_RawCalloc(deep, sizeof(PathElement));
     m->scratch = PyMem_RawCalloc(deep, sizeof(double));
     m->scratch_features = PyMem_RawCalloc(deep, sizeof(int32_t));
-    /* the whole trees' memory: each tree's distinct inputs, the base, the tables */
+    /* the whole trees' memory: the kept nodes, their masks and inputs; the base */
     int32_t widest_inputs = 1;
-    m->tree_features = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int32_t));
-    for (int ti = 0; m->tree_features && ti < m->trees_n; ti++) {
+    m->node_mask = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(uint64_t));
+    m->node_kept = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int8_t));
+    m->node_f0 = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int32_t));
+    m->node_nf = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int32_t));
+    m->node_features = PyMem_RawCalloc((size_t)total_nodes * (size_t)features + 1,
+                                       sizeof(int32_t));
+    int32_t listed = 0, frontier_n = 0;
+    m->frontier = PyMem_RawCalloc((size_t)total_nodes + 1, sizeof(int32_t));
+    for (int ti = 0; m->node_features && m->node_nf && m->node_kept && m->frontier &&
+                     ti < m->trees_n;
+         ti++) {
         Tree *t = &m->trees[ti];
-        t->f0 = ti == 0 ? 0 : m->trees[ti - 1].f0 + m->trees[ti - 1].nf;
-        for (int j = 0; j < features; j++) { /* in input order */
-            for (int n = 0; n < t->nodes; n++) {
-                if (m->split_feature[t->node0 + n] == j) {
-                    m->tree_features[t->f0 + t->nf++] = j;
-                    break;
+        m->base += t->expected; /* Tree::PredictContrib: output[features] += ExpectedValue() */
+        t->whole = t->leaves > 1 && t->nodes <= 64;
+        if (!t->whole) continue;
+        node_masks(m, t, 0, 0);
+        for (int n = 0; n < t->nodes; n++) {
+            const int at = t->node0 + n;
+            if (!m->node_kept[at]) continue;
+            m->node_f0[at] = listed;
+            for (int j = 0; j < features; j++) { /* in input order */
+                for (int k = 0; k < t->nodes; k++) {
+                    if (((m->node_mask[at] >> k) & 1) && m->split_feature[t->node0 + k] == j) {
+                        m->node_features[listed + m->node_nf[at]++] = j;
+                        break;
+                    }
                 }
             }
+            listed += m->node_nf[at];
         }
-        t->whole = t->leaves > 1 && t->nodes <= 64;
+        t->nf = m->node_nf[t->node0];
         if (t->nf > widest_inputs) widest_inputs = t->nf;
-        m->base += t->expected; /* Tree::PredictContrib: output[features] += ExpectedValue() */
+        t->fr0 = frontier_n;
+        for (int n = 0; n < t->nodes; n++) { /* kept, below the root or an unkept node */
+            const int l = m->left[t->node0 + n], r = m->right[t->node0 + n];
+            const int up = n == 0 || !m->node_kept[t->node0 + n];
+            if (up && l > 0 && m->node_kept[t->node0 + l]) m->frontier[frontier_n++] = l;
+            if (up && r > 0 && m->node_kept[t->node0 + r]) m->frontier[frontier_n++] = r;
+        }
+        t->frn = frontier_n - t->fr0;
     }
     uint32_t slots_n = 4;
     while (slots_n < tree_slots && slots_n < (1u << 30)) slots_n <<= 1;
@@ -825,14 +941,15 @@ static PyObject *model_new(PyObject *self, PyObject *args) {
     m->tree_values = PyMem_RawCalloc(m->tree_values_n, sizeof(double));
     m->patterns = PyMem_RawCalloc((size_t)m->trees_n + 1, sizeof(uint64_t));
     m->found = PyMem_RawCalloc((size_t)m->trees_n + 1, sizeof(uint32_t));
-    m->tree_sums = PyMem_RawCalloc((size_t)features, sizeof(double));
+    m->level_sums = PyMem_RawCalloc(deep * (size_t)features, sizeof(double));
     m->lock = PyThread_allocate_lock();
-    if (!m->tree_features || !m->tree_slots || !m->tree_values || !m->patterns || !m->found ||
-        !m->tree_sums || !m->lock) {
+    if (!m->node_mask || !m->node_kept || !m->frontier || !m->node_f0 || !m->node_nf || !m->node_features ||
+        !m->tree_slots || !m->tree_values || !m->patterns || !m->found || !m->level_sums ||
+        !m->lock) {
         model_free(m);
         return PyErr_NoMemory();
     }
-    if (!m->slots || !m->terms || !m->hot || !m->order || !m->pending || !m->leaf_unique ||
+    if (!m->slots || !m->terms || !m->direct_pool || !m->hot || !m->order || !m->pending || !m->leaf_unique ||
         !m->leaf_feature0 || !m->leaf_features || !m->scratch_features || !m->stack_node || !m->stack_child || !m->path ||
         !m->scratch) {
         model_free(m);

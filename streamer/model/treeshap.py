@@ -4,10 +4,11 @@ TreeSHAP costs about 0.7 ms of CPU per explained row for the bundled model (150 
 31 leaves), most of the stream's CPU when reasons are on. What a tree adds to a row's
 contributions depends only on which way the row goes at each of the tree's nodes (its
 pattern), and flagged rows go the same ways again and again. The C part (``_treeshap.c``)
-computes a tree's sums once per pattern, its leaves' terms with LightGBM's own arithmetic
-operation for operation (each leaf's terms remembered per pattern of its ancestors too),
-and adds the remembered sums to each row: per tree, the node decisions, a lookup and an
-addition per input the tree splits on.
+computes a tree's sums once per pattern, from its small subtrees' sums (remembered the
+same way) and its leaves' terms, computed with LightGBM's own arithmetic operation for
+operation (and remembered per pattern of their ancestors), and adds the remembered sums
+to each row: per tree, the node decisions, a lookup and an addition per input the tree
+splits on.
 
 A row's contributions are a function of the row alone (the batch and the memory's state
 change no bit), and LightGBM's ``pred_contrib`` up to rounding: LightGBM adds the terms

@@ -135,6 +135,19 @@ def test_missing_values_go_where_lightgbm_sends_them(zero_as_missing: bool) -> N
     assert tiny(rows).tobytes() == fast(rows).tobytes()
 
 
+def test_trees_of_more_than_64_nodes_are_lightgbms_too() -> None:
+    """Their patterns do not fit a 64-bit word: each leaf's terms are added to the row."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(0, 1, (3000, 6))
+    text = _trained(data, num_leaves=120, min_data_in_leaf=3)
+    _, trees = parse(text)
+    assert max(len(tree["split_feature"]) for tree in trees) > 64
+    rows = np.concatenate([data[:40], rng.normal(0, 3, (20, 6))]).astype(np.float32)
+    fast = FastContributions(text)
+    _agree(fast, Booster(text), rows)
+    assert FastContributions(text, memory=TINY)(rows).tobytes() == fast(rows).tobytes()
+
+
 def test_a_categorical_model_is_left_to_lightgbm() -> None:
     rng = np.random.default_rng(11)
     data = np.column_stack([rng.integers(0, 6, 300), rng.normal(0, 1, 300)]).astype(float)
