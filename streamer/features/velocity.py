@@ -133,7 +133,7 @@ _AMOUNT_LIMIT = 1 << 40  # thousandths of a major unit: 1.1e9 major units, beyon
 _COUNTRY_LIMIT = 0xFFFF
 
 
-_NO_HISTORY = features(CardState(), 0)
+_NO_HISTORY = np.array(features(CardState(), 0))  # float64: features gives floats
 """The values of an event whose card has no earlier event (the same at every time)."""
 
 
@@ -187,7 +187,7 @@ def fold(
     pos, times, amts, ctry = _integers(positions, event_times_ms, amounts, countries)
     columns = (pos, times, amts, transaction_ids, merchant_ids, ctry)
     groups = _by_card(card_ids)
-    rows = [_NO_HISTORY] * n  # every event not of a first transaction is set below
+    rows: dict[int, tuple[float, ...]] = {}  # the values of every event but first transactions
     outcomes = [0] * n  # Outcome.NEW
     updates: dict[str, bytes] = {}
     highs: dict[str, int] = {}
@@ -207,7 +207,9 @@ def fold(
             highs[card] = state.high - 1
     if first:
         _first_transactions(first, card_ids, columns, updates, highs)
-    values = np.array(rows, dtype=np.float64).reshape(n, len(VELOCITY_FIELDS))
+    values = np.tile(_NO_HISTORY, (n, 1))
+    if rows:
+        values[list(rows)] = list(rows.values())
     return VelocityBatch(values, np.array(outcomes, dtype=np.int8), updates, highs, corrupt)
 
 
@@ -215,7 +217,7 @@ def _fold_card(
     state: CardState,
     idx: list[int],
     columns: tuple[Sequence[Any], ...],
-    rows: list[Any],
+    rows: dict[int, tuple[float, ...]],
     outcomes: list[int],
     log_cap: int,
     rewind_span: int,

@@ -136,9 +136,20 @@ class CardState:
         return (self.days, self.counts, self.sums, self.maxes, self.sq_lo, self.sq_hi)
 
 
+_TXN_HASHER = blake2b(digest_size=8)  # copied per id: cheaper than a new one each time
+
+
+def txn_digest(transaction_id: str) -> bytes:
+    """The 8 bytes of a transaction id's stable hash (blake2b), as a state stores them:
+    ``txn_hash`` little-endian."""
+    hasher = _TXN_HASHER.copy()
+    hasher.update(transaction_id.encode())
+    return hasher.digest()
+
+
 def txn_hash(transaction_id: str) -> int:
     """The 64-bit stable hash of a transaction id that deduplication compares."""
-    return int.from_bytes(blake2b(transaction_id.encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(txn_digest(transaction_id), "little")
 
 
 def merchant_hash(merchant_id: str) -> int:
@@ -202,7 +213,7 @@ def pack(state: CardState) -> bytes:
     return b"".join([head, *[c.tobytes() for c in columns]])
 
 
-_FIRST = struct.Struct(HEADER.format + "qQqQIH")  # a header, then a log of one entry
+_FIRST = struct.Struct(HEADER.format + "qQq8sIH")  # a header, then a log of one entry
 
 
 def first_states(
@@ -216,10 +227,11 @@ def first_states(
     """``pack`` of empty states after each one's first entry (positions plus one, times,
     amounts in thousandths, ids, country codes), one ``struct`` call each: a card's first
     transaction is the stream's most common event on fresh states, and building, filling
-    and packing a ``CardState`` costs it several times more. The same bytes."""
+    and packing a ``CardState`` costs it several times more. The same bytes (the
+    transaction hash packed as its digest: ``txn_hash`` is that digest little-endian)."""
     pack, no = _FIRST.pack, NO_TIME
     return [
-        pack(VERSION, p, t, no, 0, 1, 0, t, p, a, txn_hash(x), merchant_hash(m), c)
+        pack(VERSION, p, t, no, 0, 1, 0, t, p, a, txn_digest(x), merchant_hash(m), c)
         for p, t, a, x, m, c in zip(
             positions, times, amounts, transaction_ids, merchant_ids, countries, strict=True
         )

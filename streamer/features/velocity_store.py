@@ -23,6 +23,7 @@ card in one slot).
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,6 @@ from streamer.features.velocity_state import (
     LOG_ENTRY_SIZE,
     TILE_SIZE,
     VERSION,
-    high_position,
     stored_high,
 )
 
@@ -92,6 +92,7 @@ return out
 """
 CAS_MANY_SHA = hashlib.sha1(CAS_MANY_SCRIPT.encode()).hexdigest()
 """The script's id for EVALSHA, computed here: no SCRIPT LOAD round trip."""
+_HIGH = struct.Struct("<Q")  # a state's high (position + 1) at HIGH_OFFSET
 
 
 def velocity_key(prefix: str, card_id: str) -> str:
@@ -170,15 +171,16 @@ def send_states(
     """
     if not updates:
         return PendingWrite(WriteResult(), 0)
-    cards = list(updates)
-    for card in cards:
-        if high_position(updates[card]) != positions[card]:
+    cards, blobs = list(updates), list(updates.values())
+    for card, blob in zip(cards, blobs, strict=True):
+        stated = positions[card] + 1  # states keep positions plus one
+        if len(blob) < HEADER_SIZE or _HIGH.unpack_from(blob, HIGH_OFFSET)[0] != stated:
             raise ValueError(f"state of card {card!r} does not hold position {positions[card]}")
     ttl_ms = str(int(ttl_s * 1000))
     keys = [velocity_key(prefix, card) for card in cards]
     send = _per_slot_calls if is_cluster(client) else _one_call
     try:
-        replies = send(client, keys, [updates[c] for c in cards], ttl_ms)
+        replies = send(client, keys, blobs, ttl_ms)
     except REDIS_ERRORS as exc:
         return PendingWrite(WriteResult(failed=len(cards), error=classify(exc)), len(cards))
     return PendingWrite(replies, len(cards))

@@ -228,3 +228,14 @@ def test_a_rebased_seed_is_written_where_there_is_no_state_in_both_stores(
         seeds = dict.fromkeys("abc", seed)
         assert store.write(seeds, dict.fromkeys("abc", -1)) == WriteResult(2, 1)
         assert store.read(["a", "b", "c"]) == [seed, live["b"], seed]
+
+
+def test_a_position_the_state_does_not_hold_is_refused_before_anything_is_sent(
+    redis_client: redis.Redis, redis_prefix: str, sends: list[int]
+) -> None:
+    updates, positions = states(["a", "b"], position=7)
+    with pytest.raises(ValueError, match="does not hold position 6"):
+        write_states(redis_client, redis_prefix, updates, {**positions, "b": 6})
+    with pytest.raises(ValueError, match="does not hold position 7"):
+        write_states(redis_client, redis_prefix, {"a": b"\x01" * 9}, {"a": 7})  # not a state
+    assert sends == []
