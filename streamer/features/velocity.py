@@ -133,7 +133,7 @@ _AMOUNT_LIMIT = 1 << 40  # thousandths of a major unit: 1.1e9 major units, beyon
 _COUNTRY_LIMIT = 0xFFFF
 
 
-_NO_HISTORY = np.array(features(CardState(), 0))  # float64: features gives floats
+_NO_HISTORY = np.array(features(CardState(), 0), dtype=np.float64)
 """The values of an event whose card has no earlier event (the same at every time)."""
 
 

@@ -67,3 +67,22 @@ def test_the_fold_is_the_tile_model_at_every_corner(name: str, split: int) -> No
     for k, x in enumerate(events[1:]):
         row = expected[events.index(x)][0]
         assert _same(again.values[k].tolist(), row) or x.t < events[-1].t - HOUR_MS, x
+
+
+def test_the_last_transaction_is_the_logs_on_a_tie_with_the_tiles_and_a_tiled_one_at_t() -> None:
+    """``last_*`` read off a state directly: the log's entry wins a tie with the tiled last
+    transaction (its position is higher), and a tiled transaction stamped at t itself is
+    earlier (``t' <= t``)."""
+    from array import array
+
+    from streamer.features.velocity_state import CardState
+    from streamer.features.velocity_windows import features
+
+    tied = CardState(high=3, newest=T0, tiled_last=T0, tiled_last_country=9)
+    tied.times, tied.countries = array("q", [T0]), array("H", [5])
+    tied.positions, tied.amounts = array("Q", [2]), array("q", [1000])
+    tied.txns, tied.merchants = array("Q", [1]), array("I", [1])
+    assert features(tied, T0)[7:] == (5.0, T0 / 1000)
+    tiled_only = CardState(high=3, newest=T0, tiled_last=T0, tiled_last_country=9)
+    assert features(tiled_only, T0)[7:] == (9.0, T0 / 1000)
+    assert features(tiled_only, T0 - 1)[7:] == (0.0, 0.0)
