@@ -9,6 +9,13 @@ features, and reports the median CPU time per event of each. A share of each bat
 large amounts, which the model flags; the rest are ordinary payments it approves.
 
     python bench/reasons_kernel.py --rounds 60
+
+``--rows FILE`` times the contributions alone instead, on rows of the model's input
+matrix (float32, row-major, e.g. a drain's flagged rows saved with ``ndarray.tofile``), in
+batches of ``--batch``: the C TreeSHAP from an empty memory, then the same rows again, and
+LightGBM's own.
+
+    python bench/reasons_kernel.py --rows flagged.bin --batch 60
 """
 
 from __future__ import annotations
@@ -51,13 +58,39 @@ def _events(n: int, flagged: float) -> list[dict[str, Any]]:
     ]
 
 
+def time_rows(path: Path, model_name: str, batch: int) -> None:
+    """µs of CPU per row of the C TreeSHAP (a fresh one: an empty memory) on the rows in
+    ``path``, twice, and of LightGBM's own on the first 500."""
+    from streamer.model.lightgbm_lib import Booster
+    from streamer.model.treeshap import FastContributions
+
+    name, _, version = model_name.partition("@")
+    text = (REPO / "models" / name / version / "explainer.txt").read_text()
+    fast = FastContributions(text)
+    rows = np.fromfile(path, dtype=np.float32).reshape(-1, fast.width)
+    for explain, label, sample in (
+        (fast, "C TreeSHAP, from an empty memory", rows),
+        (fast, "C TreeSHAP, the same rows again", rows),
+        (Booster(text).contributions, "LightGBM", rows[:500]),
+    ):
+        started = time.process_time()
+        for i in range(0, len(sample), batch):
+            explain(sample[i : i + batch])
+        cpu = (time.process_time() - started) / len(sample) * 1e6
+        print(f"{model_name}, {len(sample):,} rows, batches of {batch}, {label}: {cpu:.1f} µs/row")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--flagged", type=float, default=0.04)
     parser.add_argument("--model", default="fraud-gbt@2")
+    parser.add_argument("--rows", type=Path, help="time the contributions on these rows")
     args = parser.parse_args()
+    if args.rows is not None:
+        time_rows(args.rows, args.model, args.batch)
+        return
     model = load_model(args.model, REPO / "models")
     cards = {f"card-{i}": {"amount_mean_30d": 40, "home_country": "DE"} for i in range(300)}
     events = _events(args.batch, args.flagged)
