@@ -78,6 +78,14 @@ def time_rows(path: Path, model_name: str, batch: int) -> None:
             explain(sample[i : i + batch])
         cpu = (time.process_time() - started) / len(sample) * 1e6
         print(f"{model_name}, {len(sample):,} rows, batches of {batch}, {label}: {cpu:.1f} µs/row")
+    sample = rows[:500]
+    gap = np.abs(fast(sample) - Booster(text).contributions(sample))
+    ulps = fast.bound(sample) / fast.rounding * 2.0**-53  # an ulp of each input's sum |term|
+    print(
+        f"largest |C - LightGBM| on {len(sample)} rows: {gap.max():.2e}, "
+        f"{np.max(gap / np.where(ulps > 0, ulps, np.inf)):.1f} ulps of the input's sum of "
+        f"|term| (bound: {fast.rounding / 2.0**-53:,.0f})"
+    )
 
 
 def main() -> None:

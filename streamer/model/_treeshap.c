@@ -25,8 +25,8 @@
  *   table per leaf indexed by the pattern (leaves up to DIRECT_DEPTH deep, DIRECT_BUDGET
  *   bytes of tables) or a hash for the rest.
  *
- * Each memory is bounded (about 115 MB with the defaults below: the trees' sums for some
- * 15,000 flagged rows of a drain need most of it): when full, it is forgotten and filled
+ * Each memory is bounded (about 115 MB with the defaults below: the trees' sums for about
+ * 14,000 flagged rows of a drain need most of it): when full, it is forgotten and filled
  * again. ``contributions`` runs without the GIL (the model's lock keeps one call at a time
  * in its memory). Only plain numerical trees are taken (``treeshap.py`` refuses the rest and LightGBM
  * serves them). ``tests/unit/test_treeshap.py`` compares with LightGBM on generated rows.

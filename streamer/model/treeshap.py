@@ -148,13 +148,14 @@ class FastContributions:
         )
         # Both sums run over the same terms (at most one per leaf and input). LightGBM adds
         # a row's terms for an input one after another: each is rounded at most
-        # ``sum(leaves) - 1`` times. Here a tree's terms are added up first (up to
-        # ``max(leaves) - 1`` roundings), then the trees' sums (``len(trees)`` more). A
+        # ``sum(leaves) - 1`` times. Here a tree's terms are added up first, in parts (its
+        # small subtrees') and then together: at most one rounding per addition above a
+        # term, so up to ``max(leaves) - 1``; then the trees' sums (``len(trees)`` more). A
         # recursive sum of terms t_i, each rounded at most k times, is within
         # gamma(k) * sum |t_i| of the exact sum (gamma(k) = k u / (1 - k u), u = 2^-53:
         # Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 4.2),
-        # so the two differ by at most (gamma(a) + gamma(b)) * sum |t_i|.
-        self._rounding = _gamma(sum(leaves) - 1) + _gamma(max(leaves) - 1 + len(trees))
+        # so the two differ by at most (gamma(a) + gamma(b)) * sum |t_i|: ``rounding``.
+        self.rounding = _gamma(sum(leaves) - 1) + _gamma(max(leaves) - 1 + len(trees))
 
     def __call__(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         return self._each_row(_treeshap.contributions, matrix)
@@ -163,7 +164,7 @@ class FastContributions:
         """Per row and input, the most this object's contributions can differ from
         LightGBM's by rounding alone (0 for the base value: the same sum in the same order).
         As costly as LightGBM's TreeSHAP: for a load-time check."""
-        return self._rounding * self._each_row(_treeshap.magnitudes, matrix)
+        return self.rounding * self._each_row(_treeshap.magnitudes, matrix)
 
     def _each_row(self, function: Any, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         batch = np.ascontiguousarray(matrix, dtype=np.float32)
