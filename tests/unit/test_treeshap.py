@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from streamer.model.explainer import ADDITIVE_ROWS, reference_rows
+from streamer.model import treeshap
+from streamer.model.explainer import ADDITIVE_ROWS, open_explainer, reference_rows
 from streamer.model.lightgbm_lib import Booster
 from streamer.model.metadata import ModelMetadata
 from streamer.model.treeshap import (
@@ -213,3 +214,18 @@ def test_the_gil_is_released_while_computing() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert ran_meanwhile > 5
+
+
+def test_without_the_extension_the_explainer_says_so_and_serves_lightgbms(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not built, or built from another version of the source (its FORMAT differs): a
+    warning names the remedy, and the contributions are LightGBM's own."""
+    monkeypatch.setattr(treeshap, "_treeshap", None)
+    explainer = open_explainer("fraud-gbt@2", VERSION / "model.onnx", META)
+    assert explainer is not None
+    rows = reference_rows(META, 4)
+    with caplog.at_level("WARNING", logger="streamer.model.explainer"):
+        got = explainer.contributions(rows)
+    assert got.tobytes() == BOOSTER.contributions(rows).tobytes()
+    assert "reinstall" in caplog.text
