@@ -39,6 +39,7 @@ from streamer.features.velocity import Outcome, VelocityBatch
 from streamer.features.velocity_store import (
     TTL_S,
     PendingWrite,
+    WriteResult,
     send_states,
     velocity_key,
     write_states,
@@ -241,17 +242,7 @@ class FeatureCache:
             done = write_states(
                 self._client, self._prefix, updates, positions, self._velocity_ttl_s
             )
-        if done.failed:
-            self.stats.velocity["write", "failed"] += done.failed
-            log.warning(
-                "velocity state write failed (%s): %d cards miss this batch's events",
-                done.error,
-                done.failed,
-            )
-        self.stats.velocity["write", "written"] += done.written
-        self.stats.velocity["write", "stale"] += done.stale
-        self.stats.velocity["state", "keys"] += len(updates)
-        self.stats.velocity["state", "bytes"] += sum(map(len, updates.values()))
+        _count_write(self.stats.velocity, done, updates)
 
     def available(self) -> bool:
         """True when Redis is usable now. While the breaker is open this is a cheap False;
@@ -324,6 +315,23 @@ class FeatureCache:
     def ping(self) -> bool:
         """True when Redis answers now (for start-up checks)."""
         return reachable(self._client)
+
+
+def _count_write(
+    counts: Counter[tuple[str, str]], done: WriteResult, updates: Mapping[str, bytes]
+) -> None:
+    """A batch's velocity write into ``CacheStats.velocity``; a failure is logged."""
+    if done.failed:
+        counts["write", "failed"] += done.failed
+        log.warning(
+            "velocity state write failed (%s): %d cards miss this batch's events",
+            done.error,
+            done.failed,
+        )
+    counts["write", "written"] += done.written
+    counts["write", "stale"] += done.stale
+    counts["state", "keys"] += len(updates)
+    counts["state", "bytes"] += sum(map(len, updates.values()))
 
 
 def _keys(prefix: str, ids: Sequence[str]) -> list[str]:

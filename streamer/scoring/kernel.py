@@ -210,7 +210,7 @@ class ScoringKernel:
         )
         if matrix is not None:
             self._explain(columns, matrix, decisions)
-        self._written()
+        _wait_for_velocity(self)
         result = Scored(
             rows,
             columns,
@@ -248,10 +248,8 @@ class ScoringKernel:
         shadow: ShadowModel | None,
         matrices: _Matrices,
     ) -> tuple[Any, Any, Any, Any]:
-        """Score the valid events, splitting the batch until only the events that fail on
-        their own are left (``run_contained``). The whole batch's enrichment sends its new
-        velocity states (``_written`` waits for them)."""
-        whole = self._enrich(chosen, offsets, record=True)
+        """Score the valid events, splitting the batch until only those failing alone are left."""
+        whole = self._enrich(chosen, offsets, send=True)
 
         def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
             if isinstance(whole, StageError):  # isolate the event that fails on its own
@@ -267,10 +265,9 @@ class ScoringKernel:
         return run_contained(contained, np.arange(len(chosen)))
 
     def _enrich(
-        self, events: Sequence[Event], offsets: Sequence[int], *, record: bool = False
+        self, events: Sequence[Event], offsets: Sequence[int], *, send: bool = False
     ) -> _Enriched | StageError:
-        """Features of a (sub-)batch: one feature read, the velocity fold, the columns;
-        with ``record`` (the whole batch), its new velocity states are sent at once."""
+        """Features of a (sub-)batch: one feature read, the velocity fold, the columns."""
         with self.observer.stage("enrich"):
             try:
                 features = self.features.fetch(
@@ -282,19 +279,9 @@ class ScoringKernel:
                 )
             except Exception as exc:  # noqa: BLE001 - contained: the batch is split
                 return StageError("enrich", exc)
-            record_velocity = getattr(self.features, "record_velocity", None)
-            if record and velocity is not None and record_velocity is not None:
-                record_velocity(velocity)  # sent: Redis writes while the batch is scored
-                self._writing = getattr(self.features, "velocity_written", None)
+            if send:  # the whole batch: Redis writes its new states while it is scored
+                self._writing = _send_velocity(self.features, velocity)
         return _Enriched(features, columns, velocity)
-
-    def _written(self) -> None:
-        """Wait for the batch's velocity write, once the batch is scored and explained and
-        before it is handed on: a state is written before its events' scores go out."""
-        wait, self._writing = self._writing, None
-        if wait is not None:
-            with self.observer.stage("velocity_write"):
-                wait()
 
     def _scores(
         self, enriched: _Enriched, shadow: ShadowModel | None
@@ -321,6 +308,27 @@ class ScoringKernel:
                 else _assemble_or_none(columns, features, names)
             )
         return scores, matrix, shadow_matrix
+
+
+def _send_velocity(features: object, velocity: VelocityBatch | None) -> Callable[[], None] | None:
+    """Send a batch's new velocity states when the source records them (``record_velocity``)
+    and return the wait for the write's reply (``velocity_written``), if it has one."""
+    record = getattr(features, "record_velocity", None)
+    if velocity is None or record is None:
+        return None
+    record(velocity)
+    wait: Callable[[], None] | None = getattr(features, "velocity_written", None)
+    return wait
+
+
+def _wait_for_velocity(kernel: ScoringKernel) -> None:
+    """Wait for the batch's velocity write (``_enrich`` sent it), once the batch is scored
+    and explained and before it is handed on: a state is written before its events' scores
+    go out."""
+    wait, kernel._writing = kernel._writing, None
+    if wait is not None:
+        with kernel.observer.stage("velocity_write"):
+            wait()
 
 
 def _shadow_scores(
