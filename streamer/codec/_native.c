@@ -207,12 +207,14 @@ static PyObject *decode_record(const Node *node, Reader *r) {
     return record;
 }
 
-/* The next block's item count of an array or map (0: the end), or -1. */
-static int64_t block_count(const Node *item, Reader *r) {
-    int64_t count, skip;
+/* The next block's item count of an array or map (0: the end), or -1; ``size`` its size
+   in bytes when the writer gave it (a negative count), else -1. */
+static int64_t block_count(const Node *item, Reader *r, int64_t *size) {
+    int64_t count;
+    *size = -1;
     if (read_long(r, &count) < 0) return -1;
     if (count < 0) {
-        if (count == INT64_MIN || read_long(r, &skip) < 0) return -1;
+        if (count == INT64_MIN || read_long(r, size) < 0) return -1;
         count = -count;
     }
     /* every item but a null takes a byte at least; nulls: leave absurd counts to Python */
@@ -220,15 +222,24 @@ static int64_t block_count(const Node *item, Reader *r) {
     return count;
 }
 
+/* A block given its size in bytes must take exactly that many: a reader skipping it by its
+   size would land elsewhere than one reading its items (the bytes mean two things). */
+static int block_fits(const Reader *r, const unsigned char *start, int64_t size) {
+    if (size < 0 || r->p - start == size) return 1;
+    PyErr_SetString(PyExc_ValueError, "block size disagrees with its items");
+    return 0;
+}
+
 static PyObject *decode_array(const Node *node, Reader *r) {
     PyObject *list = PyList_New(0);
     if (list == NULL) return NULL;
     for (;;) {
-        int64_t count = block_count(node->kids[0], r);
+        int64_t size, count = block_count(node->kids[0], r, &size);
         if (count <= 0) {
             if (count == 0) return list;
             break;
         }
+        const unsigned char *start = r->p;
         for (int64_t i = 0; i < count; i++) {
             PyObject *item = decode_node(node->kids[0], r);
             if (item == NULL || PyList_Append(list, item) < 0) {
@@ -238,6 +249,7 @@ static PyObject *decode_array(const Node *node, Reader *r) {
             }
             Py_DECREF(item);
         }
+        if (!block_fits(r, start, size)) break;
     }
     Py_DECREF(list);
     return NULL;
@@ -255,11 +267,12 @@ static PyObject *decode_map(const Node *node, Reader *r) {
     PyObject *map = PyDict_New();
     if (map == NULL) return NULL;
     for (;;) {
-        int64_t count = block_count(node->kids[0], r);
+        int64_t size, count = block_count(node->kids[0], r, &size);
         if (count <= 0) {
             if (count == 0) return map;
             break;
         }
+        const unsigned char *start = r->p;
         for (int64_t i = 0; i < count; i++) {
             PyObject *key = decode_string(r);
             PyObject *value = key ? decode_node(node->kids[0], r) : NULL;
@@ -272,6 +285,7 @@ static PyObject *decode_map(const Node *node, Reader *r) {
             Py_DECREF(key);
             Py_DECREF(value);
         }
+        if (!block_fits(r, start, size)) break;
     }
     Py_DECREF(map);
     return NULL;

@@ -150,33 +150,43 @@ class DecoderSource(PrimitiveReaders):
 
     def _array(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
         item = self._name("x")
-        self._blocks(out, ind, var, "[]", kind(self._resolver.w(w["items"])) != "null")
+        end = self._blocks(out, ind, var, "[]", kind(self._resolver.w(w["items"])) != "null")
         self._read(out, ind + "        ", w["items"], r and r["items"], item)
         out.append(f"{ind}        {var}.append({item})")
+        out += end
 
     def _map(self, out: list[str], ind: str, w: Any, r: Any, var: str) -> None:
         key, value = self._name("k"), self._name("x")
-        self._blocks(out, ind, var, "{}", True)
+        end = self._blocks(out, ind, var, "{}", True)
         self._string(out, ind + "        ", "string", "string", key)
         self._read(out, ind + "        ", w["values"], r and r["values"], value)
         out.append(f"{ind}        {var}[{key}] = {value}")
+        out += end
 
-    def _blocks(self, out: list[str], ind: str, var: str, empty: str, check: bool) -> None:
-        """The block loop of an array or map; the item lines follow, indented 8 more."""
-        count = self._name("c")
+    def _blocks(self, out: list[str], ind: str, var: str, empty: str, check: bool) -> list[str]:
+        """The block loop of an array or map; the item lines follow, indented 8 more, then
+        the lines returned: a block with its size in bytes (a negative count) must take
+        exactly that many (a reader skipping it by its size would land elsewhere)."""
+        count, size, start = self._name("c"), self._name("s"), self._name("p")
         out.append(f"{ind}{var} = {empty}")
         out.append(f"{ind}while True:")
         self._varint(out, ind + "    ", count)
         out += [
             f"{ind}    if not {count}:",
             f"{ind}        break",
+            f"{ind}    {size} = -1",
             f"{ind}    if {count} < 0:",
             f"{ind}        {count} = -{count}",
-            f"{ind}        _, pos = read_long(data, pos)",
+            f"{ind}        {size}, pos = read_long(data, pos)",
         ]
         if check:  # each item takes a byte at least: a bigger count means cut bytes
             out += [
                 f"{ind}    if {count} > len(data) - pos:",
                 f"{ind}        raise InvalidAvroError('more items than bytes left')",
             ]
+        out.append(f"{ind}    {start} = pos")
         out.append(f"{ind}    for _ in range({count}):")
+        return [
+            f"{ind}    if {size} >= 0 and pos - {start} != {size}:",
+            f"{ind}        raise InvalidAvroError('block size disagrees with its items')",
+        ]

@@ -118,17 +118,25 @@ class _Scanner:
 
     def blocks(self, schema: Schema, where: str) -> None:
         while count := self.varint(where):
+            size = -1
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
-                self.varint(where)
+                size = self.varint(where)
             # Every item takes at least one byte unless its type is empty (null): a count
             # beyond the remaining bytes means the payload was cut, not a huge array.
             if count > len(self.data) - self.pos and schema.get("items", "") != "null":
                 raise _InvalidError("Truncated", f"payload ends inside {where} ({count} items)")
+            start = self.pos
             for i in range(count):
                 if schema["type"] == "map":
                     self.datum("string", f"{where}[key {i}]")
                 self.datum(schema.get("items", schema.get("values")), f"{where}[{i}]")
+            # A reader that skips the block by its size would land elsewhere than one that
+            # reads its items: the bytes mean two things, so they are not Avro.
+            if size >= 0 and size != self.pos - start:
+                raise _InvalidError(
+                    "NotAvro", f"block size {size} in {where}, its items take {self.pos - start}"
+                )
 
 
 _READERS: dict[str, Callable[[_Scanner, Any, str], None]] = {

@@ -263,7 +263,27 @@ STRICT_CASES = {
     "negative enum index": ({"type": "enum", "name": "E", "symbols": ["A"]}, b"\x01", "NotAvro"),
     "negative union index": (["null", "int"], b"\x01\x02", "NotAvro"),
     "trailing byte": ("int", b"\x02\x00", "TrailingBytes"),
+    # a block with its size in bytes (count -1) whose item takes 2 bytes, not the size's 1:
+    # fastavro reads the item, and skips the block by its size where its reader lacks it
+    "array block size short of its items": (
+        {"type": "array", "items": "string"}, b"\x01\x02\x02\x30\x00", "NotAvro"),
+    "array block size beyond its items": (
+        {"type": "array", "items": "string"}, b"\x01\x06\x02\x30\x00", "NotAvro"),
+    "map block size short of its items": (
+        {"type": "map", "values": "int"}, b"\x01\x02\x02\x6b\x02\x00", "NotAvro"),
 }  # fmt: skip
+
+
+def test_a_block_with_its_true_size_in_bytes_decodes_as_fastavro_decodes_it() -> None:
+    # the same blocks as above with the size their items take: Avro that any reader reads
+    for field_type, body in (
+        ({"type": "array", "items": "string"}, b"\x01\x04\x02\x30\x00"),
+        ({"type": "map", "values": "int"}, b"\x01\x06\x02\x6b\x02\x00"),
+    ):
+        schema = {"type": "record", "name": "One", "fields": [{"name": "f", "type": field_type}]}
+        expected = schemaless_reader(BytesIO(body), parse_schema(schema), None)
+        decoded = wire.make_decoder("raw", reader_schema=avro.parse(schema)).decode(body)
+        assert decoded == expected
 
 
 @pytest.mark.parametrize("case", STRICT_CASES)
