@@ -54,7 +54,8 @@ where it can."""
 
 
 class Explainer:
-    """Exact per-input contributions to the margin (log-odds) of a LightGBM model.
+    """Per-input contributions to the margin (log-odds) of a LightGBM model: LightGBM's own,
+    or the C TreeSHAP's, the same up to rounding (``model.treeshap``).
 
     The trees are loaded on first use (``load``: LightGBM parsing the text, the C TreeSHAP
     checked against it, about 50 ms), which is ``verify``'s, on the thread where a

@@ -158,15 +158,16 @@ class FastContributions:
         self.rounding = _gamma(sum(leaves) - 1) + _gamma(max(leaves) - 1 + len(trees))
 
     def __call__(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        return self._each_row(_treeshap.contributions, matrix)
+        return self._call(_treeshap.contributions, matrix)
 
     def bound(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Per row and input, the most this object's contributions can differ from
         LightGBM's by rounding alone (0 for the base value: the same sum in the same order).
         As costly as LightGBM's TreeSHAP: for a load-time check."""
-        return self.rounding * self._each_row(_treeshap.magnitudes, matrix)
+        return self.rounding * self._call(_treeshap.magnitudes, matrix)
 
-    def _each_row(self, function: Any, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    def _call(self, function: Any, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """``function`` of the C model over the whole batch, in one call."""
         batch = np.ascontiguousarray(matrix, dtype=np.float32)
         if batch.ndim != 2 or batch.shape[1] != self.width:
             raise ValueError(f"a [n, {self.width}] matrix is due, not {batch.shape}")
