@@ -29,17 +29,18 @@ BASELINE_S, TAIL_S = 3.0, 4.0  # steady traffic before and after the action
 
 
 def log_append_topics(
-    admin: AdminClient, make_topic: Callable[..., str], unique: str
+    admin: AdminClient, make_topic: Callable[..., str], unique: str, run: str = ""
 ) -> Iterator[dict[str, str]]:
     """As the shared fixture, but the scored topic stamps LogAppendTime (as the demo's), so
-    output gaps are measured by the broker, not by the process under test."""
-    scored = f"t-{unique}-scored"
+    output gaps are measured by the broker, not by the process under test. ``run`` tells
+    apart the sets of one test that streams more than once."""
+    scored = f"t-{unique}-scored{run}"
     config = {"message.timestamp.type": "LogAppendTime"}
     admin.create_topics([NewTopic(scored, 3, 1, config=config)])[scored].result(timeout=30)
     yield {
-        "input_topic": make_topic("in", partitions=3),
+        "input_topic": make_topic(f"in{run}", partitions=3),
         "output_topic": scored,
-        "dlq_topic": make_topic("in.dlq", partitions=1),
+        "dlq_topic": make_topic(f"in{run}.dlq", partitions=1),
     }
     admin.delete_topics([scored])[scored].exception(timeout=30)
 
