@@ -13,6 +13,7 @@ confluent-kafka's clients in a ``StreamLoop`` (``stream_loop`` builds one);
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -37,6 +38,8 @@ __all__ = [
     "FakeProducer",
     "InMemoryFeatures",
     "InMemoryRedis",
+    "Produced",
+    "produced",
     "sample_event",
     "stream_loop",
 ]
@@ -127,6 +130,36 @@ def sample_event(**overrides: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Produced:
+    """What one ``Producer.produce`` call was given (``on_delivery``, or its alias
+    ``callback``)."""
+
+    topic: str
+    value: bytes | str | None
+    key: bytes | str | None
+    partition: int
+    on_delivery: Callable[..., None] | None
+    timestamp: int
+    headers: Any
+
+
+def produced(
+    topic: str,
+    value: bytes | str | None = None,
+    key: bytes | str | None = None,
+    partition: int = -1,
+    on_delivery: Callable[..., None] | None = None,
+    callback: Callable[..., None] | None = None,
+    timestamp: int = 0,
+    headers: Any = None,
+) -> Produced:
+    """``Producer.produce``'s arguments bound as the real client binds them, by keyword or
+    by position in this order (the stream's hot path passes them by position): the one
+    place a stand-in producer reads its arguments."""
+    return Produced(topic, value, key, partition, on_delivery or callback, timestamp, headers)
+
+
 class FakeProducer:
     """Queues produced records; ``poll``/``flush`` deliver them, or fail chosen values.
 
@@ -138,16 +171,11 @@ class FakeProducer:
         self.delivered: list[tuple[str, bytes | None, Any, Any]] = []
         self.fail_values: set[bytes] = set()
 
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: Any,
-        on_delivery: Callable[..., None],
-        headers: Any = None,
-        timestamp: int = 0,
-    ) -> None:
-        self.queued.append((topic, value, key, on_delivery, headers))
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        given = produced(*args, **kwargs)
+        assert given.on_delivery is not None, "every output of the stream has a callback"
+        assert not isinstance(given.value, str), "the stream produces bytes"
+        self.queued.append((given.topic, given.value, given.key, given.on_delivery, given.headers))
 
     def poll(self, timeout: float = 0) -> int:
         queued, self.queued = self.queued, []

@@ -73,7 +73,9 @@ class Ledger:
             positions = list(map(positions.__getitem__, rows))
         for tp, run in groupby(positions, key=itemgetter(0)):  # a partition's runs
             self._tracker.ack_all(tp, list(map(itemgetter(1), run)))
-        times = np.asarray(queued.event_times, dtype=np.int64)[np.asarray(rows)]
+        times = np.asarray(queued.event_times, dtype=np.int64)
+        if len(rows) < len(times):
+            times = times[np.asarray(rows)]
         self._latencies += (now - times[times != 0]).tolist()
         self.delivered += len(rows)
 

@@ -131,9 +131,13 @@ class Publisher:
         self._pending.add(queued)  # first: a report served while producing must find it
         produce, delivered = self._producer.produce, self._on_scored
         given = cast(Sequence[ProducerHeaders], headers)  # list is invariant; once, not a row
-        for row, (key, value, output_headers) in enumerate(zip(keys, values, given, strict=True)):
+        rows = range(len(keys))
+        for row, key, value, output_headers in zip(rows, keys, values, given, strict=True):
+            # By position, in the client's order: topic, value, key, partition (-1: the
+            # partitioner's), on_delivery, callback (its alias), timestamp (0: now),
+            # headers. Parsing keywords costs the client a third of the call.
             try:
-                produce(topic, value, key, on_delivery=delivered, headers=output_headers)
+                produce(topic, value, key, -1, delivered, None, 0, output_headers)
             except (BufferError, KafkaException):  # full queue or refused: the careful path
                 self._pending.answer(queued, row)
                 (source, offset), event_time = positions[row], event_times[row]

@@ -17,6 +17,7 @@ from streamer.errors import Rejection
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import DeadLetterTopic, Publisher
 from streamer.observability.observer import Observer
+from streamer.testing import produced
 
 TP = ("in", 0)
 
@@ -27,8 +28,9 @@ class ShuffledProducer:
     def __init__(self) -> None:
         self.queued: list[tuple[bytes, object]] = []
 
-    def produce(self, topic: str, value: bytes, key: str, on_delivery: object, **_: object) -> None:
-        self.queued.append((value, on_delivery))
+    def produce(self, *args: object, **kwargs: object) -> None:
+        given = produced(*args, **kwargs)  # type: ignore[arg-type]
+        self.queued.append((given.value, given.on_delivery))  # type: ignore[arg-type]
 
     def report(self, rng: random.Random, failing: set[bytes]) -> None:
         rng.shuffle(self.queued)
@@ -87,10 +89,9 @@ class FailuresOnlyProducer:
         self.in_flight: list[tuple[str, bytes, object]] = []
         self.reports: list[tuple[object, bytes]] = []
 
-    def produce(
-        self, topic: str, value: bytes, key: object, on_delivery: object, **_: object
-    ) -> None:
-        self.in_flight.append((topic, value, on_delivery))
+    def produce(self, *args: object, **kwargs: object) -> None:
+        given = produced(*args, **kwargs)  # type: ignore[arg-type]
+        self.in_flight.append((given.topic, given.value, given.on_delivery))  # type: ignore[arg-type]
 
     def answer(self, failing: set[bytes] = frozenset()) -> None:  # type: ignore[assignment]
         for _, value, callback in self.in_flight:

@@ -28,6 +28,7 @@ from streamer.kafka.refusals import (
     next_letter,
 )
 from streamer.observability.observer import Observer
+from streamer.testing import produced
 
 TP = ("in", 0)
 TOO_LARGE = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
@@ -46,15 +47,16 @@ class LimitedProducer:
         self.queued: list[tuple[str, bytes, Any, Callable[..., None]]] = []
         self.written: list[tuple[str, bytes, Any]] = []
 
-    def produce(
-        self, topic: str, value: bytes, key: Any, on_delivery: Callable[..., None], **kw: Any
-    ) -> None:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        given = produced(*args, **kwargs)
         if self.full:
             self.full -= 1
             raise BufferError("queue full")
-        if value in self.refuse_now:
+        if given.value in self.refuse_now:
             raise KafkaException(TOO_LARGE)
-        self.queued.append((topic, value, kw.get("headers"), on_delivery))
+        assert given.on_delivery is not None
+        assert isinstance(given.value, bytes)
+        self.queued.append((given.topic, given.value, given.headers, given.on_delivery))
 
     def poll(self, timeout: float = 0) -> int:
         queued, self.queued = self.queued, []
