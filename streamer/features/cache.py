@@ -17,8 +17,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import concat
 from typing import Literal
 
 import numpy as np
@@ -35,13 +33,14 @@ from streamer.features.redis_client import (
     mget_of,
     reachable,
 )
+from streamer.features.resp import Keys
 from streamer.features.velocity import Outcome, VelocityBatch
 from streamer.features.velocity_store import (
     TTL_S,
     PendingWrite,
     WriteResult,
     send_states,
-    velocity_key,
+    velocity_keys,
     write_states,
 )
 
@@ -267,9 +266,11 @@ class FeatureCache:
             return []
         if not self.breaker.allow():
             return None
-        keys = _keys(card_key(self._prefix, ""), cards)
-        keys += _keys(merchant_key(self._prefix, ""), merchants)
-        keys += [velocity_key(self._prefix, card) for card in velocity]
+        keys = (
+            Keys(card_key(self._prefix, ""), cards),
+            Keys(merchant_key(self._prefix, ""), merchants),
+            velocity_keys(self._prefix, velocity),
+        )
         start = self._now()
         try:
             blobs = self._mget_keys(keys)
@@ -332,12 +333,6 @@ def _count_write(
     counts["write", "stale"] += done.stale
     counts["state", "keys"] += len(updates)
     counts["state", "bytes"] += sum(map(len, updates.values()))
-
-
-def _keys(prefix: str, ids: Sequence[str]) -> list[str]:
-    """``prefix + id`` for each id in one C-level pass (``concat`` raises for an id that is
-    not text, where ``str.__add__`` would hand back ``NotImplemented`` as a key)."""
-    return list(map(concat, repeat(prefix), ids))  # type: ignore[arg-type]
 
 
 def _distinct(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp]]:

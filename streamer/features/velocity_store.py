@@ -28,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import hiredis
 import redis
 from redis.exceptions import NoScriptError
 
@@ -39,6 +38,7 @@ from streamer.features.redis_cluster import (
     send_eval_per_node,
     slot_groups,
 )
+from streamer.features.resp import Blobs, Keys, pack
 from streamer.features.velocity_state import (
     HEADER_SIZE,
     HIGH_OFFSET,
@@ -100,6 +100,11 @@ def velocity_key(prefix: str, card_id: str) -> str:
     return f"{prefix}vel:{STATE_VERSION}:{{{card_id}}}"
 
 
+def velocity_keys(prefix: str, card_ids: Sequence[str]) -> Keys:
+    """``velocity_key`` of each card, for a packed command (``resp``: no string per key)."""
+    return Keys(f"{prefix}vel:{STATE_VERSION}:{{", card_ids, "}")
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What one batch's write did: states ``written``, ``stale`` ones the store refused
@@ -145,10 +150,12 @@ class PendingWrite:
 
 
 def _tally(replies: list[Any]) -> WriteResult:
-    """A write's result from its replies: 1 written, 0 stale, an exception failed."""
+    """A write's result from its replies: 1 written, 0 stale, an exception failed (counted
+    by ``list.count``: no Python code per reply unless some failed)."""
+    written, stale = replies.count(1), replies.count(0)
+    if written + stale == len(replies):
+        return WriteResult(written, stale)
     errors = [r for r in replies if isinstance(r, Exception)]
-    written = sum(1 for r in replies if r == 1)
-    stale = sum(1 for r in replies if r == 0)
     return WriteResult(written, stale, len(errors), classify(errors[0]) if errors else None)
 
 
@@ -177,29 +184,30 @@ def send_states(
         if len(blob) < HEADER_SIZE or _HIGH.unpack_from(blob, HIGH_OFFSET)[0] != stated:
             raise ValueError(f"state of card {card!r} does not hold position {positions[card]}")
     ttl_ms = str(int(ttl_s * 1000))
-    keys = [velocity_key(prefix, card) for card in cards]
-    send = _per_slot_calls if is_cluster(client) else _one_call
     try:
-        replies = send(client, keys, blobs, ttl_ms)
+        if is_cluster(client):
+            keys = [velocity_key(prefix, card) for card in cards]
+            replies = _per_slot_calls(client, keys, blobs, ttl_ms)
+        else:
+            replies = _one_call(client, velocity_keys(prefix, cards), blobs, ttl_ms)
     except REDIS_ERRORS as exc:
         return PendingWrite(WriteResult(failed=len(cards), error=classify(exc)), len(cards))
     return PendingWrite(replies, len(cards))
 
 
-def _one_call(
-    client: Any, keys: list[str], blobs: list[bytes], ttl_ms: str
-) -> Callable[[], list[Any]]:
-    """One script call for the whole batch (one Redis node), sent; the reader of its
-    replies, one per key (NOSCRIPT: once more as EVAL, a round trip then)."""
-    args = (len(keys), *keys, ttl_ms, *blobs)
-    read = _send(client, [("EVALSHA", CAS_MANY_SHA, *args)])
+def _one_call(client: Any, keys: Keys, blobs: list[bytes], ttl_ms: str) -> Callable[[], list[Any]]:
+    """One script call for the whole batch (one Redis node), packed in one buffer
+    (``resp``) and sent; the reader of its replies, one per key (NOSCRIPT: once more as
+    EVAL, a round trip then)."""
+    args = (len(keys.ids), keys, ttl_ms, Blobs(blobs))
+    read = _send(client, pack("EVALSHA", CAS_MANY_SHA, *args))
 
     def replies() -> list[Any]:
-        [reply] = read()
+        reply = read()
         if isinstance(reply, NoScriptError):
-            [reply] = _send(client, [("EVAL", CAS_MANY_SCRIPT, *args)])()
+            reply = _send(client, pack("EVAL", CAS_MANY_SCRIPT, *args))()
         if isinstance(reply, Exception):
-            return [reply] * len(keys)
+            return [reply] * len(keys.ids)
         return list(reply)
 
     return replies
@@ -224,30 +232,26 @@ def _per_slot_calls(
     return replies
 
 
-def _send(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> Callable[[], list[Any]]:
-    """Send ``commands`` in one write on one pooled connection; the returned reader reads
-    every reply (error replies come back as exception values, not raised) and gives the
-    connection back. hiredis packs the commands (redis-py's packer walks every argument in
-    Python). A connection or timeout failure, sending or reading, closes the connection
-    and raises."""
+def _send(client: redis.Redis, command: bytes) -> Callable[[], Any]:
+    """Send a packed ``command`` in one write on one pooled connection (through redis-py's
+    connection, so TLS and AUTH are the pool's); the returned reader reads the reply (an
+    error reply comes back as an exception value, not raised) and gives the connection
+    back. A connection or timeout failure, sending or reading, closes the connection and
+    raises."""
     pool = client.connection_pool
     conn: Any = pool.get_connection()
     try:
-        conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in commands)])
+        conn.send_packed_command([command])
     except BaseException:
         conn.disconnect()
         pool.release(conn)
         raise
 
-    def read() -> list[Any]:
+    def read() -> Any:
         try:
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as exc:
-                    replies.append(exc)
-            return replies
+            return conn.read_response()
+        except redis.ResponseError as exc:
+            return exc
         except BaseException:
             conn.disconnect()
             raise
