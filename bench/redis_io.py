@@ -48,7 +48,8 @@ def one_round(cache: FeatureCache, batches: list[list[dict[str, Any]]]) -> dict[
         start = clock()
         features = cache.fetch(cards, merchants)
         spent["fetch"] += clock() - start
-        assert features.velocity is not None and not features.degraded
+        assert features.velocity is not None
+        assert not features.degraded
         read = features.velocity
         batch = fold_events(
             dict(zip(read.cards, read.states, strict=True)),
@@ -93,7 +94,8 @@ def main() -> None:
         for _ in range(args.rounds):
             _forget_velocity(client, prefix)
             rounds.append(one_round(cache, batches))
-        assert cache.stats.errors == 0 and cache.stats.velocity["write", "failed"] == 0
+        assert cache.stats.errors == 0
+        assert cache.stats.velocity["write", "failed"] == 0
     finally:
         _forget_velocity(client, prefix, everything=True)
     n = len(events)
