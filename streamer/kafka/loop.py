@@ -23,15 +23,18 @@ from streamer.errors import ConfigError, Rejection
 from streamer.kafka.batch import Batch, Decoder, sort_batch
 from streamer.kafka.batching import ConsumePlan, LatencyTargetSizer, consume_plan
 from streamer.kafka.commit import CommitStrategy
+from streamer.kafka.headers import Headers
 from streamer.kafka.intake import take
 from streamer.kafka.lag import LagMonitor
 from streamer.kafka.membership import Membership
 from streamer.kafka.publisher import Publisher
 from streamer.observability.observer import Observer
 from streamer.observability.tracing import trace_headers_of
-from streamer.scoring.kernel import Scored, ScoringKernel
+from streamer.scoring.kernel import Scored, Scoring, ScoringKernel
 
 log = logging.getLogger(__name__)
+
+OutputHeaders = Sequence[Headers | None]  # a batch's outputs' trace headers, row by row
 
 
 class Encoder(Protocol):
@@ -76,6 +79,16 @@ class StatsObserver(Observer):
 
 
 @dataclass
+class Pending:
+    """A batch decoded and scored, not yet published nor handed to the commit strategy;
+    ``headers``: its outputs' trace headers, made while its trace was current."""
+
+    batch: Batch
+    scoring: Scoring | None
+    headers: OutputHeaders | None = None
+
+
+@dataclass
 class StreamLoop:
     """Wires consumer, decoder, kernel, publisher and commit strategy; all injected."""
 
@@ -102,6 +115,7 @@ class StreamLoop:
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
     _settled_at: float = field(default_factory=time.monotonic)
+    _pending: Pending | None = None  # a full batch scored, its reasons being found
 
     def subscribe(self) -> None:
         """Follow the consumer group membership, asking to join if nobody has yet.
@@ -120,6 +134,7 @@ class StreamLoop:
         try:
             while not should_stop():
                 self.step()
+            self.finish_pending()
         finally:
             self.commits.drain()
             self.stats.subscribed = False
@@ -131,6 +146,7 @@ class StreamLoop:
             raise self.publisher.fatal
         self.stats.last_heartbeat = now = time.monotonic()
         if now < self._resume_at:  # backing off after a registry outage: serve reports only
+            self.finish_pending()
             self.publisher.poll(min(self._resume_at - now, self.idle_wait_s))
         else:
             if self.redis_gate is not None:
@@ -138,14 +154,12 @@ class StreamLoop:
             plan = self._plan()
             messages = take(self.consumer, self.publisher, plan, self.settle_after_s)
             if messages:
-                started = time.perf_counter()
-                self.process(messages)
+                started, full = time.perf_counter(), len(messages) >= plan.size
+                self.process(messages, overlap=full)
                 if self.sizer is not None:
-                    self.sizer.report(
-                        len(messages),
-                        time.perf_counter() - started,
-                        full=len(messages) >= plan.size,
-                    )
+                    self.sizer.report(len(messages), time.perf_counter() - started, full=full)
+            else:
+                self.finish_pending()
             self.publisher.poll(0)
             self._settle(now)
         self.commits.tick()
@@ -157,51 +171,63 @@ class StreamLoop:
             self.observer.lag(lag)
 
     def _settle(self, now: float) -> None:
-        """Outputs in flight for ``settle_every_s`` are waited for, ``settle_after_s`` at
-        most (a short flush: a slow broker must not stall the stream; the next try comes
-        ``settle_every_s`` later). Acknowledgement is read from the producer running empty
-        (``Publisher``); a steady stream of small batches keeps something in flight at
-        every poll, so without this no offset would be committed, nor latency taken,
-        until traffic paused. What is in flight was queued after the publisher last
-        settled (``Publisher.settled_at``: a drain settles at nearly every batch, as the
-        previous batch is acknowledged while the next is scored), so only a longer wait
-        than that is waited for: a drain is not held up by a flush every ``settle_every_s``."""
-        if not self.publisher.unreported:
-            self._settled_at = now
-        elif now - max(self._settled_at, self.publisher.settled_at) >= self.settle_every_s:
-            self.publisher.flush(self.settle_after_s)
-            self._settled_at = time.monotonic()
+        """Wait a little for outputs in flight too long (``settled``)."""
+        every, most = self.settle_every_s, self.settle_after_s
+        self._settled_at = settled(self.publisher, self._settled_at, now, every, most)
 
     def _plan(self) -> ConsumePlan:
         capped = None if self.sizer is None else self.sizer.bounds()
-        return consume_plan(
+        plan = consume_plan(
             self.max_batch_size, self.max_wait_ms / 1000.0, self.idle_wait_s, capped
         )
+        if self._pending is not None:  # its output must not wait for more input
+            return ConsumePlan(plan.size, 0.0, 0.0)
+        return plan
 
-    def process(self, messages: list[Message]) -> Batch:
-        """Decode, score and publish one micro-batch, and hand it to the commit strategy."""
+    def process(self, messages: list[Message], *, overlap: bool = False) -> Batch:
+        """Decode, score and publish one micro-batch, and hand it to the commit strategy.
+
+        With ``overlap`` (a full batch: more are waiting) its reason codes are still being
+        found in the kernel's explainer thread when this returns: the batch is completed
+        (published, handed to the commit strategy) once the next one has been scored, or
+        at once when none comes (``finish_pending``). Batches complete in order, and a
+        pending one before any rebalance or stop commits: it has touched no offset yet."""
         with self.observer.batch(messages):
             with self.observer.stage("decode"):
                 batch = sort_batch(messages, self.decoder)
             for error in batch.errors:
                 _consumer_error(error)
             self.stats.consumed += batch.consumed
-            self.commits.begin(batch)
-            for msg, rejection in batch.rejected:
-                self._dead_letter(msg, rejection)
-            if batch.reread:
-                for (topic, partition), offset in batch.reread.items():
-                    log.warning(
-                        "schema registry unavailable; %s[%d] will be re-read from %d",
-                        topic,
-                        partition,
-                        offset,
-                    )
-                self._resume_at = time.monotonic() + self.retry_backoff_s
+            scoring = None
             if batch.events:
-                self._score_and_publish(batch)
-            self.commits.end(batch)
+                sources = [(tp[1], offset) for tp, offset in batch.positions]
+                scoring = self.kernel.start(batch.events, sources, overlap=overlap)
+            self.finish_pending()  # the batch before: explained while this one was scored
+            pending = Pending(batch, scoring)
+            if overlap and scoring is not None and scoring.rows and not scoring.degraded:
+                pending.headers = _headers(self.observer, batch, scoring.rows)  # its trace's
+                self._pending = pending
+            else:
+                self._complete(pending)
         return batch
+
+    def finish_pending(self) -> None:
+        """Complete the pending batch, if any (``process``)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._complete(pending)
+
+    def _complete(self, pending: Pending) -> None:
+        batch = pending.batch
+        self.commits.begin(batch)
+        for msg, rejection in batch.rejected:
+            self._dead_letter(msg, rejection)
+        if batch.reread:
+            _log_reread(batch.reread)
+            self._resume_at = time.monotonic() + self.retry_backoff_s
+        if pending.scoring is not None:
+            self._publish(batch, pending.scoring.result(), pending.headers)
+        self.commits.end(batch)
 
     def _follow_redis(self, available: bool) -> None:
         """Redis required: pause the assigned partitions while it is down, resume after."""
@@ -216,9 +242,7 @@ class StreamLoop:
             log.warning("feature cache unavailable and required: consumption paused")
         self._paused = not available
 
-    def _score_and_publish(self, batch: Batch) -> None:
-        sources = [(tp[1], offset) for tp, offset in batch.positions]
-        result = self.kernel.score(batch.events, sources)
+    def _publish(self, batch: Batch, result: Scored, headers: OutputHeaders | None) -> None:
         if self.redis_gate is not None and result.degraded:  # never publish defaults
             self.commits.retry(batch)
             self._follow_redis(False)
@@ -227,23 +251,9 @@ class StreamLoop:
             self._dead_letter(batch.messages[row], rejection)
         if result.rows:
             with self.observer.stage("publish"):
-                self._send_all(batch, result)
+                headers = headers or _headers(self.observer, batch, result.rows)
+                _send_all(self.publisher, self.topics.output, self.encoder, batch, result, headers)
             self.stats.scored += len(result.rows)
-
-    def _send_all(self, batch: Batch, result: Scored) -> None:
-        """Queue every scored record; its trace headers continue its input's trace."""
-        rows, columns, positions = result.rows, result.columns, batch.positions
-        messages = [batch.messages[r] for r in rows]
-        headers = self.observer.output_headers(messages) or trace_headers_of(messages)
-        self.publisher.send_many(
-            self.topics.output,
-            columns["card_id"],
-            self.encoder.encode_columns(columns, len(rows)),
-            [positions[r] for r in rows],
-            headers,
-            columns["event_time"],
-            messages,
-        )
 
     def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
         self.publisher.send_dead_letter(msg, rejection)
@@ -263,6 +273,7 @@ class StreamLoop:
         log.info("assigned %s", _names(partitions))
 
     def revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.finish_pending()
         self.commits.drain()
         revoked = [(p.topic, p.partition) for p in partitions]
         self.commits.forget(revoked)
@@ -271,9 +282,67 @@ class StreamLoop:
 
     def lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = [(p.topic, p.partition) for p in partitions]
+        self.finish_pending()  # as if it had completed before the loss was noticed
         self.commits.forget(lost)  # another member owns them now: committing would be wrong
         self.stats.assigned.difference_update(lost)
         log.warning("lost %s", _names(partitions))
+
+
+def settled(
+    publisher: Publisher, settled_at: float, now: float, every: float, most: float
+) -> float:
+    """When outputs were last settled, after waiting for them if need be.
+
+    Outputs in flight for ``every`` seconds are waited for, ``most`` seconds at most (a
+    short flush: a slow broker must not stall the stream; the next try comes ``every``
+    later). Acknowledgement is read from the producer running empty (``Publisher``); a
+    steady stream of small batches keeps something in flight at every poll, so without
+    this no offset would be committed, nor latency taken, until traffic paused. What is in
+    flight was queued after the publisher last settled (``Publisher.settled_at``: a drain
+    settles at nearly every batch, as the previous batch is acknowledged while the next is
+    scored), so only a longer wait than that is waited for: a drain is not held up by a
+    flush every ``every`` seconds."""
+    if not publisher.unreported:
+        return now
+    if now - max(settled_at, publisher.settled_at) >= every:
+        publisher.flush(most)
+        return time.monotonic()
+    return settled_at
+
+
+def _headers(observer: Observer, batch: Batch, rows: list[int]) -> OutputHeaders:
+    """The outputs' trace headers: each continues its input's trace (inside the batch's
+    ``observer.batch``, where its trace is current)."""
+    messages = [batch.messages[r] for r in rows]
+    return observer.output_headers(messages) or trace_headers_of(messages)
+
+
+def _send_all(
+    publisher: Publisher,
+    topic: str,
+    encoder: Encoder,
+    batch: Batch,
+    result: Scored,
+    headers: OutputHeaders,
+) -> None:
+    """Queue every scored record with its trace ``headers``."""
+    rows, columns, positions = result.rows, result.columns, batch.positions
+    publisher.send_many(
+        topic,
+        columns["card_id"],
+        encoder.encode_columns(columns, len(rows)),
+        [positions[r] for r in rows],
+        headers,
+        columns["event_time"],
+        [batch.messages[r] for r in rows],
+    )
+
+
+def _log_reread(reread: Mapping[tuple[str, int], int]) -> None:
+    for (topic, partition), offset in reread.items():
+        log.warning(
+            "schema registry unavailable; %s[%d] will be re-read from %d", topic, partition, offset
+        )
 
 
 def _consumer_error(error: KafkaError) -> None:

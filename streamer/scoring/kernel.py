@@ -31,6 +31,7 @@ from streamer.model.scorer import Scorer
 from streamer.observability.observer import Observer
 from streamer.scoring.containment import StageError, run_contained
 from streamer.scoring.decisions import DECISIONS, counts, decide
+from streamer.scoring.explaining import Explaining
 from streamer.scoring.reasons import Reasons, ReasonSettings
 from streamer.scoring.records import ModelStamp, ShadowResult, scored_columns
 from streamer.scoring.validation import all_plausible, validate
@@ -125,6 +126,7 @@ class ScoringKernel:
         self.features = features
         self.feature_logging = feature_logging
         self.reasons = Reasons(reasons)
+        self._explaining = Explaining(self.reasons)
         self.observer = observer or Observer()
         self.clock = clock
         self.shadow: ShadowModel | None = None
@@ -176,6 +178,19 @@ class ScoringKernel:
         received_ms: int | None = None,
     ) -> Scored:
         """Score ``events``; ``sources`` gives each one's (partition, offset) for its record."""
+        return self.start(events, sources, received_ms=received_ms).result()
+
+    def start(
+        self,
+        events: Sequence[Event],
+        sources: Sequence[tuple[int, int]],
+        *,
+        received_ms: int | None = None,
+        overlap: bool = False,
+    ) -> Scoring:
+        """``score`` up to the reason codes: validated, enriched, scored and decided. With
+        ``overlap`` the explainer runs in a thread of its own (the C TreeSHAP releases the
+        GIL): the caller scores its next batch meanwhile. ``Scoring.result`` completes it."""
         self._take_offer()
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
@@ -208,9 +223,9 @@ class ScoringKernel:
             publish_ms=now,
             shadow=shadowed,
         )
+        explained = None
         if matrix is not None:
-            self._explain(columns, matrix, decisions)
-        _wait_for_velocity(self)
+            explained = self._explain(columns, matrix, decisions, overlap)
         result = Scored(
             rows,
             columns,
@@ -223,19 +238,24 @@ class ScoringKernel:
             matrix,
             self.model,
         )
-        self.observer.scored(result)
-        return result
+        writing, self._writing = self._writing, None
+        return Scoring(result, explained, writing, self.observer)
 
     def _explain(
-        self, columns: dict[str, Column], matrix: Matrix, decisions: npt.NDArray[np.int8]
-    ) -> None:
+        self,
+        columns: dict[str, Column],
+        matrix: Matrix,
+        decisions: npt.NDArray[np.int8],
+        overlap: bool,
+    ) -> Callable[[], None]:
         """The columns that explain a decision: the logged input (``STREAMER_FEATURE_LOGGING``)
-        and the reason codes of the flagged rows (``scoring.reasons``)."""
+        at once; the returned callable sets the reason codes (``scoring.explaining``)."""
         if self.feature_logging:
             columns["features"] = logged_features(self._feature_names, matrix)
-        with self.observer.stage("reasons"):
-            explainer, names = self.model.explainer, self._feature_names
-            columns["reasons"] = self.reasons.column(explainer, names, matrix, decisions)
+        explainer, names = self.model.explainer, self._feature_names
+        return self._explaining.reasons_of(
+            columns, explainer, names, matrix, decisions, overlap=overlap
+        )
 
     def use_shadow(self, shadow: ShadowModel | None) -> None:
         """Score ``shadow`` beside the model from the next batch on (None: no shadow)."""
@@ -258,7 +278,8 @@ class ScoringKernel:
                 part = whole.take(subset)
             if isinstance(part, StageError):
                 raise part
-            scores, matrix, shadow_matrix = self._scores(part, shadow)
+            scored = _scores(part, self._scorer, self._feature_names, shadow, self.observer)
+            scores, matrix, shadow_matrix = scored
             matrices.add(subset, matrix, shadow_matrix)
             return scores, part.features.status()
 
@@ -283,31 +304,36 @@ class ScoringKernel:
                 self._writing = _send_velocity(self.features, velocity)
         return _Enriched(features, columns, velocity)
 
-    def _scores(
-        self, enriched: _Enriched, shadow: ShadowModel | None
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
-        """Assemble and score enriched rows; failures are tagged with their stage.
 
-        Also returns the shadow's matrix (the same one when it takes the same features)."""
-        features, columns = enriched.features, enriched.columns
-        with self.observer.stage("score"):  # the model's input and its run: one stage
-            try:
-                matrix = assemble(columns, features.card, features.merchant, self._feature_names)
-            except Exception as exc:
-                raise StageError("enrich", exc) from exc
-            try:
-                scores = self._scorer.score(matrix)
-            except Exception as exc:
-                raise StageError("score", exc) from exc
-        shadow_matrix = None
-        if shadow is not None:
-            names = shadow.model.metadata.feature_names
-            shadow_matrix = (
-                matrix
-                if tuple(names) == self._feature_names
-                else _assemble_or_none(columns, features, names)
-            )
-        return scores, matrix, shadow_matrix
+def _scores(
+    enriched: _Enriched,
+    scorer: BatchScorer,
+    names: tuple[str, ...],
+    shadow: ShadowModel | None,
+    observer: Observer,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+    """Assemble and score enriched rows; failures are tagged with their stage.
+
+    Also returns the shadow's matrix (the same one when it takes the same features)."""
+    features, columns = enriched.features, enriched.columns
+    with observer.stage("score"):  # the model's input and its run: one stage
+        try:
+            matrix = assemble(columns, features.card, features.merchant, names)
+        except Exception as exc:
+            raise StageError("enrich", exc) from exc
+        try:
+            scores = scorer.score(matrix)
+        except Exception as exc:
+            raise StageError("score", exc) from exc
+    shadow_matrix = None
+    if shadow is not None:
+        shadow_names = shadow.model.metadata.feature_names
+        shadow_matrix = (
+            matrix
+            if tuple(shadow_names) == names
+            else _assemble_or_none(columns, features, shadow_names)
+        )
+    return scores, matrix, shadow_matrix
 
 
 def _send_velocity(features: object, velocity: VelocityBatch | None) -> Callable[[], None] | None:
@@ -321,14 +347,46 @@ def _send_velocity(features: object, velocity: VelocityBatch | None) -> Callable
     return wait
 
 
-def _wait_for_velocity(kernel: ScoringKernel) -> None:
-    """Wait for the batch's velocity write (``_enrich`` sent it), once the batch is scored
-    and explained and before it is handed on: a state is written before its events' scores
-    go out."""
-    wait, kernel._writing = kernel._writing, None
-    if wait is not None:
-        with kernel.observer.stage("velocity_write"):
-            wait()
+class Scoring:
+    """A batch ``ScoringKernel.start`` scored and decided, its reason codes perhaps still
+    being found; ``result`` completes it (once)."""
+
+    def __init__(
+        self,
+        scored: Scored,
+        explained: Callable[[], None] | None,
+        writing: Callable[[], None] | None,
+        observer: Observer,
+    ) -> None:
+        self._scored, self._explained, self._writing = scored, explained, writing
+        self._observer = observer
+        self._done = False
+
+    @property
+    def rows(self) -> list[int]:
+        return self._scored.rows
+
+    @property
+    def degraded(self) -> bool:
+        return self._scored.degraded
+
+    def result(self) -> Scored:
+        """The batch whole: its reasons found and its velocity write answered (``_enrich``
+        sent it: a state is written before its events' scores go out)."""
+        if not self._done:
+            self._done = True
+            if self._explained is not None:
+                with self._observer.stage("reasons"):
+                    self._explained()
+            if self._writing is not None:
+                with self._observer.stage("velocity_write"):
+                    self._writing()
+            self._observer.scored(self._scored)
+        return self._scored
+
+
+def _nothing() -> None:
+    pass
 
 
 def _shadow_scores(

@@ -290,15 +290,35 @@ class Reasons:
         decisions: npt.NDArray[np.int8],
     ) -> list[Any] | tuple[Any]:
         """The column: a list aligned with ``decisions``, or ``(None,)`` (all null)."""
-        rows = explained_rows(self.settings.mode, decisions)
+        rows = self.rows(explainer, decisions)
         if explainer is None or rows.size == 0:
             return (None,)
+        picked = matrix[rows]
+        return self.column_of(names, rows, picked, explainer.contributions(picked), decisions.size)
+
+    def rows(
+        self, explainer: Contributions | None, decisions: npt.NDArray[np.int8]
+    ) -> npt.NDArray[np.intp]:
+        """The rows that get reasons (none without an explainer)."""
+        if explainer is None:
+            return np.empty(0, dtype=np.intp)
+        return explained_rows(self.settings.mode, decisions)
+
+    def column_of(
+        self,
+        names: Sequence[str],
+        rows: npt.NDArray[np.intp],
+        picked: npt.NDArray[np.float32],
+        contributions: npt.NDArray[np.float64],
+        n: int,
+    ) -> list[Any]:
+        """``column`` from the ``contributions`` of ``picked`` (the ``rows`` of the
+        model's input), ``n`` rows long: a caller may run the explainer elsewhere."""
         builder = self._builder
         if builder is None or builder.names != tuple(names):  # a swap to other inputs
             builder = self._builder = ReasonBuilder(names, self.settings.deny)
-        picked = matrix[rows]
-        found = builder.reasons(explainer.contributions(picked), picked)
-        column: list[list[dict[str, Any]] | None] = [None] * decisions.size
+        found = builder.reasons(contributions, picked)
+        column: list[list[dict[str, Any]] | None] = [None] * n
         for row, reasons in zip(rows.tolist(), found, strict=True):
             column[row] = reasons
         return column

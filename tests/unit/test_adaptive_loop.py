@@ -51,9 +51,9 @@ def _on_queue(build: Any, waiting: list[Message], **loop: Any) -> tuple[Any, Wai
         setattr(pipeline, name, value)
     process = pipeline.process
 
-    def counted(messages: list[Message]) -> Any:
+    def counted(messages: list[Message], **how: Any) -> Any:
         queue.taken.append(len(messages))
-        return process(messages)
+        return process(messages, **how)
 
     pipeline.process = counted
     return pipeline, queue, producer

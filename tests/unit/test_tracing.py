@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from confluent_kafka import Message
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -90,9 +91,14 @@ def test_batch_span_links_every_traced_message_and_parents_the_stage_spans(build
     assert {"decode", "enrich", "score", "publish"} <= set(stages)
 
 
-def test_each_output_continues_its_own_input_trace(build: Any) -> None:
+@pytest.mark.parametrize("backlog", [False, True])
+def test_each_output_continues_its_own_input_trace(build: Any, backlog: bool) -> None:
+    """Also for a backlog's full batch, published once the next step has begun."""
     pipeline, producer, exporter, _ = _traced(build)
+    pipeline.max_batch_size = 4 if backlog else 500
 
+    pipeline.step()
+    assert (pipeline._pending is not None) == backlog
     pipeline.step()
 
     sends = {s.context.span_id: s for s in exporter.get_finished_spans() if s.name == "send scored"}
