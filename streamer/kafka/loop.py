@@ -86,6 +86,7 @@ class Pending:
     batch: Batch
     scoring: Scoring | None
     headers: OutputHeaders | None = None
+    carried: object = None  # ``Observer.carry``: its trace, current again when completed
 
 
 @dataclass
@@ -206,6 +207,7 @@ class StreamLoop:
             pending = Pending(batch, scoring)
             if overlap and scoring is not None and scoring.rows and not scoring.degraded:
                 pending.headers = _headers(self.observer, batch, scoring.rows)  # its trace's
+                pending.carried = self.observer.carry()
                 self._pending = pending
             else:
                 self._complete(pending)
@@ -215,7 +217,8 @@ class StreamLoop:
         """Complete the pending batch, if any (``process``)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            self._complete(pending)
+            with self.observer.resume(pending.carried):  # its stages: in its own trace
+                self._complete(pending)
 
     def _complete(self, pending: Pending) -> None:
         batch = pending.batch

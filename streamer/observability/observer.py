@@ -38,6 +38,15 @@ class Observer:
         """Around one stage of a batch (decode, validate, enrich, score, publish)."""
         return nullcontext()
 
+    def carry(self) -> object:
+        """Inside ``batch``: what ``resume`` needs to go on with this batch after its
+        ``batch`` block ended (a backlog's batch is published while the next is scored)."""
+        return None
+
+    def resume(self, carried: object) -> AbstractContextManager[None]:
+        """Around the rest of a batch's work, as if inside its ``batch`` (``carry``)."""
+        return nullcontext()
+
     def output_headers(self, messages: Sequence[Message]) -> list[Headers | None] | None:
         """Trace headers for the outputs of ``messages`` (inside ``batch``), or None."""
         return None
@@ -80,6 +89,16 @@ class Observers(Observer):
         if len(self._staging) <= 1:
             return self._staging[0].stage(name) if self._staging else nullcontext()
         return self._fanned_stage(name)
+
+    def carry(self) -> object:
+        return tuple(observer.carry() for observer in self._batching)
+
+    @contextmanager
+    def resume(self, carried: object) -> Iterator[None]:
+        with ExitStack() as stack:
+            for observer, own in zip(self._batching, carried, strict=True):  # type: ignore[call-overload]
+                stack.enter_context(observer.resume(own))
+            yield
 
     @contextmanager
     def _fanned_batch(self, messages: Sequence[Message]) -> Iterator[None]:

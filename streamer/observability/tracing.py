@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Message
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -198,6 +198,19 @@ class TracingObserver(Observer):
     def stage(self, name: str) -> Iterator[None]:
         with self._tracer.start_as_current_span(name):
             yield
+
+    def carry(self) -> object:
+        return get_current()  # the batch's ``process`` span is current
+
+    @contextmanager
+    def resume(self, carried: object) -> Iterator[None]:
+        """The batch's stages after its ``process`` span ended are its children all the
+        same (a backlog's batch is explained and published during the next one)."""
+        token = attach(carried)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            detach(token)
 
     def output_headers(self, messages: Sequence[Message]) -> list[Headers | None] | None:
         out: list[Headers | None] = []

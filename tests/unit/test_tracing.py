@@ -46,9 +46,16 @@ def _traced(
     return pipeline, producer, exporter, messages
 
 
-def test_batch_span_links_every_traced_message_and_parents_the_stage_spans(build: Any) -> None:
+@pytest.mark.parametrize("backlog", [False, True])
+def test_batch_span_links_every_traced_message_and_parents_the_stage_spans(
+    build: Any, backlog: bool
+) -> None:
+    """Also for a backlog's full batch, whose reasons and publish stages run during the
+    next step: they are its span's children all the same."""
     pipeline, _, exporter, _ = _traced(build)
+    pipeline.max_batch_size = 4 if backlog else 500
 
+    pipeline.step()
     pipeline.step()
 
     spans = exporter.get_finished_spans()
@@ -88,7 +95,7 @@ def test_batch_span_links_every_traced_message_and_parents_the_stage_spans(build
         for s in spans
         if s.parent is not None and s.parent.span_id == batch.context.span_id
     }
-    assert {"decode", "enrich", "score", "publish"} <= set(stages)
+    assert {"decode", "enrich", "score", "reasons", "publish"} <= set(stages)
 
 
 @pytest.mark.parametrize("backlog", [False, True])
