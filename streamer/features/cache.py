@@ -24,13 +24,13 @@ import numpy.typing as npt
 import redis
 
 from streamer.features.breaker import CircuitBreaker
+from streamer.features.held_connection import hold, mget_of
 from streamer.features.layout import card_key, merchant_key, unpack_rows
 from streamer.features.redis_client import (
     REDIS_ERRORS,
     ErrorKind,
     attempt_timeout,
     classify,
-    mget_of,
     reachable,
 )
 from streamer.features.resp import Keys
@@ -151,7 +151,8 @@ class FeatureCache:
         self._client = client
         self._velocity = velocity
         self._velocity_ttl_s = velocity_ttl_s
-        self._mget_keys = mget_of(client)
+        self._held = hold(client)  # the MGET and the velocity write take turns on it
+        self._mget_keys = mget_of(client, self._held)
         self._prefix = prefix
         self._card_defaults = card_defaults
         self._merchant_defaults = merchant_defaults
@@ -215,14 +216,17 @@ class FeatureCache:
         is read by ``velocity_written``, which the kernel calls once the batch is scored:
         Redis runs the write meanwhile. The next ``fetch`` calls it first if nobody did,
         so a state is always written before a later batch reads it."""
-        outcomes, counts = np.unique(batch.outcomes, return_counts=True)
-        for outcome, count in zip(outcomes.tolist(), counts.tolist(), strict=True):
-            self.stats.velocity["event", Outcome(outcome).name.lower()] += count
+        counts = np.bincount(batch.outcomes, minlength=len(Outcome)).tolist()
+        for outcome, count in zip(Outcome, counts, strict=True):
+            if count:
+                self.stats.velocity["event", outcome.name.lower()] += count
         updates, positions = batch.updates, batch.positions
         if self._velocity != "read-write" or not updates:
             return
         self.velocity_written()  # one write in flight at most
-        sent = send_states(self._client, self._prefix, updates, positions, self._velocity_ttl_s)
+        sent = send_states(
+            self._client, self._prefix, updates, positions, self._velocity_ttl_s, self._held
+        )
         self._writing = (sent, updates, positions)
 
     def velocity_written(self) -> None:
@@ -239,7 +243,7 @@ class FeatureCache:
         if done.failed and done.error == "outage":  # one slow reply: the CAS makes a retry safe
             self.stats.retries += 1
             done = write_states(
-                self._client, self._prefix, updates, positions, self._velocity_ttl_s
+                self._client, self._prefix, updates, positions, self._velocity_ttl_s, self._held
             )
         _count_write(self.stats.velocity, done, updates)
 
@@ -337,7 +341,12 @@ def _count_write(
 
 def _distinct(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp]]:
     """The distinct ids in first-seen order, and each id's index among them (one Redis key
-    per distinct id; a dict beats ``np.unique``'s sort of Python strings at any size)."""
-    distinct = list(dict.fromkeys(ids))
-    index = {key: i for i, key in enumerate(distinct)}
-    return distinct, np.fromiter(map(index.__getitem__, ids), np.intp, len(ids))
+    per distinct id; a dict beats ``np.unique``'s sort of Python strings at any size).
+    Built by C iterators: ``last`` maps each id to its last position (keys in first-seen
+    order); each event's id is found by that position, ranked among the distinct ids'."""
+    n = len(ids)
+    last = dict(zip(ids, range(n), strict=True))
+    where = np.fromiter(map(last.__getitem__, ids), np.intp, n)
+    rank = np.empty(n, np.intp)
+    rank[np.fromiter(last.values(), np.intp, len(last))] = np.arange(len(last))
+    return list(last), rank[where]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -28,8 +28,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from streamer.errors import ConfigError, DependencyError
-from streamer.features.redis_cluster import LazyCluster, cluster_mget, is_cluster, where_cluster
-from streamer.features.resp import Keys, pack
+from streamer.features.redis_cluster import LazyCluster, is_cluster, where_cluster
 
 ErrorKind = Literal["auth", "tls", "outage"]
 RedisMode = Literal["single", "cluster", "sentinel"]
@@ -237,51 +236,3 @@ def _detail(exc: BaseException) -> str:
     """The error's class and first line (server replies never echo the password)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class HeldMget:
-    """``MGET`` on one connection taken from the client's pool and kept by its one caller.
-
-    redis-py's own call path (pool checkout and release, retry wrapper, event hooks) costs
-    ~60 µs of CPU a call on redis-py 8.1, more than the command itself (~40 µs), and the
-    scoring API pays it per request. The keys come as ``resp.Keys`` (prefix, ids, suffix)
-    and the command is packed by ``resp.pack`` into one buffer, with no Python code per
-    key (building each key and hiredis's packer cost ~0.3 µs per event at the stream's
-    500-event batches); ids are ``str``, sent as UTF-8 (redis-py's default). It goes
-    through redis-py's connection, so TLS and AUTH are the pool's. A failed call closes
-    the connection and raises as the client would; the next call connects again.
-    Not thread-safe: one feature cache, one scoring thread.
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
-        self._conn: Any = None
-
-    def __call__(self, keys: Sequence[Keys]) -> list[bytes | None]:
-        command = pack("MGET", *keys)
-        conn = self._conn
-        if conn is None:  # the pool connects it (and raises when Redis is down)
-            conn = self._conn = self._pool.get_connection()
-        try:
-            conn.send_packed_command([command])
-            values: list[bytes | None] = conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
-        return values
-
-
-def mget_of(client: Any) -> Callable[[Sequence[Keys]], list[bytes | None]]:
-    """The feature cache's MGET of the keys of some ``resp.Keys``, values in their order:
-    ``HeldMget`` for a redis-py client, one MGET per slot pipelined per node for a
-    cluster, else the client's own ``mget`` (``streamer.testing.InMemoryRedis`` and other
-    stand-ins)."""
-    if not is_cluster(client) and isinstance(client, redis.Redis):
-        return HeldMget(client)
-    by_keys = cluster_mget(client) if is_cluster(client) else client.mget
-
-    def mget(keys: Sequence[Keys]) -> list[bytes | None]:
-        values: list[bytes | None] = by_keys([key for group in keys for key in group.strings()])
-        return values
-
-    return mget

@@ -26,11 +26,13 @@ import hashlib
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
 
+from streamer.features.held_connection import HeldConnection, read_reply
 from streamer.features.redis_client import REDIS_ERRORS, ErrorKind, classify
 from streamer.features.redis_cluster import (
     cluster_mget,
@@ -123,16 +125,17 @@ def write_states(
     updates: Mapping[str, bytes],
     positions: Mapping[str, int],
     ttl_s: int = TTL_S,
+    held: HeldConnection | None = None,
 ) -> WriteResult:
     """Compare-and-set every updated card state in one round trip (one script call):
     ``send_states`` and its result at once."""
-    return send_states(client, prefix, updates, positions, ttl_s).result()
+    return send_states(client, prefix, updates, positions, ttl_s, held).result()
 
 
 class PendingWrite:
     """A batch's compare-and-set write, sent, its replies not read yet: Redis runs it while
-    the caller goes on. ``result`` reads them (once; it holds a pooled connection until
-    then, so call it before the next write or read of the same cards)."""
+    the caller goes on. ``result`` reads them (once; it holds a connection until then, so
+    call it before the next write or read of the same cards)."""
 
     def __init__(self, replies: Callable[[], list[Any]] | WriteResult, count: int) -> None:
         self._replies, self._count = replies, count
@@ -165,9 +168,11 @@ def send_states(
     updates: Mapping[str, bytes],
     positions: Mapping[str, int],
     ttl_s: int = TTL_S,
+    held: HeldConnection | None = None,
 ) -> PendingWrite:
     """Send the compare-and-set of every updated card state (one script call); the replies
-    are read by the returned write's ``result``.
+    are read by the returned write's ``result``. On one node it goes on ``held`` (the
+    feature cache's own connection) when given, else on one from the client's pool.
 
     Each state is written (with a TTL of ``ttl_s``) only if the stored one is older, by
     ``high_position``. The script is sent by its SHA1; after a Redis restart or SCRIPT
@@ -189,23 +194,26 @@ def send_states(
             keys = [velocity_key(prefix, card) for card in cards]
             replies = _per_slot_calls(client, keys, blobs, ttl_ms)
         else:
-            replies = _one_call(client, velocity_keys(prefix, cards), blobs, ttl_ms)
+            send = held.send if held is not None else partial(_send, client)
+            replies = _one_call(send, velocity_keys(prefix, cards), blobs, ttl_ms)
     except REDIS_ERRORS as exc:
         return PendingWrite(WriteResult(failed=len(cards), error=classify(exc)), len(cards))
     return PendingWrite(replies, len(cards))
 
 
-def _one_call(client: Any, keys: Keys, blobs: list[bytes], ttl_ms: str) -> Callable[[], list[Any]]:
+def _one_call(
+    send: Callable[[bytes], Callable[[], Any]], keys: Keys, blobs: list[bytes], ttl_ms: str
+) -> Callable[[], list[Any]]:
     """One script call for the whole batch (one Redis node), packed in one buffer
-    (``resp``) and sent; the reader of its replies, one per key (NOSCRIPT: once more as
-    EVAL, a round trip then)."""
+    (``resp``) and sent by ``send``; the reader of its replies, one per key (NOSCRIPT:
+    once more as EVAL, a round trip then)."""
     args = (len(keys.ids), keys, ttl_ms, Blobs(blobs))
-    read = _send(client, pack("EVALSHA", CAS_MANY_SHA, *args))
+    read = send(pack("EVALSHA", CAS_MANY_SHA, *args))
 
     def replies() -> list[Any]:
         reply = read()
         if isinstance(reply, NoScriptError):
-            reply = _send(client, pack("EVAL", CAS_MANY_SCRIPT, *args))()
+            reply = send(pack("EVAL", CAS_MANY_SCRIPT, *args))()
         if isinstance(reply, Exception):
             return [reply] * len(keys.ids)
         return list(reply)
@@ -249,12 +257,7 @@ def _send(client: redis.Redis, command: bytes) -> Callable[[], Any]:
 
     def read() -> Any:
         try:
-            return conn.read_response()
-        except redis.ResponseError as exc:
-            return exc
-        except BaseException:
-            conn.disconnect()
-            raise
+            return read_reply(conn)
         finally:
             pool.release(conn)
 

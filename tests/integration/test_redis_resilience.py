@@ -126,7 +126,7 @@ def test_one_slow_reply_is_retried_within_the_budget(own_redis: RedisServer) -> 
 def test_a_connection_closed_by_redis_costs_one_retry_not_a_degraded_batch(
     own_redis: RedisServer,
 ) -> None:
-    """The cache keeps one connection (``HeldMget``); Redis may close it (timeout, restart,
+    """The cache keeps one connection (``HeldConnection``); Redis may close it (timeout, restart,
     CLIENT KILL). The next fetch finds it dead, connects again and is still complete."""
     write_features(own_redis)
     cache = make_cache(own_redis.url)

@@ -12,7 +12,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.features.redis_client import make_redis_client, mget_of
+from streamer.features.held_connection import HeldConnection, mget_of
+from streamer.features.redis_client import make_redis_client
 from streamer.features.resp import Blobs, Keys, pack
 from streamer.features.velocity_state import HEADER_SIZE, HIGH_OFFSET
 from streamer.features.velocity_store import RedisVelocityStore, velocity_key, write_states
@@ -100,3 +101,16 @@ def _state(position: int, tail: bytes) -> bytes:
     head[0] = 1
     struct.pack_into("<Q", head, HIGH_OFFSET, position + 1)
     return bytes(head) + tail
+
+
+def test_a_reply_left_unread_never_answers_the_next_command(
+    client: redis.Redis, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    redis_client.set(f"{redis_prefix}a", b"A")
+    held = HeldConnection(client)
+    first = held.send(pack("GET", f"{redis_prefix}a"))
+    second = held.send(pack("PING"))  # before the first reply is read
+    assert second() in (b"PONG", True)
+    with pytest.raises(redis.ConnectionError):
+        first()
+    assert held.mget([Keys(redis_prefix, ["a", "b"])]) == [b"A", None]
