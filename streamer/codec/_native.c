@@ -616,11 +616,43 @@ static PyObject *row_dict(const Node *root, PyObject *columns, Py_ssize_t i) {
     return row;
 }
 
+/* One step of writing a row: field ``j``'s value of the row, or (``j`` -1) bytes made once
+ * for every row, ``shared[start:end]``: a run of 1-tuple columns in a row, encoded once. */
+typedef struct {
+    Py_ssize_t j, start, end;
+} Step;
+
+/* The steps of a row, into ``steps`` (room for ``root->n``); returns how many. A 1-tuple
+ * column the C code does not answer is a per-row step: each row then goes the fallback,
+ * as it would without the sharing. */
+static Py_ssize_t row_steps(const Node *root, PyObject *columns, Buffer *shared, Step *steps) {
+    Py_ssize_t count = 0;
+    for (Py_ssize_t j = 0; j < root->n; j++) {
+        PyObject *column = PyTuple_GET_ITEM(columns, j);
+        Py_ssize_t start = shared->len;
+        if (!PyList_CheckExact(column)) {
+            if (encode_node(root->kids[j], PyTuple_GET_ITEM(column, 0), shared) == 0) {
+                if (count && steps[count - 1].j < 0 && steps[count - 1].end == start) {
+                    steps[count - 1].end = shared->len; /* the run goes on */
+                } else {
+                    steps[count++] = (Step){-1, start, shared->len};
+                }
+                continue;
+            }
+            PyErr_Clear();
+            shared->len = start;
+        }
+        steps[count++] = (Step){j, 0, 0};
+    }
+    return count;
+}
+
 /* encode_columns(columns, n, header) -> [header + record's Avro binary for each row]
  *
  * ``columns`` holds one entry per field of the top record, in its order: a list of ``n``
- * values or a 1-tuple of the value of every row. A row the C code does not answer is
- * built as a dict and given to the generated encoder (which may raise). */
+ * values or a 1-tuple of the value of every row (encoded once, its bytes copied into
+ * each row). A row the C code does not answer is built as a dict and given to the
+ * generated encoder (which may raise). */
 static PyObject *codec_encode_columns(PyObject *obj, PyObject *const *args, Py_ssize_t nargs) {
     Codec *self = (Codec *)obj;
     const Node *root = self->root;
@@ -647,16 +679,24 @@ static PyObject *codec_encode_columns(PyObject *obj, PyObject *const *args, Py_s
         }
     }
     PyObject *out = PyList_New(n);
-    if (out == NULL) return NULL;
-    Buffer b;
+    Step *steps = PyMem_Malloc((root->n ? root->n : 1) * sizeof(Step));
+    Buffer b, shared;
     b.p = b.inline_;
     b.cap = sizeof b.inline_;
+    shared.p = shared.inline_;
+    shared.len = 0;
+    shared.cap = sizeof shared.inline_;
+    if (out == NULL || steps == NULL) goto fail;
+    Py_ssize_t count = row_steps(root, columns, &shared, steps);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *bytes = NULL;
         b.len = 0;
         int failed = put(&b, PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header)) < 0;
-        for (Py_ssize_t j = 0; j < root->n && !failed; j++) {
-            failed = encode_node(root->kids[j], column_value(PyTuple_GET_ITEM(columns, j), i), &b) < 0;
+        for (Py_ssize_t k = 0; k < count && !failed; k++) {
+            const Step *step = &steps[k];
+            failed = step->j < 0
+                ? put(&b, shared.p + step->start, step->end - step->start) < 0
+                : encode_node(root->kids[step->j], column_value(PyTuple_GET_ITEM(columns, step->j), i), &b) < 0;
         }
         if (!failed) {
             bytes = PyBytes_FromStringAndSize(b.p, b.len);
@@ -669,15 +709,20 @@ static PyObject *codec_encode_columns(PyObject *obj, PyObject *const *args, Py_s
                 Py_DECREF(row);
             }
         }
-        if (bytes == NULL) {
-            if (b.p != b.inline_) PyMem_Free(b.p);
-            Py_DECREF(out);
-            return NULL;
-        }
+        if (bytes == NULL) goto fail;
         PyList_SET_ITEM(out, i, bytes);
     }
     if (b.p != b.inline_) PyMem_Free(b.p);
+    if (shared.p != shared.inline_) PyMem_Free(shared.p);
+    PyMem_Free(steps);
     return out;
+fail:
+    if (b.p != b.inline_) PyMem_Free(b.p);
+    if (shared.p != shared.inline_) PyMem_Free(shared.p);
+    PyMem_Free(steps);
+    Py_XDECREF(out);
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return NULL;
 }
 
 /* decode_columns(payloads: list, prefix: bytes, max_bytes: int) -> tuple of lists | None

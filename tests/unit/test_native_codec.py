@@ -221,6 +221,29 @@ def test_columns_encode_as_the_generated_encoder_encodes_each_row(
     assert ours == reference
 
 
+@pytest.mark.parametrize("name", ["scored_event.avsc", "every_type"])
+@settings(PROPERTY, max_examples=100)
+@given(data=st.data())
+def test_a_value_shared_by_every_row_encodes_as_it_does_in_each_row(
+    name: str, data: st.DataObject
+) -> None:
+    """A 1-tuple column is encoded once for all rows: with runs of such columns, and one
+    of them sometimes a value the C code leaves to the generated encoder (then every row
+    goes there), the bytes of each row or the exception are the generated encoder's."""
+    _, _, c_encode, py_encode = _pair(name)
+    names = c_encode.fields
+    base = data.draw(records(_plain(SCHEMAS[name])), label="shared")
+    rows = data.draw(st.lists(records(_plain(SCHEMAS[name])), min_size=2, max_size=5))
+    shared = data.draw(st.sets(st.sampled_from(names), min_size=1), label="shared fields")
+    if data.draw(st.booleans(), label="unusual"):
+        base[data.draw(st.sampled_from(sorted(shared)))] = data.draw(st.sampled_from(UNUSUAL))
+    rows = [{**row, **{k: base[k] for k in shared}} for row in rows]
+    columns = tuple((base[k],) if k in shared else [r[k] for r in rows] for k in names)
+    ours = _outcome(c_encode.encode_columns, columns, len(rows), b"\xc3\x01")
+    reference = _outcome(lambda: [py_encode(row, b"\xc3\x01") for row in rows])
+    assert ours == reference
+
+
 def test_columns_of_the_wrong_shape_are_refused() -> None:
     _, _, c_encode, _ = _pair("scored_event.avsc")
     width = len(c_encode.fields)
