@@ -5,6 +5,7 @@ fill (``kafka.batching``), on the real broker and Redis."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -25,9 +26,9 @@ def test_a_lone_event_on_an_idle_stream_is_scored_at_once_by_default(
     taken: list[int] = []
     process = loop.process
 
-    def counted(messages: list[Message]) -> Batch:
+    def counted(messages: list[Message], **how: Any) -> Batch:
         taken.append(len(messages))
-        return process(messages)
+        return process(messages, **how)
 
     loop.process = counted  # type: ignore[method-assign]
     loop.subscribe()
