@@ -34,6 +34,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1006,6 +1007,125 @@ static PyObject *each_row(PyObject *args, RowFunction each) {
     Py_RETURN_NONE;
 }
 
+/* A ``contributions`` call run by a thread of its own (``start``), waited for by ``finish``:
+ * the thread touches no Python object, so it never takes the GIL, and the caller's Python
+ * thread runs on beside it with no hand-over of the GIL either way. The job keeps the model
+ * capsule and both buffers until ``finish`` (or its capsule's destructor) joins it. */
+typedef struct {
+    Model *m;
+    PyObject *capsule;
+    Py_buffer in_view, out_view;
+    Py_ssize_t rows;
+    double *features;
+    pthread_t thread;
+    int running;
+} Job;
+
+static void *job_run(void *arg) {
+    Job *job = arg;
+    Model *m = job->m;
+    const Py_ssize_t width = m->features;
+    const float *in = job->in_view.buf;
+    double *phi = job->out_view.buf;
+    PyThread_acquire_lock(m->lock, WAIT_LOCK);
+    for (Py_ssize_t r = 0; r < job->rows; r++) {
+        row_contributions(m, in + r * width, job->features, phi + r * (width + 1));
+    }
+    PyThread_release_lock(m->lock);
+    return NULL;
+}
+
+/* With the GIL held: join the thread if it runs (it never needs the GIL, so this cannot
+ * deadlock), then let go of what the job kept. */
+static void job_end(Job *job, int release_gil) {
+    if (job->running) {
+        if (release_gil) {
+            Py_BEGIN_ALLOW_THREADS
+            pthread_join(job->thread, NULL);
+            Py_END_ALLOW_THREADS
+        } else {
+            pthread_join(job->thread, NULL);
+        }
+        job->running = 0;
+        PyMem_RawFree(job->features);
+        job->features = NULL;
+        PyBuffer_Release(&job->in_view);
+        PyBuffer_Release(&job->out_view);
+        Py_CLEAR(job->capsule);
+    }
+}
+
+static void job_free(PyObject *capsule) {
+    Job *job = PyCapsule_GetPointer(capsule, "treeshap.Job");
+    if (job != NULL) {
+        job_end(job, 0);
+        PyMem_RawFree(job);
+    }
+}
+
+/* start(model, matrix, rows, out) -> job: ``contributions`` into ``out`` from now on, in a
+ * thread of its own; ``finish(job)`` waits for it. */
+static PyObject *start(PyObject *self, PyObject *args) {
+    PyObject *capsule, *matrix, *out;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "OOnO", &capsule, &matrix, &rows, &out)) return NULL;
+    Model *m = PyCapsule_GetPointer(capsule, "treeshap.Model");
+    if (m == NULL) return NULL;
+    Job *job = PyMem_RawCalloc(1, sizeof(Job));
+    if (job == NULL) return PyErr_NoMemory();
+    if (PyObject_GetBuffer(matrix, &job->in_view, PyBUF_SIMPLE) < 0) {
+        PyMem_RawFree(job);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out, &job->out_view, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&job->in_view);
+        PyMem_RawFree(job);
+        return NULL;
+    }
+    const Py_ssize_t width = m->features;
+    job->features = PyMem_RawMalloc(sizeof(double) * 2 * (size_t)width);
+    const char *problem = NULL;
+    if (rows < 0 || job->in_view.len != rows * width * 4 ||
+        job->out_view.len != rows * (width + 1) * 8) {
+        problem = "matrix or output of the wrong size";
+    } else if (job->features == NULL) {
+        problem = "out of memory";
+    }
+    if (problem == NULL) {
+        job->m = m;
+        job->rows = rows;
+        job->capsule = capsule;
+        Py_INCREF(capsule);
+        if (pthread_create(&job->thread, NULL, job_run, job) != 0) {
+            Py_CLEAR(job->capsule);
+            problem = "could not start a thread";
+        }
+    }
+    if (problem != NULL) {
+        PyMem_RawFree(job->features);
+        PyBuffer_Release(&job->in_view);
+        PyBuffer_Release(&job->out_view);
+        PyMem_RawFree(job);
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    job->running = 1;
+    PyObject *handle = PyCapsule_New(job, "treeshap.Job", job_free);
+    if (handle == NULL) {
+        job_end(job, 1);
+        PyMem_RawFree(job);
+    }
+    return handle;
+}
+
+/* finish(job): wait for ``start``'s thread (the GIL released meanwhile); again: nothing. */
+static PyObject *finish(PyObject *self, PyObject *handle) {
+    Job *job = PyCapsule_GetPointer(handle, "treeshap.Job");
+    if (job == NULL) return NULL;
+    job_end(job, 1);
+    Py_RETURN_NONE;
+}
+
 /* contributions(model, matrix, rows, out): LightGBM's pred_contrib, up to rounding. */
 static PyObject *contributions(PyObject *self, PyObject *args) {
     return each_row(args, row_contributions);
@@ -1031,6 +1151,8 @@ static PyMethodDef methods[] = {
     {"contributions", contributions, METH_VARARGS, "LightGBM's pred_contrib, up to rounding."},
     {"magnitudes", magnitudes, METH_VARARGS, "Each input's sum of |term|, per row."},
     {"stats", stats, METH_O, "(hits, misses, remembered leaves)."},
+    {"start", start, METH_VARARGS, "contributions in a thread of its own; a job."},
+    {"finish", finish, METH_O, "Wait for a job start began."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1043,7 +1165,7 @@ static struct PyModuleDef module = {
  * version of this file is not used). */
 PyMODINIT_FUNC PyInit__treeshap(void) {
     PyObject *mod = PyModule_Create(&module);
-    if (mod != NULL && PyModule_AddIntConstant(mod, "FORMAT", 2) < 0) {
+    if (mod != NULL && PyModule_AddIntConstant(mod, "FORMAT", 3) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

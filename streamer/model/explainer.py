@@ -75,6 +75,15 @@ class Explainer:
         booster, fast = self._loaded()
         return fast(matrix) if fast is not None else booster.contributions(matrix)
 
+    def start(self, matrix: npt.NDArray[np.float32]) -> Callable[[], npt.NDArray[np.float64]]:
+        """``contributions`` from now on, the returned callable waiting for them: in a C
+        thread that never takes the GIL where the C TreeSHAP serves, else here and now."""
+        fast = self._loaded()[1]
+        if fast is not None and matrix.shape[0]:
+            return fast.start(matrix)
+        done = self.contributions(matrix)
+        return lambda: done
+
     def margins(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """The model's margin (log-odds) per row."""
         return self._loaded()[0].margins(matrix)

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-FORMAT = 2
+FORMAT = 3
 """The extension's ``FORMAT`` this module calls (a build of another version of
 ``_treeshap.c``, left from before a source update, is not used)."""
 
@@ -159,6 +159,22 @@ class FastContributions:
 
     def __call__(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         return self._call(_treeshap.contributions, matrix)
+
+    def start(self, matrix: npt.NDArray[np.float32]) -> Callable[[], npt.NDArray[np.float64]]:
+        """``self(matrix)`` computed from now on by a C thread of its own, which never takes
+        the GIL: the caller's Python runs on beside it without handing the GIL over. The
+        returned callable waits for it and returns the contributions."""
+        batch = np.array(matrix, dtype=np.float32, order="C")  # its own: the caller's may change
+        if batch.ndim != 2 or batch.shape[1] != self.width:
+            raise ValueError(f"a [n, {self.width}] matrix is due, not {batch.shape}")
+        out = np.empty((batch.shape[0], self.width + 1), dtype=np.float64)
+        job = _treeshap.start(self._model, batch, batch.shape[0], out)
+
+        def finished() -> npt.NDArray[np.float64]:
+            _treeshap.finish(job)
+            return out
+
+        return finished
 
     def bound(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Per row and input, the most this object's contributions can differ from

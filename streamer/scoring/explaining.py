@@ -1,11 +1,11 @@
 """The reason codes of a scored batch, found at once or in a thread of their own.
 
 The explainer (the C TreeSHAP of ``model.treeshap``) is the costliest step of a drain
-after the features, and it releases the GIL. ``ScoringKernel.start(overlap=True)`` hands
-it to one thread of its own and returns a ``Scoring`` at once, so the stream enriches and
-scores its next batch on the main thread while the flagged rows of this one are
-explained on the other core; ``Scoring.result`` waits for them. The builder of the codes
-(Python, cheap) runs in ``result``, on the caller's thread.
+after the features. ``ScoringKernel.start(overlap=True)`` starts it in a C thread of its
+own (``Explainer.start``: that thread never takes the GIL) and returns a ``Scoring`` at
+once, so the stream enriches and scores its next batch on the main thread while the
+flagged rows of this one are explained on the other core; ``Scoring.result`` waits for
+them. The builder of the codes (Python, cheap) runs in ``result``, on the caller's thread.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Explaining:
             return _nothing
         picked = matrix[rows]
         if overlap:
-            contributions = self._explainer().submit(explainer.contributions, picked).result
+            contributions = _started(explainer, picked) or self._thread_for(explainer, picked)
         else:
             contributions = partial(explainer.contributions, picked)
 
@@ -58,10 +58,23 @@ class Explaining:
 
         return explained
 
-    def _explainer(self) -> ThreadPoolExecutor:
-        if self._thread is None:  # one thread: its calls run in order, one at a time
+    def _thread_for(
+        self, explainer: Contributions, picked: npt.NDArray[np.float32]
+    ) -> Callable[[], npt.NDArray[np.float64]]:
+        """An explainer that cannot start by itself runs in a Python thread of ours (its
+        calls in order, one at a time; each hands the GIL over twice)."""
+        if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="explainer")
-        return self._thread
+        return self._thread.submit(explainer.contributions, picked).result
+
+
+def _started(
+    explainer: Contributions, picked: npt.NDArray[np.float32]
+) -> Callable[[], npt.NDArray[np.float64]] | None:
+    """The explainer's own ``start`` (``model.explainer``: the C TreeSHAP in a thread that
+    never takes the GIL), when it has one."""
+    start = getattr(explainer, "start", None)
+    return None if start is None else start(picked)
 
 
 def _nothing() -> None:

@@ -55,10 +55,10 @@ class GatedExplainer:
 
 
 def _backlog(
-    build: Any, n: int, *, gate: bool = False
+    build: Any, n: int, *, gate: bool = False, wrap: bool = True
 ) -> tuple[Any, WaitingQueue, Any, GatedExplainer]:
     """A loop over ``n`` waiting events in batches of 500, reasons on every event, its
-    explainer recording its threads (and ``gate``d)."""
+    explainer recording its threads (and ``gate``d), or the model's own (not ``wrap``)."""
     pipeline, committer, producer = build([])  # the commit strategy's consumer: ``committed``
     pipeline.committer = committer
     queue = WaitingQueue([make_message(i, avro_raw(make_event(i))) for i in range(n)])
@@ -76,8 +76,9 @@ def _backlog(
 
     kernel.features.fetch = counted
     gated = GatedExplainer(kernel.model.explainer, reads, read, gate=gate)
-    model = replace(kernel.model, explainer=gated)
-    kernel.use(model, Scorer(model))
+    if wrap:
+        model = replace(kernel.model, explainer=gated)
+        kernel.use(model, Scorer(model))
     return pipeline, queue, producer, gated
 
 
@@ -115,6 +116,29 @@ def test_a_full_batch_is_explained_while_the_next_one_is_scored_and_outputs_keep
     assert gated.threads[2] == "MainThread"  # the last 200: nothing after them to wait for
     outputs = _outputs(producer)
     assert [o["transaction_id"] for o in outputs] == [f"tx-{i}" for i in range(1200)]
+    assert all(o["reasons"] for o in outputs)
+
+
+def test_with_the_c_treeshap_a_backlog_gets_the_reasons_batch_by_batch_scoring_gives(
+    build: Any,
+) -> None:
+    """The model's own explainer starts its C thread (``Explainer.start``); every output
+    has the reasons the same batches get from ``ScoringKernel.score``, in input order."""
+    pipeline, queue, producer, _ = _backlog(build, 1200, wrap=False)
+    _run_until_idle(pipeline, queue)
+    pipeline.publisher.flush(5)
+
+    reference, _, _ = build([])
+    reference.kernel.reasons.settings = ReasonSettings(mode="all")
+    events = [make_event(i) for i in range(1200)]
+    expected = []
+    for first in range(0, 1200, 500):
+        chunk = events[first : first + 500]
+        scored = reference.kernel.score(chunk, [(0, first + i) for i in range(len(chunk))])
+        expected += scored.records
+    outputs = _outputs(producer)
+    assert [o["transaction_id"] for o in outputs] == [e["transaction_id"] for e in expected]
+    assert [o["reasons"] for o in outputs] == [e["reasons"] for e in expected]
     assert all(o["reasons"] for o in outputs)
 
 

@@ -5,8 +5,10 @@ LightGBM."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import time
 from pathlib import Path
 
 import lightgbm
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from streamer.model import treeshap
+from streamer.model import _treeshap, treeshap  # type: ignore[attr-defined]
 from streamer.model.explainer import ADDITIVE_ROWS, open_explainer, reference_rows
 from streamer.model.lightgbm_lib import Booster
 from streamer.model.metadata import ModelMetadata
@@ -214,6 +216,58 @@ def test_the_gil_is_released_while_computing() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert ran_meanwhile > 5
+
+
+@settings(max_examples=40)
+@given(st.lists(st.lists(values, min_size=WIDTH, max_size=WIDTH), min_size=1, max_size=12))
+def test_a_started_job_gives_the_calls_bytes(rows: list[list[float]]) -> None:
+    """``start`` computes in a C thread what a call computes, byte for byte; the caller's
+    matrix may change once started (the job has its own)."""
+    matrix = np.asarray(rows, dtype=np.float32)
+    expected = FAST(matrix)
+    finished = FAST.start(matrix)
+    matrix[:] = 7.0
+    assert finished().tobytes() == expected.tobytes()
+    assert finished().tobytes() == expected.tobytes()  # finished twice: the same, no wait
+
+
+def test_a_started_job_never_takes_the_gil() -> None:
+    """The caller holds the GIL throughout (a switch interval longer than the test, and
+    only Python in its loop): the job's output fills up all the same. A job that needed
+    the GIL, even once (a Python thread), could not finish within the loop."""
+    rows = reference_rows(META, 256)
+    fast = FastContributions(TEXT, memory=NO_TREES)
+    out = np.full((len(rows), fast.width + 1), np.nan)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        job = _treeshap.start(fast._model, rows, len(rows), out)
+        deadline = time.monotonic() + 20.0
+        while np.isnan(out[-1, -1]) and time.monotonic() < deadline:
+            pass  # only Python: the GIL is never let go
+        filled = not np.isnan(out[-1, -1])
+        _treeshap.finish(job)
+    finally:
+        sys.setswitchinterval(interval)
+    assert filled
+    assert out.tobytes() == fast(rows).tobytes()
+
+
+def test_a_job_dropped_unfinished_is_waited_for_and_freed() -> None:
+    """Its capsule's destructor joins the thread: nothing written after it is gone."""
+    rows = reference_rows(META, 64)
+    for _ in range(20):
+        FAST.start(rows)  # dropped at once
+    gc.collect()
+    assert FAST.start(rows)().tobytes() == FAST(rows).tobytes()
+
+
+def test_a_job_of_the_wrong_shape_is_refused() -> None:
+    rows = reference_rows(META, 4)
+    with pytest.raises(ValueError, match="wrong size"):
+        _treeshap.start(FAST._model, rows, 5, np.empty((4, WIDTH + 1)))
+    with pytest.raises(ValueError, match="matrix is due"):
+        FAST.start(rows[:, :5])
 
 
 def test_without_the_extension_the_explainer_says_so_and_serves_lightgbms(
