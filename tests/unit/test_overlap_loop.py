@@ -145,9 +145,9 @@ def test_with_the_c_treeshap_a_backlog_gets_the_reasons_batch_by_batch_scoring_g
 def test_a_pending_batch_goes_out_at_the_next_step_without_waiting_for_input(
     build: Any,
 ) -> None:
-    pipeline, queue, producer, gated = _backlog(build, 500)
+    pipeline, queue, producer, _ = _backlog(build, 500)
     pipeline.step()  # the one full batch: scored, explained in the thread, pending
-    assert gated.threads == ["explainer_0"]
+    assert pipeline._pending is not None
     waits = len(queue.waits)
 
     pipeline.step()  # nothing more arrives
