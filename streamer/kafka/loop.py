@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from streamer.scoring.kernel import Scored, Scoring, ScoringKernel
 
 log = logging.getLogger(__name__)
 
+PENDING = 2  # full batches a backlog keeps in flight: each explained while the next are scored
 OutputHeaders = Sequence[Headers | None]  # a batch's outputs' trace headers, row by row
 
 
@@ -116,7 +118,7 @@ class StreamLoop:
     _lag: LagMonitor | None = None
     _resume_at: float = 0.0
     _settled_at: float = field(default_factory=time.monotonic)
-    _pending: Pending | None = None  # a full batch scored, its reasons being found
+    _pending: deque[Pending] = field(default_factory=deque)  # full batches, oldest first
 
     def subscribe(self) -> None:
         """Follow the consumer group membership, asking to join if nobody has yet.
@@ -181,7 +183,7 @@ class StreamLoop:
         plan = consume_plan(
             self.max_batch_size, self.max_wait_ms / 1000.0, self.idle_wait_s, capped
         )
-        if self._pending is not None:  # its output must not wait for more input
+        if self._pending:  # their output must not wait for more input
             return ConsumePlan(plan.size, 0.0, 0.0)
         return plan
 
@@ -189,10 +191,9 @@ class StreamLoop:
         """Decode, score and publish one micro-batch, and hand it to the commit strategy.
 
         With ``overlap`` (a full batch: more are waiting) its reason codes are still being
-        found in the kernel's explainer thread when this returns: the batch is completed
-        (published, handed to the commit strategy) once the next one has been scored, or
-        at once when none comes (``finish_pending``). Batches complete in order, and a
-        pending one before any rebalance or stop commits: it has touched no offset yet."""
+        found in the kernel's explainer thread when this returns; it is completed (published,
+        handed to the commit strategy) once ``PENDING`` batches after it are scored, or when
+        none comes (``finish_pending``): in order, and before any rebalance or stop commits."""
         with self.observer.batch(messages):
             with self.observer.stage("decode"):
                 batch = sort_batch(messages, self.decoder)
@@ -203,20 +204,21 @@ class StreamLoop:
             if batch.events:
                 sources = [(tp[1], offset) for tp, offset in batch.positions]
                 scoring = self.kernel.start(batch.events, sources, overlap=overlap)
-            self.finish_pending()  # the batch before: explained while this one was scored
             pending = Pending(batch, scoring)
             if overlap and scoring is not None and scoring.rows and not scoring.degraded:
+                self.finish_pending(keep=PENDING - 1)  # explained while the next were scored
                 pending.headers = _headers(self.observer, batch, scoring.rows)  # its trace's
                 pending.carried = self.observer.carry()
-                self._pending = pending
+                self._pending.append(pending)
             else:
+                self.finish_pending()
                 self._complete(pending)
         return batch
 
-    def finish_pending(self) -> None:
-        """Complete the pending batch, if any (``process``)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+    def finish_pending(self, keep: int = 0) -> None:
+        """Complete pending batches, oldest first, until ``keep`` are left (``process``)."""
+        while len(self._pending) > keep:
+            pending = self._pending.popleft()
             with self.observer.resume(pending.carried):  # its stages: in its own trace
                 self._complete(pending)
 

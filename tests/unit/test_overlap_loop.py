@@ -99,7 +99,7 @@ def _committed(pipeline: Any) -> int:
 def _run_until_idle(pipeline: Any, queue: WaitingQueue, steps: int = 20) -> None:
     for _ in range(steps):
         pipeline.step()
-        if not queue.waiting and pipeline._pending is None:
+        if not queue.waiting and not pipeline._pending:
             return
     raise AssertionError("the loop did not go idle")
 
@@ -147,7 +147,7 @@ def test_a_pending_batch_goes_out_at_the_next_step_without_waiting_for_input(
 ) -> None:
     pipeline, queue, producer, _ = _backlog(build, 500)
     pipeline.step()  # the one full batch: scored, explained in the thread, pending
-    assert pipeline._pending is not None
+    assert pipeline._pending
     waits = len(queue.waits)
 
     pipeline.step()  # nothing more arrives
@@ -198,6 +198,6 @@ def test_light_traffic_is_not_held_back(build: Any) -> None:
     pipeline.step()
     pipeline.publisher.flush(5)
 
-    assert pipeline._pending is None
+    assert not pipeline._pending
     assert gated.threads == ["MainThread"]
     assert len(_outputs(producer)) == 20
