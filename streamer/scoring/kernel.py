@@ -189,8 +189,9 @@ class ScoringKernel:
         overlap: bool = False,
     ) -> Scoring:
         """``score`` up to the reason codes: validated, enriched, scored and decided. With
-        ``overlap`` the explainer runs in a thread of its own (the C TreeSHAP releases the
-        GIL): the caller scores its next batch meanwhile. ``Scoring.result`` completes it."""
+        ``overlap`` the explainer runs from now on in a thread of its own (the C TreeSHAP's
+        never takes the GIL): the caller scores its next batches meanwhile.
+        ``Scoring.result`` completes it."""
         self._take_offer()
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
