@@ -188,10 +188,9 @@ class ScoringKernel:
         received_ms: int | None = None,
         overlap: bool = False,
     ) -> Scoring:
-        """``score`` up to the reason codes: validated, enriched, scored and decided. With
-        ``overlap`` the explainer runs from now on in a thread of its own (the C TreeSHAP's
-        never takes the GIL): the caller scores its next batches meanwhile.
-        ``Scoring.result`` completes it."""
+        """``score`` up to the reason codes. With ``overlap`` the explainer runs from now on
+        in a thread of its own (the C TreeSHAP's never takes the GIL): the caller scores its
+        next batches meanwhile. ``Scoring.result`` completes it."""
         self._take_offer()
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
