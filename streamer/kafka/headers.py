@@ -46,7 +46,7 @@ def read_headers(msg: Message, only: frozenset[str] | None = None) -> Headers | 
     if items is None:
         return None
     if only is not None:
-        return [(k, v.encode() if isinstance(v, str) else v) for k, v in items if k in only and v]
+        return _kept(items, only) or []
     return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in items]
 
 

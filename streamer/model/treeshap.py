@@ -164,10 +164,7 @@ class FastContributions:
         """``self(matrix)`` computed from now on by a C thread of its own, which never takes
         the GIL: the caller's Python runs on beside it without handing the GIL over. The
         returned callable waits for it and returns the contributions."""
-        batch = np.array(matrix, dtype=np.float32, order="C")  # its own: the caller's may change
-        if batch.ndim != 2 or batch.shape[1] != self.width:
-            raise ValueError(f"a [n, {self.width}] matrix is due, not {batch.shape}")
-        out = np.empty((batch.shape[0], self.width + 1), dtype=np.float64)
+        batch, out = self._buffers(np.array(matrix, dtype=np.float32))  # its own copy
         job = _treeshap.start(self._model, batch, batch.shape[0], out)
 
         def finished() -> npt.NDArray[np.float64]:
@@ -184,12 +181,19 @@ class FastContributions:
 
     def _call(self, function: Any, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """``function`` of the C model over the whole batch, in one call."""
+        batch, out = self._buffers(matrix)
+        function(self._model, batch, batch.shape[0], out)
+        return out
+
+    def _buffers(
+        self, matrix: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """``matrix`` as the C code reads it (float32, C order) and the output it fills;
+        ``ValueError`` for a matrix of another width."""
         batch = np.ascontiguousarray(matrix, dtype=np.float32)
         if batch.ndim != 2 or batch.shape[1] != self.width:
             raise ValueError(f"a [n, {self.width}] matrix is due, not {batch.shape}")
-        out = np.empty((batch.shape[0], self.width + 1), dtype=np.float64)
-        function(self._model, batch, batch.shape[0], out)
-        return out
+        return batch, np.empty((batch.shape[0], self.width + 1), dtype=np.float64)
 
     def stats(self) -> MemoryStats:
         """The memory's hits, misses and what it keeps now."""

@@ -3,7 +3,7 @@
 The explainer (the C TreeSHAP of ``model.treeshap``) is the costliest step of a drain
 after the features. ``ScoringKernel.start(overlap=True)`` starts it in a C thread of its
 own (``Explainer.start``: that thread never takes the GIL) and returns a ``Scoring`` at
-once, so the stream enriches and scores its next batch on the main thread while the
+once, so the stream enriches and scores its next batches on the main thread while the
 flagged rows of this one are explained on the other core; ``Scoring.result`` waits for
 them. The builder of the codes (Python, cheap) runs in ``result``, on the caller's thread.
 """

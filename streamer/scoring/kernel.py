@@ -385,10 +385,6 @@ class Scoring:
         return self._scored
 
 
-def _nothing() -> None:
-    pass
-
-
 def _shadow_scores(
     shadow: ShadowModel, matrix: npt.NDArray[np.float32] | None, n: int, observer: Observer
 ) -> tuple[ShadowResult, bool]:

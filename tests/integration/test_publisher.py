@@ -12,35 +12,21 @@ import os
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message, Producer
 
 from streamer.kafka.delivery import now_ms
 from streamer.kafka.headers import read_headers, read_headers_many
 from streamer.kafka.offsets import OffsetTracker
 from streamer.kafka.publisher import STREAM_PRODUCER, DeadLetterTopic, Publisher
 from tests.integration.hostile import Record, kcat_send
+from tests.integration.streamer_proc import read_all
 
 TP = ("in", 0)
 TRACE = frozenset({"traceparent", "tracestate"})
 
 
-def _read(bootstrap: str, topic: str, count: int, group: str) -> list[Message]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    got: list[Message] = []
-    deadline = time.monotonic() + 30
-    while len(got) < count and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            got.append(msg)
-    consumer.close()
-    return got
-
-
 def test_outputs_arrive_as_handed_over_and_a_refused_one_is_dead_lettered(
-    kafka_bootstrap: str, make_topic: Callable[..., str], unique: str
+    kafka_bootstrap: str, make_topic: Callable[..., str]
 ) -> None:
     out = make_topic("out", partitions=3, config={"max.message.bytes": "2000"})
     dlq = make_topic("dlq", partitions=1)
@@ -63,7 +49,7 @@ def test_outputs_arrive_as_handed_over_and_a_refused_one_is_dead_lettered(
 
     assert tracker.committable(TP) == 4
     assert (publisher.delivered, publisher.refused) == (4, 1)  # 3 outputs and 1 letter
-    written = {m.key(): m for m in _read(kafka_bootstrap, out, 3, f"g-{unique}-out")}
+    written = {m.key(): m for m in read_all(kafka_bootstrap, out, 3)}
     assert sorted(written) == [b"card-0", b"card-2", b"card-3"]
     for i in (0, 2, 3):
         msg = written[keys[i].encode()]
@@ -72,12 +58,12 @@ def test_outputs_arrive_as_handed_over_and_a_refused_one_is_dead_lettered(
         assert msg.timestamp()[1] >= before  # 0 given: the time of producing
     partitions = {m.partition() for m in written.values()}
     assert partitions <= {0, 1, 2}
-    (letter,) = _read(kafka_bootstrap, dlq, 1, f"g-{unique}-dlq")
+    (letter,) = read_all(kafka_bootstrap, dlq, 1)
     assert letter.value() == b"in-1"
 
 
 def test_trace_headers_of_consumed_records_skip_the_unreadable_ones_and_keep_the_rest(
-    kafka_bootstrap: str, make_topic: Callable[..., str], unique: str
+    kafka_bootstrap: str, make_topic: Callable[..., str]
 ) -> None:
     topic = make_topic("in", partitions=1)
     traceparent = b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"
@@ -91,7 +77,7 @@ def test_trace_headers_of_consumed_records_skip_the_unreadable_ones_and_keep_the
     ]
     for i, headers in enumerate(sent):
         kcat_send(kafka_bootstrap, topic, 0, Record(b"k", b"v%d" % i, headers))
-    messages = sorted(_read(kafka_bootstrap, topic, len(sent), f"g-{unique}"), key=Message.offset)
+    messages = sorted(read_all(kafka_bootstrap, topic, len(sent)), key=Message.offset)
     wanted = [
         None,
         [("traceparent", traceparent)],
