@@ -121,6 +121,12 @@ class CacheStats:
     """Velocity state counts by (what, result): ("event", new|duplicate|replay|late),
     ("write", written|stale|failed), ("state", keys|bytes) of the states written."""
 
+    def looked_up(self, entity: str, found: npt.NDArray[np.bool_]) -> None:
+        """Count the lookups of ``entity``'s unique ids, ``found`` telling the hits."""
+        hits = int(found.sum())
+        self.lookups[entity, "hit"] += hits
+        self.lookups[entity, "miss"] += len(found) - hits
+
 
 class FeatureCache:
     """Reads packed feature vectors for a batch with a single MGET.
@@ -169,26 +175,27 @@ class FeatureCache:
         """Defaults for missing entities from now on (a model swap brings its own)."""
         self._card_defaults, self._merchant_defaults = card, merchant
 
-    def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features:
+    def fetch(
+        self,
+        card_ids: Sequence[str],
+        merchant_ids: Sequence[str],
+        *,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Features:
         """Features for each event; never raises for a Redis problem (degrades instead).
-        A velocity write still in flight is waited for first (``velocity_written``)."""
+        A velocity write still in flight is waited for first (``velocity_written``).
+        ``meanwhile`` runs while the read's reply is awaited, on one Redis node
+        (``HeldConnection.mget``); elsewhere it is not called (``FeatureSource.fetch``)."""
         self.velocity_written()
         n = len(card_ids)
         cards, card_inverse = _distinct(card_ids)
         merchants, merchant_inverse = _distinct(merchant_ids)
-        blobs = self._mget(cards, merchants, cards if self._velocity != "off" else ())
+        states = cards if self._velocity != "off" else ()
+        blobs = self._mget(cards, merchants, states, meanwhile)
         if blobs is None:
             self.stats.lookups["card", "degraded"] += len(cards)
             self.stats.lookups["merchant", "degraded"] += len(merchants)
-            return Features(
-                card=np.broadcast_to(self._card_defaults, (n, self._card_defaults.size)),
-                merchant=np.broadcast_to(
-                    self._merchant_defaults, (n, self._merchant_defaults.size)
-                ),
-                card_found=np.zeros(n, dtype=bool),
-                merchant_found=np.zeros(n, dtype=bool),
-                degraded=True,
-            )
+            return _defaults(n, self._card_defaults, self._merchant_defaults)
         split = len(cards) + len(merchants)
         card_rows, card_found = unpack_rows(blobs[: len(cards)], self._card_defaults)
         merchant_rows, merchant_found = unpack_rows(
@@ -196,11 +203,8 @@ class FeatureCache:
         )
         recorded = self._velocity == "read-write"
         velocity = VelocityRead(cards, blobs[split:], recorded) if self._velocity != "off" else None
-        card_hits, merchant_hits = int(card_found.sum()), int(merchant_found.sum())
-        self.stats.lookups["card", "hit"] += card_hits
-        self.stats.lookups["card", "miss"] += len(cards) - card_hits
-        self.stats.lookups["merchant", "hit"] += merchant_hits
-        self.stats.lookups["merchant", "miss"] += len(merchants) - merchant_hits
+        self.stats.looked_up("card", card_found)
+        self.stats.looked_up("merchant", merchant_found)
         return Features(
             card=card_rows[card_inverse],
             merchant=merchant_rows[merchant_inverse],
@@ -264,7 +268,11 @@ class FeatureCache:
         return True
 
     def _mget(
-        self, cards: Sequence[str], merchants: Sequence[str], velocity: Sequence[str]
+        self,
+        cards: Sequence[str],
+        merchants: Sequence[str],
+        velocity: Sequence[str],
+        meanwhile: Callable[[], object] | None,
     ) -> list[bytes | None] | None:
         if not (cards or merchants or velocity):  # nothing to read: MGET refuses no keys
             return []
@@ -277,7 +285,7 @@ class FeatureCache:
         )
         start = self._now()
         try:
-            blobs = self._mget_keys(keys)
+            blobs = self._mget_keys(keys, meanwhile)
         except REDIS_ERRORS as exc:
             left = self._budget - (self._now() - start)
             if classify(exc) != "outage" or left < self._attempt_s:
@@ -285,7 +293,7 @@ class FeatureCache:
                 return None
             self.stats.retries += 1
             try:
-                blobs = self._mget_keys(keys)
+                blobs = self._mget_keys(keys, None)
             except REDIS_ERRORS as again:
                 self._failed(again)
                 return None
@@ -320,6 +328,17 @@ class FeatureCache:
     def ping(self) -> bool:
         """True when Redis answers now (for start-up checks)."""
         return reachable(self._client)
+
+
+def _defaults(n: int, card: np.ndarray, merchant: np.ndarray) -> Features:
+    """``n`` events' features when Redis was not asked: the defaults, DEGRADED."""
+    return Features(
+        card=np.broadcast_to(card, (n, card.size)),
+        merchant=np.broadcast_to(merchant, (n, merchant.size)),
+        card_found=np.zeros(n, dtype=bool),
+        merchant_found=np.zeros(n, dtype=bool),
+        degraded=True,
+    )
 
 
 def _count_write(

@@ -16,7 +16,7 @@ state in memory, ``OfflineVelocity``) call this one function, so they cannot dif
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -88,7 +88,15 @@ class OfflineVelocity:
         self.inner = inner
         self.store = MemoryVelocityStore()
 
-    def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features:
+    def fetch(
+        self,
+        card_ids: Sequence[str],
+        merchant_ids: Sequence[str],
+        *,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Features:
+        """The snapshot's features with this store's states (its read is not split:
+        ``meanwhile`` is left to the caller)."""
         found: Features = self.inner.fetch(card_ids, merchant_ids)
         cards = list(dict.fromkeys(card_ids))
         return replace(found, velocity=VelocityRead(cards, self.store.read(cards)))

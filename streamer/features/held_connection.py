@@ -19,7 +19,7 @@ import redis
 from streamer.features.redis_cluster import cluster_mget, is_cluster
 from streamer.features.resp import Keys, pack
 
-__all__ = ["HeldConnection", "hold", "mget_of", "read_reply"]
+__all__ = ["HeldConnection", "MGet", "hold", "mget_of", "read_reply"]
 
 
 class HeldConnection:
@@ -63,10 +63,17 @@ class HeldConnection:
 
         return read
 
-    def mget(self, keys: Sequence[Keys]) -> list[bytes | None]:
+    def mget(
+        self, keys: Sequence[Keys], meanwhile: Callable[[], object] | None = None
+    ) -> list[bytes | None]:
         """The values of the keys of ``keys``, in order (an error reply closes the
-        connection and raises)."""
-        reply = self.send(pack("MGET", *keys))()
+        connection and raises). ``meanwhile`` runs once the MGET is sent, before its reply
+        is read: Redis answers while it runs. It must not use this connection (its reply
+        would be dropped), and if it raises the reply is left unread."""
+        read = self.send(pack("MGET", *keys))
+        if meanwhile is not None:
+            meanwhile()
+        reply = read()
         if isinstance(reply, Exception):
             self._conn.disconnect()
             raise reply
@@ -94,18 +101,24 @@ def hold(client: Any) -> HeldConnection | None:
     return None
 
 
-def mget_of(
-    client: Any, held: HeldConnection | None = None
-) -> Callable[[Sequence[Keys]], list[bytes | None]]:
-    """The feature cache's MGET of the keys of some ``resp.Keys``, values in their order:
-    on ``held`` (or a connection held for it) for a redis-py client, one MGET per slot
-    pipelined per node for a cluster, else the client's own ``mget`` (stand-ins)."""
+MGet = Callable[[Sequence[Keys], Callable[[], object] | None], list[bytes | None]]
+"""An MGET of the keys of some ``resp.Keys``, values in their order; the callable runs
+while the reply is awaited when the read can be split (``HeldConnection.mget``), else
+not at all (the caller then runs it itself)."""
+
+
+def mget_of(client: Any, held: HeldConnection | None = None) -> MGet:
+    """The feature cache's MGET: on ``held`` (or a connection held for it) for a redis-py
+    client, one MGET per slot pipelined per node for a cluster, else the client's own
+    ``mget`` (stand-ins)."""
     held = held or hold(client)
     if held is not None:
         return held.mget
     by_keys = cluster_mget(client) if is_cluster(client) else client.mget
 
-    def mget(keys: Sequence[Keys]) -> list[bytes | None]:
+    def mget(
+        keys: Sequence[Keys], meanwhile: Callable[[], object] | None = None
+    ) -> list[bytes | None]:
         values: list[bytes | None] = by_keys([key for group in keys for key in group.strings()])
         return values
 

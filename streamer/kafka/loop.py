@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -203,7 +204,10 @@ class StreamLoop:
             scoring = None
             if batch.events:
                 sources = [(tp[1], offset) for tp, offset in batch.positions]
-                scoring = self.kernel.start(batch.events, sources, overlap=overlap)
+                meanwhile = partial(self.finish_pending, keep=PENDING - 1) if overlap else None
+                scoring = self.kernel.start(  # the batches before complete while Redis reads
+                    batch.events, sources, overlap=overlap, meanwhile=meanwhile
+                )
             pending = Pending(batch, scoring)
             if overlap and scoring is not None and scoring.rows and not scoring.degraded:
                 self.finish_pending(keep=PENDING - 1)  # explained while the next were scored
@@ -226,7 +230,7 @@ class StreamLoop:
         batch = pending.batch
         self.commits.begin(batch)
         for msg, rejection in batch.rejected:
-            self._dead_letter(msg, rejection)
+            self.publisher.send_dead_letter(msg, rejection)
         if batch.reread:
             _log_reread(batch.reread)
             self._resume_at = time.monotonic() + self.retry_backoff_s
@@ -253,15 +257,12 @@ class StreamLoop:
             self._follow_redis(False)
             return
         for row, rejection in result.rejected:
-            self._dead_letter(batch.messages[row], rejection)
+            self.publisher.send_dead_letter(batch.messages[row], rejection)
         if result.rows:
             with self.observer.stage("publish"):
                 headers = headers or _headers(self.observer, batch, result.rows)
                 _send_all(self.publisher, self.topics.output, self.encoder, batch, result, headers)
             self.stats.scored += len(result.rows)
-
-    def _dead_letter(self, msg: Message, rejection: Rejection) -> None:
-        self.publisher.send_dead_letter(msg, rejection)
 
     def _lag_monitor(self) -> LagMonitor:
         if self._lag is None:

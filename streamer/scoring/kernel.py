@@ -45,7 +45,16 @@ Clock = Callable[[], int]
 class FeatureSource(Protocol):
     """Where features come from: the Redis cache, or an in-memory one in tests."""
 
-    def fetch(self, card_ids: Sequence[str], merchant_ids: Sequence[str]) -> Features: ...
+    def fetch(
+        self,
+        card_ids: Sequence[str],
+        merchant_ids: Sequence[str],
+        *,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Features:
+        """Features for each event. ``meanwhile`` (never raising) may be run once while the
+        read is in flight; a source that cannot split its read ignores it."""
+        ...
 
 
 class BatchScorer(Protocol):
@@ -187,10 +196,12 @@ class ScoringKernel:
         *,
         received_ms: int | None = None,
         overlap: bool = False,
+        meanwhile: Callable[[], object] | None = None,
     ) -> Scoring:
         """``score`` up to the reason codes. With ``overlap`` the explainer runs from now on
         in a thread of its own (the C TreeSHAP's never takes the GIL): the caller scores its
-        next batches meanwhile. ``Scoring.result`` completes it."""
+        next batches meanwhile. ``Scoring.result`` completes it. ``meanwhile``: the
+        caller's work, run while the feature read is in flight (``Aside``)."""
         self._take_offer()
         received = self.clock() if received_ms is None else received_ms
         with self.observer.stage("validate"):
@@ -198,7 +209,7 @@ class ScoringKernel:
         shadow, matrices = self.shadow, _Matrices()
         chosen = take(events, valid)
         ok, scores, statuses, failures = self._contained(
-            chosen, [sources[i][1] for i in valid], shadow, matrices
+            chosen, [sources[i][1] for i in valid], shadow, matrices, Aside(meanwhile)
         )
         rejected += _isolated(valid, failures)
         rows = [valid[i] for i in ok.tolist()]
@@ -226,18 +237,8 @@ class ScoringKernel:
         explained = None
         if matrix is not None:
             explained = self._explain(columns, matrix, decisions, overlap)
-        result = Scored(
-            rows,
-            columns,
-            rejected,
-            scores,
-            decisions,
-            statuses,
-            stamp,
-            shadowed,
-            matrix,
-            self.model,
-        )
+        result = Scored(rows, columns, rejected, scores, decisions, statuses, stamp, shadowed,
+                        matrix, self.model)  # fmt: skip
         writing, self._writing = self._writing, None
         return Scoring(result, explained, writing, self.observer)
 
@@ -267,9 +268,11 @@ class ScoringKernel:
         offsets: Sequence[int],
         shadow: ShadowModel | None,
         matrices: _Matrices,
+        aside: Aside,
     ) -> tuple[Any, Any, Any, Any]:
         """Score the valid events, splitting the batch until only those failing alone are left."""
-        whole = self._enrich(chosen, offsets, send=True)
+        whole = self._enrich(chosen, offsets, send=True, meanwhile=aside)
+        aside.done()
 
         def contained(subset: npt.NDArray[np.int64]) -> tuple[Any, Any]:
             if isinstance(whole, StageError):  # isolate the event that fails on its own
@@ -286,14 +289,18 @@ class ScoringKernel:
         return run_contained(contained, np.arange(len(chosen)))
 
     def _enrich(
-        self, events: Sequence[Event], offsets: Sequence[int], *, send: bool = False
+        self,
+        events: Sequence[Event],
+        offsets: Sequence[int],
+        *,
+        send: bool = False,
+        meanwhile: Aside | None = None,
     ) -> _Enriched | StageError:
         """Features of a (sub-)batch: one feature read, the velocity fold, the columns."""
         with self.observer.stage("enrich"):
             try:
-                features = self.features.fetch(
-                    column_of(events, "card_id"), column_of(events, "merchant_id")
-                )
+                cards, merchants = column_of(events, "card_id"), column_of(events, "merchant_id")
+                features = self.features.fetch(cards, merchants, meanwhile=meanwhile)
                 columns = event_columns(events)
                 features, velocity = with_velocity(
                     features, events, columns, positions_of(offsets), self.model.card_defaults
@@ -334,6 +341,32 @@ def _scores(
             else _assemble_or_none(columns, features, shadow_names)
         )
     return scores, matrix, shadow_matrix
+
+
+class Aside:
+    """Work ``ScoringKernel.start``'s caller does while a batch's feature read is in flight:
+    run once, by the source (``FeatureSource.fetch``'s ``meanwhile``) or else by ``done``.
+    What it raises is kept until ``done``, so that it reaches the caller and is never taken
+    for a failure of the batch's features (which the kernel contains)."""
+
+    def __init__(self, work: Callable[[], object] | None) -> None:
+        self._work = work
+        self._error: BaseException | None = None
+
+    def __call__(self) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - raised by ``done``
+                self._error = exc
+
+    def done(self) -> None:
+        """Run the work if nobody did, then raise what it raised."""
+        self()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 def _send_velocity(features: object, velocity: VelocityBatch | None) -> Callable[[], None] | None:

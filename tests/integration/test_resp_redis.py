@@ -5,6 +5,7 @@ cache's MGET and the velocity write."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -114,3 +115,45 @@ def test_a_reply_left_unread_never_answers_the_next_command(
     with pytest.raises(redis.ConnectionError):
         first()
     assert held.mget([Keys(redis_prefix, ["a", "b"])]) == [b"A", None]
+
+
+def test_work_given_to_an_mget_runs_after_redis_has_the_read_and_before_its_reply_is_read(
+    client: redis.Redis, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The feature cache's read is split (``HeldConnection.mget``'s ``meanwhile``): the
+    work runs once the MGET went out, so Redis serves it meanwhile. Seen from a second
+    connection: Redis has run the held connection's MGET while the work still runs."""
+    redis_client.set(f"{redis_prefix}a", b"A")
+    held = HeldConnection(client)
+    assert held.send(pack("CLIENT", "SETNAME", "held-under-test"))() in (b"OK", True)
+    served: list[bool] = []
+
+    def meanwhile() -> None:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            clients = redis_client.client_list()
+            if any(c["name"] == "held-under-test" and c["cmd"] == "mget" for c in clients):
+                served.append(True)
+                return
+            time.sleep(0.005)
+        served.append(False)
+
+    values = held.mget([Keys(redis_prefix, ["a", "b"])], meanwhile)
+
+    assert served == [True]
+    assert values == [b"A", None]
+
+
+def test_a_read_whose_work_failed_leaves_the_connection_usable(
+    client: redis.Redis, redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    redis_client.set(f"{redis_prefix}a", b"A")
+    held = HeldConnection(client)
+
+    def fails() -> None:
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        held.mget([Keys(redis_prefix, ["a"])], fails)  # its reply is left unread
+
+    assert held.mget([Keys(redis_prefix, ["b", "a"])]) == [None, b"A"]

@@ -191,7 +191,7 @@ class _RedisLostAfterOneChunk:
         self.calls = 0
         self._live, self._dead = live, dead
 
-    def fetch(self, card_ids: Any, merchant_ids: Any) -> Any:
+    def fetch(self, card_ids: Any, merchant_ids: Any, **_: Any) -> Any:
         self.calls += 1
         return (self._live if self.calls == 1 else self._dead).fetch(card_ids, merchant_ids)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from confluent_kafka import TopicPartition
 from fastavro import schemaless_reader
 
@@ -68,11 +69,11 @@ def _backlog(
     reads, read = [0], threading.Condition()
     fetch = kernel.features.fetch
 
-    def counted(*args: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         with read:
             reads[0] += 1
             read.notify_all()
-        return fetch(*args)
+        return fetch(*args, **kwargs)
 
     kernel.features.fetch = counted
     gated = GatedExplainer(kernel.model.explainer, reads, read, gate=gate)
@@ -201,3 +202,46 @@ def test_light_traffic_is_not_held_back(build: Any) -> None:
     assert not pipeline._pending
     assert gated.threads == ["MainThread"]
     assert len(_outputs(producer)) == 20
+
+
+def test_the_batch_before_last_completes_while_the_next_features_are_read(build: Any) -> None:
+    """The work the loop gives the kernel (``meanwhile``) completes batch k while the
+    features of batch k + 2 are being read: Redis answers while it is published."""
+    pipeline, queue, producer, _ = _backlog(build, 2000)
+    fetch = pipeline.kernel.features.fetch
+    published: list[tuple[int, int]] = []  # outputs before and after each read's wait
+
+    def splitting(cards: Any, merchants: Any, *, meanwhile: Any = None) -> Any:
+        before = pipeline.stats.scored
+        if meanwhile is not None:
+            meanwhile()
+        published.append((before, pipeline.stats.scored))
+        return fetch(cards, merchants)
+
+    pipeline.kernel.features.fetch = splitting
+    _run_until_idle(pipeline, queue)
+    pipeline.publisher.flush(5)
+
+    assert published == [(0, 0), (0, 0), (0, 500), (500, 1000)]
+    outputs = _outputs(producer)
+    assert [o["transaction_id"] for o in outputs] == [f"tx-{i}" for i in range(2000)]
+    assert all(o["reasons"] for o in outputs)
+
+
+def test_a_stage_s_time_leaves_out_the_batch_completed_inside_it(monkeypatch: Any) -> None:
+    """The metrics' per-stage time is the batch's own: a backlog's enrich stage holds the
+    completion of the batch before last (``resume``), whose time is not counted in it."""
+    from streamer.observability import metrics
+
+    clock = [0.0]
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: clock[0])
+    telemetry = metrics.Telemetry()
+
+    with telemetry.stage("enrich"):
+        clock[0] += 0.001
+        with telemetry.resume(None), telemetry.stage("publish"):
+            clock[0] += 0.050
+        clock[0] += 0.002
+
+    assert telemetry.stages["enrich"].total == pytest.approx(0.003)
+    assert telemetry.stages["publish"].total == pytest.approx(0.050)
