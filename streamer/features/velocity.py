@@ -96,6 +96,11 @@ from streamer.features.velocity_state import (
 )
 from streamer.features.velocity_windows import features, view
 
+try:  # the common case in C (``_fold.c``): the same results, held to them by the tests
+    from streamer.features import _fold as _native  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - built wherever there is a C compiler
+    _native = None
+
 __all__ = [
     "DAY_MS",
     "HORIZON_MS",
@@ -198,6 +203,13 @@ def fold(
         if blob is None and len(idx) == 1 and log_cap > 0:  # NEW, with nothing to evict:
             first.append(idx[0])  # its one entry is the card's newest, under the cap
             continue
+        if type(blob) is bytes and _native is not None:
+            done = _shortcut(blob, idx, columns, log_cap, rewind_span)
+            if done is not None:
+                updates[card], high, found = done
+                highs[card] = high - 1
+                rows.update(zip(idx, found, strict=True))
+                continue
         state = unpack(blob)
         if state is None:
             corrupt += 1
@@ -245,6 +257,21 @@ def _fold_card(
         evict(state, log_cap, rewind_span)
         changed = True
     return changed
+
+
+def _shortcut(
+    blob: bytes, idx: list[int], columns: tuple[Sequence[Any], ...], log_cap: int, span: int
+) -> tuple[bytes, int, list[tuple[float, ...]]] | None:
+    """``_fold_card`` in C for a card whose events are all NEW (no replay, duplicate or
+    LATE event): its new state's bytes, high and values; None for any other card, and for
+    values beyond the range where C's arithmetic is Python's (``_fold.c``)."""
+    pos, times, amts, transaction_ids, merchant_ids, ctry = columns
+    txns = [txn_hash(transaction_ids[i]) for i in idx]
+    merchants = [merchant_hash(merchant_ids[i]) for i in idx]
+    done: tuple[bytes, int, list[tuple[float, ...]]] | None = _native.fold_card(
+        blob, idx, pos, times, amts, txns, merchants, ctry, log_cap, span
+    )
+    return done
 
 
 def _by_card(card_ids: Sequence[str]) -> dict[str, list[int]]:

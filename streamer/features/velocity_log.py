@@ -76,7 +76,7 @@ def _evict_front(s: CardState, limit: int, settled: int, log_cap: int) -> None:
         t = s.times[j]
         if (t > limit or positions[j] > settled) and len(positions) <= log_cap:
             break
-        _into_tile(s, min(t // DAY_MS, _LAST_DAY), s.amounts[j])
+        _into_tile(s, min(max(t // DAY_MS, 0), _LAST_DAY), s.amounts[j])  # bytes may lie
         if t >= s.tiled_last:  # evicted in position order: the later position wins a tie
             s.tiled_last, s.tiled_last_country = t, s.countries[j]
         for column in s.log_columns():
@@ -98,6 +98,8 @@ def _into_tile(s: CardState, day: int, amount: int) -> None:
         s.sq_hi[k] = min(s.sq_hi[k] + (square >> 64) + (low >> 64), _U32_MAX)
         return
     for column, value in zip(
-        s.tile_columns(), (day, 1, amount, amount, square & _U64_MAX, square >> 64), strict=True
+        s.tile_columns(),
+        (day, 1, amount, amount, square & _U64_MAX, min(square >> 64, _U32_MAX)),
+        strict=True,
     ):
         column.insert(k, value)
