@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-streamer
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml setup.py streamer/codec/_native.c streamer/model/_treeshap.c
+$(STAMP): pyproject.toml setup.py streamer/codec/_native.c streamer/features/_fold.c streamer/model/_treeshap.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,dev,serve,parquet]"

@@ -352,7 +352,8 @@ static int fold_events(State *s, const Events *ev, Py_ssize_t log_cap, int64_t r
         int64_t c = item(ev->countries, i, 0, 0xFFFF, &ok);
         int64_t m = item(ev->merchants, e, 0, 0xFFFFFFFFLL, &ok);
         PyObject *hv = PyList_GET_ITEM(ev->txns, e);
-        uint64_t h = PyLong_Check(hv) ? PyLong_AsUnsignedLongLong(hv) : (uint64_t)-1;
+        if (!PyLong_Check(hv)) return 0;
+        uint64_t h = PyLong_AsUnsignedLongLong(hv);
         if (PyErr_Occurred()) {
             PyErr_Clear();
             return 0;
