@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from streamer.features.velocity import VELOCITY_FIELDS, fold, overlay
-from streamer.features.velocity_state import HEADER_SIZE, CardState, pack, stored_high, unpack
+from streamer.features.velocity_log import add
+from streamer.features.velocity_state import (
+    HEADER_SIZE,
+    CardState,
+    merchant_hash,
+    pack,
+    stored_high,
+    txn_hash,
+    unpack,
+)
 
 F = {name: i for i, name in enumerate(VELOCITY_FIELDS)}
 DAY = 86_400_000
@@ -77,3 +86,33 @@ def test_the_empty_state_is_a_header_and_reads_back() -> None:
     assert len(blob) == HEADER_SIZE
     assert unpack(blob) is not None
     assert stored_high(blob) is not None
+
+
+def _lying_state(time_ms: int, amount_milli: int) -> bytes:
+    """A stored state whose one entry no fold could have written (bytes changed in Redis)."""
+    state = CardState()
+    add(state, 1, time_ms, amount_milli, txn_hash("old"), merchant_hash("m"), 276)
+    return pack(state)
+
+
+@pytest.mark.parametrize(
+    ("time_ms", "amount_milli", "day", "sq_hi"),
+    [
+        (-5, 1_000, 0, 0),  # before the epoch: its tile is day 0, the first there is
+        (DAY, -(2**63), 1, 0xFFFF_FFFF),  # its square's high part saturates at 32 bits
+    ],
+)
+def test_an_entry_no_fold_could_write_moves_into_its_tile_without_a_raise(
+    time_ms: int, amount_milli: int, day: int, sq_hi: int
+) -> None:
+    """Bytes from Redis never make a fold raise: an entry with a time before the epoch or
+    an amount past 40 bits still moves into a tile, saturated as the tile's fields are."""
+    blob = _lying_state(time_ms, amount_milli)
+
+    folded = fold({"c": blob}, ["c"], ["new"], [10], [3 * DAY], [1.0], ["m"], [276.0],
+                  rewind_span=0)  # fmt: skip
+
+    state = unpack(folded.updates["c"])
+    assert state is not None
+    assert (list(state.days), list(state.sq_hi)) == ([day], [sq_hi])
+    assert list(state.times) == [3 * DAY]
