@@ -116,39 +116,23 @@ static int parse(const char *blob, Py_ssize_t size, Py_ssize_t extra, State *s) 
     return 1;
 }
 
-/* First index in [lo, hi) whose time is > x (``bisect_right``), or >= x (``bisect_left``). */
-static Py_ssize_t right(const Entry *log, Py_ssize_t lo, Py_ssize_t hi, int64_t x) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (x < log[mid].t) hi = mid; else lo = mid + 1;
+/* First index in [lo, hi) whose key is > x (``bisect_right``), or >= x (``bisect_left``):
+ * over the log's times (``right``, ``left``) and the tiles' days (``right_day``, ``left_day``),
+ * the same comparisons as Python's ``bisect``. */
+#define BISECT(name, type, key, after)                                              \
+    static Py_ssize_t name(const type *at, Py_ssize_t lo, Py_ssize_t hi, int64_t x) { \
+        while (lo < hi) {                                                           \
+            Py_ssize_t mid = lo + (hi - lo) / 2;                                    \
+            if (after(x, (int64_t)at[mid].key)) hi = mid; else lo = mid + 1;        \
+        }                                                                           \
+        return lo;                                                                  \
     }
-    return lo;
-}
-
-static Py_ssize_t left(const Entry *log, Py_ssize_t lo, Py_ssize_t hi, int64_t x) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (log[mid].t < x) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-}
-
-/* The same over the tiles' days. */
-static Py_ssize_t right_day(const Tile *tiles, Py_ssize_t lo, Py_ssize_t hi, int64_t x) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (x < tiles[mid].day) hi = mid; else lo = mid + 1;
-    }
-    return lo;
-}
-
-static Py_ssize_t left_day(const Tile *tiles, Py_ssize_t lo, Py_ssize_t hi, int64_t x) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (tiles[mid].day < x) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-}
+#define BEFORE(x, k) ((x) < (k))     /* x sorts before k: bisect_right */
+#define NOT_AFTER(x, k) ((k) >= (x)) /* k is not below x: bisect_left */
+BISECT(right, Entry, t, BEFORE)
+BISECT(left, Entry, t, NOT_AFTER)
+BISECT(right_day, Tile, day, BEFORE)
+BISECT(left_day, Tile, day, NOT_AFTER)
 
 static int by_value(const void *x, const void *y) {
     uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;

@@ -210,7 +210,6 @@ class StreamLoop:
                 )
             pending = Pending(batch, scoring)
             if overlap and scoring is not None and scoring.rows and not scoring.degraded:
-                self.finish_pending(keep=PENDING - 1)  # explained while the next were scored
                 pending.headers = _headers(self.observer, batch, scoring.rows)  # its trace's
                 pending.carried = self.observer.carry()
                 self._pending.append(pending)
