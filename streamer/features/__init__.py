@@ -1,7 +1,8 @@
 """Features: the Redis layout, reference data, feature engineering, the cache and its loader.
 
 The pure pieces (layout, reference data, engineering) are re-exported here, so training
-code can ``from streamer import features`` and see the one definition serving uses.
+code can ``from streamer import features`` and see the one definition serving uses. The
+first ``import redis`` leaves out what streamer never uses (``redis_import``).
 """
 
 from streamer.features.engineering import (
@@ -28,6 +29,7 @@ from streamer.features.layout import (
     pack_rows,
     unpack_rows,
 )
+from streamer.features.redis_import import install as install_redis_import
 from streamer.features.reference import (
     CHANNELS,
     ENTRY_MODES,
@@ -36,6 +38,8 @@ from streamer.features.reference import (
     country_codes,
     currency_exponent,
 )
+
+install_redis_import()  # before any module of this package imports redis
 
 __all__ = [
     "CARD_DEFAULTS",
