@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,12 +29,13 @@ from streamer.cli.serve import serve
 from streamer.cli.topics import topics_app
 from streamer.errors import StreamerError
 
-app = typer.Typer(
-    help="Real-time card-payment fraud scoring on Kafka, Redis and ONNX Runtime.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+OPTIONS: dict[str, Any] = {
+    "help": "Real-time card-payment fraud scoring on Kafka, Redis and ONNX Runtime.",
+    "no_args_is_help": True,
+    "pretty_exceptions_enable": False,
+    "add_completion": False,
+}
+app = typer.Typer(**OPTIONS)
 app.command()(run)
 app.command()(produce)
 app.command()(consume)
@@ -79,6 +80,17 @@ def version() -> None:
     )
 
 
+def parser(args: list[str]) -> typer.Typer:
+    """The app that parses ``args``: for ``run`` (every pod's start-up) one with that command
+    alone, the same to its user, without building every other command's parser (15 ms)."""
+    if args[:1] != ["run"]:
+        return app
+    alone = typer.Typer(**OPTIONS)
+    alone.callback()(_main)
+    alone.command()(run)
+    return alone
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line and a documented exit code for anything that stops us."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -86,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         STATE["debug"] = True
     try:
-        code = app(args, standalone_mode=False)
+        code = parser(args)(args, standalone_mode=False)
     except StreamerError as exc:
         if STATE["debug"]:
             raise

@@ -27,10 +27,11 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from streamer.errors import ModelError
 from streamer.model.integrity import check_sha256, model_error
 from streamer.model.lightgbm_lib import Booster, LightGBMError
+from streamer.model.margin_model import without_logistic
 from streamer.model.metadata import ModelMetadata
+from streamer.model.sessions import open_session
 from streamer.model.treeshap import FastContributions, fast_contributions
 from streamer.model.treeshap import available as treeshap_available
 
@@ -40,11 +41,14 @@ TOLERANCE = 1e-5
 """Largest |explainer margin - ONNX margin| (also of base + sum of contributions, and of
 the scores) accepted."""
 REFERENCE_ROWS = 256
-ADDITIVE_ROWS = 16
-"""Reference rows whose contributions are summed. TreeSHAP costs about a millisecond a row
-(a second of start-up for all 256 on a loaded 2-core machine), and LightGBM's contributions
-add up to its own margin by construction: the margins show the explainer is this model,
-these rows that its contributions are read whole."""
+ADDITIVE_ROWS = 4
+"""Reference rows whose contributions are summed, and on which the C TreeSHAP is checked
+against LightGBM's as the trees load. TreeSHAP costs about a millisecond a row (a second
+of start-up for all 256 on a loaded 2-core machine), and LightGBM's contributions add up
+to its own margin by construction: the margins show the explainer is this model, these
+rows that its contributions are read whole, and that the C TreeSHAP reads this model's
+trees as LightGBM does (each row goes down every tree; ``test_treeshap`` holds the two to
+the same values on thousands more)."""
 _CALENDAR_RANGES = {"hour_of_day": 24, "day_of_week": 7, "is_night": 2}
 
 
@@ -128,14 +132,23 @@ def open_explainer(spec: str, onnx_path: Path, meta: ModelMetadata) -> Explainer
     return Explainer(load, width)
 
 
-def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) -> None:
-    """Refuse an explainer that is not the ONNX file's model, on a reference set."""
-    rows = reference_rows(meta)
-    margin, scores = onnx_margin_and_score(onnx, meta, rows)
+def verify(
+    spec: str,
+    explainer: Explainer,
+    meta: ModelMetadata,
+    onnx: bytes,
+    session: ort.InferenceSession | None = None,
+) -> None:
+    """Refuse an explainer that is not the ONNX file's model, on a reference set
+    (``session``: one of the file's, if open). The contributions are read on the rows the
+    trees' load checked the C TreeSHAP on, whose sums it remembers."""
+    additive = reference_rows(meta, ADDITIVE_ROWS)
+    rows = np.concatenate([reference_rows(meta), additive])
+    margin, scores = onnx_margin_and_score(onnx, meta, rows, session)
     own = explainer.margins(rows)
-    total = explainer.contributions(rows[:ADDITIVE_ROWS]).sum(axis=1)
+    total = explainer.contributions(additive).sum(axis=1)
     additivity = float(
-        max(np.max(np.abs(own - margin)), np.max(np.abs(total - margin[:ADDITIVE_ROWS])))
+        max(np.max(np.abs(own - margin)), np.max(np.abs(total - margin[-ADDITIVE_ROWS:])))
     )
     agreement = float(np.max(np.abs(1.0 / (1.0 + np.exp(-own)) - scores)))
     if not (additivity <= TOLERANCE and agreement <= TOLERANCE):
@@ -148,24 +161,20 @@ def verify(spec: str, explainer: Explainer, meta: ModelMetadata, onnx: bytes) ->
 
 
 def onnx_margin_and_score(
-    onnx: bytes, meta: ModelMetadata, rows: npt.NDArray[np.float32]
+    onnx: bytes,
+    meta: ModelMetadata,
+    rows: npt.NDArray[np.float32],
+    session: ort.InferenceSession | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The ONNX model's margin (its tree ensemble without the logistic) and P(fraud)."""
-    import onnx as onnx_lib
-
-    model = onnx_lib.load_from_string(onnx)
-    trees = [n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"]
-    transforms = [a for n in trees for a in n.attribute if a.name == "post_transform"]
-    if len(trees) != 1 or len(transforms) != 1 or transforms[0].s != b"LOGISTIC":
-        raise ModelError(f"model {meta.name}@{meta.version}: no logistic tree ensemble to explain")
-    probability = _run(onnx, meta, rows)
-    transforms[0].s = b"NONE"
-    margin = _run(model.SerializeToString(), meta, rows)
+    """The ONNX model's margin (its tree ensemble without the logistic) and P(fraud)
+    (by ``session``, one of ``onnx``'s, when given)."""
+    margin_model = without_logistic(onnx, f"{meta.name}@{meta.version}")
+    probability = _run(session or open_session(onnx), meta, rows)
+    margin = _run(open_session(margin_model), meta, rows)
     return margin, probability
 
 
-def _run(onnx: bytes, meta: ModelMetadata, rows: npt.NDArray[np.float32]) -> Any:
-    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+def _run(session: ort.InferenceSession, meta: ModelMetadata, rows: npt.NDArray[np.float32]) -> Any:
     (out,) = session.run([meta.probability_output], {meta.input_name: rows})
     return np.asarray(out, dtype=np.float64)[:, 1]
 

@@ -29,6 +29,7 @@ from streamer.model.metadata import (
     ScoreHistogram,
     Thresholds,
 )
+from streamer.model.sessions import open_session
 from streamer.model.versions import list_versions, version_key
 
 __all__ = [
@@ -155,9 +156,10 @@ def load_model(spec: str, models_dir: Path) -> LoadedModel:
 def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], None]]:
     """``load_model`` in two steps, so that a start-up can do other work during the second:
     every check but one is made here; the returned callable makes the last, the explainer's
-    agreement with the ONNX model on the reference rows (its trees loaded, two ONNX Runtime
-    sessions and LightGBM over them: the slow one), and raises its ``ModelError``. Nothing
-    may be scored with the model before that callable returned."""
+    agreement with the ONNX model on the reference rows (its trees loaded, the signature
+    check's session and the margin model's, and LightGBM over them: the slow one), and
+    raises its ``ModelError``. Nothing may be scored with the model before that callable
+    returned."""
     if spec.startswith("models:/"):
         from streamer.model import mlflow_registry
 
@@ -187,23 +189,22 @@ def open_model(spec: str, models_dir: Path) -> tuple[LoadedModel, Callable[[], N
         raise model_error(
             spec, f"defaults name {exc.args[0]}", "fix the metadata's defaults"
         ) from None
-    _check_signature(spec, data, meta)
+    session = _check_signature(spec, data, meta)
     explainer = open_explainer(spec, path, meta)
     model = LoadedModel(metadata=meta, path=path, onnx_bytes=data, explainer=explainer)
     if explainer is None:
         return model, _nothing
-    return model, lambda: verify(spec, explainer, meta, data)
+    return model, lambda: verify(spec, explainer, meta, data, session)
 
 
 def _nothing() -> None:
     """No check left to make."""
 
 
-def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> ort.InferenceSession:
+    """The model's session, its inputs and outputs checked against the metadata."""
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session = open_session(data, optimization=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         raise model_error(
             spec, f"ONNX Runtime cannot load it ({type(exc).__name__})", "re-export it"
@@ -224,6 +225,7 @@ def _check_signature(spec: str, data: bytes, meta: ModelMetadata) -> None:
         problem = f"probability output {meta.probability_output!r} is not an ONNX output"
     if problem is not None:
         raise model_error(spec, problem, "the metadata does not describe this file: re-export both")
+    return session
 
 
 def list_models(models_dir: Path) -> list[RegistryEntry]:

@@ -1,29 +1,15 @@
 """ONNX Runtime scoring of a whole micro-batch: one ``InferenceSession.run`` per batch.
 
-The session uses one intra-op thread by default and
-never spins: with spinning on, ONNX Runtime burns a core for 40-60 ms after every ``run``
-(FIELD_NOTES), and we scale with one process per core instead.
+The session uses one intra-op thread by default and never spins (``model.sessions``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from streamer.model.registry import LoadedModel, ModelMetadata
-
-
-def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
-    """Options for a scoring session: sequential, no spinning, all graph optimizations."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
+from streamer.model.sessions import open_session
 
 
 class Scorer:
@@ -34,9 +20,7 @@ class Scorer:
             raise ValueError("intra_op_threads must be at least 1")
         self.model = model
         meta = model.metadata
-        self._session = ort.InferenceSession(
-            model.onnx_bytes, session_options(intra_op_threads), providers=["CPUExecutionProvider"]
-        )
+        self._session = open_session(model.onnx_bytes, intra_op_threads)
         self._input = meta.input_name
         self._outputs = [meta.probability_output]
         self._width = len(meta.feature_names)

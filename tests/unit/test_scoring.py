@@ -11,7 +11,8 @@ import pytest
 from streamer import features
 from streamer.dev import synth
 from streamer.model.registry import LoadedModel, load_model
-from streamer.model.scorer import Scorer, session_options
+from streamer.model.scorer import Scorer
+from streamer.model.sessions import session_options
 from streamer.scoring.decisions import DECISIONS, decide
 
 MODELS = Path(__file__).parents[2] / "models"
