@@ -13,7 +13,9 @@ costs librdkafka about 0.1 s more), and times, from just before the process is s
 ``--source DIR`` (repeatable) runs other checkouts' ``streamer`` in alternating rounds,
 A B A B…, so a before/after pair shares the machine's load. ``--imports`` adds each
 tree's ``python -X importtime -m streamer version`` top costs. Bytecode is cached outside
-the trees, as in an installed package or an image. Prints a table and writes JSON
+the trees, as in an installed package or an image. The rounds begin once the machine is
+idle (the 1-minute load average under ``--idle-below``, waited for at most
+``--idle-wait`` seconds; the wait is reported). Prints a table and writes JSON
 (bench/results/startup.json).
 """
 
@@ -176,6 +178,16 @@ def import_costs(source: Path, top: int) -> dict[str, Any]:
     return {"total_ms": total / 1000, "top_ms": [(n, us / 1000) for n, us in costly[:top]]}
 
 
+def settle(below: float, most_s: float) -> float:
+    """Wait until the 1-minute load average is under ``below`` (at most ``most_s``): the
+    rounds time a start on an idle machine, not the tail of the runs before them (``make
+    bench`` runs the pipeline's contenders just before). Returns the seconds waited."""
+    started = time.monotonic()
+    while os.getloadavg()[0] >= below and time.monotonic() - started < most_s:
+        time.sleep(1.0)
+    return time.monotonic() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,11 +198,16 @@ def main() -> int:
     parser.add_argument("--imports", action="store_true", help="also time each tree's imports")
     parser.add_argument("--fresh-group", action="store_true", help="a group with no offsets")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "startup.json")
+    parser.add_argument(
+        "--idle-below", type=float, default=0.5, help="start once the load average is under"
+    )
+    parser.add_argument("--idle-wait", type=float, default=120.0, help="but wait at most (s)")
     args = parser.parse_args()
     sources = [s.resolve() for s in (args.source or [REPO])]
     population = make_population(7, CARDS)
     events = generate_events(population, args.events, seed=101, start_ms=0)
     runs: dict[str, list[dict[str, float]]] = {str(s): [] for s in sources}
+    waited = settle(args.idle_below, args.idle_wait)
     load = os.getloadavg()
     with acquire() as stack:
         client = make_redis_client(stack.redis_url, password=None, timeout_ms=10_000)
@@ -202,7 +219,9 @@ def main() -> int:
                 runs[str(source)].append(one_round(stack, source, events, args.fresh_group))
     imports = {str(s): import_costs(s, 12) for s in sources} if args.imports else {}
     print(
-        f"load average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores"
+        f"waited {waited:.0f} s for the load average to fall under {args.idle_below}; "
+        f"load average before {load[0]:.1f}, after {os.getloadavg()[0]:.1f}; "
+        f"{os.cpu_count()} cores"
     )
     for source, rows in runs.items():
         medians = {
@@ -225,6 +244,7 @@ def main() -> int:
         json.dumps(
             {
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "idle_wait_s": round(waited, 1),
                 "loadavg_before": load,
                 "loadavg_after": os.getloadavg(),
                 "events": args.events,
