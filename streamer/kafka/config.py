@@ -31,10 +31,13 @@ _CONSUMER_FIXED: dict[str, str | int | float | bool] = {
 }
 # What a producer does on a success report (count it, acknowledge an input) must not be
 # switched off by a setting: the stream's publisher alone reads silence as success, and
-# turns failure-only reports on for its own producer (``publisher.STREAM_PRODUCER``).
+# turns failure-only reports on for its own producer (``STREAM_PRODUCER``).
 _PRODUCER_FIXED: dict[str, str | int | float | bool] = {
     "delivery.report.only.error": False,
 }
+STREAM_PRODUCER: dict[str, str | int | float | bool] = {"delivery.report.only.error": True}
+"""The stream's producer settings beyond ``producer_config``: failure reports only
+(``kafka.publisher``)."""
 _EOS_TRANSACTION_TIMEOUT_MS = 30_000
 _PRODUCER_DEFAULTS: dict[str, str | int | float | bool] = {
     "enable.idempotence": True,

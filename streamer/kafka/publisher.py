@@ -30,6 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamer.errors import Rejection, StreamerError
 from streamer.kafka.careful import CarefulSender, ProducerHeaders
+from streamer.kafka.config import STREAM_PRODUCER
 from streamer.kafka.dead_letters import dead_letter_headers, truncated
 from streamer.kafka.delivery import Ledger, Output, now_ms
 from streamer.kafka.headers import Headers
@@ -47,9 +48,6 @@ from streamer.observability.observer import Observer
 __all__ = ["STREAM_PRODUCER", "DeadLetterRefusedError", "DeadLetterTopic", "Publisher"]
 
 log = logging.getLogger(__name__)
-
-STREAM_PRODUCER = {"delivery.report.only.error": True}
-"""The stream's producer settings beyond ``producer_config``: failure reports only."""
 
 
 @dataclass(frozen=True)

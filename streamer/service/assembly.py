@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
@@ -26,11 +26,11 @@ from streamer.features.enrichment import OfflineVelocity
 from streamer.kafka.batch import Decoder
 from streamer.kafka.batching import LatencyTargetSizer
 from streamer.kafka.commit import AtLeastOnce, CommitStrategy, ExactlyOnce
-from streamer.kafka.config import producer_config
+from streamer.kafka.config import STREAM_PRODUCER, producer_config
 from streamer.kafka.loop import Encoder, LoopStats, StatsObserver, StreamLoop, Topics
 from streamer.kafka.membership import Membership
 from streamer.kafka.offsets import OffsetTracker
-from streamer.kafka.publisher import STREAM_PRODUCER, DeadLetterTopic, Publisher
+from streamer.kafka.publisher import DeadLetterTopic, Publisher
 from streamer.kafka.transactions import Transactions
 from streamer.model.registry import LoadedModel, load_model
 from streamer.observability.collector import Sources, StreamerCollector, registry_for
@@ -200,9 +200,11 @@ def build(
     tracer_provider: TracerProvider | None = None,
     clients: Clients | None = None,
     membership: Membership | None = None,
+    producer: Producer | None = None,
 ) -> Service:
     """Every collaborator of the stream, from settings. Makes no network call (but for
-    the group join ``membership`` may have under way: its consumer is the stream's)."""
+    the group join ``membership`` may have under way: its consumer is the stream's, and
+    what ``producer``, the stream's when given, does to be ready)."""
     clients = clients or Clients(settings)
     model = model or load(settings)
     telemetry = Telemetry(drift=DriftMonitor(window_s=settings.drift_window_s))
@@ -214,7 +216,7 @@ def build(
     registry = clients.schema_registry()
     cache = feature_cache(clients, model, velocity="read-write")
     kernel, switch = scoring_kernel(settings, model, cache, observer)
-    producer = clients.producer(**STREAM_PRODUCER)
+    producer = producer or clients.producer(**STREAM_PRODUCER)
     consumer = membership.consumer if membership is not None else clients.consumer()
     tracker = OffsetTracker()
     publisher = Publisher(

@@ -2,7 +2,8 @@
 
 Start-up overlaps its slow parts. The consumer is built first and asks to join its group
 (``kafka.membership``): the join's round trips run in librdkafka's threads while this
-module imports and checks the rest. The topics are checked on a thread (a network wait),
+module imports and checks the rest, as do the stream's producer's (its connection and
+producer id: one produced before them waits for them, tens of milliseconds). The topics are checked on a thread (a network wait),
 the model is read and checked (``open_model``: a wrong spec, file or signature stops it at
 once, exit 2) and its last check, the explainer against the ONNX model on the reference
 rows, runs in C on a thread while the rest of the stream is imported, built and checked
@@ -97,6 +98,7 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
     """Join, check and build, overlapped (module docstring); on failure, nothing is left
     open and the one-line error is raised."""
     from streamer.clients import Clients
+    from streamer.kafka.config import STREAM_PRODUCER
     from streamer.kafka.membership import Membership
     from streamer.service.checks import check_topics
 
@@ -105,6 +107,7 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
     membership.join()  # in librdkafka's threads, beside everything below
     with ThreadPoolExecutor(2, thread_name_prefix="start-up") as pool:
         try:
+            producer = clients.producer(**STREAM_PRODUCER)  # connects meanwhile, too
             topics = pool.submit(check_topics, clients.admin(), settings, clients.errors)
             from streamer.model.registry import open_model
 
@@ -114,7 +117,7 @@ def _start(settings: Settings) -> tuple[Service, OpsServer]:
         except BaseException:
             membership.abandon()
             raise
-        service, ops = startup.start(settings, model, clients, membership, topics.result)
+        service, ops = startup.start(settings, model, clients, membership, producer, topics.result)
         try:
             checked.result()  # the model's ModelError, before anything is scored
         except BaseException:

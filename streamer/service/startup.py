@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from confluent_kafka import Producer
+
 from streamer.clients import Clients
 from streamer.config.redaction import redact_url
 from streamer.config.settings import Settings
@@ -35,11 +37,13 @@ def start(
     model: LoadedModel,
     clients: Clients,
     membership: Membership,
+    producer: Producer,
     topics_checked: Callable[[], None],
 ) -> tuple[Service, OpsServer]:
-    """The stream built around the joining ``membership``'s consumer, checked (the topics by
-    ``topics_checked``, which raises what the check on its thread raised), its metrics port
-    open; on failure nothing is left open (the consumer is closed)."""
+    """The stream built around the joining ``membership``'s consumer and ``producer`` (made
+    early too: ready by the first output), checked (the topics by ``topics_checked``, which
+    raises what the check on its thread raised), its metrics port open; on failure nothing
+    is left open (the consumer is closed, the producer holds nothing)."""
     try:
         service = build(
             settings,
@@ -47,6 +51,7 @@ def start(
             tracer_provider=provider_from_env(max_links=settings.max_batch_size),
             clients=clients,
             membership=membership,
+            producer=producer,
         )
         topics_checked()
         check_schema_registry(settings, service.schema_registry)
