@@ -19,12 +19,14 @@ HEAVY = (
     "lightgbm",
     "onnxmltools",
     "opentelemetry.exporter",
+    "opentelemetry.sdk",
     "grpc",
     "rich",
 )
 """Modules of paths a plain ``streamer run`` never takes (the scoring API, MLflow,
-Parquet, training, trace export, tables drawn for a terminal) or that cost seconds to
-import (LightGBM's Python package imports scikit-learn, SciPy and pandas)."""
+Parquet, training, trace export and OpenTelemetry's SDK behind it (redis-py's metrics
+too), tables drawn for a terminal) or that cost seconds to import (LightGBM's Python
+package imports scikit-learn, SciPy and pandas)."""
 
 
 def command(report: Path, *args: str) -> list[str]:

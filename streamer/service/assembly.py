@@ -8,10 +8,9 @@ share (the feature cache, the kernel) are built by the functions they call too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, Producer
-from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from streamer import __version__
@@ -42,6 +41,9 @@ from streamer.observability.progress import ProgressLog
 from streamer.observability.tracing import TracingObserver
 from streamer.scoring.kernel import ScoringKernel
 from streamer.service.models import ModelSwitch, model_sources, scoring_kernel
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on (observability.tracing)
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 @dataclass

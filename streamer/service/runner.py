@@ -3,12 +3,13 @@
 Start-up overlaps its slow parts. The consumer is built first and asks to join its group
 (``kafka.membership``): the join's round trips run in librdkafka's threads while this
 module imports and checks the rest, as do the stream's producer's (its connection and
-producer id: one produced before them waits for them, tens of milliseconds). The topics are checked on a thread (a network wait),
-the model is read and checked (``open_model``: a wrong spec, file or signature stops it at
-once, exit 2) and its last check, the explainer against the ONNX model on the reference
-rows, runs in C on a thread while the rest of the stream is imported, built and checked
-(``startup``). Nothing is consumed before every check passed; when one fails, the
-consumer is closed and start-up stops with its one-line error.
+producer id: one produced before them waits for them, tens of milliseconds). The topics
+are checked on a thread (a network wait), the model is read and checked (``open_model``:
+a wrong spec, file or signature stops it at once, exit 2) and its last check, the
+explainer against the ONNX model on the reference rows, runs on a thread while the rest
+of the stream is imported, built and checked (``startup``). Nothing is consumed before
+every check passed; when one fails, the consumer is closed and start-up stops with its
+one-line error.
 """
 
 from __future__ import annotations
