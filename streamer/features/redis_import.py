@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from streamer.imports import without
+
 METRICS_SDK = "opentelemetry.sdk.metrics"
 
 
@@ -31,14 +33,8 @@ class _WithoutMetrics(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        if METRICS_SDK in sys.modules:
+        with without(METRICS_SDK):
             self._loader.exec_module(module)
-            return
-        sys.modules[METRICS_SDK] = None  # type: ignore[assignment]  # the import system's "missing"
-        try:
-            self._loader.exec_module(module)
-        finally:
-            del sys.modules[METRICS_SDK]
 
 
 class _FirstRedisImport(importlib.abc.MetaPathFinder):

@@ -15,21 +15,16 @@ import time
 from types import ModuleType
 from typing import Any
 
+from streamer.imports import without
+
 
 def _structlog() -> ModuleType:
     """structlog without rich. structlog imports rich, when installed, for tracebacks it
     would draw; this module renders exceptions as plain text (``format_exc_info``), and
     rich would cost ``streamer run`` about 35 ms of start-up. rich is hidden only while
     structlog loads, so the commands that draw tables still import it."""
-    if "rich" in sys.modules:
+    with without("rich"):
         import structlog as loaded
-
-        return loaded
-    sys.modules["rich"] = None  # type: ignore[assignment]  # ``import rich`` fails: skipped
-    try:
-        import structlog as loaded
-    finally:
-        del sys.modules["rich"]
     return loaded
 
 
