@@ -87,26 +87,31 @@ def test_a_model_refused_by_the_check_beside_the_join_scores_nothing(
     assert committed_total(bootstrap, settings["group_id"], settings["input_topic"]) == 0
 
 
-def test_the_group_join_is_asked_for_before_the_model_runtime_and_redis_are_imported(
+def test_the_group_join_and_the_producer_come_before_the_model_runtime_and_redis_imports(
     run_settings: dict[str, str], redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    """The join's round trips run beside the slow imports, not after them."""
+    """The join's round trips, and the stream's producer's connection, run beside the slow
+    imports, not after them."""
     load_synthetic_features(redis_url, redis_prefix)
     _produce(run_settings)
-    report = tmp_path / "at-join.json"
+    at_join, at_producer = tmp_path / "at-join.json", tmp_path / "at-producer.json"
     code = (
         "import json, pathlib, sys\n"
+        "from streamer.clients import Clients\n"
         "from streamer.kafka.membership import Membership\n"
-        "join = Membership.join\n"
-        f"report = pathlib.Path({str(report)!r})\n"
-        "def record(self):\n"
-        "    if not report.exists():  # the first ask\n"
-        "        report.write_text(json.dumps(sorted(sys.modules)))\n"
-        "    join(self)\n"
-        "Membership.join = record\n"
+        "def recorded(method, report):\n"
+        "    def call(self, *args, **kwargs):\n"
+        "        if not report.exists():  # the first call\n"
+        "            report.write_text(json.dumps(sorted(sys.modules)))\n"
+        "        return method(self, *args, **kwargs)\n"
+        "    return call\n"
+        f"Membership.join = recorded(Membership.join, pathlib.Path({str(at_join)!r}))\n"
+        f"Clients.producer = recorded(Clients.producer, pathlib.Path({str(at_producer)!r}))\n"
         "sys.argv = ['streamer', 'run']\n"
         "from streamer.cli.app import main\n"
         "main()\n"
     )
     _scores_everything(run_settings, ["-c", code])
-    assert imported(report, ("onnxruntime", "onnx", "redis", "numpy")) == []
+    slow = ("onnxruntime", "onnx", "redis", "numpy")
+    assert imported(at_join, slow) == []
+    assert imported(at_producer, slow) == []
