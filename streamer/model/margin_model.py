@@ -53,19 +53,16 @@ def fields(message: memoryview) -> Iterator[Field]:
         number, wire = tag >> 3, tag & 7
         if wire == 0:
             end = _varint(message, at)[1]
-            value, head = message[at:end], message[start:at]
         elif wire == _LEN:
-            size, at = _varint(message, at)
+            size, at = _varint(message, at)  # the value starts after its length
             end = at + size
-            value, head = message[at:end], message[start:at]
         elif wire in _FIXED:
             end = at + _FIXED[wire]
-            value, head = message[at:end], message[start:at]
         else:
             raise ValueError(f"wire type {wire} (groups) in an ONNX message")
         if number == 0 or end > len(message):
             raise ValueError("truncated message")
-        yield number, wire, bytes(head), value
+        yield number, wire, bytes(message[start:at]), message[at:end]
         at = end
 
 
