@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,55 +142,60 @@ def _assert_same_as_v1(v1: list[dict[str, Any]], scores: Any, decisions: Any, cl
 def test_tritonclient_http_discovers_the_model_and_scores_500_rows_as_v1_does(
     server: V2Server,
 ) -> None:
-    client = httpclient.InferenceServerClient(server.served.url.removeprefix("http://"))
-    assert client.is_server_live()
-    assert client.is_server_ready()
-    assert client.is_model_ready(MODEL)
-    meta = client.get_model_metadata(MODEL)
-    assert [i["name"] for i in meta["inputs"]] == [f.name for f in input_fields()]
-    assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == list(OUTPUTS)
-    assert "champion" in meta["versions"]
+    with closing(
+        httpclient.InferenceServerClient(server.served.url.removeprefix("http://"))
+    ) as client:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready(MODEL)
+        meta = client.get_model_metadata(MODEL)
+        assert [i["name"] for i in meta["inputs"]] == [f.name for f in input_fields()]
+        assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == list(OUTPUTS)
+        assert "champion" in meta["versions"]
 
-    result = client.infer(MODEL, _inputs(httpclient, server.events), request_id="req-1")
-    v1 = _v1(server, server.events)
-    _assert_same_as_v1(
-        v1, result.as_numpy("score"), result.as_numpy("decision"), result.as_numpy("error_class")
-    )
-    assert result.get_response()["id"] == "req-1"
-    assert {r["status"] for r in v1} == {"scored", "rejected"}
+        result = client.infer(MODEL, _inputs(httpclient, server.events), request_id="req-1")
+        v1 = _v1(server, server.events)
+        _assert_same_as_v1(
+            v1,
+            result.as_numpy("score"),
+            result.as_numpy("decision"),
+            result.as_numpy("error_class"),
+        )
+        assert result.get_response()["id"] == "req-1"
+        assert {r["status"] for r in v1} == {"scored", "rejected"}
 
-    # Only the outputs asked for, JSON (not binary) when asked so; an alias is a version.
-    wanted = [httpclient.InferRequestedOutput("decision", binary_data=False)]
-    picked = client.infer(
-        MODEL, _inputs(httpclient, server.events[:3]), model_version="champion", outputs=wanted
-    )
-    assert [o["name"] for o in picked.get_response()["outputs"]] == ["decision"]
-    assert list(picked.as_numpy("decision")) == [r.get("decision", "REJECTED") for r in v1[:3]]
+        # Only the outputs asked for, JSON (not binary) when asked so; an alias is a version.
+        wanted = [httpclient.InferRequestedOutput("decision", binary_data=False)]
+        picked = client.infer(
+            MODEL, _inputs(httpclient, server.events[:3]), model_version="champion", outputs=wanted
+        )
+        assert [o["name"] for o in picked.get_response()["outputs"]] == ["decision"]
+        assert list(picked.as_numpy("decision")) == [r.get("decision", "REJECTED") for r in v1[:3]]
 
 
 def test_tritonclient_grpc_gives_the_same_answers(server: V2Server) -> None:
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    assert client.is_server_live()
-    assert client.is_server_ready()
-    assert client.is_model_ready(MODEL, "champion")
-    meta = client.get_model_metadata(MODEL, as_json=True)
-    assert [i["name"] for i in meta["inputs"]] == [f.name for f in input_fields()]
-    assert client.get_server_metadata(as_json=True)["name"] == "streamer"
+    with closing(grpcclient.InferenceServerClient(server.grpc_url)) as client:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready(MODEL, "champion")
+        meta = client.get_model_metadata(MODEL, as_json=True)
+        assert [i["name"] for i in meta["inputs"]] == [f.name for f in input_fields()]
+        assert client.get_server_metadata(as_json=True)["name"] == "streamer"
 
-    result = client.infer(MODEL, _inputs(grpcclient, server.events), request_id="g-1")
-    _assert_same_as_v1(
-        _v1(server, server.events),
-        result.as_numpy("score"),
-        result.as_numpy("decision"),
-        result.as_numpy("error_class"),
-    )
-    assert result.get_response().id == "g-1"
-    picked = client.infer(
-        MODEL,
-        _inputs(grpcclient, server.events[:2]),
-        outputs=[grpcclient.InferRequestedOutput("score")],
-    )
-    assert [o.name for o in picked.get_response().outputs] == ["score"]
+        result = client.infer(MODEL, _inputs(grpcclient, server.events), request_id="g-1")
+        _assert_same_as_v1(
+            _v1(server, server.events),
+            result.as_numpy("score"),
+            result.as_numpy("decision"),
+            result.as_numpy("error_class"),
+        )
+        assert result.get_response().id == "g-1"
+        picked = client.infer(
+            MODEL,
+            _inputs(grpcclient, server.events[:2]),
+            outputs=[grpcclient.InferRequestedOutput("score")],
+        )
+        assert [o.name for o in picked.get_response().outputs] == ["score"]
     with server.served.client() as http:
         metrics = http.get("/metrics").text
     assert re.search(r'streamer_serve_requests_total\{[^}]*protocol="v2-grpc"', metrics)
@@ -228,37 +234,41 @@ def _http_error(call: Any) -> InferenceServerException:
 
 
 def test_malformed_requests_are_refused_naming_the_input(server: V2Server) -> None:
-    http = httpclient.InferenceServerClient(server.served.url.removeprefix("http://"))
-    rpc = grpcclient.InferenceServerClient(server.grpc_url)
-    for module, client in ((httpclient, http), (grpcclient, rpc)):
-        inputs = _inputs(module, server.events[:4])
-        wrong = module.InferInput("mcc", [4], "FP32")
-        wrong.set_data_from_numpy(np.array([5411.0] * 4, dtype=np.float32))
-        inputs = [wrong if i.name() == "mcc" else i for i in inputs]
-        error = _http_error(lambda: client.infer(MODEL, inputs))  # noqa: B023
-        assert "'mcc'" in error.message()
-        assert "FP32" in error.message()
-        assert error.status() in ("400", "StatusCode.INVALID_ARGUMENT")
+    with (
+        closing(
+            httpclient.InferenceServerClient(server.served.url.removeprefix("http://"))
+        ) as http,
+        closing(grpcclient.InferenceServerClient(server.grpc_url)) as rpc,
+    ):
+        for module, client in ((httpclient, http), (grpcclient, rpc)):
+            inputs = _inputs(module, server.events[:4])
+            wrong = module.InferInput("mcc", [4], "FP32")
+            wrong.set_data_from_numpy(np.array([5411.0] * 4, dtype=np.float32))
+            inputs = [wrong if i.name() == "mcc" else i for i in inputs]
+            error = _http_error(lambda: client.infer(MODEL, inputs))  # noqa: B023
+            assert "'mcc'" in error.message()
+            assert "FP32" in error.message()
+            assert error.status() in ("400", "StatusCode.INVALID_ARGUMENT")
 
-        short = _inputs(module, server.events[:4])
-        short[3] = _inputs(module, server.events[:3])[3]
-        error = _http_error(lambda: client.infer(MODEL, short))  # noqa: B023
-        assert f"'{short[3].name()}'" in error.message()
-        assert "shape" in error.message()
+            short = _inputs(module, server.events[:4])
+            short[3] = _inputs(module, server.events[:3])[3]
+            error = _http_error(lambda: client.infer(MODEL, short))  # noqa: B023
+            assert f"'{short[3].name()}'" in error.message()
+            assert "shape" in error.message()
 
-        error = _http_error(
-            lambda: client.infer(MODEL, _inputs(module, server.events[:1]), model_version="9")  # noqa: B023
-        )
-        assert error.status() in ("404", "StatusCode.NOT_FOUND")
+            error = _http_error(
+                lambda: client.infer(MODEL, _inputs(module, server.events[:1]), model_version="9")  # noqa: B023
+            )
+            assert error.status() in ("404", "StatusCode.NOT_FOUND")
 
-    with httpx.Client(base_url=server.served.url) as client:
-        missing = client.get(f"/v2/models/{MODEL}/versions/9")
-        assert missing.status_code == 404
-        assert "not loaded" in missing.json()["error"]
-        garbage = client.post(f"/v2/models/{MODEL}/infer", content=b"{not json")
-        assert garbage.status_code == 400
-        assert "error" in garbage.json()
-    assert http.is_server_live()  # still serving
+        with httpx.Client(base_url=server.served.url) as client:
+            missing = client.get(f"/v2/models/{MODEL}/versions/9")
+            assert missing.status_code == 404
+            assert "not loaded" in missing.json()["error"]
+            garbage = client.post(f"/v2/models/{MODEL}/infer", content=b"{not json")
+            assert garbage.status_code == 400
+            assert "error" in garbage.json()
+        assert http.is_server_live()  # still serving
 
 
 def test_the_docs_example_runs_verbatim(server: V2Server) -> None:
@@ -270,8 +280,12 @@ def test_the_docs_example_runs_verbatim(server: V2Server) -> None:
     assert sample is not None
     code = sample.group(1).replace("localhost:8080", server.served.url.removeprefix("http://"))
     namespace: dict[str, Any] = {}
-    exec(compile(code, str(DOCS), "exec"), namespace)
-    assert namespace["result"].as_numpy("decision").shape == (1,)
+    try:
+        exec(compile(code, str(DOCS), "exec"), namespace)
+        assert namespace["result"].as_numpy("decision").shape == (1,)
+    finally:
+        if "client" in namespace:
+            namespace["client"].close()
 
 
 def _topic_records(bootstrap: str, topic: str) -> list[tuple[str, dict[str, bytes]]]:
@@ -317,21 +331,28 @@ def test_v2_keeps_v1s_api_keys_and_publishes_what_it_scored_with_the_callers_tra
     rest_rows, rpc_rows = events[:120], events[120:]
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     grpc_port = free_port()
-    with serving(
-        bed.tmp,
-        "--publish",
-        "--api-keys-file",
-        str(bed.tmp / "keys"),
-        "--max-request-events",
-        "200",
-        redis_url=bed.redis_url,
-        redis_key_prefix=bed.prefix,
-        kafka_bootstrap_servers=bed.kafka,
-        output_topic=topic,
-        serve_grpc_port=str(grpc_port),
-    ) as served:
-        http = httpclient.InferenceServerClient(served.url.removeprefix("http://"))
-        rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    with (
+        ExitStack() as stack,
+        serving(
+            bed.tmp,
+            "--publish",
+            "--api-keys-file",
+            str(bed.tmp / "keys"),
+            "--max-request-events",
+            "200",
+            redis_url=bed.redis_url,
+            redis_key_prefix=bed.prefix,
+            kafka_bootstrap_servers=bed.kafka,
+            output_topic=topic,
+            serve_grpc_port=str(grpc_port),
+        ) as served,
+    ):
+        http = stack.enter_context(
+            closing(httpclient.InferenceServerClient(served.url.removeprefix("http://")))
+        )
+        rpc = stack.enter_context(
+            closing(grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}"))
+        )
         assert (
             _http_error(lambda: http.infer(MODEL, _inputs(httpclient, rest_rows))).status() == "401"
         )
