@@ -137,11 +137,11 @@ def verify(
     explainer: Explainer,
     meta: ModelMetadata,
     onnx: bytes,
-    session: ort.InferenceSession | None = None,
+    session: ort.InferenceSession,
 ) -> None:
     """Refuse an explainer that is not the ONNX file's model, on a reference set
-    (``session``: one of the file's, if open). The contributions are read on the rows the
-    trees' load checked the C TreeSHAP on, whose sums it remembers."""
+    (``session``: one of the file's, open already). The contributions are read on the rows
+    the trees' load checked the C TreeSHAP on, whose sums it remembers."""
     additive = reference_rows(meta, ADDITIVE_ROWS)
     rows = np.concatenate([reference_rows(meta), additive])
     margin, scores = onnx_margin_and_score(onnx, meta, rows, session)

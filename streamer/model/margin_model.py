@@ -44,7 +44,7 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def fields(message: memoryview) -> Iterator[Field]:
+def _fields(message: memoryview) -> Iterator[Field]:
     """A message's fields in order (``ValueError`` for bytes that are not one)."""
     at = 0
     while at < len(message):
@@ -69,7 +69,7 @@ def fields(message: memoryview) -> Iterator[Field]:
 def _rewrite(message: memoryview, number: int, change: Callable[[memoryview], bytes]) -> bytes:
     """``message`` with each length-delimited field ``number`` replaced by ``change`` of it."""
     parts = []
-    for field, wire, head, value in fields(message):
+    for field, wire, head, value in _fields(message):
         if field == number and wire == _LEN:
             new = change(value)
             parts.append(_encode_varint(field << 3 | _LEN) + _encode_varint(len(new)) + new)
@@ -80,7 +80,7 @@ def _rewrite(message: memoryview, number: int, change: Callable[[memoryview], by
 
 def _first(message: memoryview, number: int) -> bytes | None:
     """The first length-delimited field ``number``, read no further than it."""
-    return next((bytes(v) for f, w, _, v in fields(message) if f == number and w == _LEN), None)
+    return next((bytes(v) for f, w, _, v in _fields(message) if f == number and w == _LEN), None)
 
 
 def without_logistic(onnx: bytes, model: str) -> bytes:
